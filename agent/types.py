@@ -77,3 +77,74 @@ class GasPrice:
     max_fee_wei: int
     block: int
     priority_percentiles_wei: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteHop:
+    """One swap of a route: ``token_in`` -> ``token_out`` through ``pool`` (a V2 pair or V3 pool).
+
+    ``dex`` names the deployment ("uniswap_v2", "sushiswap", "uniswap_v3"); ``kind`` is "v2" or
+    "v3"; ``fee_pips`` is the pool fee in hundredths of a basis point (3000 = 0.3 %).
+    """
+
+    pool: str
+    dex: str
+    kind: str
+    token_in: str
+    token_out: str
+    fee_pips: int = 3000
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A decision to trade, handed from strategy/risk to the executor. Journaled before any I/O.
+
+    ``kind`` is "swap" (a directional trade through a router) or "arb" (an atomic cycle through
+    the ArbExecutor, ``token_in == token_out``). Amounts are ``int`` in smallest units:
+    ``amount_in`` of ``token_in``; ``min_amount_out`` and ``predicted_amount_out`` of
+    ``token_out``. ``predicted_profit`` is in ``token_in`` units (arb: predicted final minus
+    start balance; swap: 0, a directional trade is marked to market by the portfolio).
+    ``predicted_profit_usd`` is for reporting only. ``deadline`` is a unix timestamp (seconds).
+    """
+
+    id: str
+    strategy: str
+    kind: str
+    route: tuple[RouteHop, ...]
+    token_in: str
+    token_out: str
+    amount_in: int
+    min_amount_out: int
+    predicted_amount_out: int
+    predicted_profit: int
+    predicted_profit_usd: float
+    deadline: int
+    opportunity_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """What an intent actually did, beside what was predicted. Amounts in smallest units.
+
+    ``amount_in`` / ``amount_out`` are realised (from the receipt's Transfer logs and balance
+    deltas, or from local math in paper mode); ``profit`` is realised, in ``token_in`` units, on
+    the same definition as ``Intent.predicted_profit``. ``gas_cost_wei`` is gas_used x effective
+    gas price, in wei of the native coin.
+    """
+
+    intent_id: str
+    mode: str
+    tx_hash: str | None
+    token_in: str
+    token_out: str
+    amount_in: int
+    amount_out: int
+    profit: int
+    predicted_amount_in: int
+    predicted_amount_out: int
+    predicted_profit: int
+    gas_used: int = 0
+    gas_cost_wei: int = 0
+    block_number: int | None = None
+    predicted_profit_usd: float | None = None
+    profit_usd: float | None = None
