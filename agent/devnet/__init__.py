@@ -1,0 +1,214 @@
+"""A local chain carrying the real Uniswap V2/V3 contracts: ``async with Devnet() as devnet: ...``.
+
+``Devnet`` starts Anvil on a free loopback port, deploys the stack (see ``deploy.py``) or loads a
+saved state, writes ``anvil/deployments/<name>.json``, and stops Anvil on exit, on an exception
+and on cancellation. ``Devnet(fork_url=...)`` starts an Anvil fork of another chain instead (the
+upstream devnet, or mainnet through a real RPC URL) and deploys nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from agent.devnet.deploy import Deployment, PoolInfo, deploy_stack
+from agent.devnet.jsonrpc import JsonRpc
+from agent.devnet.node import DEV_ACCOUNTS, PROJECT_ROOT, AnvilNode, anvil_binary
+from agent.errors import FatalError
+from agent.types import Token
+
+__all__ = ["DEV_ACCOUNTS", "Deployment", "Devnet", "PoolInfo", "anvil_binary"]
+
+DEFAULT_DEPLOYMENTS_DIR = PROJECT_ROOT / "anvil" / "deployments"
+
+
+def _state_key(extra_tokens: int) -> str:
+    """Changes whenever what a deployment would produce changes; guards saved states."""
+    digest = hashlib.sha256(f"extra_tokens={extra_tokens}".encode())
+    for path in (
+        Path(__file__).parent / "deploy.py",
+        PROJECT_ROOT / "abis" / "TestERC20.json",
+        PROJECT_ROOT / "abis" / "Multicall3.json",
+        PROJECT_ROOT / "anvil" / "package-lock.json",
+    ):
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _meta_path(state_file: Path) -> Path:
+    return state_file.with_name(state_file.name + ".meta.json")
+
+
+class Devnet:
+    """Anvil + the deployed stack. Attributes are valid inside ``async with``."""
+
+    def __init__(
+        self,
+        *,
+        name: str = "devnet",
+        chain_id: int = 31337,
+        fork_url: str | None = None,
+        fork_block: int | None = None,
+        deployment: Deployment | None = None,
+        state_file: Path | None = None,
+        deployments_dir: Path | None = DEFAULT_DEPLOYMENTS_DIR,
+        extra_tokens: int = 0,
+        block_time_s: float | None = None,
+    ) -> None:
+        self.name = name
+        self.chain_id = chain_id
+        self.fork_url = fork_url
+        self._fork_deployment = deployment
+        self.state_file = state_file
+        self.deployments_dir = deployments_dir
+        self.extra_tokens = extra_tokens
+        self._node_options: dict[str, Any] = {
+            "chain_id": chain_id,
+            "fork_url": fork_url,
+            "fork_block": fork_block,
+            "block_time_s": block_time_s,
+        }
+        self.node = AnvilNode(**self._node_options)
+        self.rpc: JsonRpc | None = None
+        self.deployment: Deployment | None = None
+        self.loaded_from_state = False
+
+    # -- what clients use -------------------------------------------------------------------
+    @property
+    def rpc_url(self) -> str:
+        return self.node.rpc_url
+
+    @property
+    def ws_url(self) -> str:
+        return self.node.ws_url
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        return self._deployment.addresses
+
+    @property
+    def tokens(self) -> dict[str, Token]:
+        return self._deployment.tokens
+
+    @property
+    def pools(self) -> tuple[PoolInfo, ...]:
+        return self._deployment.pools
+
+    @property
+    def accounts(self) -> tuple[tuple[str, str], ...]:
+        """Anvil's dev accounts as (address, private key); [0] deployed the stack."""
+        return DEV_ACCOUNTS
+
+    @property
+    def _deployment(self) -> Deployment:
+        if self.deployment is None:
+            raise FatalError("the devnet is not running")
+        return self.deployment
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> Devnet:
+        load_state = (
+            not self.fork_url and self.state_file is not None and self._saved_state_usable()
+        )
+        if load_state:
+            # Anvil's HTTP server refuses multi-megabyte bodies, so a saved state is loaded with
+            # --load-state at start-up (the same loader anvil_loadState uses), never over RPC.
+            assert self.state_file is not None
+            self.node = AnvilNode(
+                **self._node_options, extra_args=["--load-state", str(self.state_file)]
+            )
+        await self.node.start()
+        try:
+            self.rpc = JsonRpc(self.rpc_url)
+            if self.fork_url:
+                self.deployment = self._deployment_for_fork()
+            elif load_state:
+                self._read_saved_deployment()
+            else:
+                self.deployment = await deploy_stack(
+                    self.rpc,
+                    name=self.name,
+                    chain_id=self.chain_id,
+                    rpc_url=self.rpc_url,
+                    extra_tokens=self.extra_tokens,
+                )
+                if self.state_file is not None:
+                    await self.save_state(self.state_file)
+            if self.deployments_dir is not None:
+                self.deployments_dir.mkdir(parents=True, exist_ok=True)
+                (self.deployments_dir / f"{self.name}.json").write_text(
+                    self._deployment.to_json() + "\n"
+                )
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def stop(self) -> None:
+        if self.rpc is not None:
+            await self.rpc.aclose()
+            self.rpc = None
+        await self.node.stop()
+
+    async def __aenter__(self) -> Devnet:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- state ---------------------------------------------------------------------------------
+    async def save_state(self, path: Path) -> None:
+        """Write Anvil's state (``anvil_dumpState``, unzipped to the JSON ``--load-state`` reads)
+        to ``path`` and the deployment beside it (``<path>.meta.json``)."""
+        state_hex: str = await self.call("anvil_dumpState")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(gzip.decompress(bytes.fromhex(state_hex.removeprefix("0x"))))
+        tmp.replace(path)
+        meta = {"key": _state_key(self.extra_tokens), "deployment": self._deployment.to_json()}
+        _meta_path(path).write_text(json.dumps(meta))
+
+    def _saved_state_usable(self) -> bool:
+        assert self.state_file is not None
+        meta_path = _meta_path(self.state_file)
+        if not (self.state_file.is_file() and meta_path.is_file()):
+            return False
+        meta = json.loads(meta_path.read_text())
+        return bool(meta.get("key") == _state_key(self.extra_tokens))
+
+    def _read_saved_deployment(self) -> None:
+        assert self.state_file is not None
+        meta = json.loads(_meta_path(self.state_file).read_text())
+        self.deployment = Deployment.from_json(meta["deployment"]).with_rpc_url(self.rpc_url)
+        self.loaded_from_state = True
+
+    def _deployment_for_fork(self) -> Deployment:
+        if self._fork_deployment is not None:
+            return self._fork_deployment.with_rpc_url(self.rpc_url)
+        return Deployment(self.name, self.chain_id, self.rpc_url, {}, {}, ())
+
+    # -- chain helpers ------------------------------------------------------------------------
+    async def call(self, method: str, params: list[Any] | None = None) -> Any:
+        if self.rpc is None:
+            raise FatalError("the devnet is not running")
+        return await self.rpc.call(method, params or [])
+
+    async def snapshot(self) -> str:
+        return str(await self.call("evm_snapshot"))
+
+    async def revert(self, snapshot_id: str) -> None:
+        if not await self.call("evm_revert", [snapshot_id]):
+            raise FatalError(f"evm_revert({snapshot_id}) failed")
+
+    async def mine(self, blocks: int = 1) -> None:
+        await self.call("anvil_mine", [hex(blocks)])
