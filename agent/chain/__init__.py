@@ -1,0 +1,1 @@
+"""Chain access: RPC with failover, multicall, gas, nonces, transactions, address registry."""
