@@ -95,6 +95,11 @@ def anvil_binary() -> Path:
     )
 
 
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
+
+
 class AnvilNode:
     """One Anvil process on 127.0.0.1. ``rpc_url`` is valid between start() and stop()."""
 
@@ -144,7 +149,8 @@ class AnvilNode:
         self.rpc_url = f"http://127.0.0.1:{port}"
         self.ws_url = f"ws://127.0.0.1:{port}"
         # Keep reading Anvil's output so its pipe never fills up and blocks it.
-        self._drain = asyncio.create_task(self._drain_output(), name="anvil-output")
+        assert self._proc.stdout is not None
+        self._drain = asyncio.create_task(_drain(self._proc.stdout), name="anvil-output")
 
     async def _read_port(self) -> int:
         assert self._proc is not None and self._proc.stdout is not None
@@ -158,11 +164,6 @@ class AnvilNode:
             match = _LISTENING.search(line)
             if match:
                 return int(match.group("port"))
-
-    async def _drain_output(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        while await self._proc.stdout.read(65536):
-            pass
 
     async def stop(self) -> None:
         """Terminate Anvil (kill after 5 s); safe to call twice and under cancellation."""
