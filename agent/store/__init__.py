@@ -1,0 +1,17 @@
+"""Persistence: async SQLAlchemy engine, alembic migrations and the execution journal."""
+
+from agent.store.db import create_engine, init_db, session_factory
+from agent.store.journal import IntentRecord, InvalidTransition, Journal, TxRecord
+from agent.store.models import IntentStatus, TxStatus
+
+__all__ = [
+    "IntentRecord",
+    "IntentStatus",
+    "InvalidTransition",
+    "Journal",
+    "TxRecord",
+    "TxStatus",
+    "create_engine",
+    "init_db",
+    "session_factory",
+]

@@ -1,0 +1,634 @@
+"""The execution journal: every step of an intent's life, each in its own committed transaction.
+
+Order of writes for one trade (what makes a crash at any instant recoverable):
+
+1. ``record_intent``      -- before any I/O; status ``pending``
+2. ``record_signed_tx``   -- hash, nonce and raw bytes, BEFORE broadcast; intent ``submitted``
+3. ``mark_sent``          -- after the submit RPC accepted it
+4. ``mark_mined`` / ``mark_reverted`` / ``mark_dropped`` / ``mark_replaced``
+5. ``record_fill``        -- realised amounts beside predicted ones; intent ``filled``
+
+Statuses follow the explicit machines in ``agent.store.models``; an invalid transition raises
+``InvalidTransition``; repeating the current status is a no-op (reconciliation may replay a step
+that completed just before a crash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agent.errors import FatalError
+from agent.store.models import (
+    FINAL_INTENT_STATUSES,
+    FINAL_TX_STATUSES,
+    INTENT_TRANSITIONS,
+    TX_TRANSITIONS,
+    AlertRow,
+    EquitySnapshotRow,
+    FillRow,
+    IntentRow,
+    IntentStatus,
+    OpportunityRow,
+    RiskRejectionRow,
+    StrategyStateRow,
+    TransactionRow,
+    TxStatus,
+    utc_now,
+)
+from agent.types import Fill, Intent, RouteHop
+
+
+class InvalidTransition(FatalError):
+    """A status change the state machine does not allow (a bug, or a corrupted journal)."""
+
+
+class JournalNotFound(FatalError):
+    """The intent or transaction named is not in the journal."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRecord:
+    """An intent as journaled, with its current status."""
+
+    intent: Intent
+    mode: str
+    status: IntentStatus
+    status_detail: str | None
+    status_history: tuple[dict[str, Any], ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    """A journaled signed transaction. Fee fields in wei per gas; ``value_wei`` in wei."""
+
+    tx_hash: str
+    intent_id: str | None
+    purpose: str
+    chain_id: int
+    sender: str
+    nonce: int
+    raw_tx: bytes
+    to_address: str | None
+    value_wei: int
+    gas_limit: int
+    max_fee_per_gas_wei: int
+    max_priority_fee_per_gas_wei: int
+    status: TxStatus
+    status_history: tuple[dict[str, Any], ...]
+    block_number: int | None
+    gas_used: int | None
+    effective_gas_price_wei: int | None
+    replaced_by: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EquitySnapshot:
+    taken_at: datetime
+    mode: str
+    equity_usd: float
+    balances: dict[str, int]
+    block_number: int | None
+
+
+def _history_entry(status: str, detail: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"status": status, "at": utc_now().isoformat()}
+    if detail:
+        entry["detail"] = detail
+    return entry
+
+
+def _route_to_json(route: Sequence[RouteHop]) -> list[dict[str, Any]]:
+    return [
+        {
+            "pool": hop.pool,
+            "dex": hop.dex,
+            "kind": hop.kind,
+            "token_in": hop.token_in,
+            "token_out": hop.token_out,
+            "fee_pips": hop.fee_pips,
+        }
+        for hop in route
+    ]
+
+
+def _route_from_json(route: Sequence[Mapping[str, Any]]) -> tuple[RouteHop, ...]:
+    return tuple(
+        RouteHop(
+            pool=str(h["pool"]),
+            dex=str(h["dex"]),
+            kind=str(h["kind"]),
+            token_in=str(h["token_in"]),
+            token_out=str(h["token_out"]),
+            fee_pips=int(h["fee_pips"]),
+        )
+        for h in route
+    )
+
+
+def _intent_record(row: IntentRow) -> IntentRecord:
+    intent = Intent(
+        id=row.id,
+        strategy=row.strategy,
+        kind=row.kind,
+        route=_route_from_json(row.route),
+        token_in=row.token_in,
+        token_out=row.token_out,
+        amount_in=row.amount_in,
+        min_amount_out=row.min_amount_out,
+        predicted_amount_out=row.predicted_amount_out,
+        predicted_profit=row.predicted_profit,
+        predicted_profit_usd=row.predicted_profit_usd,
+        deadline=row.deadline,
+        opportunity_id=row.opportunity_id,
+    )
+    return IntentRecord(
+        intent=intent,
+        mode=row.mode,
+        status=IntentStatus(row.status),
+        status_detail=row.status_detail,
+        status_history=tuple(row.status_history),
+        created_at=row.created_at,
+    )
+
+
+def _tx_record(row: TransactionRow) -> TxRecord:
+    return TxRecord(
+        tx_hash=row.tx_hash,
+        intent_id=row.intent_id,
+        purpose=row.purpose,
+        chain_id=row.chain_id,
+        sender=row.sender,
+        nonce=row.nonce,
+        raw_tx=row.raw_tx,
+        to_address=row.to_address,
+        value_wei=row.value_wei,
+        gas_limit=row.gas_limit,
+        max_fee_per_gas_wei=row.max_fee_per_gas_wei,
+        max_priority_fee_per_gas_wei=row.max_priority_fee_per_gas_wei,
+        status=TxStatus(row.status),
+        status_history=tuple(row.status_history),
+        block_number=row.block_number,
+        gas_used=row.gas_used,
+        effective_gas_price_wei=row.effective_gas_price_wei,
+        replaced_by=row.replaced_by,
+        created_at=row.created_at,
+    )
+
+
+def _fill_from_row(row: FillRow) -> Fill:
+    return Fill(
+        intent_id=row.intent_id,
+        mode=row.mode,
+        tx_hash=row.tx_hash,
+        token_in=row.token_in,
+        token_out=row.token_out,
+        amount_in=row.amount_in_realised,
+        amount_out=row.amount_out_realised,
+        profit=row.profit_realised,
+        predicted_amount_in=row.amount_in_predicted,
+        predicted_amount_out=row.amount_out_predicted,
+        predicted_profit=row.profit_predicted,
+        gas_used=row.gas_used,
+        gas_cost_wei=row.gas_cost_wei,
+        predicted_profit_usd=row.profit_predicted_usd,
+        profit_usd=row.profit_realised_usd,
+    )
+
+
+class Journal:
+    """Repository over the store's tables; one committed DB transaction per method call.
+
+    Takes an ``async_sessionmaker`` (see ``agent.store.db.session_factory``); holds no session
+    between calls. Writes from one process are serialised with an ``asyncio.Lock`` so SQLite never
+    sees two writers from the same process.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._write_lock = asyncio.Lock()
+
+    # -- opportunities, intents -----------------------------------------------------------
+
+    async def record_opportunity(
+        self,
+        opportunity_id: str,
+        strategy: str,
+        kind: str,
+        token_in: str | None = None,
+        amount_in: int | None = None,
+        predicted_profit: int | None = None,
+        predicted_profit_usd: float | None = None,
+        block_number: int | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Store a scored opportunity. Amounts in ``token_in`` smallest units."""
+        async with self._write_lock, self._sessions.begin() as session:
+            session.add(
+                OpportunityRow(
+                    id=opportunity_id,
+                    strategy=strategy,
+                    kind=kind,
+                    token_in=token_in,
+                    amount_in=amount_in,
+                    predicted_profit=predicted_profit,
+                    predicted_profit_usd=predicted_profit_usd,
+                    block_number=block_number,
+                    details=dict(details or {}),
+                )
+            )
+
+    async def record_intent(self, intent: Intent, mode: str) -> None:
+        """Journal ``intent`` as ``pending``. Call before any I/O for it."""
+        async with self._write_lock, self._sessions.begin() as session:
+            session.add(
+                IntentRow(
+                    id=intent.id,
+                    opportunity_id=intent.opportunity_id,
+                    strategy=intent.strategy,
+                    kind=intent.kind,
+                    mode=mode,
+                    token_in=intent.token_in,
+                    token_out=intent.token_out,
+                    amount_in=intent.amount_in,
+                    min_amount_out=intent.min_amount_out,
+                    predicted_amount_out=intent.predicted_amount_out,
+                    predicted_profit=intent.predicted_profit,
+                    predicted_profit_usd=intent.predicted_profit_usd,
+                    deadline=intent.deadline,
+                    route=_route_to_json(intent.route),
+                    status=IntentStatus.PENDING,
+                    status_history=[_history_entry(IntentStatus.PENDING, None)],
+                )
+            )
+
+    async def set_intent_status(
+        self, intent_id: str, status: IntentStatus, detail: str | None = None
+    ) -> bool:
+        """Move an intent to ``status``. Returns False if it already was there (no-op)."""
+        async with self._write_lock, self._sessions.begin() as session:
+            row = await self._intent_row(session, intent_id)
+            return self._transition_intent(row, status, detail)
+
+    async def get_intent(self, intent_id: str) -> IntentRecord:
+        async with self._sessions() as session:
+            return _intent_record(await self._intent_row(session, intent_id))
+
+    async def list_intents(
+        self, statuses: Sequence[IntentStatus] | None = None
+    ) -> list[IntentRecord]:
+        """Intents (optionally only those in ``statuses``), oldest first."""
+        async with self._sessions() as session:
+            query = select(IntentRow).order_by(IntentRow.created_at, IntentRow.id)
+            if statuses is not None:
+                query = query.where(IntentRow.status.in_([str(s) for s in statuses]))
+            rows = (await session.scalars(query)).all()
+            return [_intent_record(r) for r in rows]
+
+    async def list_non_final_intents(self) -> list[IntentRecord]:
+        non_final = [s for s in IntentStatus if s not in FINAL_INTENT_STATUSES]
+        return await self.list_intents(non_final)
+
+    # -- transactions ---------------------------------------------------------------------
+
+    async def record_signed_tx(
+        self,
+        tx_hash: str,
+        raw_tx: bytes,
+        chain_id: int,
+        sender: str,
+        nonce: int,
+        purpose: str,
+        gas_limit: int,
+        max_fee_per_gas_wei: int,
+        max_priority_fee_per_gas_wei: int,
+        to_address: str | None,
+        value_wei: int = 0,
+        intent_id: str | None = None,
+    ) -> None:
+        """Journal a signed transaction BEFORE it is broadcast (status ``signed``).
+
+        When it belongs to a ``pending`` intent, the intent moves to ``submitted`` in the same DB
+        transaction, so the journal never shows a signed transaction for a pending intent.
+        """
+        async with self._write_lock, self._sessions.begin() as session:
+            if intent_id is not None:
+                intent_row = await self._intent_row(session, intent_id)
+                if intent_row.status == IntentStatus.PENDING:
+                    self._transition_intent(intent_row, IntentStatus.SUBMITTED, tx_hash)
+                elif intent_row.status != IntentStatus.SUBMITTED:
+                    raise InvalidTransition(
+                        f"intent {intent_id} is {intent_row.status}; cannot sign for it"
+                    )
+            session.add(
+                TransactionRow(
+                    intent_id=intent_id,
+                    purpose=purpose,
+                    chain_id=chain_id,
+                    sender=sender,
+                    nonce=nonce,
+                    tx_hash=tx_hash,
+                    raw_tx=raw_tx,
+                    to_address=to_address,
+                    value_wei=value_wei,
+                    gas_limit=gas_limit,
+                    max_fee_per_gas_wei=max_fee_per_gas_wei,
+                    max_priority_fee_per_gas_wei=max_priority_fee_per_gas_wei,
+                    status=TxStatus.SIGNED,
+                    status_history=[_history_entry(TxStatus.SIGNED, None)],
+                )
+            )
+
+    async def mark_sent(self, tx_hash: str) -> bool:
+        """The submit RPC accepted ``tx_hash``."""
+        return await self._set_tx_status(tx_hash, TxStatus.SENT)
+
+    async def mark_mined(
+        self, tx_hash: str, block_number: int, gas_used: int, effective_gas_price_wei: int
+    ) -> bool:
+        """Receipt with status 1. Gas price in wei per gas."""
+        return await self._set_tx_status(
+            tx_hash,
+            TxStatus.MINED,
+            block_number=block_number,
+            gas_used=gas_used,
+            effective_gas_price_wei=effective_gas_price_wei,
+        )
+
+    async def mark_reverted(
+        self, tx_hash: str, block_number: int, gas_used: int, effective_gas_price_wei: int
+    ) -> bool:
+        """Receipt with status 0 (gas was still paid)."""
+        return await self._set_tx_status(
+            tx_hash,
+            TxStatus.REVERTED,
+            block_number=block_number,
+            gas_used=gas_used,
+            effective_gas_price_wei=effective_gas_price_wei,
+        )
+
+    async def mark_dropped(self, tx_hash: str, detail: str) -> bool:
+        """Never mined: the send failed before broadcast, or its nonce went to a stranger."""
+        return await self._set_tx_status(tx_hash, TxStatus.DROPPED, detail=detail)
+
+    async def mark_replaced(self, tx_hash: str, replaced_by: str) -> bool:
+        """Another journaled transaction with the same nonce (``replaced_by``) took its place."""
+        return await self._set_tx_status(
+            tx_hash, TxStatus.REPLACED, detail=replaced_by, replaced_by=replaced_by
+        )
+
+    async def get_tx(self, tx_hash: str) -> TxRecord:
+        async with self._sessions() as session:
+            return _tx_record(await self._tx_row(session, tx_hash))
+
+    async def txs_for_intent(self, intent_id: str) -> list[TxRecord]:
+        """The intent's transactions in signing order."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(TransactionRow)
+                .where(TransactionRow.intent_id == intent_id)
+                .order_by(TransactionRow.id)
+            )
+            return [_tx_record(r) for r in rows.all()]
+
+    async def txs_with_nonce(self, chain_id: int, sender: str, nonce: int) -> list[TxRecord]:
+        """Every journaled transaction of ``sender`` using ``nonce`` (originals, replacements)."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(TransactionRow)
+                .where(
+                    TransactionRow.chain_id == chain_id,
+                    TransactionRow.sender == sender,
+                    TransactionRow.nonce == nonce,
+                )
+                .order_by(TransactionRow.id)
+            )
+            return [_tx_record(r) for r in rows.all()]
+
+    async def list_txs(self, statuses: Sequence[TxStatus] | None = None) -> list[TxRecord]:
+        """Transactions (optionally only those in ``statuses``) ordered by sender, then nonce."""
+        async with self._sessions() as session:
+            query = select(TransactionRow).order_by(
+                TransactionRow.sender, TransactionRow.nonce, TransactionRow.id
+            )
+            if statuses is not None:
+                query = query.where(TransactionRow.status.in_([str(s) for s in statuses]))
+            return [_tx_record(r) for r in (await session.scalars(query)).all()]
+
+    async def list_non_final(self) -> list[TxRecord]:
+        """Transactions not yet known to be mined, reverted, dropped or replaced, by nonce."""
+        return await self.list_txs([s for s in TxStatus if s not in FINAL_TX_STATUSES])
+
+    # -- fills, rejections, equity, strategy state, alerts ----------------------------------
+
+    async def record_fill(self, fill: Fill) -> bool:
+        """Store ``fill`` and move its intent to ``filled`` in one DB transaction.
+
+        Returns False (and changes nothing) when the intent already has a fill: settling twice
+        after a crash must not double-count.
+        """
+        async with self._write_lock, self._sessions.begin() as session:
+            existing = await session.scalar(
+                select(FillRow).where(FillRow.intent_id == fill.intent_id)
+            )
+            if existing is not None:
+                return False
+            row = await self._intent_row(session, fill.intent_id)
+            if row.status == IntentStatus.PENDING and fill.tx_hash is None:
+                # paper fills never sign anything: pending -> submitted -> filled
+                self._transition_intent(row, IntentStatus.SUBMITTED, "paper")
+            self._transition_intent(row, IntentStatus.FILLED, fill.tx_hash)
+            session.add(
+                FillRow(
+                    intent_id=fill.intent_id,
+                    tx_hash=fill.tx_hash,
+                    mode=fill.mode,
+                    token_in=fill.token_in,
+                    token_out=fill.token_out,
+                    amount_in_predicted=fill.predicted_amount_in,
+                    amount_in_realised=fill.amount_in,
+                    amount_out_predicted=fill.predicted_amount_out,
+                    amount_out_realised=fill.amount_out,
+                    profit_predicted=fill.predicted_profit,
+                    profit_realised=fill.profit,
+                    gas_used=fill.gas_used,
+                    gas_cost_wei=fill.gas_cost_wei,
+                    profit_predicted_usd=fill.predicted_profit_usd,
+                    profit_realised_usd=fill.profit_usd,
+                )
+            )
+            return True
+
+    async def get_fill(self, intent_id: str) -> Fill | None:
+        async with self._sessions() as session:
+            row = await session.scalar(select(FillRow).where(FillRow.intent_id == intent_id))
+            return None if row is None else _fill_from_row(row)
+
+    async def list_fills(self, mode: str | None = None) -> list[Fill]:
+        async with self._sessions() as session:
+            query = select(FillRow).order_by(FillRow.id)
+            if mode is not None:
+                query = query.where(FillRow.mode == mode)
+            return [_fill_from_row(r) for r in (await session.scalars(query)).all()]
+
+    async def record_rejection(
+        self,
+        strategy: str,
+        reason: str,
+        detail: str = "",
+        opportunity_id: str | None = None,
+        intent_id: str | None = None,
+    ) -> None:
+        """Store a risk-gate refusal; a journaled pending intent moves to ``rejected``."""
+        async with self._write_lock, self._sessions.begin() as session:
+            if intent_id is not None:
+                row = await session.get(IntentRow, intent_id)
+                if row is not None:
+                    self._transition_intent(row, IntentStatus.REJECTED, reason)
+            session.add(
+                RiskRejectionRow(
+                    opportunity_id=opportunity_id,
+                    intent_id=intent_id,
+                    strategy=strategy,
+                    reason=reason,
+                    detail=detail,
+                )
+            )
+
+    async def count_rejections(self, reason: str | None = None) -> int:
+        async with self._sessions() as session:
+            query = select(RiskRejectionRow.id)
+            if reason is not None:
+                query = query.where(RiskRejectionRow.reason == reason)
+            return len((await session.scalars(query)).all())
+
+    async def snapshot_equity(
+        self,
+        mode: str,
+        equity_usd: float,
+        balances: Mapping[str, int],
+        block_number: int | None = None,
+    ) -> None:
+        """Store the portfolio at this moment: balances per token address, smallest units."""
+        async with self._write_lock, self._sessions.begin() as session:
+            session.add(
+                EquitySnapshotRow(
+                    mode=mode,
+                    equity_usd=equity_usd,
+                    balances={token: str(int(amount)) for token, amount in balances.items()},
+                    block_number=block_number,
+                )
+            )
+
+    async def equity_history(self, mode: str | None = None) -> list[EquitySnapshot]:
+        """Equity snapshots, oldest first."""
+        async with self._sessions() as session:
+            query = select(EquitySnapshotRow).order_by(EquitySnapshotRow.id)
+            if mode is not None:
+                query = query.where(EquitySnapshotRow.mode == mode)
+            return [
+                EquitySnapshot(
+                    taken_at=r.taken_at,
+                    mode=r.mode,
+                    equity_usd=r.equity_usd,
+                    balances={t: int(v) for t, v in r.balances.items()},
+                    block_number=r.block_number,
+                )
+                for r in (await session.scalars(query)).all()
+            ]
+
+    async def get_strategy_state(self, strategy: str) -> dict[str, Any] | None:
+        """The JSON state last saved by ``strategy``, or ``None``."""
+        async with self._sessions() as session:
+            row = await session.get(StrategyStateRow, strategy)
+            return None if row is None else dict(row.state)
+
+    async def set_strategy_state(self, strategy: str, state: Mapping[str, Any]) -> None:
+        """Replace ``strategy``'s saved state (JSON-serialisable; big ints as strings)."""
+        async with self._write_lock, self._sessions.begin() as session:
+            row = await session.get(StrategyStateRow, strategy)
+            if row is None:
+                session.add(StrategyStateRow(strategy=strategy, state=dict(state)))
+            else:
+                row.state = dict(state)
+                row.updated_at = utc_now()
+
+    async def record_alert(
+        self, level: str, kind: str, message: str, channels: Mapping[str, Any] | None = None
+    ) -> None:
+        """Store an alert as sent; ``channels`` maps channel name -> delivery outcome."""
+        async with self._write_lock, self._sessions.begin() as session:
+            session.add(
+                AlertRow(level=level, kind=kind, message=message, channels=dict(channels or {}))
+            )
+
+    # -- internals ------------------------------------------------------------------------
+
+    @staticmethod
+    async def _intent_row(session: AsyncSession, intent_id: str) -> IntentRow:
+        row = await session.scalar(
+            select(IntentRow).where(IntentRow.id == intent_id).with_for_update()
+        )
+        if row is None:
+            raise JournalNotFound(f"intent {intent_id} is not in the journal")
+        return row
+
+    @staticmethod
+    async def _tx_row(session: AsyncSession, tx_hash: str) -> TransactionRow:
+        row = await session.scalar(
+            select(TransactionRow).where(TransactionRow.tx_hash == tx_hash).with_for_update()
+        )
+        if row is None:
+            raise JournalNotFound(f"transaction {tx_hash} is not in the journal")
+        return row
+
+    @staticmethod
+    def _transition_intent(row: IntentRow, status: IntentStatus, detail: str | None) -> bool:
+        current = IntentStatus(row.status)
+        if current == status:
+            return False
+        if status not in INTENT_TRANSITIONS[current]:
+            raise InvalidTransition(f"intent {row.id}: {current} -> {status} is not allowed")
+        row.status = status
+        row.status_detail = detail
+        row.status_history = [*row.status_history, _history_entry(status, detail)]
+        row.updated_at = utc_now()
+        return True
+
+    async def _set_tx_status(
+        self,
+        tx_hash: str,
+        status: TxStatus,
+        detail: str | None = None,
+        block_number: int | None = None,
+        gas_used: int | None = None,
+        effective_gas_price_wei: int | None = None,
+        replaced_by: str | None = None,
+    ) -> bool:
+        async with self._write_lock, self._sessions.begin() as session:
+            row = await self._tx_row(session, tx_hash)
+            current = TxStatus(row.status)
+            if current == status:
+                return False
+            if status not in TX_TRANSITIONS[current]:
+                raise InvalidTransition(
+                    f"transaction {tx_hash}: {current} -> {status} is not allowed"
+                )
+            row.status = status
+            row.status_history = [*row.status_history, _history_entry(status, detail)]
+            row.updated_at = utc_now()
+            if block_number is not None:
+                row.block_number = block_number
+                row.gas_used = gas_used
+                row.effective_gas_price_wei = effective_gas_price_wei
+            if replaced_by is not None:
+                row.replaced_by = replaced_by
+            return True
