@@ -1,0 +1,1 @@
+"""Operator alerts: typed events, the Notifier protocol, fan-out and the channels."""

@@ -1,0 +1,485 @@
+"""Telegram Bot API: alerts via sendMessage, operator commands via getUpdates long polling.
+
+Formatting uses ``parse_mode=HTML``: every piece of text we did not write is passed through
+``html.escape`` so ``<``, ``>`` and ``&`` arrive literally and nothing else needs escaping
+(MarkdownV2 would need 18 characters escaped, differently inside code spans).
+
+The bot token is part of every request path (``/bot<TOKEN>/method``). It never leaves this
+module: log lines name the method only, errors are rebuilt from redacted text and raised outside
+the ``except`` block (so aiohttp's exception, whose text holds the URL, is not chained), and
+``repr`` shows no token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from pydantic import SecretStr
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
+
+from agent.alerts.base import AlertCard, AlertDeliveryError, AlertEvent, Severity
+from agent.alerts.control import ControlSurface
+from agent.alerts.ratelimit import Clock, Redactor, Sleep, TokenBucket, retry_wait
+from agent.errors import RateLimitedError, TemporaryError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org"
+# Telegram's cap on a message's text, counted in UTF-16 code units after entity parsing.
+TELEGRAM_MAX_MESSAGE_CHARS = 4096
+
+_SEVERITY_ICON = {
+    Severity.INFO: "🟢",
+    Severity.WARNING: "🟠",
+    Severity.ERROR: "🔴",
+    Severity.CRITICAL: "🚨",
+}
+
+
+def escape_html(text: str) -> str:
+    """Escape text for Telegram's HTML parse mode (``<``, ``>``, ``&``; quotes are allowed)."""
+    return html.escape(text, quote=False)
+
+
+def telegram_length(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji outside the BMP counts 2)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    text: str
+    bold_prefix: str = ""  # rendered as <b>prefix</b> before the text
+
+    def to_html(self) -> str:
+        if self.bold_prefix:
+            return f"<b>{escape_html(self.bold_prefix)}</b>{escape_html(self.text)}"
+        return escape_html(self.text)
+
+
+def _split_line(line: _Line, limit: int) -> list[_Line]:
+    """Cut a line whose HTML is longer than ``limit`` into pieces that each fit."""
+    if telegram_length(line.to_html()) <= limit:
+        return [line]
+    pieces: list[_Line] = []
+    prefix = line.bold_prefix
+    budget = limit - telegram_length(_Line("", prefix).to_html())
+    current: list[str] = []
+    used = 0
+    for char in line.text:
+        cost = telegram_length(escape_html(char))
+        if used + cost > budget and current:
+            pieces.append(_Line("".join(current), prefix))
+            prefix = ""
+            budget = limit
+            current, used = [], 0
+        current.append(char)
+        used += cost
+    pieces.append(_Line("".join(current), prefix))
+    return pieces
+
+
+def _pack_lines(lines: Iterable[_Line], limit: int) -> list[str]:
+    """Join lines into as few messages as possible, none longer than ``limit``."""
+    messages: list[str] = []
+    current: list[str] = []
+    used = 0
+    for line in lines:
+        for piece in _split_line(line, limit):
+            piece_html = piece.to_html()
+            cost = telegram_length(piece_html) + (1 if current else 0)
+            if current and used + cost > limit:
+                messages.append("\n".join(current))
+                current, used = [], 0
+                cost = telegram_length(piece_html)
+            current.append(piece_html)
+            used += cost
+    if current:
+        messages.append("\n".join(current))
+    return messages
+
+
+def render_card_html(card: AlertCard, limit: int = TELEGRAM_MAX_MESSAGE_CHARS) -> list[str]:
+    """An alert as one or more HTML messages, each at most ``limit`` characters."""
+    icon = _SEVERITY_ICON.get(card.severity, "")
+    lines = [_Line("", f"{icon} {card.title}".strip())]
+    if card.summary:
+        lines.extend(_Line(text) for text in card.summary.splitlines() or [""])
+    lines.extend(_Line(value, f"{name}: ") for name, value in card.fields)
+    return _pack_lines(lines, limit)
+
+
+def render_plain_html(text: str, limit: int = TELEGRAM_MAX_MESSAGE_CHARS) -> list[str]:
+    """Plain text (a command reply) as escaped HTML messages of at most ``limit`` characters."""
+    return _pack_lines((_Line(line) for line in text.splitlines() or [""]), limit)
+
+
+def _secret_value(secret: str | SecretStr) -> str:
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+
+
+class TelegramBotApi:
+    """A thin Bot API client: JSON POSTs, retries on 429 (``retry_after``) and 5xx, rate limits.
+
+    ``session`` is owned by the caller. ``base_url`` defaults to the real API; tests point it at
+    a local fake. Rate limits for ``sendMessage``: ``per_chat_rate_per_s`` per chat and
+    ``global_rate_per_s`` overall (Telegram: about 1/s per chat, 30/s in total).
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        bot_token: str | SecretStr,
+        *,
+        base_url: str = DEFAULT_TELEGRAM_BASE_URL,
+        max_attempts: int = 4,
+        base_backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        max_retry_after_s: float = 60.0,
+        request_timeout_s: float = 15.0,
+        per_chat_rate_per_s: float = 1.0,
+        global_rate_per_s: float = 30.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        token = _secret_value(bot_token)
+        if not token:
+            raise ValueError("telegram bot token is empty")
+        self._session = session
+        self._token = token
+        self._base_url = base_url.rstrip("/")
+        self._redact = Redactor([token])
+        self._max_attempts = max_attempts
+        self._wait = retry_wait(base_backoff_s, max_backoff_s)
+        self._max_retry_after_s = max_retry_after_s
+        self._request_timeout_s = request_timeout_s
+        self._per_chat_rate_per_s = per_chat_rate_per_s
+        self._clock = clock
+        self._sleep = sleep
+        self._global_bucket = TokenBucket(
+            global_rate_per_s, global_rate_per_s, clock=clock, sleep=sleep
+        )
+        self._chat_buckets: dict[int, TokenBucket] = {}
+
+    def __repr__(self) -> str:
+        return f"TelegramBotApi(base_url={self._base_url!r}, token=<redacted>)"
+
+    def redact(self, text: str) -> str:
+        """``text`` with the bot token masked."""
+        return self._redact(text)
+
+    def _should_retry(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, RateLimitedError):
+            # A flood wait of minutes would stall every alert behind it: give up instead.
+            return exc.retry_after_s is None or exc.retry_after_s <= self._max_retry_after_s
+        return isinstance(exc, TemporaryError)
+
+    async def call(
+        self,
+        method: str,
+        payload: Mapping[str, Any],
+        *,
+        timeout_s: float | None = None,
+        before_attempt: Callable[[], Awaitable[None]] | None = None,
+    ) -> Any:
+        """Call ``method`` and return its ``result``; retries 429 and 5xx, raises the rest.
+
+        Raises ``AlertDeliveryError`` (4xx other than 429), ``RateLimitedError`` (429 after the
+        retries) or ``TemporaryError`` (5xx, network, timeouts after the retries).
+        """
+        async for attempt in AsyncRetrying(
+            retry=self._should_retry,
+            stop=stop_after_attempt(self._max_attempts),
+            wait=self._wait,
+            sleep=self._sleep,
+            reraise=True,
+        ):
+            with attempt:
+                if before_attempt is not None:
+                    await before_attempt()
+                return await self._call_once(method, payload, timeout_s)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def _call_once(
+        self, method: str, payload: Mapping[str, Any], timeout_s: float | None
+    ) -> Any:
+        url = f"{self._base_url}/bot{self._token}/{method}"
+        timeout = aiohttp.ClientTimeout(total=timeout_s or self._request_timeout_s)
+        failure: str | None = None
+        status = 0
+        body: Any = None
+        try:
+            async with self._session.post(url, json=dict(payload), timeout=timeout) as response:
+                status = response.status
+                try:
+                    body = await response.json(content_type=None)
+                except ValueError:
+                    body = None
+        except TimeoutError:
+            failure = f"telegram {method}: timed out"
+        except aiohttp.ClientError as exc:
+            failure = f"telegram {method}: {type(exc).__name__}: {self._redact(str(exc))}"
+        # Raised here, outside the except blocks, so aiohttp's exception (URL and token in its
+        # text) is not attached as __context__ to what callers log.
+        if failure is not None:
+            logger.debug("%s", failure)
+            raise TemporaryError(failure)
+        return self._result_or_raise(method, status, body)
+
+    def _result_or_raise(self, method: str, status: int, body: Any) -> Any:
+        if isinstance(body, dict) and body.get("ok") is True and status < 400:
+            return body.get("result")
+        error_code = status
+        description = f"HTTP {status}"
+        retry_after_s: float | None = None
+        if isinstance(body, dict):
+            if isinstance(body.get("error_code"), int):
+                error_code = body["error_code"]
+            if isinstance(body.get("description"), str):
+                description = self._redact(body["description"])[:300]
+            parameters = body.get("parameters")
+            if isinstance(parameters, dict) and isinstance(
+                parameters.get("retry_after"), int | float
+            ):
+                retry_after_s = float(parameters["retry_after"])
+        message = f"telegram {method}: {error_code} {description}"
+        if status == 429 or error_code == 429:
+            logger.warning("telegram %s rate limited, retry after %ss", method, retry_after_s)
+            raise RateLimitedError(message, retry_after_s=retry_after_s)
+        if status >= 500 or error_code >= 500 or status == 0:
+            logger.warning("telegram %s failed: %s", method, message)
+            raise TemporaryError(message)
+        raise AlertDeliveryError(message)
+
+    def _chat_bucket(self, chat_id: int) -> TokenBucket:
+        bucket = self._chat_buckets.get(chat_id)
+        if bucket is None:
+            bucket = TokenBucket(self._per_chat_rate_per_s, 1, clock=self._clock, sleep=self._sleep)
+            self._chat_buckets[chat_id] = bucket
+        return bucket
+
+    async def send_message(self, chat_id: int, text_html: str) -> None:
+        """``sendMessage`` with ``parse_mode=HTML``; ``text_html`` must already be escaped."""
+        chat_bucket = self._chat_bucket(chat_id)
+
+        async def wait_for_slot() -> None:
+            await chat_bucket.acquire()
+            await self._global_bucket.acquire()
+
+        try:
+            await self.call(
+                "sendMessage",
+                {
+                    "chat_id": chat_id,
+                    "text": text_html,
+                    "parse_mode": "HTML",
+                    "link_preview_options": {"is_disabled": True},
+                },
+                before_attempt=wait_for_slot,
+            )
+        except RateLimitedError as exc:
+            if exc.retry_after_s is not None:
+                chat_bucket.pause_for(exc.retry_after_s)
+            raise
+
+    async def get_updates(self, offset: int | None, poll_timeout_s: int) -> list[dict[str, Any]]:
+        """Long-poll ``getUpdates``; passing ``offset`` confirms every update before it."""
+        payload: dict[str, Any] = {"timeout": poll_timeout_s, "allowed_updates": ["message"]}
+        if offset is not None:
+            payload["offset"] = offset
+        result = await self.call(
+            "getUpdates", payload, timeout_s=poll_timeout_s + self._request_timeout_s
+        )
+        if not isinstance(result, list):
+            raise TemporaryError("telegram getUpdates: result is not a list")
+        return [update for update in result if isinstance(update, dict)]
+
+
+class TelegramNotifier:
+    """Alert channel: every event goes to every configured chat as HTML."""
+
+    def __init__(self, api: TelegramBotApi, chat_ids: Sequence[int], *, name: str = "telegram"):
+        if not chat_ids:
+            raise ValueError("telegram notifier needs at least one chat id")
+        self._api = api
+        self._chat_ids = tuple(chat_ids)
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def send(self, event: AlertEvent) -> None:
+        messages = render_card_html(event.render_card())
+        for chat_id in self._chat_ids:
+            for text_html in messages:
+                await self._api.send_message(chat_id, text_html)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the aiohttp session belongs to the caller."""
+
+
+_HELP_TEXT = (
+    "Commands:\n"
+    "/status - agent state\n"
+    "/balance - wallet balances\n"
+    "/pnl - profit and loss\n"
+    "/pause [reason] - stop opening trades\n"
+    "/resume - resume trading\n"
+    "/kill - halt trading and stop the agent"
+)
+
+
+class TelegramCommandListener:
+    """Operator commands by ``getUpdates`` long polling, executed on a ``ControlSurface``.
+
+    Only chats in ``allowed_chat_ids`` are obeyed; commands from any other chat are logged (chat
+    id only) and dropped without a reply. Each update is handled at most once: the offset moves
+    past an update before it is handled, and commands older than ``max_command_age_s`` (sent
+    while the agent was down) are skipped. The owner runs ``run()`` in its TaskGroup and cancels
+    it on shutdown.
+    """
+
+    COMMANDS = frozenset({"status", "balance", "pnl", "pause", "resume", "kill", "help", "start"})
+
+    def __init__(
+        self,
+        api: TelegramBotApi,
+        allowed_chat_ids: Iterable[int],
+        control: ControlSurface,
+        *,
+        poll_timeout_s: int = 25,
+        max_command_age_s: float = 300.0,
+        command_timeout_s: float = 20.0,
+        error_backoff_s: float = 5.0,
+        bot_username: str | None = None,
+        wall_clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._api = api
+        self._allowed_chat_ids = frozenset(allowed_chat_ids)
+        self._control = control
+        self._poll_timeout_s = poll_timeout_s
+        self._max_command_age_s = max_command_age_s
+        self._command_timeout_s = command_timeout_s
+        self._error_backoff_s = error_backoff_s
+        self._bot_username = bot_username.lstrip("@").lower() if bot_username else None
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+        self._offset: int | None = None
+        self.commands_executed = 0
+        self.commands_rejected = 0
+
+    @property
+    def offset(self) -> int | None:
+        """The next update id to ask for; everything below it is confirmed to Telegram."""
+        return self._offset
+
+    async def run(self) -> None:
+        """Poll until cancelled. A rejected token (401/404) stops polling; it is logged once."""
+        while True:
+            try:
+                await self.poll_once()
+            except AlertDeliveryError as exc:
+                logger.error("telegram command polling stopped: %s", exc)
+                return
+            except TemporaryError as exc:
+                logger.warning("telegram getUpdates failed, retrying: %s", exc)
+                await self._sleep(self._error_backoff_s)
+
+    async def poll_once(self, poll_timeout_s: int | None = None) -> int:
+        """One ``getUpdates`` round; returns how many new updates it handled."""
+        timeout_s = self._poll_timeout_s if poll_timeout_s is None else poll_timeout_s
+        updates = await self._api.get_updates(self._offset, timeout_s)
+        handled = 0
+        for update in sorted(updates, key=lambda u: int(u.get("update_id", -1))):
+            update_id = update.get("update_id")
+            if not isinstance(update_id, int):
+                continue
+            if self._offset is not None and update_id < self._offset:
+                continue  # already handled: a duplicate delivery
+            self._offset = update_id + 1
+            handled += 1
+            await self._handle_update(update)
+        return handled
+
+    async def _handle_update(self, update: Mapping[str, Any]) -> None:
+        message = update.get("message")
+        if not isinstance(message, dict):
+            return
+        chat = message.get("chat")
+        text = message.get("text")
+        if not isinstance(chat, dict) or not isinstance(chat.get("id"), int):
+            return
+        chat_id: int = chat["id"]
+        if not isinstance(text, str) or not text.startswith("/"):
+            return
+        head, _, argument = text.strip().partition(" ")
+        command, _, addressee = head[1:].partition("@")
+        command = command.lower()
+        if addressee and self._bot_username and addressee.lower() != self._bot_username:
+            return  # a command for another bot in the same group
+        if chat_id not in self._allowed_chat_ids:
+            self.commands_rejected += 1
+            logger.warning(
+                "telegram command /%s from non-allowlisted chat %d ignored", command[:32], chat_id
+            )
+            return
+        sent_at = message.get("date")
+        if isinstance(sent_at, int) and self._wall_clock() - sent_at > self._max_command_age_s:
+            logger.warning("telegram command /%s from chat %d is stale, skipped", command, chat_id)
+            return
+        logger.info("telegram command /%s from chat %d", command[:32], chat_id)
+        reply = await self._execute(command, argument.strip(), chat_id)
+        await self._reply(chat_id, reply)
+
+    async def _execute(self, command: str, argument: str, chat_id: int) -> str:
+        if command not in self.COMMANDS:
+            return f"Unknown command /{command}.\n{_HELP_TEXT}"
+        if command in {"help", "start"}:
+            return _HELP_TEXT
+        if command == "kill":
+            # Acknowledge first: kill shuts the agent down, which may cancel this listener.
+            await self._reply(chat_id, "Kill switch engaged: halting trading and stopping.")
+        try:
+            async with asyncio.timeout(self._command_timeout_s):
+                reply = await self._dispatch(command, argument, chat_id)
+        except Exception as exc:
+            logger.exception("telegram command /%s failed", command)
+            return f"/{command} failed: {type(exc).__name__}"
+        self.commands_executed += 1
+        return reply
+
+    async def _dispatch(self, command: str, argument: str, chat_id: int) -> str:
+        control = self._control
+        if command == "status":
+            return await control.status_text()
+        if command == "balance":
+            return await control.balance_text()
+        if command == "pnl":
+            return await control.pnl_text()
+        if command == "pause":
+            reason = argument or f"telegram /pause from chat {chat_id}"
+            await control.pause(reason)
+            return f"Trading paused: {reason}"
+        if command == "resume":
+            await control.resume()
+            return "Trading resumed."
+        await control.kill()
+        return "Kill switch done."
+
+    async def _reply(self, chat_id: int, text: str) -> None:
+        try:
+            for text_html in render_plain_html(text):
+                await self._api.send_message(chat_id, text_html)
+        except (AlertDeliveryError, TemporaryError) as exc:
+            logger.warning("telegram reply to chat %d failed: %s", chat_id, exc)
