@@ -631,6 +631,11 @@ class ReadingBook(Generic[K, T]):
         return dict(self._readings)
 
 
+def describe_error(exc: BaseException, redactor: Redactor) -> str:
+    """``"ErrorType: message"`` with secrets removed: what goes into ``Reading.error``."""
+    return redactor.redact(f"{type(exc).__name__}: {exc}")
+
+
 async def read_into(
     book: ReadingBook[K, T],
     key: K,
@@ -646,12 +651,12 @@ async def read_into(
     try:
         value = await fetch()
     except AgentError as exc:
-        error = redactor.redact(f"{type(exc).__name__}: {exc}")
+        error = describe_error(exc, redactor)
         log.warning("%s[%s]: stale: %s", book.source, key, error)
         return book.fail(key, error)
     except Exception as exc:
         log.error("%s[%s]: unexpected error\n%s", book.source, key, redactor.format_exception(exc))
-        return book.fail(key, redactor.redact(f"{type(exc).__name__}: {exc}"))
+        return book.fail(key, describe_error(exc, redactor))
     return book.ok(key, value)
 
 
