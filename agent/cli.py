@@ -97,3 +97,47 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return EXIT_OK
+
+
+@devnet_app.command("up")
+def devnet_up(
+    name: Annotated[str, typer.Option(help="Deployment name (anvil/deployments/NAME.json).")] = (
+        "devnet"
+    ),
+    extra_tokens: Annotated[
+        int, typer.Option(min=0, max=40, help="Extra alt tokens, for hundreds of pools.")
+    ] = 0,
+) -> None:
+    """Start Anvil with Uniswap V2/V3 deployed; print the RPC URL and addresses; Ctrl-C stops."""
+    import asyncio
+
+    from agent.devnet.serve import serve_devnet
+
+    asyncio.run(serve_devnet(name=name, extra_tokens=extra_tokens))
+
+
+@devnet_app.command("down")
+def devnet_down(
+    name: Annotated[str, typer.Option(help="Deployment name given to `devnet up`.")] = "devnet",
+) -> None:
+    """Stop a devnet started with `defi-agent devnet up`."""
+    from agent.devnet.serve import stop_devnet
+
+    if stop_devnet(name):
+        typer.echo(f"devnet '{name}' is stopping")
+    else:
+        typer.echo(f"no running devnet named '{name}'")
+
+
+@app.command("demo")
+def demo() -> None:
+    """First run: a devnet with Uniswap, one swap on each DEX, and what happened."""
+    import asyncio
+
+    from agent.devnet.serve import demo_swaps
+
+    asyncio.run(demo_swaps())
+
+
+# Feature modules register their sub-commands on the groups above when imported.
+from agent import cli_wallet as _cli_wallet  # noqa: E402,F401

@@ -21,7 +21,14 @@ from agent.devnet.node import DEV_ACCOUNTS, PROJECT_ROOT, AnvilNode, anvil_binar
 from agent.errors import FatalError
 from agent.types import Token
 
-__all__ = ["DEV_ACCOUNTS", "Deployment", "Devnet", "PoolInfo", "anvil_binary"]
+__all__ = [
+    "DEFAULT_DEPLOYMENTS_DIR",
+    "DEV_ACCOUNTS",
+    "Deployment",
+    "Devnet",
+    "PoolInfo",
+    "anvil_binary",
+]
 
 DEFAULT_DEPLOYMENTS_DIR = PROJECT_ROOT / "anvil" / "deployments"
 

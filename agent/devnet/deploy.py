@@ -14,6 +14,7 @@ several overlapping concentrated positions, so realistic swaps cross initialized
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Sequence
@@ -278,6 +279,7 @@ async def deploy_stack(
     rpc_url: str = "",
     extra_tokens: int = 0,
     fund_accounts: int = 9,
+    one_block: bool = True,
 ) -> Deployment:
     """Deploy everything on a fresh Anvil reachable through ``rpc``; return the deployment.
 
@@ -501,7 +503,7 @@ async def deploy_stack(
                 gas=100_000,
             )
 
-    await _execute(rpc, plan)
+    await (_execute(rpc, plan) if one_block else _execute_one_by_one(rpc, plan))
     multicall = _artifact(_ABIS / "Multicall3.json")
     await rpc.call("anvil_setCode", [MULTICALL3_ADDRESS, multicall["deployedBytecode"]])
 
@@ -519,6 +521,41 @@ async def deploy_stack(
     )
 
 
+def _send_params(plan: _Plan, i: int, tx: _Tx) -> list[dict[str, str]]:
+    return [
+        {
+            "from": plan.sender,
+            **({"to": tx.to} if tx.to else {}),
+            "data": "0x" + tx.data.hex(),
+            "gas": hex(tx.gas),
+            "value": hex(tx.value),
+            "nonce": hex(plan.nonce - len(plan.txs) + i),
+            "maxFeePerGas": hex(100 * 10**9),
+            "maxPriorityFeePerGas": hex(10**9),
+        }
+    ]
+
+
+def _check_receipts(plan: _Plan, receipts: Sequence[dict[str, str] | None]) -> None:
+    failed = [
+        tx.label
+        for tx, receipt in zip(plan.txs, receipts, strict=True)
+        if receipt is None or int(receipt["status"], 16) != 1
+    ]
+    if failed:
+        raise FatalError(f"devnet deployment failed at: {', '.join(failed[:10])}")
+
+
+async def _execute_one_by_one(rpc: JsonRpc, plan: _Plan) -> None:
+    receipts = []
+    for i, tx in enumerate(plan.txs):
+        tx_hash = await rpc.call("eth_sendTransaction", _send_params(plan, i, tx))
+        while (receipt := await rpc.call("eth_getTransactionReceipt", [tx_hash])) is None:
+            await asyncio.sleep(0.001)  # automine answers before the block is stored
+        receipts.append(receipt)
+    _check_receipts(plan, receipts)
+
+
 async def _execute(rpc: JsonRpc, plan: _Plan) -> None:
     """Send the whole plan in one batch, mine it in one block, check every receipt."""
     total_gas = sum(tx.gas for tx in plan.txs)
@@ -528,33 +565,11 @@ async def _execute(rpc: JsonRpc, plan: _Plan) -> None:
     await rpc.call("evm_setBlockGasLimit", [hex(total_gas + 1_000_000)])
     try:
         requests = [
-            (
-                "eth_sendTransaction",
-                [
-                    {
-                        "from": plan.sender,
-                        **({"to": tx.to} if tx.to else {}),
-                        "data": "0x" + tx.data.hex(),
-                        "gas": hex(tx.gas),
-                        "value": hex(tx.value),
-                        "nonce": hex(plan.nonce - len(plan.txs) + i),
-                        "maxFeePerGas": hex(100 * 10**9),
-                        "maxPriorityFeePerGas": hex(10**9),
-                    }
-                ],
-            )
-            for i, tx in enumerate(plan.txs)
+            ("eth_sendTransaction", _send_params(plan, i, tx)) for i, tx in enumerate(plan.txs)
         ]
         hashes = await rpc.batch(requests)
         await rpc.call("evm_mine", [])
     finally:
         await rpc.call("evm_setAutomine", [True])
     await rpc.call("evm_setBlockGasLimit", [hex(gas_limit)])
-    receipts = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
-    failed = [
-        tx.label
-        for tx, receipt in zip(plan.txs, receipts, strict=True)
-        if receipt is None or int(receipt["status"], 16) != 1
-    ]
-    if failed:
-        raise FatalError(f"devnet deployment failed at: {', '.join(failed[:10])}")
+    _check_receipts(plan, await rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes]))

@@ -1,0 +1,132 @@
+"""Market activity on the devnet: swaps by Anvil's unlocked dev accounts through the real routers.
+
+Used by the demo and by tests to move prices (open arbitrage gaps, act as a whale). Every swap
+goes through Router02 or SwapRouter exactly as a wallet would send it; amounts are integers in
+the token's smallest unit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from eth_abi import decode, encode
+from eth_utils import function_signature_to_4byte_selector
+
+from agent.devnet.jsonrpc import JsonRpc
+from agent.errors import FatalError
+
+_FAR_DEADLINE = 2**40
+
+
+def _calldata(signature: str, types: list[str], args: list[object]) -> str:
+    return "0x" + (function_signature_to_4byte_selector(signature) + encode(types, args)).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class SwapResult:
+    dex: str
+    trader: str
+    token_in: str
+    token_out: str
+    amount_in: int
+    amount_out: int
+    tx_hash: str
+    block: int
+
+
+async def balance_of(rpc: JsonRpc, token: str, owner: str) -> int:
+    raw = await rpc.call(
+        "eth_call",
+        [{"to": token, "data": _calldata("balanceOf(address)", ["address"], [owner])}, "latest"],
+    )
+    return int(raw, 16)
+
+
+async def _transact(rpc: JsonRpc, sender: str, to: str, data: str, label: str) -> dict[str, str]:
+    tx_hash = await rpc.call(
+        "eth_sendTransaction", [{"from": sender, "to": to, "data": data, "gas": hex(1_500_000)}]
+    )
+    receipt: dict[str, str] | None = None
+    for attempt in range(200):
+        receipt = await rpc.call("eth_getTransactionReceipt", [tx_hash])
+        if receipt is not None:
+            break
+        if attempt == 100 and not await rpc.call("anvil_getAutomine", []):
+            await rpc.call("evm_mine", [])  # automine is off (a test froze the chain): mine it
+        await asyncio.sleep(0.002)  # automine answers just before the block is stored
+    if receipt is None or int(receipt["status"], 16) != 1:
+        raise FatalError(f"{label} failed (tx {tx_hash})")
+    return receipt
+
+
+async def _approve(rpc: JsonRpc, trader: str, token: str, spender: str, amount: int) -> None:
+    data = _calldata("approve(address,uint256)", ["address", "uint256"], [spender, amount])
+    await _transact(rpc, trader, token, data, "approve")
+
+
+async def swap_v2(
+    rpc: JsonRpc, *, dex: str, router: str, trader: str, path: list[str], amount_in: int
+) -> SwapResult:
+    """Swap exactly ``amount_in`` along ``path`` through a V2 Router02 (any output accepted)."""
+    await _approve(rpc, trader, path[0], router, amount_in)
+    before = await balance_of(rpc, path[-1], trader)
+    data = _calldata(
+        "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)",
+        ["uint256", "uint256", "address[]", "address", "uint256"],
+        [amount_in, 0, path, trader, _FAR_DEADLINE],
+    )
+    receipt = await _transact(rpc, trader, router, data, f"{dex} swap")
+    after = await balance_of(rpc, path[-1], trader)
+    return SwapResult(
+        dex,
+        trader,
+        path[0],
+        path[-1],
+        amount_in,
+        after - before,
+        receipt["transactionHash"],
+        int(receipt["blockNumber"], 16),
+    )
+
+
+async def swap_v3(
+    rpc: JsonRpc,
+    *,
+    swap_router: str,
+    trader: str,
+    token_in: str,
+    token_out: str,
+    fee_pips: int,
+    amount_in: int,
+) -> SwapResult:
+    """Swap exactly ``amount_in`` through SwapRouter.exactInputSingle (no price limit)."""
+    await _approve(rpc, trader, token_in, swap_router, amount_in)
+    before = await balance_of(rpc, token_out, trader)
+    data = _calldata(
+        "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))",
+        ["(address,address,uint24,address,uint256,uint256,uint256,uint160)"],
+        [(token_in, token_out, fee_pips, trader, _FAR_DEADLINE, amount_in, 0, 0)],
+    )
+    receipt = await _transact(rpc, trader, swap_router, data, "uniswap_v3 swap")
+    after = await balance_of(rpc, token_out, trader)
+    return SwapResult(
+        "uniswap_v3",
+        trader,
+        token_in,
+        token_out,
+        amount_in,
+        after - before,
+        receipt["transactionHash"],
+        int(receipt["blockNumber"], 16),
+    )
+
+
+async def quote_v2(rpc: JsonRpc, router: str, path: list[str], amount_in: int) -> int:
+    """Router02.getAmountsOut(amount_in, path)[-1]."""
+    data = _calldata(
+        "getAmountsOut(uint256,address[])", ["uint256", "address[]"], [amount_in, path]
+    )
+    raw = await rpc.call("eth_call", [{"to": router, "data": data}, "latest"])
+    (amounts,) = decode(["uint256[]"], bytes.fromhex(raw[2:]))
+    return int(amounts[-1])
