@@ -29,7 +29,7 @@ class Token:
 
     def from_units(self, amount_wei: int) -> float:
         """Smallest units -> whole tokens, for display and USD valuation only."""
-        return amount_wei / 10**self.decimals
+        return amount_wei / 10.0**self.decimals
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,3 +148,41 @@ class Fill:
     block_number: int | None = None
     predicted_profit_usd: float | None = None
     profit_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    """A scored trade a strategy proposes; the engine turns approved ones into an ``Intent``.
+
+    Amounts are ``int`` in smallest units: ``amount_in`` of ``token_in``,
+    ``predicted_amount_out`` of ``token_out`` (for an arbitrage cycle ``token_in == token_out``
+    and ``predicted_profit = predicted_amount_out - amount_in``; for a directional trade 0).
+    USD figures are for scoring and reporting only: ``gross_profit_usd`` before gas,
+    ``gas_cost_usd`` for ``gas_estimate`` gas units at the snapshot's fee, and
+    ``net_profit_usd = gross_profit_usd - gas_cost_usd`` (pool fees are already inside the
+    exact amounts). ``notional_usd`` is the USD value of ``amount_in``; ``price_impact_bps`` the
+    worst hop's impact; ``block`` the snapshot block the prediction was made at.
+    """
+
+    id: str
+    strategy: str
+    kind: str  # "arb" | "swap"
+    route: tuple[RouteHop, ...]
+    token_in: str
+    token_out: str
+    amount_in: int
+    predicted_amount_out: int
+    predicted_profit: int
+    gross_profit_usd: float
+    gas_estimate: int
+    gas_cost_usd: float
+    net_profit_usd: float
+    notional_usd: float
+    price_impact_bps: float
+    block: int
+    note: str = ""
+
+    @property
+    def score(self) -> float:
+        """Ranking key: net USD edge (higher first)."""
+        return self.net_profit_usd

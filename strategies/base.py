@@ -1,0 +1,66 @@
+"""The strategy interface: one required method, optional hooks with defaults.
+
+A strategy is pure: ``evaluate`` reads a ``MarketSnapshot`` and a ``PortfolioView`` and returns
+opportunities. It never holds a web3 object, a key, a DB session or an HTTP session, and it
+never sends anything; the engine decides and acts. State that must survive a restart is
+returned by ``state()`` and handed back to ``on_start``; the engine persists it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from agent.snapshot import MarketSnapshot, PortfolioView
+from agent.types import Fill, Opportunity
+
+
+class StrategyParams(BaseModel):
+    """Base of every strategy's parameters (the ``[strategies.<name>]`` table of agent.toml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+
+
+ParamsT = TypeVar("ParamsT", bound=StrategyParams)
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    name: str
+
+    def evaluate(self, snapshot: MarketSnapshot, portfolio: PortfolioView) -> list[Opportunity]:
+        """Opportunities worth trading now, best first or in any order (the engine ranks)."""
+        ...
+
+    def on_start(self, state: Mapping[str, Any] | None) -> None: ...
+
+    def on_fill(self, fill: Fill) -> None: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+
+class BaseStrategy(Generic[ParamsT]):
+    """Default hooks; subclasses set ``name`` and ``Params`` and implement ``evaluate``."""
+
+    name: ClassVar[str] = "base"
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
+
+    def __init__(self, params: ParamsT) -> None:
+        self.params = params
+
+    def evaluate(self, snapshot: MarketSnapshot, portfolio: PortfolioView) -> list[Opportunity]:
+        raise NotImplementedError
+
+    def on_start(self, state: Mapping[str, Any] | None) -> None:
+        """Restore persisted state (``None`` on a first start)."""
+
+    def on_fill(self, fill: Fill) -> None:
+        """Called after one of this strategy's intents settled (filled or reverted)."""
+
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable state to persist after each tick (empty when stateless)."""
+        return {}
