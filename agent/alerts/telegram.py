@@ -64,61 +64,94 @@ class _Line:
         return escape_html(self.text)
 
 
-def _split_line(line: _Line, limit: int) -> list[_Line]:
-    """Cut a line whose HTML is longer than ``limit`` into pieces that each fit."""
-    if telegram_length(line.to_html()) <= limit:
-        return [line]
-    pieces: list[_Line] = []
-    prefix = line.bold_prefix
-    budget = limit - telegram_length(_Line("", prefix).to_html())
-    current: list[str] = []
+def _cut_line(line: _Line, room: int) -> tuple[_Line | None, _Line]:
+    """The longest head of ``line`` whose HTML fits ``room``, and the rest (bold-free)."""
+    budget = room - telegram_length(_Line("", line.bold_prefix).to_html())
     used = 0
+    cut_at = 0
     for char in line.text:
         cost = telegram_length(escape_html(char))
-        if used + cost > budget and current:
-            pieces.append(_Line("".join(current), prefix))
-            prefix = ""
-            budget = limit
-            current, used = [], 0
-        current.append(char)
+        if used + cost > budget:
+            break
         used += cost
-    pieces.append(_Line("".join(current), prefix))
-    return pieces
+        cut_at += 1
+    if cut_at == 0 or budget < 0:
+        return None, line
+    return _Line(line.text[:cut_at], line.bold_prefix), _Line(line.text[cut_at:])
 
 
-def _pack_lines(lines: Iterable[_Line], limit: int) -> list[str]:
-    """Join lines into as few messages as possible, none longer than ``limit``."""
-    messages: list[str] = []
+def _pack_lines(lines: Iterable[_Line], limit: int) -> list[list[str]]:
+    """Group lines (as HTML) into as few messages as possible, none longer than ``limit``.
+
+    A line that fits in a message is never split (it moves to the next message when the
+    current one is full); a line longer than a whole message is cut to fill each message.
+    """
+    messages: list[list[str]] = []
     current: list[str] = []
     used = 0
+
+    def flush() -> None:
+        nonlocal current, used
+        if current:
+            messages.append(current)
+        current, used = [], 0
+
     for line in lines:
-        for piece in _split_line(line, limit):
-            piece_html = piece.to_html()
-            cost = telegram_length(piece_html) + (1 if current else 0)
-            if current and used + cost > limit:
-                messages.append("\n".join(current))
-                current, used = [], 0
-                cost = telegram_length(piece_html)
-            current.append(piece_html)
-            used += cost
-    if current:
-        messages.append("\n".join(current))
+        rest = line
+        while True:
+            line_html = rest.to_html()
+            separator = 1 if current else 0
+            length = telegram_length(line_html)
+            if used + separator + length <= limit:
+                current.append(line_html)
+                used += separator + length
+                break
+            if length <= limit:
+                flush()
+                continue
+            head, tail = _cut_line(rest, limit - used - separator)
+            if head is None:
+                flush()
+                continue
+            current.append(head.to_html())
+            flush()
+            rest = tail
+    flush()
     return messages
 
 
-def render_card_html(card: AlertCard, limit: int = TELEGRAM_MAX_MESSAGE_CHARS) -> list[str]:
-    """An alert as one or more HTML messages, each at most ``limit`` characters."""
+_TRUNCATED_MARK = "… (truncated)"
+
+
+def _join_messages(messages: list[list[str]], limit: int, max_messages: int) -> list[str]:
+    """Join each message's lines; past ``max_messages`` the rest is cut and marked."""
+    if len(messages) > max_messages:
+        last = messages[max_messages - 1]
+        mark = escape_html(_TRUNCATED_MARK)
+        while last and telegram_length("\n".join([*last, mark])) > limit:
+            last.pop()
+        messages = [*messages[: max_messages - 1], [*last, mark]]
+    return ["\n".join(lines) for lines in messages]
+
+
+def render_card_html(
+    card: AlertCard, limit: int = TELEGRAM_MAX_MESSAGE_CHARS, max_messages: int = 3
+) -> list[str]:
+    """An alert as 1..``max_messages`` HTML messages, each at most ``limit`` characters."""
     icon = _SEVERITY_ICON.get(card.severity, "")
     lines = [_Line("", f"{icon} {card.title}".strip())]
     if card.summary:
         lines.extend(_Line(text) for text in card.summary.splitlines() or [""])
     lines.extend(_Line(value, f"{name}: ") for name, value in card.fields)
-    return _pack_lines(lines, limit)
+    return _join_messages(_pack_lines(lines, limit), limit, max_messages)
 
 
-def render_plain_html(text: str, limit: int = TELEGRAM_MAX_MESSAGE_CHARS) -> list[str]:
+def render_plain_html(
+    text: str, limit: int = TELEGRAM_MAX_MESSAGE_CHARS, max_messages: int = 3
+) -> list[str]:
     """Plain text (a command reply) as escaped HTML messages of at most ``limit`` characters."""
-    return _pack_lines((_Line(line) for line in text.splitlines() or [""]), limit)
+    lines = (_Line(line) for line in text.splitlines() or [""])
+    return _join_messages(_pack_lines(lines, limit), limit, max_messages)
 
 
 def _secret_value(secret: str | SecretStr) -> str:
@@ -215,6 +248,7 @@ class TelegramBotApi:
         url = f"{self._base_url}/bot{self._token}/{method}"
         timeout = aiohttp.ClientTimeout(total=timeout_s or self._request_timeout_s)
         failure: str | None = None
+        invalid_url: str | None = None
         status = 0
         body: Any = None
         try:
@@ -226,10 +260,14 @@ class TelegramBotApi:
                     body = None
         except TimeoutError:
             failure = f"telegram {method}: timed out"
+        except aiohttp.InvalidURL as exc:
+            invalid_url = f"telegram {method}: invalid URL {self._redact(str(exc))}"
         except aiohttp.ClientError as exc:
             failure = f"telegram {method}: {type(exc).__name__}: {self._redact(str(exc))}"
         # Raised here, outside the except blocks, so aiohttp's exception (URL and token in its
         # text) is not attached as __context__ to what callers log.
+        if invalid_url is not None:
+            raise AlertDeliveryError(invalid_url)
         if failure is not None:
             logger.debug("%s", failure)
             raise TemporaryError(failure)
@@ -305,21 +343,33 @@ class TelegramBotApi:
 
 
 class TelegramNotifier:
-    """Alert channel: every event goes to every configured chat as HTML."""
+    """Alert channel: every event goes to every configured chat as HTML.
 
-    def __init__(self, api: TelegramBotApi, chat_ids: Sequence[int], *, name: str = "telegram"):
+    An event longer than one message is split; past ``max_messages_per_alert`` it is cut (one
+    runaway revert reason must not hold the chat's 1 msg/s budget for minutes).
+    """
+
+    def __init__(
+        self,
+        api: TelegramBotApi,
+        chat_ids: Sequence[int],
+        *,
+        name: str = "telegram",
+        max_messages_per_alert: int = 3,
+    ) -> None:
         if not chat_ids:
             raise ValueError("telegram notifier needs at least one chat id")
         self._api = api
         self._chat_ids = tuple(chat_ids)
         self._name = name
+        self._max_messages_per_alert = max_messages_per_alert
 
     @property
     def name(self) -> str:
         return self._name
 
     async def send(self, event: AlertEvent) -> None:
-        messages = render_card_html(event.render_card())
+        messages = render_card_html(event.render_card(), max_messages=self._max_messages_per_alert)
         for chat_id in self._chat_ids:
             for text_html in messages:
                 await self._api.send_message(chat_id, text_html)
