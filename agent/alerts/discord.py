@@ -170,6 +170,7 @@ class DiscordWebhookNotifier:
 
     async def _post_once(self, payload: Mapping[str, Any]) -> None:
         failure: str | None = None
+        invalid_url: str | None = None
         status = 0
         body: Any = None
         headers: Mapping[str, str] = CIMultiDict()
@@ -185,9 +186,15 @@ class DiscordWebhookNotifier:
                     body = None
         except TimeoutError:
             failure = "discord webhook: timed out"
-        except (aiohttp.ClientError, ValueError) as exc:
+        except aiohttp.ClientError as exc:
             failure = f"discord webhook: {type(exc).__name__}: {self._redact(str(exc))}"
+            if isinstance(exc, aiohttp.InvalidURL):
+                invalid_url = failure
+        except ValueError as exc:  # yarl refuses to parse the configured URL
+            invalid_url = f"discord webhook: invalid URL: {self._redact(str(exc))}"
         # Raised outside the except blocks so the aiohttp error (URL in its text) is not chained.
+        if invalid_url is not None:
+            raise AlertDeliveryError(invalid_url)
         if failure is not None:
             logger.debug("%s", failure)
             raise TemporaryError(failure)
