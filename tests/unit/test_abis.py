@@ -10,8 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_abi import encode
 from eth_utils.abi import abi_to_signature, function_abi_to_4byte_selector
 from eth_utils.crypto import keccak
+
+from agent.chain.arb_executor import (
+    EXECUTE_SELECTOR,
+    EXECUTE_WITH_FLASH_LOAN_SELECTOR,
+    HOP_ABI_TYPE,
+    decode_arb_executor_error,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "compile_contracts.py"
@@ -139,7 +147,7 @@ def test_multicall3_abi_is_canonical() -> None:
         assert "0x" + keccak(text=signature)[:4].hex() == selector, signature
 
 
-@pytest.mark.parametrize("name", ["Multicall3", "TestERC20"])
+@pytest.mark.parametrize("name", ["ArbExecutor", "Multicall3", "TestERC20"])
 def test_our_contracts_carry_deployable_bytecode(name: str) -> None:
     document = _load(name)
     assert document["contractName"] == name
@@ -190,3 +198,20 @@ def test_interface_abis_hold_the_calls_the_agent_makes() -> None:
         abi = _load(name)["abi"]
         have = {abi_to_signature(e) for e in abi if e["type"] == "function"}
         assert signatures <= have, (name, signatures - have)
+
+
+def test_arb_executor_calldata_helper_matches_the_compiled_abi() -> None:
+    abi = _load("ArbExecutor")["abi"]
+    functions = {e["name"]: e for e in abi if e["type"] == "function"}
+    assert function_abi_to_4byte_selector(functions["execute"]) == EXECUTE_SELECTOR
+    flash = functions["executeWithFlashLoan"]
+    assert function_abi_to_4byte_selector(flash) == EXECUTE_WITH_FLASH_LOAN_SELECTOR
+    assert _canonical_type(functions["execute"]["inputs"][0]) == HOP_ABI_TYPE + "[]"
+    # Every custom error the contract can raise is decoded to its name by the helper.
+    for error in (e for e in abi if e["type"] == "error"):
+        types = [_canonical_type(i) for i in error["inputs"]]
+        zeros = ["0x" + "00" * 20 if t == "address" else 0 for t in types]
+        revert_data = keccak(text=abi_to_signature(error))[:4] + encode(types, zeros)
+        decoded = decode_arb_executor_error(revert_data)
+        assert decoded is not None and decoded.startswith(error["name"] + "("), error["name"]
+    assert decode_arb_executor_error(bytes.fromhex("08c379a0")) is None  # Error(string)
