@@ -26,6 +26,7 @@ import email.utils
 import json
 import logging
 import math
+import re
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -73,6 +74,11 @@ SENSITIVE_NAMES = frozenset(
     }
 )
 REDACTED = "***"
+# ``name=value`` of a credential-named query parameter inside free text (a URL in a message).
+_SENSITIVE_QUERY_RE = re.compile(
+    r"(?i)\b(api[_-]?key|apikey|access_token|token|secret|signature|key|"
+    r"x_cg_pro_api_key|x_cg_demo_api_key)=([^&\s\"']+)"
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,11 +138,12 @@ class Redactor:
         self._secrets.update(other._secrets)
 
     def redact(self, text: str) -> str:
-        """``text`` with every registered secret replaced (longest first, so overlaps vanish)."""
+        """``text`` with every registered secret, and every credential-named ``name=value``
+        query parameter, replaced (longest secrets first, so overlaps vanish)."""
         for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        return text
+        return _SENSITIVE_QUERY_RE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
 
     def redact_url(self, url: str) -> str:
         """A URL with credential-named query values and any registered secret replaced."""
@@ -161,6 +168,25 @@ class Redactor:
     def format_exception(self, exc: BaseException) -> str:
         """A full traceback of ``exc`` with secrets removed, for unexpected errors."""
         return self.redact("".join(traceback.format_exception(exc)))
+
+
+class RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger for third-party code (ccxt logs request URLs and headers at DEBUG): every
+    message is formatted, then redacted, before it reaches a handler."""
+
+    def __init__(self, logger: logging.Logger, redactor: Redactor) -> None:
+        super().__init__(logger, {})
+        self.redactor = redactor
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):
+            text = " ".join(str(part) for part in (msg, *args))
+        kwargs.pop("exc_info", None)  # a raw traceback could carry unredacted text
+        self.logger.log(level, self.redactor.redact(text), **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
