@@ -22,8 +22,9 @@ pragma solidity ^0.8.28;
 ///      CREATE2 address from a registered V2 factory and its init-code hash. Every hop's pool must
 ///      equal its derived address, so calldata cannot route funds to an arbitrary contract.
 ///
-///      No approvals are ever granted and there is no delegatecall. Only the owner can execute and
-///      withdraw tokens or ETH. Hop.kind: 0 = Uniswap V2 pair, 1 = Uniswap V3 pool. Hop.feePips is
+///      No approvals are ever granted and there is no delegatecall. Only the owner (the deployer,
+///      immutable: redeploy to change it) can execute, register V2 factories and withdraw tokens
+///      or ETH. Hop.kind: 0 = Uniswap V2 pair, 1 = Uniswap V3 pool. Hop.feePips is
 ///      in hundredths of a basis point (3000 = 0.3 %), also for V2 pairs.
 contract ArbExecutor {
     struct Hop {
