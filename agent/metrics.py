@@ -1,0 +1,314 @@
+"""Prometheus metrics on a per-agent registry, and the /metrics + /health HTTP server.
+
+Each ``AgentMetrics`` owns its own ``CollectorRegistry`` (never prometheus-client's global
+default), so two agents or two tests never share counters. Labels are bounded and secret-free:
+RPC endpoints are reduced to their host (``redact_endpoint``), channels and feeds to names.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from agent.types import Reading
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "defi_agent"
+# Tick latency from block seen to decisions made: the target is tens of milliseconds.
+TICK_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+RPC_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# A host label that looks like a key (long run of letters and digits with at least one digit)
+# is masked: some providers put the API key in a subdomain.
+_SECRET_LOOKING_LABEL = re.compile(r"^(?=.*\d)[A-Za-z0-9_-]{16,}$")
+
+
+def redact_endpoint(url: str) -> str:
+    """An RPC URL reduced to a safe metrics label: ``host[:port]``, nothing else.
+
+    Path, query, fragment and user info (where providers put API keys) are dropped, and a host
+    label that looks like a key becomes ``*``. Unparseable input becomes ``"unknown"``.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return "unknown"
+    if not host:
+        return "unknown"
+    labels = ["*" if _SECRET_LOOKING_LABEL.match(label) else label for label in host.split(".")]
+    safe_host = ".".join(labels)
+    if ":" in safe_host:  # IPv6 literal
+        safe_host = f"[{safe_host}]"
+    return f"{safe_host}:{port}" if port is not None else safe_host
+
+
+class AgentMetrics:
+    """All of the agent's metrics, registered on a registry this object creates.
+
+    Units: seconds for latencies and staleness, USD for PnL and equity, a 0..1 ratio for
+    drawdown.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.ticks = Counter(
+            "ticks", "Blocks processed by the tick loop", namespace=NAMESPACE, registry=registry
+        )
+        self.tick_latency = Histogram(
+            "tick_latency_seconds",
+            "Block seen to decisions made, excluding RPC round trips",
+            namespace=NAMESPACE,
+            buckets=TICK_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.rpc_requests = Counter(
+            "rpc_requests",
+            "JSON-RPC requests by endpoint host, method and outcome",
+            ["endpoint", "method", "outcome"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.rpc_latency = Histogram(
+            "rpc_request_seconds",
+            "JSON-RPC round trip time by endpoint host",
+            ["endpoint"],
+            namespace=NAMESPACE,
+            buckets=RPC_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.opportunities = Counter(
+            "opportunities",
+            "Opportunities found, per strategy",
+            ["strategy"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.trades = Counter(
+            "trades",
+            "Trades by final or intermediate status (sent, filled, reverted, failed)",
+            ["status"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.risk_rejections = Counter(
+            "risk_rejections",
+            "Opportunities refused by the risk gate, per reason",
+            ["reason"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.realised_pnl_usd = Gauge(
+            "realised_pnl_usd",
+            "Realised profit and loss since start, USD, net of gas",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.equity_usd = Gauge(
+            "equity_usd", "Portfolio equity, USD", namespace=NAMESPACE, registry=registry
+        )
+        self.drawdown_ratio = Gauge(
+            "drawdown_ratio",
+            "Drawdown from the equity peak, 0..1",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.feed_staleness = Gauge(
+            "feed_staleness_seconds",
+            "Age of the latest good reading, per feed source",
+            ["source"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.strategy_errors = Counter(
+            "strategy_errors",
+            "Strategy evaluations that raised or timed out",
+            ["strategy", "error_class"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.alerts = Counter(
+            "alerts",
+            "Alert deliveries per channel and outcome",
+            ["channel", "outcome"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.trading_halted = Gauge(
+            "trading_halted",
+            "1 while trading is halted or paused",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+
+    # Recording helpers keep label spelling in one place.
+
+    def record_tick(self, latency_s: float) -> None:
+        """One processed block; ``latency_s`` from block seen to decisions made (seconds)."""
+        self.ticks.inc()
+        self.tick_latency.observe(latency_s)
+
+    def record_rpc_request(
+        self, endpoint_url: str, method: str, *, ok: bool, latency_s: float | None = None
+    ) -> None:
+        """One JSON-RPC call; ``endpoint_url`` may hold a key, only its host is kept."""
+        endpoint = redact_endpoint(endpoint_url)
+        self.rpc_requests.labels(endpoint, method, "ok" if ok else "error").inc()
+        if latency_s is not None:
+            self.rpc_latency.labels(endpoint).observe(latency_s)
+
+    def record_opportunities(self, strategy: str, count: int) -> None:
+        self.opportunities.labels(strategy).inc(count)
+
+    def record_trade(self, status: str) -> None:
+        self.trades.labels(status).inc()
+
+    def record_risk_rejection(self, reason: str) -> None:
+        self.risk_rejections.labels(reason).inc()
+
+    def add_realised_pnl(self, pnl_usd: float) -> None:
+        """Add one settled trade's realised PnL (USD, may be negative)."""
+        self.realised_pnl_usd.inc(pnl_usd)
+
+    def set_portfolio(self, equity_usd: float, drawdown_ratio: float) -> None:
+        self.equity_usd.set(equity_usd)
+        self.drawdown_ratio.set(drawdown_ratio)
+
+    def set_feed_staleness(self, source: str, age_s: float) -> None:
+        self.feed_staleness.labels(source).set(age_s)
+
+    def observe_readings(self, readings: Iterable[Reading[Any]], now: float | None = None) -> None:
+        """Staleness gauges from feed readings (``now`` is ``time.time()`` seconds)."""
+        now = time.time() if now is None else now
+        for reading in readings:
+            self.set_feed_staleness(reading.source, max(0.0, reading.age_s(now)))
+
+    def record_strategy_error(self, strategy: str, error_class: str) -> None:
+        self.strategy_errors.labels(strategy, error_class).inc()
+
+    def record_alert_delivery(self, channel: str, outcome: str) -> None:
+        self.alerts.labels(channel, outcome).inc()
+
+    def set_halted(self, halted: bool) -> None:
+        self.trading_halted.set(1 if halted else 0)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """What /health reports; ``status`` is ``ok`` unless trading is halted or a feed is stale."""
+
+    halted: bool = False
+    paused: bool = False
+    stale_feeds: tuple[str, ...] = ()
+    last_block: int | None = None
+    last_tick_age_s: float | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "degraded" if self.halted or self.stale_feeds else "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "halted": self.halted,
+            "paused": self.paused,
+            "stale_feeds": list(self.stale_feeds),
+            "last_block": self.last_block,
+            "last_tick_age_s": self.last_tick_age_s,
+            **({"details": self.details} if self.details else {}),
+        }
+
+
+HealthProvider = Callable[[], HealthReport | Awaitable[HealthReport]]
+
+
+class MetricsServer:
+    """Serves ``/metrics`` and ``/health``; bound to 127.0.0.1 unless told otherwise.
+
+    The caller owns the lifecycle: ``await start()`` then ``await stop()``. ``port=0`` picks a
+    free port, readable from ``.port`` after ``start()``.
+    """
+
+    def __init__(
+        self,
+        metrics: AgentMetrics,
+        health: HealthProvider,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9108,
+    ) -> None:
+        self._metrics = metrics
+        self._health = health
+        self._host = host
+        self._requested_port = port
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("metrics server is not started")
+        return f"http://{self._host}:{self.port}"
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        app = web.Application()
+        app.router.add_get("/metrics", self._serve_metrics)
+        app.router.add_get("/health", self._serve_health)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._requested_port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        logger.info("metrics and health on http://%s:%d", self._host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self.port = None
+
+    async def _serve_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self._metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def _serve_health(self, request: web.Request) -> web.Response:
+        try:
+            produced = self._health()
+            report = await produced if inspect.isawaitable(produced) else produced
+        except Exception as exc:
+            logger.warning("health provider failed: %s", type(exc).__name__)
+            body = {"status": "error", "error": type(exc).__name__}
+            return web.Response(text=json.dumps(body), status=500, content_type="application/json")
+        return web.Response(text=json.dumps(report.to_json()), content_type="application/json")
