@@ -293,7 +293,8 @@ class TelegramBotApi:
         if status == 429 or error_code == 429:
             logger.warning("telegram %s rate limited, retry after %ss", method, retry_after_s)
             raise RateLimitedError(message, retry_after_s=retry_after_s)
-        if status >= 500 or error_code >= 500 or status == 0:
+        # 409: another getUpdates poller (e.g. the previous process during a restart).
+        if status >= 500 or error_code >= 500 or status == 0 or error_code == 409:
             logger.warning("telegram %s failed: %s", method, message)
             raise TemporaryError(message)
         raise AlertDeliveryError(message)
@@ -430,6 +431,10 @@ class TelegramCommandListener:
         self.commands_rejected = 0
 
     @property
+    def allowed_chat_ids(self) -> frozenset[int]:
+        return self._allowed_chat_ids
+
+    @property
     def offset(self) -> int | None:
         """The next update id to ask for; everything below it is confirmed to Telegram."""
         return self._offset
@@ -444,7 +449,10 @@ class TelegramCommandListener:
                 return
             except TemporaryError as exc:
                 logger.warning("telegram getUpdates failed, retrying: %s", exc)
-                await self._sleep(self._error_backoff_s)
+                backoff_s = self._error_backoff_s
+                if isinstance(exc, RateLimitedError) and exc.retry_after_s is not None:
+                    backoff_s = max(backoff_s, exc.retry_after_s)
+                await self._sleep(backoff_s)
 
     async def poll_once(self, poll_timeout_s: int | None = None) -> int:
         """One ``getUpdates`` round; returns how many new updates it handled."""

@@ -13,6 +13,7 @@ from agent.alerts.discord import SEVERITY_COLOR, DiscordWebhookNotifier, build_e
 from agent.alerts.fanout import AlertFanout, Channel
 from agent.alerts.telegram import TelegramBotApi, TelegramNotifier
 from agent.errors import TemporaryError
+from agent.metrics import AgentMetrics, HealthReport, MetricsServer
 from tests.fakes.discord_fake import DiscordWebhookFake
 from tests.fakes.telegram_fake import TelegramFake
 
@@ -179,11 +180,13 @@ async def test_trade_alert_reaches_both_channels_and_a_failing_one_does_not_bloc
         api = TelegramBotApi(
             session, BOT_TOKEN, base_url=telegram.base_url, base_backoff_s=0.01, max_attempts=2
         )
+        metrics = AgentMetrics()
         fanout = AlertFanout(
             [
                 Channel(TelegramNotifier(api, [OPERATOR_CHAT])),
                 Channel(make_notifier(session, webhook.webhook_url)),
-            ]
+            ],
+            on_delivery=lambda r: metrics.record_alert_delivery(r.channel, r.outcome),
         )
 
         await fanout.send(filled_event())
@@ -203,3 +206,13 @@ async def test_trade_alert_reaches_both_channels_and_a_failing_one_does_not_bloc
     assert BOT_TOKEN not in caplog.text
     assert webhook.webhook_token not in caplog.text
     assert all(BOT_TOKEN not in line for line in fanout.status_lines())
+    server = MetricsServer(metrics, HealthReport, port=0)
+    await server.start()
+    try:
+        async with session.get(f"{server.url}/metrics") as response:
+            metrics_page = await response.text()
+    finally:
+        await server.stop()
+    assert 'defi_agent_alerts_total{channel="telegram",outcome="failed"} 1.0' in metrics_page
+    assert BOT_TOKEN not in metrics_page
+    assert webhook.webhook_token not in metrics_page

@@ -281,6 +281,20 @@ async def test_every_command_reaches_the_control_surface(
     assert len(control.pause_reasons) == 1
 
 
+async def test_polling_survives_a_server_error(
+    fake: TelegramFake, session: aiohttp.ClientSession
+) -> None:
+    control = EngineControl()
+    listener = TelegramCommandListener(make_api(session, fake), [OPERATOR_CHAT], control)
+    fake.fail_next("getUpdates", 500)
+    fake.push_command(OPERATOR_CHAT, "/pause")
+
+    await listener.poll_once(poll_timeout_s=0)
+
+    assert control.paused is True
+    assert [r.status for r in fake.requests if r.method == "getUpdates"] == [500, 200]
+
+
 async def test_kill_is_acknowledged_and_executed(
     fake: TelegramFake, session: aiohttp.ClientSession
 ) -> None:

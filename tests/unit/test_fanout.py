@@ -7,6 +7,7 @@ import io
 import logging
 from datetime import date
 
+import aiohttp
 import pytest
 from rich.console import Console
 
@@ -25,8 +26,10 @@ from agent.alerts.base import (
     TradeReverted,
     TradeSent,
 )
+from agent.alerts.channels import build_channels, build_command_listener, telegram_api
 from agent.alerts.console import ConsoleNotifier
 from agent.alerts.fanout import AlertFanout, Channel
+from agent.config import AlertsConfig
 from agent.errors import TemporaryError
 from agent.metrics import AgentMetrics
 from agent.types import Token
@@ -279,3 +282,38 @@ async def test_console_prints_a_panel_without_interpreting_markup() -> None:
     assert "Trading halted: [bold]max_drawdown[/bold]" in printed
     assert "equity fell" in printed
     assert "critical" in printed
+
+
+async def test_channels_and_listener_are_built_from_config() -> None:
+    config = AlertsConfig.model_validate(
+        {
+            "min_level": "warning",
+            "telegram": {"enabled": True, "bot_token": "1:tok", "chat_id": 5},
+            "discord": {"enabled": True, "webhook_url": "https://discord.example/api/webhooks/1/x"},
+        }
+    )
+    async with aiohttp.ClientSession() as session:
+        api = telegram_api(config.telegram, session)
+        channels = build_channels(config, session, Console(file=io.StringIO()), telegram=api)
+        listener = build_command_listener(config.telegram, api, control=_NoControl())
+
+    assert [c.notifier.name for c in channels] == ["console", "telegram", "discord"]
+    assert {c.min_severity for c in channels} == {Severity.WARNING}
+    # No explicit allowlist: only the alert chat may command the agent.
+    assert listener is not None and listener.allowed_chat_ids == frozenset({5})
+    off = AlertsConfig.model_validate({"telegram": {"enabled": False}})
+    assert build_command_listener(off.telegram, api, control=_NoControl()) is None
+
+
+class _NoControl:
+    async def pause(self, reason: str) -> None: ...
+    async def resume(self) -> None: ...
+    async def kill(self) -> None: ...
+    async def status_text(self) -> str:
+        return ""
+
+    async def balance_text(self) -> str:
+        return ""
+
+    async def pnl_text(self) -> str:
+        return ""
