@@ -57,6 +57,8 @@ from agent.chain.registry import (
     load_deployment,
 )
 from agent.errors import ConfigError
+from strategies.arbitrage import ArbitrageParams
+from strategies.cex_dex import CexDexParams
 
 REDACTED = "**********"
 DEFAULT_PASSWORD_ENV = "DEFI_AGENT_KEYSTORE_PASSWORD"
@@ -305,30 +307,6 @@ class EngineConfig(_Section):
 
 
 # --- strategies ------------------------------------------------------------------------------
-
-
-class ArbitrageParams(_Section):
-    """Cross-DEX cycles (two-pool and triangular) through ``base_tokens``."""
-
-    enabled: bool = True
-    dexes: list[DexName] = Field(default_factory=lambda: list(ALL_DEXES))
-    base_tokens: list[TokenRef] = Field(default_factory=lambda: ["WETH", "USDC"], min_length=1)
-    max_hops: int = Field(3, ge=2, le=3)
-    min_profit_usd: float = Field(1.0, ge=0)
-    max_input_usd: Usd = 10_000.0
-    use_flash_swap: bool = False
-
-
-class CexDexParams(_Section):
-    """DEX price vs CEX mid beyond fees + gas + ``buffer_bps`` -> a DEX trade."""
-
-    enabled: bool = False
-    exchange: str = "binance"
-    symbols: list[str] = Field(default_factory=lambda: ["ETH/USDT"], min_length=1)
-    buffer_bps: Bps = 30
-    min_profit_usd: float = Field(5.0, ge=0)
-    max_trade_usd: Usd = 5_000.0
-    hedge: bool = False
 
 
 class GridParams(_Section):

@@ -36,14 +36,20 @@ from strategies.base import BaseStrategy, StrategyParams
 
 
 class ArbitrageParams(StrategyParams):
-    start_tokens: list[str] = Field(default_factory=lambda: ["WETH", "USDC"])
+    """``[strategies.arbitrage]``: cross-DEX cycles (two-pool and triangular)."""
+
+    dexes: list[str] = Field(default_factory=lambda: ["uniswap_v2", "sushiswap", "uniswap_v3"])
+    base_tokens: list[str] = Field(default_factory=lambda: ["WETH", "USDC"], min_length=1)
     """Symbols of the tokens a cycle starts and ends in (what the executor holds)."""
+    max_hops: int = Field(default=3, ge=2, le=3)
+    """2: two-pool cycles only; 3: also triangles through the base tokens."""
     min_profit_usd: float = Field(default=1.0, ge=0)
     """Net of gas; smaller edges are not worth the risk."""
-    max_notional_usd: float = Field(default=50_000.0, gt=0)
+    max_input_usd: float = Field(default=10_000.0, gt=0)
+    use_flash_swap: bool = False
+    """Borrow the input from the first V2 pair instead of the executor's own balance."""
     min_edge_bps: float = Field(default=1.0, ge=0)
     """Marginal-rate edge a cycle needs before it is sized (filters noise cheaply)."""
-    triangular: bool = True
     max_opportunities: int = Field(default=5, ge=1)
     gas_base: int = Field(default=60_000, gt=0)
     gas_per_v2_hop: int = Field(default=70_000, gt=0)
@@ -58,8 +64,8 @@ class ArbitrageStrategy(BaseStrategy[ArbitrageParams]):
     def evaluate(self, snapshot: MarketSnapshot, portfolio: PortfolioView) -> list[Opportunity]:
         params = self.params
         by_symbol = {t.symbol: t.address for t in snapshot.tokens.values()}
-        starts = [by_symbol[s] for s in params.start_tokens if s in by_symbol]
-        edges = _edges(snapshot)
+        starts = [by_symbol[s] for s in params.base_tokens if s in by_symbol]
+        edges = _edges(snapshot, set(params.dexes))
         threshold = 1.0 + params.min_edge_bps / 10_000
         found: list[Opportunity] = []
         for start in starts:
@@ -68,7 +74,7 @@ class ArbitrageStrategy(BaseStrategy[ArbitrageParams]):
             if balance <= 0 or price <= 0:
                 continue
             meta = snapshot.tokens[start]
-            cap = min(balance, int(params.max_notional_usd / price * 10**meta.decimals))
+            cap = min(balance, int(params.max_input_usd / price * 10**meta.decimals))
             for legs in self._cycles(start, edges):
                 if cycle_rate(legs) <= threshold:
                     continue
@@ -87,7 +93,7 @@ class ArbitrageStrategy(BaseStrategy[ArbitrageParams]):
                 continue
             for first, second in permutations(pools, 2):
                 yield (Leg(first, start, token_out), Leg(second, token_out, start))
-        if not self.params.triangular:
+        if self.params.max_hops < 3:
             return
         # Triangles start -> x -> y -> start, each hop on its best marginal-rate pool.
         neighbours = [t_out for (t_in, t_out) in edges if t_in == start]
@@ -152,11 +158,12 @@ class ArbitrageStrategy(BaseStrategy[ArbitrageParams]):
         )
 
 
-def _edges(snapshot: MarketSnapshot) -> dict[tuple[str, str], list[Pool]]:
-    """Directed token edges -> fresh, liquid pools that trade them."""
+def _edges(snapshot: MarketSnapshot, dexes: set[str]) -> dict[tuple[str, str], list[Pool]]:
+    """Directed token edges -> fresh, liquid pools of the configured DEXes that trade them."""
     edges: dict[tuple[str, str], list[Pool]] = defaultdict(list)
     for address, pool in snapshot.pools.items():
-        if address in snapshot.stale_pools:
+        ref = snapshot.pool_refs.get(address)
+        if address in snapshot.stale_pools or (ref is not None and ref.dex not in dexes):
             continue
         if pool.token0 not in snapshot.tokens or pool.token1 not in snapshot.tokens:
             continue

@@ -23,14 +23,20 @@ from strategies.base import BaseStrategy, StrategyParams
 
 
 class CexDexParams(StrategyParams):
+    """``[strategies.cex_dex]``: DEX price vs CEX mid beyond fees + gas + ``buffer_bps``."""
+
+    enabled: bool = False
+    exchange: str = "binance"
+    """Which exchange's book is the reference (and takes the hedge when ``hedge`` is on)."""
+    symbols: list[str] = Field(default_factory=lambda: ["ETH/USDT"], min_length=1)
     quote_tokens: list[str] = Field(default_factory=lambda: ["USDC", "WETH"])
     """Symbols we pay with / receive on the DEX side."""
-    buffer_bps: float = Field(default=20.0, ge=0)
+    buffer_bps: float = Field(default=30.0, ge=0, le=10_000)
     """Extra edge demanded beyond fees and gas, for CEX latency and hedge slippage."""
     cex_fee_bps: float = Field(default=10.0, ge=0)
     """Taker fee of the CEX hedge, charged on its notional."""
-    min_profit_usd: float = Field(default=2.0, ge=0)
-    max_notional_usd: float = Field(default=20_000.0, gt=0)
+    min_profit_usd: float = Field(default=5.0, ge=0)
+    max_trade_usd: float = Field(default=5_000.0, gt=0)
     gas_per_swap: int = Field(default=150_000, gt=0)
     hedge: bool = False
     """Place the CEX leg (needs an exchange API key in [feeds.cex]); otherwise advisory."""
@@ -126,7 +132,7 @@ class CexDexStrategy(BaseStrategy[CexDexParams]):
             return None
         cap = min(
             portfolio.balances.get(token_in, 0),
-            int(params.max_notional_usd / price_in * 10**meta_in.decimals),
+            int(params.max_trade_usd / price_in * 10**meta_in.decimals),
         )
         if cap <= 0:
             return None

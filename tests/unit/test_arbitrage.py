@@ -32,7 +32,11 @@ def snapshot(*pools: V2Pool | V3Pool, stale: frozenset[str] = frozenset()) -> Ma
         tokens=TOKENS,
         pools={p.address: p for p in pools},
         pool_refs={
-            p.address: PoolRef(p.address, f"dex{i}", "v2" if isinstance(p, V2Pool) else "v3")
+            p.address: PoolRef(
+                p.address,
+                ("uniswap_v2", "sushiswap", "uniswap_v3")[i],
+                "v2" if isinstance(p, V2Pool) else "v3",
+            )
             for i, p in enumerate(pools)
         },
         gas=GAS,
@@ -49,7 +53,7 @@ RICH = PortfolioView(
 
 def test_gap_between_two_v2_pools_is_found_with_exact_amounts() -> None:
     cheap, dear = v2("0x" + "a1" * 20, 1_000, 2_900_000), v2("0x" + "a2" * 20, 1_000, 3_100_000)
-    strategy = ArbitrageStrategy(ArbitrageParams(min_profit_usd=1.0))
+    strategy = ArbitrageStrategy(ArbitrageParams(max_input_usd=1e7, min_profit_usd=1.0))
     opportunities = strategy.evaluate(snapshot(cheap, dear), RICH)
     assert opportunities, "a 6.9% gap must be worth trading"
     best = opportunities[0]
@@ -66,7 +70,9 @@ def test_gap_between_two_v2_pools_is_found_with_exact_amounts() -> None:
 
 def test_closed_form_size_is_the_best_size() -> None:
     cheap, dear = v2("0x" + "a1" * 20, 1_000, 2_900_000), v2("0x" + "a2" * 20, 1_000, 3_100_000)
-    best = ArbitrageStrategy(ArbitrageParams()).evaluate(snapshot(cheap, dear), RICH)[0]
+    best = ArbitrageStrategy(ArbitrageParams(max_input_usd=1e7)).evaluate(
+        snapshot(cheap, dear), RICH
+    )[0]
     pool_of = {cheap.address: cheap, dear.address: dear}
 
     def profit(amount_in: int) -> int:
@@ -80,17 +86,22 @@ def test_closed_form_size_is_the_best_size() -> None:
 
 def test_no_gap_no_trade_and_gas_can_eat_the_edge() -> None:
     same = v2("0x" + "a1" * 20, 1_000, 3_000_000), v2("0x" + "a2" * 20, 1_000, 3_000_000)
-    assert ArbitrageStrategy(ArbitrageParams()).evaluate(snapshot(*same), RICH) == []
+    assert (
+        ArbitrageStrategy(ArbitrageParams(max_input_usd=1e7)).evaluate(snapshot(*same), RICH) == []
+    )
     tiny = v2("0x" + "a1" * 20, 1_000, 3_000_000), v2("0x" + "a2" * 20, 1_000, 3_020_000)
     # 0.67% gap minus 2 x 0.3% fee leaves pennies: not worth 200k gas at 2 gwei and 3,000 USD/ETH.
     assert (
-        ArbitrageStrategy(ArbitrageParams(min_profit_usd=5.0)).evaluate(snapshot(*tiny), RICH) == []
+        ArbitrageStrategy(ArbitrageParams(max_input_usd=1e7, min_profit_usd=5.0)).evaluate(
+            snapshot(*tiny), RICH
+        )
+        == []
     )
 
 
 def test_stale_pools_and_empty_balances_are_skipped() -> None:
     cheap, dear = v2("0x" + "a1" * 20, 1_000, 2_900_000), v2("0x" + "a2" * 20, 1_000, 3_100_000)
-    strategy = ArbitrageStrategy(ArbitrageParams())
+    strategy = ArbitrageStrategy(ArbitrageParams(max_input_usd=1e7))
     assert strategy.evaluate(snapshot(cheap, dear, stale=frozenset({dear.address})), RICH) == []
     broke = PortfolioView(balances={}, equity_usd=0, peak_equity_usd=0)
     assert strategy.evaluate(snapshot(cheap, dear), broke) == []
@@ -101,9 +112,9 @@ def test_size_is_capped_by_balance() -> None:
     small = PortfolioView(
         balances={WETH: 10**18, USDC: 1_000 * 10**6}, equity_usd=4000, peak_equity_usd=4000
     )
-    for opportunity in ArbitrageStrategy(ArbitrageParams(min_profit_usd=0)).evaluate(
-        snapshot(cheap, dear), small
-    ):
+    for opportunity in ArbitrageStrategy(
+        ArbitrageParams(max_input_usd=1e7, min_profit_usd=0)
+    ).evaluate(snapshot(cheap, dear), small):
         assert opportunity.amount_in <= small.balances[opportunity.token_in]
 
 
@@ -125,7 +136,7 @@ def test_v2_v3_cycle_uses_the_exact_v3_simulator() -> None:
         block=1,
     )
     cheap = v2("0x" + "a1" * 20, 1_000, 3_000_000)
-    best = ArbitrageStrategy(ArbitrageParams(min_profit_usd=0)).evaluate(
+    best = ArbitrageStrategy(ArbitrageParams(max_input_usd=1e7, min_profit_usd=0)).evaluate(
         snapshot(cheap, pool), RICH
     )[0]
     a, b = best.route
