@@ -1,0 +1,677 @@
+"""EIP-1559 transactions: fees, simulation, signing, journaling, broadcast, tracking, replacement.
+
+Every send follows the same order, which is what makes a crash at any instant recoverable:
+
+    eth_call simulation (revert reason decoded) -> estimateGas + margin -> fees (capped)
+    -> nonce -> sign -> journal (hash, nonce, raw bytes) -> broadcast via the submit RPC
+    -> journal "sent"
+
+Reads (simulation, estimates, receipts, nonces) go to ``read_w3``; the signed bytes go only to
+``submit_w3`` (for example a private-mempool RPC), as raw ``eth_sendRawTransaction``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from eth_abi import decode
+from eth_abi.exceptions import DecodingError
+from eth_utils.crypto import keccak
+from web3 import AsyncWeb3
+from web3.exceptions import TransactionNotFound
+from web3.types import RPCEndpoint
+
+from agent.chain.nonce import NonceManager
+from agent.errors import AgentError, FatalError, SimulationRevert, TemporaryError
+from agent.store.journal import Journal
+from agent.types import GasPrice
+from agent.wallet import Signer
+
+log = logging.getLogger(__name__)
+
+ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
+PANIC_CODES = {
+    0x00: "generic compiler panic",
+    0x01: "assert failed",
+    0x11: "arithmetic overflow or underflow",
+    0x12: "division or modulo by zero",
+    0x21: "invalid enum value",
+    0x22: "corrupt storage byte array",
+    0x31: "pop on an empty array",
+    0x32: "array index out of bounds",
+    0x41: "out of memory",
+    0x51: "call to a zero-initialised function pointer",
+}
+TRANSFER_TOPIC = keccak(text="Transfer(address,address,uint256)")
+
+# Steps reported to a ``StepHook`` (observability, and the chaos harness's crash points).
+STEP_SIGNED = "tx_signed"
+STEP_JOURNALED = "tx_journaled"
+STEP_BROADCAST = "tx_broadcast"
+STEP_MARKED_SENT = "tx_marked_sent"
+STEP_RECEIPT = "tx_receipt"
+STEP_MARKED_FINAL = "tx_marked_final"
+
+RevertDecoder = Callable[[bytes], str | None]
+StepHook = Callable[[str], Awaitable[None]]
+
+
+class FeeCapExceeded(TemporaryError):
+    """The fees the network needs are above the configured cap; try again later."""
+
+
+class BroadcastRejected(AgentError):
+    """The submit RPC refused the signed transaction (``reason`` is its message)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"broadcast rejected: {reason}")
+        self.reason = reason
+
+
+class NonceTooLow(BroadcastRejected):
+    """The nonce was already used on chain (by another process, or a crash we recovered from)."""
+
+
+class FeeOracle(Protocol):
+    """Anything that reads the next block's fee picture (``agent.chain.gas`` or the fallback)."""
+
+    async def gas_price(self) -> GasPrice: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Revert reasons
+
+
+def decode_revert(revert_data: bytes, decoders: Sequence[RevertDecoder] = ()) -> str:
+    """Human-readable revert reason: ``Error(string)``, ``Panic(uint256)``, then each custom-error
+    decoder in turn (e.g. ``agent.chain.arb_executor.decode_arb_executor_error``)."""
+    if not revert_data:
+        return "reverted without data"
+    selector, payload = revert_data[:4], revert_data[4:]
+    try:
+        if selector == ERROR_STRING_SELECTOR:
+            (message,) = decode(["string"], payload)
+            return str(message)
+        if selector == PANIC_SELECTOR:
+            (code,) = decode(["uint256"], payload)
+            return f"Panic(0x{code:02x}: {PANIC_CODES.get(code, 'unknown panic code')})"
+    except DecodingError:
+        pass
+    for decoder in decoders:
+        decoded = decoder(revert_data)
+        if decoded is not None:
+            return decoded
+    return f"unknown revert 0x{revert_data.hex()}"
+
+
+def custom_error_decoder(abi: Sequence[Mapping[str, Any]]) -> RevertDecoder:
+    """A decoder for the custom errors declared in a contract ABI (by 4-byte selector)."""
+    errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
+    for entry in abi:
+        if entry.get("type") != "error":
+            continue
+        types = [_abi_type(i) for i in entry.get("inputs", [])]
+        names = [str(i.get("name", "")) for i in entry.get("inputs", [])]
+        selector = keccak(text=f"{entry['name']}({','.join(types)})")[:4]
+        errors[selector] = (str(entry["name"]), names, types)
+
+    def _decode(revert_data: bytes) -> str | None:
+        spec = errors.get(revert_data[:4])
+        if spec is None:
+            return None
+        name, names, types = spec
+        try:
+            values = decode(types, revert_data[4:]) if types else ()
+        except DecodingError:
+            return None
+        return f"{name}({', '.join(f'{n}={v}' for n, v in zip(names, values, strict=True))})"
+
+    return _decode
+
+
+def _abi_type(param: Mapping[str, Any]) -> str:
+    kind = str(param["type"])
+    if kind.startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in param.get("components", []))
+        return f"({inner}){kind[5:]}"
+    return kind
+
+
+def _revert_data_from_error(error: Mapping[str, Any]) -> bytes | None:
+    """Revert bytes from a JSON-RPC error object (``data`` is a hex string on Anvil and geth;
+    some nodes nest it as ``{"data": ...}``)."""
+    data = error.get("data")
+    if isinstance(data, Mapping):
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return None
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Value types
+
+
+@dataclass(frozen=True, slots=True)
+class FeePolicy:
+    """How fees are chosen. All values in wei per gas unless named otherwise.
+
+    ``max_fee_per_gas_cap_wei`` is never exceeded (``FeeCapExceeded`` instead). ``max_fee`` =
+    next base fee x ``base_fee_multiplier_pct`` / 100 + priority, capped. The gas limit is the
+    estimate plus ``gas_limit_margin_bps``. Replacements bump both fee fields by
+    ``replacement_bump_bps`` (nodes require at least 10 %).
+    """
+
+    max_fee_per_gas_cap_wei: int
+    priority_fee_wei: int | None = None  # None: the oracle's suggestion
+    priority_fee_cap_wei: int | None = None
+    base_fee_multiplier_pct: int = 200
+    gas_limit_margin_bps: int = 2_000
+    replacement_bump_bps: int = 1_250
+
+
+@dataclass(frozen=True, slots=True)
+class Fees:
+    """EIP-1559 fee fields, wei per gas."""
+
+    max_fee_per_gas_wei: int
+    max_priority_fee_per_gas_wei: int
+
+    def bumped(self, bump_bps: int) -> Fees:
+        """Both fields raised by at least ``bump_bps`` (rounded up, and by at least 1 wei)."""
+
+        def up(value: int) -> int:
+            return max(value + 1, -(-value * (10_000 + bump_bps) // 10_000))
+
+        return Fees(up(self.max_fee_per_gas_wei), up(self.max_priority_fee_per_gas_wei))
+
+
+@dataclass(frozen=True, slots=True)
+class TxRequest:
+    """What to send: ``to`` (``None`` deploys ``data`` as creation code), calldata, value in wei.
+    ``gas_limit`` skips estimation when set. ``purpose`` labels the journal row."""
+
+    to: str | None
+    data: bytes = b""
+    value_wei: int = 0
+    gas_limit: int | None = None
+    purpose: str = "call"
+
+
+@dataclass(frozen=True, slots=True)
+class SentTx:
+    """A transaction signed, journaled and handed to the submit RPC."""
+
+    tx_hash: str
+    nonce: int
+    request: TxRequest
+    gas_limit: int
+    fees: Fees
+    intent_id: str | None
+    raw_tx: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    address: str
+    topics: tuple[bytes, ...]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The parts of a receipt the agent uses. ``effective_gas_price_wei`` in wei per gas."""
+
+    tx_hash: str
+    status: int
+    block_number: int
+    gas_used: int
+    effective_gas_price_wei: int
+    logs: tuple[LogEntry, ...]
+    contract_address: str | None
+
+    @property
+    def gas_cost_wei(self) -> int:
+        return self.gas_used * self.effective_gas_price_wei
+
+
+def receipt_from_web3(raw: Mapping[str, Any]) -> Receipt:
+    """Convert web3's receipt AttributeDict into a ``Receipt``."""
+    logs = tuple(
+        LogEntry(
+            address=AsyncWeb3.to_checksum_address(entry["address"]),
+            topics=tuple(bytes(t) for t in entry["topics"]),
+            data=bytes(entry["data"]),
+        )
+        for entry in raw["logs"]
+    )
+    contract = raw.get("contractAddress")
+    return Receipt(
+        tx_hash="0x" + bytes(raw["transactionHash"]).hex(),
+        status=int(raw["status"]),
+        block_number=int(raw["blockNumber"]),
+        gas_used=int(raw["gasUsed"]),
+        effective_gas_price_wei=int(raw.get("effectiveGasPrice", 0)),
+        logs=logs,
+        contract_address=AsyncWeb3.to_checksum_address(contract) if contract else None,
+    )
+
+
+def token_transfers(receipt: Receipt, token: str) -> list[tuple[str, str, int]]:
+    """(from, to, amount in smallest units) of every ERC20 ``Transfer`` of ``token`` in the logs."""
+    token = AsyncWeb3.to_checksum_address(token)
+    transfers: list[tuple[str, str, int]] = []
+    for entry in receipt.logs:
+        if entry.address != token or len(entry.topics) != 3 or entry.topics[0] != TRANSFER_TOPIC:
+            continue
+        sender = AsyncWeb3.to_checksum_address(entry.topics[1][-20:])
+        recipient = AsyncWeb3.to_checksum_address(entry.topics[2][-20:])
+        transfers.append((sender, recipient, int.from_bytes(entry.data[:32], "big")))
+    return transfers
+
+
+def net_token_flow(receipt: Receipt, token: str, account: str) -> int:
+    """Smallest units of ``token`` that ``account`` gained (negative: lost) in this receipt."""
+    account = AsyncWeb3.to_checksum_address(account)
+    net = 0
+    for sender, recipient, amount in token_transfers(receipt, token):
+        if recipient == account:
+            net += amount
+        if sender == account:
+            net -= amount
+    return net
+
+
+class FeeHistoryOracle:
+    """Fallback fee reading from ``eth_feeHistory`` over the last ``blocks`` blocks.
+
+    The priority fee is the median of the per-block ``percentile`` rewards; the next base fee
+    is the one the node reports for the pending block.
+    """
+
+    def __init__(self, w3: AsyncWeb3[Any], blocks: int = 5, percentile: int = 50) -> None:
+        self._w3 = w3
+        self._blocks = blocks
+        self._percentile = percentile
+
+    async def gas_price(self) -> GasPrice:
+        history = await self._w3.eth.fee_history(self._blocks, "latest", [self._percentile])
+        base_fees = [int(b) for b in history["baseFeePerGas"]]
+        rewards = sorted(int(r[0]) for r in history.get("reward", []) if r)
+        priority = rewards[len(rewards) // 2] if rewards else 0
+        next_base = base_fees[-1]
+        base = base_fees[-2] if len(base_fees) > 1 else next_base
+        newest = int(history["oldestBlock"]) + len(base_fees) - 2
+        return GasPrice(
+            base_fee_wei=base,
+            next_base_fee_wei=next_base,
+            priority_fee_wei=priority,
+            max_fee_wei=2 * next_base + priority,
+            block=max(newest, 0),
+            priority_percentiles_wei={self._percentile: priority},
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The sender
+
+
+class TransactionSender:
+    """Builds, simulates, signs, journals, broadcasts and tracks one account's transactions."""
+
+    def __init__(
+        self,
+        read_w3: AsyncWeb3[Any],
+        submit_w3: AsyncWeb3[Any],
+        signer: Signer,
+        nonces: NonceManager,
+        journal: Journal | None,
+        chain_id: int,
+        fee_policy: FeePolicy,
+        fee_oracle: FeeOracle | None = None,
+        revert_decoders: Sequence[RevertDecoder] = (),
+        on_step: StepHook | None = None,
+        receipt_poll_s: float = 0.1,
+    ) -> None:
+        if nonces.address != signer.address:
+            raise FatalError(f"nonce manager is for {nonces.address}, signer is {signer.address}")
+        self.read_w3 = read_w3
+        self.submit_w3 = submit_w3
+        self.signer = signer
+        self.nonces = nonces
+        self.journal = journal
+        self.chain_id = chain_id
+        self.fee_policy = fee_policy
+        self.fee_oracle: FeeOracle = fee_oracle or FeeHistoryOracle(read_w3)
+        self.revert_decoders = tuple(revert_decoders)
+        self._on_step = on_step
+        self.receipt_poll_s = receipt_poll_s
+
+    @property
+    def address(self) -> str:
+        return self.signer.address
+
+    async def _step(self, name: str) -> None:
+        if self._on_step is not None:
+            await self._on_step(name)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _call_params(self, request: TxRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "from": self.address,
+            "data": "0x" + request.data.hex(),
+            "value": hex(request.value_wei),
+        }
+        if request.to is not None:
+            params["to"] = request.to
+        return params
+
+    async def _rpc(self, w3: AsyncWeb3[Any], method: str, params: list[Any]) -> Any:
+        response = await w3.provider.make_request(RPCEndpoint(method), params)
+        error = response.get("error")
+        if error is not None:
+            if not isinstance(error, Mapping):
+                raise BroadcastRejected(str(error))
+            revert_data = _revert_data_from_error(error)
+            message = str(error.get("message", error))
+            is_execution = method in ("eth_call", "eth_estimateGas")
+            if is_execution and (revert_data is not None or "revert" in message.lower()):
+                reason = decode_revert(revert_data or b"", self.revert_decoders)
+                if revert_data is None:
+                    reason = message
+                raise SimulationRevert(reason, revert_data or b"")
+            raise _rpc_error(method, message)
+        return response.get("result")
+
+    async def simulate(self, request: TxRequest, block: str = "latest") -> bytes:
+        """``eth_call`` of ``request`` from our address; the return data, or ``SimulationRevert``
+        with the decoded reason."""
+        result = await self._rpc(self.read_w3, "eth_call", [self._call_params(request), block])
+        return bytes.fromhex(str(result).removeprefix("0x"))
+
+    async def estimate_gas(self, request: TxRequest) -> int:
+        """``eth_estimateGas`` plus the policy's margin, in gas units."""
+        result = await self._rpc(self.read_w3, "eth_estimateGas", [self._call_params(request)])
+        estimate = int(str(result), 16)
+        return estimate + estimate * self.fee_policy.gas_limit_margin_bps // 10_000
+
+    async def suggest_fees(self) -> Fees:
+        """Fees for the next block under the policy; ``FeeCapExceeded`` if the cap is too low."""
+        policy = self.fee_policy
+        gas = await self.fee_oracle.gas_price()
+        priority = (
+            policy.priority_fee_wei if policy.priority_fee_wei is not None else gas.priority_fee_wei
+        )
+        if policy.priority_fee_cap_wei is not None:
+            priority = min(priority, policy.priority_fee_cap_wei)
+        needed = gas.next_base_fee_wei + priority
+        if needed > policy.max_fee_per_gas_cap_wei:
+            raise FeeCapExceeded(
+                f"next base fee {gas.next_base_fee_wei} + tip {priority} wei/gas is above the "
+                f"cap {policy.max_fee_per_gas_cap_wei}"
+            )
+        wanted = gas.next_base_fee_wei * policy.base_fee_multiplier_pct // 100 + priority
+        return Fees(min(wanted, policy.max_fee_per_gas_cap_wei), priority)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def send(
+        self,
+        request: TxRequest,
+        intent_id: str | None = None,
+        fees: Fees | None = None,
+        simulate: bool = True,
+    ) -> SentTx:
+        """Simulate, size, price, sign, journal (before broadcast), broadcast, journal "sent".
+
+        Raises ``SimulationRevert`` before anything is signed when the call would revert.
+        "nonce too low" resyncs the nonce manager and retries with a fresh nonce (twice).
+        """
+        if simulate:
+            await self.simulate(request)
+        gas_limit = request.gas_limit or await self.estimate_gas(request)
+        fees = fees or await self.suggest_fees()
+        for attempt in range(3):
+            nonce = await self.nonces.allocate()
+            try:
+                return await self._sign_journal_broadcast(
+                    request, nonce, gas_limit, fees, intent_id
+                )
+            except NonceTooLow:
+                log.warning(
+                    "nonce %d too low for %s; resyncing (attempt %d)",
+                    nonce,
+                    self.address,
+                    attempt + 1,
+                )
+                await self.nonces.resync()
+        raise TemporaryError(f"could not find a usable nonce for {self.address}")
+
+    def _tx_fields(
+        self, request: TxRequest, nonce: int, gas_limit: int, fees: Fees
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "type": 2,
+            "chainId": self.chain_id,
+            "nonce": nonce,
+            "value": request.value_wei,
+            "data": request.data,
+            "gas": gas_limit,
+            "maxFeePerGas": fees.max_fee_per_gas_wei,
+            "maxPriorityFeePerGas": fees.max_priority_fee_per_gas_wei,
+        }
+        if request.to is not None:
+            fields["to"] = AsyncWeb3.to_checksum_address(request.to)
+        return fields
+
+    async def _sign_journal_broadcast(
+        self,
+        request: TxRequest,
+        nonce: int,
+        gas_limit: int,
+        fees: Fees,
+        intent_id: str | None,
+        nonce_is_new: bool = True,
+    ) -> SentTx:
+        try:
+            signed = self.signer.sign_transaction(self._tx_fields(request, nonce, gas_limit, fees))
+            await self._step(STEP_SIGNED)
+            if self.journal is not None:
+                await self.journal.record_signed_tx(
+                    tx_hash=signed.hash,
+                    raw_tx=signed.raw,
+                    chain_id=self.chain_id,
+                    sender=self.address,
+                    nonce=nonce,
+                    purpose=request.purpose,
+                    gas_limit=gas_limit,
+                    max_fee_per_gas_wei=fees.max_fee_per_gas_wei,
+                    max_priority_fee_per_gas_wei=fees.max_priority_fee_per_gas_wei,
+                    to_address=request.to,
+                    value_wei=request.value_wei,
+                    intent_id=intent_id,
+                )
+            await self._step(STEP_JOURNALED)
+        except BaseException:
+            if nonce_is_new:
+                await self.nonces.release(nonce)
+            raise
+        sent = SentTx(signed.hash, nonce, request, gas_limit, fees, intent_id, signed.raw)
+        try:
+            await self.broadcast(signed.raw)
+        except BroadcastRejected as exc:
+            # The node refused it outright: nothing is in any mempool under this hash.
+            if self.journal is not None:
+                await self.journal.mark_dropped(signed.hash, f"broadcast rejected: {exc.reason}")
+            if nonce_is_new and not isinstance(exc, NonceTooLow):
+                await self.nonces.release(nonce)
+            raise
+        # Any other failure (timeout, connection reset) is ambiguous: the node may have it. The
+        # row stays "signed" and tracking or start-up reconciliation rebroadcasts it.
+        await self._step(STEP_BROADCAST)
+        if nonce_is_new:
+            await self.nonces.mark_broadcast(nonce)
+        if self.journal is not None:
+            await self.journal.mark_sent(signed.hash)
+        await self._step(STEP_MARKED_SENT)
+        log.info("sent %s %s nonce=%d", request.purpose, signed.hash, nonce)
+        return sent
+
+    async def broadcast(self, raw_tx: bytes) -> str:
+        """``eth_sendRawTransaction`` on the submit RPC; "already known" counts as success."""
+        try:
+            result = await self._rpc(
+                self.submit_w3, "eth_sendRawTransaction", ["0x" + raw_tx.hex()]
+            )
+        except BroadcastRejected as exc:
+            lowered = exc.reason.lower()
+            if (
+                "already known" in lowered
+                or "already imported" in lowered
+                or "known transaction" in lowered
+            ):
+                return "0x" + keccak(raw_tx).hex()
+            raise
+        return str(result)
+
+    async def replace(self, sent: SentTx, fees: Fees | None = None) -> SentTx:
+        """Re-sign ``sent``'s request with the same nonce and fees bumped by the policy (or
+        ``fees``), journal it, broadcast it. Either of the two may mine, never both."""
+        new_fees = fees or await self._replacement_fees(sent.fees)
+        log.warning("replacing %s (nonce %d) with higher fees", sent.tx_hash, sent.nonce)
+        return await self._sign_journal_broadcast(
+            sent.request, sent.nonce, sent.gas_limit, new_fees, sent.intent_id, nonce_is_new=False
+        )
+
+    async def cancel(self, sent: SentTx) -> SentTx:
+        """Replace ``sent`` with a 0-value transfer to ourselves at the same nonce."""
+        request = TxRequest(
+            to=self.address, data=b"", value_wei=0, gas_limit=21_000, purpose="cancel"
+        )
+        new_fees = await self._replacement_fees(sent.fees)
+        log.warning("cancelling %s (nonce %d)", sent.tx_hash, sent.nonce)
+        return await self._sign_journal_broadcast(
+            request, sent.nonce, 21_000, new_fees, sent.intent_id, nonce_is_new=False
+        )
+
+    async def _replacement_fees(self, old: Fees) -> Fees:
+        bumped = old.bumped(self.fee_policy.replacement_bump_bps)
+        try:
+            current = await self.suggest_fees()
+        except FeeCapExceeded:
+            current = bumped
+        fees = Fees(
+            max(bumped.max_fee_per_gas_wei, current.max_fee_per_gas_wei),
+            max(bumped.max_priority_fee_per_gas_wei, current.max_priority_fee_per_gas_wei),
+        )
+        if fees.max_fee_per_gas_wei > self.fee_policy.max_fee_per_gas_cap_wei:
+            raise FeeCapExceeded(
+                f"a replacement needs {fees.max_fee_per_gas_wei} wei/gas, above the cap "
+                f"{self.fee_policy.max_fee_per_gas_cap_wei}"
+            )
+        return fees
+
+    # -- tracking ---------------------------------------------------------------------------
+
+    async def get_receipt(self, tx_hash: str) -> Receipt | None:
+        """The receipt if ``tx_hash`` is mined, else ``None``."""
+        try:
+            raw = await self.read_w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return None
+        return receipt_from_web3(raw)
+
+    async def wait_for_receipt(self, tx_hashes: Sequence[str], timeout_s: float) -> Receipt | None:
+        """Poll until one of ``tx_hashes`` (same nonce: original and replacements) is mined;
+        ``None`` after ``timeout_s`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            for tx_hash in tx_hashes:
+                receipt = await self.get_receipt(tx_hash)
+                if receipt is not None:
+                    await self._step(STEP_RECEIPT)
+                    return receipt
+            if loop.time() >= deadline:
+                return None
+            await asyncio.sleep(self.receipt_poll_s)
+
+    async def record_outcome(self, receipt: Receipt, siblings: Sequence[str] = ()) -> None:
+        """Journal the mined (or reverted) transaction and mark its same-nonce siblings replaced."""
+        if self.journal is not None:
+            if receipt.status == 1:
+                await self.journal.mark_mined(
+                    receipt.tx_hash,
+                    receipt.block_number,
+                    receipt.gas_used,
+                    receipt.effective_gas_price_wei,
+                )
+            else:
+                await self.journal.mark_reverted(
+                    receipt.tx_hash,
+                    receipt.block_number,
+                    receipt.gas_used,
+                    receipt.effective_gas_price_wei,
+                )
+            for tx_hash in siblings:
+                if tx_hash != receipt.tx_hash:
+                    await self.journal.mark_replaced(tx_hash, receipt.tx_hash)
+        await self._step(STEP_MARKED_FINAL)
+
+    async def track(
+        self,
+        sent: SentTx,
+        timeout_s: float = 120.0,
+        stuck_after_s: float | None = None,
+        max_replacements: int = 3,
+    ) -> tuple[Receipt, SentTx]:
+        """Wait for ``sent`` to mine, replacing it with bumped fees each time it has waited
+        ``stuck_after_s`` seconds (at most ``max_replacements`` times). Journals the outcome.
+
+        Returns the receipt and the transaction that mined (the original or a replacement).
+        Raises ``TemporaryError`` on timeout; the journal rows stay non-final for the next
+        tracking pass or start-up reconciliation.
+        """
+        attempts = [sent]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            remaining = deadline - loop.time()
+            wait_s = remaining if stuck_after_s is None else min(remaining, stuck_after_s)
+            receipt = await self.wait_for_receipt([a.tx_hash for a in attempts], max(wait_s, 0.0))
+            if receipt is not None:
+                await self.record_outcome(receipt, [a.tx_hash for a in attempts])
+                winner = next(a for a in attempts if a.tx_hash == receipt.tx_hash)
+                return receipt, winner
+            if loop.time() >= deadline:
+                raise TemporaryError(f"no receipt for {sent.tx_hash} after {timeout_s} s")
+            if len(attempts) > max_replacements:
+                continue
+            try:
+                attempts.append(await self.replace(attempts[-1]))
+            except (FeeCapExceeded, BroadcastRejected) as exc:
+                log.warning("could not replace %s: %s", attempts[-1].tx_hash, exc)
+                max_replacements = len(attempts) - 1
+
+
+def _rpc_error(method: str, message: str) -> AgentError:
+    lowered = message.lower()
+    if method == "eth_sendRawTransaction":
+        if "nonce too low" in lowered or "nonce has already been used" in lowered:
+            return NonceTooLow(message)
+        return BroadcastRejected(message)
+    return TemporaryError(f"{method} failed: {message}")
+
+
+def with_gas_limit(request: TxRequest, gas_limit: int) -> TxRequest:
+    """``request`` with a fixed gas limit (skips estimation)."""
+    return replace(request, gas_limit=gas_limit)
