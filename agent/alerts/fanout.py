@@ -194,11 +194,18 @@ class AlertFanout:
 
     async def run(self) -> None:
         """The delivery worker for ``post``: run it in the owner's TaskGroup."""
-        while True:
-            item = await self._queue.get()
-            if isinstance(item, _Stop):
-                return
-            await self.send(item)
+        try:
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, _Stop):
+                    return
+                await self.send(item)
+        except asyncio.CancelledError:
+            # Cancelled instead of stop(): say what is lost rather than dropping it silently.
+            lost = self._queue.qsize() - (1 if self._stopping else 0)
+            if lost:
+                logger.warning("alert worker cancelled with %d event(s) undelivered", lost)
+            raise
 
     async def aclose(self) -> None:
         """Close every channel; one failing to close does not stop the others."""

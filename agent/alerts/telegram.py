@@ -197,7 +197,7 @@ class TelegramBotApi:
         self._clock = clock
         self._sleep = sleep
         self._global_bucket = TokenBucket(
-            global_rate_per_s, global_rate_per_s, clock=clock, sleep=sleep
+            global_rate_per_s, max(1.0, global_rate_per_s), clock=clock, sleep=sleep
         )
         self._chat_buckets: dict[int, TokenBucket] = {}
 
@@ -488,15 +488,18 @@ class TelegramCommandListener:
             return  # a command for another bot in the same group
         if chat_id not in self._allowed_chat_ids:
             self.commands_rejected += 1
+            # %r: the text is a stranger's, it must not forge log lines.
             logger.warning(
-                "telegram command /%s from non-allowlisted chat %d ignored", command[:32], chat_id
+                "telegram command %r from non-allowlisted chat %d ignored",
+                "/" + command[:32],
+                chat_id,
             )
             return
         sent_at = message.get("date")
         if isinstance(sent_at, int) and self._wall_clock() - sent_at > self._max_command_age_s:
-            logger.warning("telegram command /%s from chat %d is stale, skipped", command, chat_id)
+            logger.warning("telegram command %r from chat %d is stale, skipped", command, chat_id)
             return
-        logger.info("telegram command /%s from chat %d", command[:32], chat_id)
+        logger.info("telegram command %r from chat %d", "/" + command[:32], chat_id)
         reply = await self._execute(command, argument.strip(), chat_id)
         await self._reply(chat_id, reply)
 

@@ -185,6 +185,23 @@ async def test_queued_events_are_all_delivered_when_the_worker_stops() -> None:
     assert fanout.dropped == 1
 
 
+async def test_a_cancelled_worker_reports_what_it_did_not_deliver(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fanout = AlertFanout([Channel(HangingChannel("telegram"))])
+    worker = asyncio.create_task(fanout.run())
+    for _ in range(3):
+        fanout.post(halt())
+    while fanout.queued > 2:  # the worker takes the first event and hangs on the channel
+        await asyncio.sleep(0)
+
+    worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+
+    assert "alert worker cancelled with 2 event(s) undelivered" in caplog.text
+
+
 async def test_queue_full_drops_and_counts() -> None:
     fanout = AlertFanout([Channel(InboxChannel("discord"))], max_queued=2)
 
