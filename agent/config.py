@@ -1029,6 +1029,13 @@ _MESSAGES: dict[str, str] = {
 }
 
 
+def _number(value: object) -> str:
+    # Bounds of float fields come back as 100.0; operators wrote 100.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _message_for(error: Mapping[str, Any]) -> str:
     kind = str(error["type"])
     ctx = error.get("ctx") or {}
@@ -1040,7 +1047,7 @@ def _message_for(error: Mapping[str, Any]) -> str:
     }
     if kind in bounds:
         symbol, key = bounds[kind]
-        return f"must be {symbol} {ctx.get(key)}"
+        return f"must be {symbol} {_number(ctx.get(key))}"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}"
     if kind == "enum":
@@ -1097,8 +1104,8 @@ def _format_problems(source: str, problems: Mapping[str, str]) -> str:
 
 def redact_url(url: str, hide_path: bool = True) -> str:
     """A URL safe to log: credentials removed and, with ``hide_path`` (the default, right for
-    RPC URLs, whose providers put API keys in the path or query), the path and query of an
-    http(s)/ws(s) URL replaced by ``**********``."""
+    RPC URLs, whose providers put API keys in the path or query), the path and query replaced
+    by ``**********``."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -1115,7 +1122,7 @@ def redact_url(url: str, hide_path: bool = True) -> str:
     netloc = f"{host}:{port}" if port is not None else host
     if parts.username is not None or parts.password is not None:
         netloc = f"{REDACTED}@{netloc}"
-    if hide_path and parts.scheme in ("http", "https", "ws", "wss"):
+    if hide_path:
         hidden = parts.path not in ("", "/") or bool(parts.query) or bool(parts.fragment)
         return f"{parts.scheme}://{netloc}" + (f"/{REDACTED}" if hidden else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
