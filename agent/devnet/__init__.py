@@ -65,7 +65,7 @@ class Devnet:
         state_file: Path | None = None,
         deployments_dir: Path | None = DEFAULT_DEPLOYMENTS_DIR,
         extra_tokens: int = 0,
-        block_time_s: float | None = None,
+        block_time_s: int | None = None,
     ) -> None:
         self.name = name
         self.chain_id = chain_id
@@ -78,8 +78,8 @@ class Devnet:
             "chain_id": chain_id,
             "fork_url": fork_url,
             "fork_block": fork_block,
-            "block_time_s": block_time_s,
         }
+        self.block_time_s = block_time_s
         self.node = AnvilNode(**self._node_options)
         self.rpc: JsonRpc | None = None
         self.deployment: Deployment | None = None
@@ -146,6 +146,10 @@ class Devnet:
                 )
                 if self.state_file is not None:
                     await self.save_state(self.state_file)
+            if self.block_time_s:
+                # Deploy with instant mining, then produce a block every block_time_s seconds.
+                await self.call("evm_setAutomine", [False])
+                await self.call("evm_setIntervalMining", [self.block_time_s])
             if self.deployments_dir is not None:
                 self.deployments_dir.mkdir(parents=True, exist_ok=True)
                 (self.deployments_dir / f"{self.name}.json").write_text(
