@@ -9,8 +9,10 @@ comes from stdin or a hidden prompt. Nothing secret is ever read from argv or ec
 from __future__ import annotations
 
 import getpass
+import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +30,7 @@ from agent.wallet import (
     unlock_keystore,
 )
 
-DEFAULT_KEYSTORE = Path("data/keystore.json")
+DEFAULT_KEYSTORE = Path("keys/keystore.json")  # as agent.config.WalletConfig.keystore
 DEFAULT_PASSWORD_ENV = "DEFI_AGENT_KEYSTORE_PASSWORD"
 
 KeystoreOption = Annotated[
@@ -43,20 +45,34 @@ ConfigOption = Annotated[
 
 @dataclass(frozen=True, slots=True)
 class WalletSettings:
-    """Where the keystore is and where its password comes from (never the password itself)."""
+    """Where the keystore is and where its password comes from. ``environ`` holds the
+    password variable as found in the real environment or the config's ``.env`` file."""
 
     keystore_path: Path
     password_env: str | None
     password_file: Path | None
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
 
 
 def wallet_settings(config_path: Path | None, keystore: Path | None) -> WalletSettings:
     """The wallet section of ``config_path`` (defaults when absent), ``--keystore`` winning."""
-    keystore_path, password_env, password_file = DEFAULT_KEYSTORE, DEFAULT_PASSWORD_ENV, None
-    # TODO(config): read the wallet section once agent/config.py lands.
-    _ = config_path
+    if config_path is None:
+        return WalletSettings(
+            keystore if keystore is not None else DEFAULT_KEYSTORE, DEFAULT_PASSWORD_ENV, None
+        )
+    from agent.config import AgentConfig  # only `--config` needs the config layer
+
+    config = AgentConfig.load(config_path)
+    wallet = config.wallet
+    environ: dict[str, str] = {}
+    from_env = config.env_value(wallet.password_env)
+    if from_env is not None:
+        environ[wallet.password_env] = from_env.get_secret_value()
     return WalletSettings(
-        keystore if keystore is not None else keystore_path, password_env, password_file
+        keystore if keystore is not None else wallet.keystore,
+        wallet.password_env,
+        wallet.password_file,
+        environ,
     )
 
 
@@ -65,7 +81,7 @@ def _interactive() -> bool:
 
 
 def _password_for_unlock(settings: WalletSettings) -> KeystorePassword:
-    password = load_password(settings.password_env, settings.password_file)
+    password = load_password(settings.password_env, settings.password_file, settings.environ)
     if password is not None:
         return password
     if not _interactive():
@@ -76,7 +92,7 @@ def _password_for_unlock(settings: WalletSettings) -> KeystorePassword:
 
 
 def _password_for_new(settings: WalletSettings) -> KeystorePassword:
-    password = load_password(settings.password_env, settings.password_file)
+    password = load_password(settings.password_env, settings.password_file, settings.environ)
     if password is not None:
         return password
     if not _interactive():

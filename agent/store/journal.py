@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agent.errors import FatalError
+from agent.errors import AgentError, FatalError
 from agent.store.models import (
     FINAL_INTENT_STATUSES,
     FINAL_TX_STATUSES,
@@ -36,6 +36,7 @@ from agent.store.models import (
     IntentRow,
     IntentStatus,
     OpportunityRow,
+    PaperBalanceRow,
     RiskRejectionRow,
     StrategyStateRow,
     TransactionRow,
@@ -47,6 +48,10 @@ from agent.types import Fill, Intent, RouteHop
 
 class InvalidTransition(FatalError):
     """A status change the state machine does not allow (a bug, or a corrupted journal)."""
+
+
+class InsufficientPaperBalance(AgentError):
+    """The paper portfolio cannot pay for a paper fill."""
 
 
 class JournalNotFound(FatalError):
@@ -429,11 +434,13 @@ class Journal:
 
     # -- fills, rejections, equity, strategy state, alerts ----------------------------------
 
-    async def record_fill(self, fill: Fill) -> bool:
+    async def record_fill(self, fill: Fill, move_paper_balances: bool = False) -> bool:
         """Store ``fill`` and move its intent to ``filled`` in one DB transaction.
 
-        Returns False (and changes nothing) when the intent already has a fill: settling twice
-        after a crash must not double-count.
+        With ``move_paper_balances`` the paper portfolio pays ``fill.amount_in`` of ``token_in``
+        and receives ``fill.amount_out`` of ``token_out`` in the same transaction
+        (``InsufficientPaperBalance`` if it cannot pay). Returns False (and changes nothing)
+        when the intent already has a fill: settling twice after a crash must not double-count.
         """
         async with self._write_lock, self._sessions.begin() as session:
             existing = await session.scalar(
@@ -442,6 +449,8 @@ class Journal:
             if existing is not None:
                 return False
             row = await self._intent_row(session, fill.intent_id)
+            if move_paper_balances:
+                await self._move_paper_balances(session, fill)
             if row.status == IntentStatus.PENDING and fill.tx_hash is None:
                 # paper fills never sign anything: pending -> submitted -> filled
                 self._transition_intent(row, IntentStatus.SUBMITTED, "paper")
@@ -466,6 +475,41 @@ class Journal:
                 )
             )
             return True
+
+    async def seed_paper_balances(self, balances: Mapping[str, int]) -> bool:
+        """Give the paper portfolio its starting ``balances`` (token -> smallest units), once:
+        returns False and changes nothing when it already holds anything."""
+        async with self._write_lock, self._sessions.begin() as session:
+            if (await session.scalars(select(PaperBalanceRow.token).limit(1))).first() is not None:
+                return False
+            for token, amount in balances.items():
+                session.add(PaperBalanceRow(token=token, amount=int(amount)))
+            return True
+
+    async def paper_balances(self) -> dict[str, int]:
+        """The paper portfolio: token address -> smallest units (zero balances omitted)."""
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(PaperBalanceRow))).all()
+            return {r.token: r.amount for r in rows if r.amount != 0}
+
+    @staticmethod
+    async def _move_paper_balances(session: AsyncSession, fill: Fill) -> None:
+        paying = await session.get(PaperBalanceRow, fill.token_in, with_for_update=True)
+        held = paying.amount if paying is not None else 0
+        if held < fill.amount_in:
+            raise InsufficientPaperBalance(
+                f"paper portfolio holds {held} of {fill.token_in}, the fill needs {fill.amount_in}"
+            )
+        if paying is not None:
+            paying.amount = held - fill.amount_in
+            paying.updated_at = utc_now()
+        await session.flush()
+        receiving = await session.get(PaperBalanceRow, fill.token_out, with_for_update=True)
+        if receiving is None:
+            session.add(PaperBalanceRow(token=fill.token_out, amount=fill.amount_out))
+        else:
+            receiving.amount += fill.amount_out
+            receiving.updated_at = utc_now()
 
     async def get_fill(self, intent_id: str) -> Fill | None:
         async with self._sessions() as session:

@@ -298,3 +298,13 @@ class RiskRejectionRow(Base):
     strategy: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(64), index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class PaperBalanceRow(Base):
+    """The paper executor's virtual holdings: one row per token, smallest units."""
+
+    __tablename__ = "paper_balances"
+
+    token: Mapped[str] = mapped_column(String(42), primary_key=True)
+    amount: Mapped[int] = mapped_column(TokenAmount)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

@@ -35,6 +35,7 @@ EXPECTED_TABLES = {
     "fills",
     "intents",
     "opportunities",
+    "paper_balances",
     "risk_rejections",
     "strategy_state",
     "transactions",
@@ -104,7 +105,7 @@ async def test_migrations_create_every_table_in_wal_mode(db_path: Path) -> None:
         journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         tx_columns = {r[1] for r in conn.execute("PRAGMA table_info(transactions)")}
     assert tables == EXPECTED_TABLES
-    assert revision == [("0001",)]
+    assert revision == [("0002",)]
     assert journal_mode == "wal"
     assert {"nonce", "tx_hash", "raw_tx", "status", "status_history"} <= tx_columns
 
@@ -307,3 +308,61 @@ async def test_a_committed_step_survives_sigkill(db_path: Path) -> None:
     finally:
         await engine.dispose()
     assert record.status == IntentStatus.PENDING
+
+
+async def test_migrations_match_the_models(db_path: Path) -> None:
+    """Autogenerate finds nothing to add: the migrations create exactly what the ORM declares."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import Connection
+
+    from agent.store.models import Base
+
+    def diff(connection: Connection) -> list[object]:
+        return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+    engine = await init_db(f"sqlite:///{db_path}")
+    try:
+        async with engine.connect() as connection:
+            assert await connection.run_sync(diff) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_paper_fill_moves_the_virtual_portfolio_atomically(journal: Journal) -> None:
+    from agent.store.journal import InsufficientPaperBalance
+
+    assert await journal.seed_paper_balances({USDC: 10_000 * 10**6, WETH: 2 * 10**18})
+    assert not await journal.seed_paper_balances({USDC: 1})  # seeding happens once
+
+    def swap_fill(intent_id: str, usdc_in: int, weth_out: int) -> Fill:
+        return Fill(
+            intent_id=intent_id,
+            mode="paper",
+            tx_hash=None,
+            token_in=USDC,
+            token_out=WETH,
+            amount_in=usdc_in,
+            amount_out=weth_out,
+            profit=0,
+            predicted_amount_in=usdc_in,
+            predicted_amount_out=weth_out,
+            predicted_profit=0,
+        )
+
+    await journal.record_intent(make_intent("p1"), mode="paper")
+    assert await journal.record_fill(
+        swap_fill("p1", 3_000 * 10**6, 10**18), move_paper_balances=True
+    )
+    assert await journal.paper_balances() == {USDC: 7_000 * 10**6, WETH: 3 * 10**18}
+    assert (await journal.get_intent("p1")).status == IntentStatus.FILLED
+
+    await journal.record_intent(make_intent("p2"), mode="paper")
+    with pytest.raises(InsufficientPaperBalance):
+        await journal.record_fill(
+            swap_fill("p2", 8_000 * 10**6, 2 * 10**18), move_paper_balances=True
+        )
+    # Nothing moved and no fill row: the whole step rolled back.
+    assert await journal.paper_balances() == {USDC: 7_000 * 10**6, WETH: 3 * 10**18}
+    assert await journal.get_fill("p2") is None
+    assert (await journal.get_intent("p2")).status == IntentStatus.PENDING
