@@ -261,6 +261,7 @@ class RiskConfig(_Section):
     max_drawdown_pct: float = Field(10.0, gt=0, le=100)
     token_allowlist: list[TokenRef] = Field(default_factory=lambda: ["WETH", "USDC", "WBTC", "DAI"])
     cooldown_s: float = Field(30.0, ge=0)
+    revert_cooldown_s: float = Field(120.0, ge=0)
     kill_switch_file: ConfigPath = Path("./data/KILL")
 
     @property
