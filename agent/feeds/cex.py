@@ -224,6 +224,7 @@ class CexClient:
         order_book_depth: int = 20,
         use_websocket: bool = False,
         ccxt_rate_limit: bool = False,
+        batch_tickers: bool = True,
         logger: logging.Logger | None = None,
     ) -> None:
         module: Any = ccxt_async
@@ -235,6 +236,8 @@ class CexClient:
         self.source = f"cex:{exchange_id}"
         self.symbols = tuple(symbols)
         self.order_book_depth = order_book_depth
+        # False forces one fetch_ticker per symbol (the baseline the benchmark compares with).
+        self.batch_tickers = batch_tickers
         self.redactor = Redactor([s for s in (api_key, secret) if s])
         self.log = (
             logger if logger is not None else logging.getLogger(f"agent.feeds.cex.{exchange_id}")
@@ -344,7 +347,7 @@ class CexClient:
         """Tickers of ``symbols`` (default: configured) in one request when supported."""
         await self.load_markets()
         wanted = list(symbols if symbols is not None else self.symbols)
-        if self.exchange.has.get("fetchTickers"):
+        if self.batch_tickers and self.exchange.has.get("fetchTickers"):
             raw = await self._call("fetch_tickers", lambda: self.exchange.fetch_tickers(wanted))
             if not isinstance(raw, dict):
                 raise ResponseShapeError(f"{self.source}: fetch_tickers returned no object")

@@ -12,6 +12,7 @@ a percentage (``0.5`` = 0.5 %), allowed range 0..50.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,12 +89,14 @@ class OneInchClient:
         pairs: Sequence[QuotePair] = (),
         base_url: str = DEFAULT_BASE_URL,
         policy: SourcePolicy = DEFAULT_POLICY,
+        max_concurrency: int = 4,
         logger: logging.Logger | None = None,
     ) -> None:
         if not api_key:
             raise ConfigError("feeds.oneinch.api_key is required for the 1inch feed")
         self.chain_id = chain_id
         self.pairs = tuple(pairs)
+        self.max_concurrency = max(1, max_concurrency)
         self.http = HttpSource(
             session,
             self.source,
@@ -169,17 +172,22 @@ class OneInchClient:
         )
 
     async def poll(self) -> dict[QuotePair, Reading[OneInchQuote]]:
-        """Quote every configured pair; failures leave the last quote marked stale."""
-        results: dict[QuotePair, Reading[OneInchQuote]] = {}
-        for pair in self.pairs:
+        """Quote every configured pair; failures leave the last quote marked stale.
 
-            async def fetch(pair: QuotePair = pair) -> OneInchQuote:
+        Quotes run concurrently (at most ``max_concurrency`` in flight); the source's token
+        bucket still caps the request rate, so this only hides latency.
+        """
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(pair: QuotePair) -> Reading[OneInchQuote]:
+            async def fetch() -> OneInchQuote:
                 return await self.quote(pair.src, pair.dst, pair.amount_in)
 
-            results[pair] = await read_into(
-                self.book, pair, fetch, self.http.redactor, self.http.log
-            )
-        return results
+            async with semaphore:
+                return await read_into(self.book, pair, fetch, self.http.redactor, self.http.log)
+
+        readings = await asyncio.gather(*(one(pair) for pair in self.pairs))
+        return dict(zip(self.pairs, readings, strict=True))
 
     def reading(self, pair: QuotePair) -> Reading[OneInchQuote] | None:
         return self.book.get(pair)

@@ -29,7 +29,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from agent.feeds.coingecko import CoinGeckoClient
 from agent.feeds.http import ReadingBook
-from agent.feeds.x import ACCOUNTS_KEY, Post, XClient
+from agent.feeds.x import Post, XClient
 from agent.types import Reading
 
 # Valence on VADER's -4..+4 scale.
@@ -254,21 +254,20 @@ class SentimentFeed:
         errors: dict[str, str] = {}
         if self.x is not None:
             x_readings = await self.x.poll()
-            accounts = x_readings.get(ACCOUNTS_KEY)
-            if accounts is not None:
-                if accounts.error is None and accounts.value is not None:
-                    self.aggregator.add_account_posts(accounts.value)
-                elif accounts.error is not None:
-                    for token in self.aggregator.tokens:
-                        errors[token] = f"x accounts: {accounts.error}"
-            for token in self.aggregator.tokens:
-                reading = x_readings.get(token)
-                if reading is None:
+            tokens = set(self.aggregator.tokens)
+            for key, reading in x_readings.items():
+                if key in tokens:
+                    if reading.error is not None:
+                        errors[key] = f"x: {reading.error}"
+                    elif reading.value is not None:
+                        self.aggregator.add_posts(key, reading.value)
                     continue
+                # Accounts and packed multi-token queries: attribute posts by keyword.
                 if reading.error is not None:
-                    errors[token] = f"x: {reading.error}"
+                    for token in self.aggregator.tokens:
+                        errors.setdefault(token, f"x {key}: {reading.error}")
                 elif reading.value is not None:
-                    self.aggregator.add_posts(token, reading.value)
+                    self.aggregator.add_account_posts(reading.value)
         if self.coingecko is not None and self.poll_coingecko:
             await self.coingecko.poll_coins()
         results: dict[str, Reading[TokenSentiment]] = {}

@@ -48,6 +48,31 @@ class Post:
     quotes: int
 
 
+def cashtag_queries(
+    tokens: Sequence[str], *, max_query_len: int = 512, suffix: str = "-is:retweet"
+) -> dict[str, str]:
+    """Pack cashtags of many tokens into few OR-queries (one request each instead of one per
+    token); keys are ``"batch:<n>"`` and posts are attributed to tokens by keyword.
+
+    ``max_query_len`` is X's query length limit (512 on Basic, 1024 on Pro).
+    """
+    queries: dict[str, str] = {}
+    group: list[str] = []
+
+    def flush() -> None:
+        if group:
+            queries[f"batch:{len(queries)}"] = f"({' OR '.join(group)}) {suffix}".strip()
+            group.clear()
+
+    for token in tokens:
+        tag = f"${token[1:] if token in ('WETH', 'WBTC') else token}"
+        if len(f"({' OR '.join([*group, tag])}) {suffix}") > max_query_len:
+            flush()
+        group.append(tag)
+    flush()
+    return queries
+
+
 class XClient:
     """Recent search per configured token query, plus one query for all configured accounts.
 
