@@ -13,7 +13,8 @@ from agent.alerts.console import ConsoleNotifier
 from agent.alerts.control import ControlSurface
 from agent.alerts.discord import DiscordWebhookNotifier
 from agent.alerts.fanout import Channel
-from agent.alerts.telegram import TelegramBotApi, TelegramCommandListener, TelegramNotifier
+from agent.alerts.telegram import TelegramBotApi, TelegramNotifier
+from agent.alerts.telegram_commands import TelegramCommandListener
 from agent.config import AlertsConfig, TelegramAlerts
 
 _LEVELS = {

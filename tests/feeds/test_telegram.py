@@ -12,12 +12,8 @@ import aiohttp
 import pytest
 
 from agent.alerts.base import AlertDeliveryError, RiskHalt, TradeFilled, TradeReverted
-from agent.alerts.telegram import (
-    TELEGRAM_MAX_MESSAGE_CHARS,
-    TelegramBotApi,
-    TelegramCommandListener,
-    TelegramNotifier,
-)
+from agent.alerts.telegram import TELEGRAM_MAX_MESSAGE_CHARS, TelegramBotApi, TelegramNotifier
+from agent.alerts.telegram_commands import TelegramCommandListener
 from agent.errors import TemporaryError
 from tests.fakes.telegram_fake import TelegramFake
 
