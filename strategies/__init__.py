@@ -1,0 +1,13 @@
+"""Strategies by name: the explicit map the engine and the config use (no registry magic)."""
+
+from __future__ import annotations
+
+from strategies.dca import DcaStrategy
+from strategies.grid import GridStrategy
+from strategies.whale_follow import WhaleFollowStrategy
+
+STRATEGIES: dict[str, type] = {
+    GridStrategy.name: GridStrategy,
+    DcaStrategy.name: DcaStrategy,
+    WhaleFollowStrategy.name: WhaleFollowStrategy,
+}

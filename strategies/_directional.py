@@ -1,0 +1,264 @@
+"""Shared pieces of the directional strategies (grid, DCA, whale-follow): no I/O, no state.
+
+Resolving configured token references (a symbol like ``WETH`` or a 0x address) against the
+snapshot's token map, reading a pool's mid price, choosing the best pool for an exact swap, and
+turning the chosen swap into an ``Opportunity`` with exact ``int`` amounts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from agent.dex.errors import SwapRevert
+from agent.dex.v2 import V2Pool
+from agent.dex.v3 import V3Pool
+from agent.snapshot import MarketSnapshot, Pool
+from agent.types import Fill, Opportunity, RouteHop, Token
+
+BPS = 10_000
+Q96 = 1 << 96
+
+# Gas units of one router swap (a single-hop exactInputSingle / swapExactTokensForTokens,
+# including the ERC20 transfers); the engine re-estimates before sending.
+DEFAULT_SWAP_GAS = 160_000
+
+
+def resolve_token(snapshot: MarketSnapshot, ref: str) -> Token | None:
+    """The snapshot's token for ``ref`` (a checksummed/lower-case address or a symbol)."""
+    token = snapshot.tokens.get(ref)
+    if token is not None:
+        return token
+    lowered = ref.lower()
+    for address, candidate in snapshot.tokens.items():
+        if address.lower() == lowered or candidate.symbol.lower() == lowered:
+            return candidate
+    return None
+
+
+def _pool_fee_pips(pool: Pool) -> int:
+    return pool.fee_pips
+
+
+def pool_tokens(pool: Pool) -> tuple[str, str]:
+    return pool.token0, pool.token1
+
+
+def pools_for_pair(
+    snapshot: MarketSnapshot,
+    token_a: str,
+    token_b: str,
+    dexes: frozenset[str] | None = None,
+    only_pool: str | None = None,
+) -> list[tuple[str, Pool]]:
+    """Fresh pools holding both tokens, as ``(address, pool)`` sorted by address.
+
+    Stale pools (their last read failed) are left out: an exact quote on old state is not exact.
+    ``dexes`` restricts to those deployments (by ``snapshot.pool_refs[...].dex``); ``only_pool``
+    to a single pool address.
+    """
+    wanted = {token_a.lower(), token_b.lower()}
+    found: list[tuple[str, Pool]] = []
+    for address, pool in snapshot.pools.items():
+        if address in snapshot.stale_pools:
+            continue
+        if only_pool is not None and address.lower() != only_pool.lower():
+            continue
+        if {pool.token0.lower(), pool.token1.lower()} != wanted:
+            continue
+        if dexes is not None:
+            ref = snapshot.pool_refs.get(address)
+            if ref is None or ref.dex not in dexes:
+                continue
+        found.append((address, pool))
+    found.sort(key=lambda item: item[0].lower())
+    return found
+
+
+def mid_price(pool: Pool, base: Token, quote: Token) -> float:
+    """Marginal price of ``base`` in ``quote``, whole quote tokens per whole base token.
+
+    Float on purpose: a price is a decision input, never an amount that is sent.
+    """
+    base_is_token0 = pool.token0.lower() == base.address.lower()
+    if isinstance(pool, V2Pool):
+        reserve_base = pool.reserve0 if base_is_token0 else pool.reserve1
+        reserve_quote = pool.reserve1 if base_is_token0 else pool.reserve0
+        if reserve_base == 0:
+            return 0.0
+        raw = reserve_quote / reserve_base
+    elif isinstance(pool, V3Pool):
+        # sqrt_price_x96 is sqrt(token1 / token0) in smallest units, Q64.96
+        raw_1_per_0 = (pool.sqrt_price_x96 / Q96) ** 2
+        if raw_1_per_0 == 0:
+            return 0.0
+        raw = raw_1_per_0 if base_is_token0 else 1.0 / raw_1_per_0
+    else:  # pragma: no cover - Pool is a closed union
+        raise TypeError(f"unknown pool type {type(pool).__name__}")
+    return raw * 10.0 ** (base.decimals - quote.decimals)
+
+
+@dataclass(frozen=True, slots=True)
+class ExactSwap:
+    """An exact-input swap through one pool: amounts in smallest units, as the pool math says."""
+
+    pool_address: str
+    pool: Pool
+    token_in: str
+    token_out: str
+    amount_in: int
+    amount_out: int
+
+
+def best_exact_input(
+    candidates: list[tuple[str, Pool]], token_in: str, amount_in: int
+) -> ExactSwap | None:
+    """The pool giving the most ``token_out`` for exactly ``amount_in`` (None if none can).
+
+    Ties go to the first candidate (pools are sorted by address) so the choice is repeatable.
+    """
+    best: ExactSwap | None = None
+    for address, pool in candidates:
+        try:
+            amount_out = pool.quote_exact_input(token_in, amount_in)
+        except SwapRevert:
+            continue
+        if amount_out <= 0:
+            continue
+        if best is None or amount_out > best.amount_out:
+            token_out = pool.token1 if pool.token0.lower() == token_in.lower() else pool.token0
+            best = ExactSwap(address, pool, token_in, token_out, amount_in, amount_out)
+    return best
+
+
+def best_exact_output(
+    candidates: list[tuple[str, Pool]], token_out: str, amount_out: int
+) -> ExactSwap | None:
+    """The cheapest pool to receive at least ``amount_out`` of ``token_out``, as an exact input.
+
+    The input is the pool's exact-output quote; the returned ``amount_out`` is the exact-input
+    quote for that input (>= the wanted amount, the router swaps exact inputs).
+    """
+    best: ExactSwap | None = None
+    for address, pool in candidates:
+        try:
+            amount_in = pool.quote_exact_output(token_out, amount_out)
+            token_in = pool.token1 if pool.token0.lower() == token_out.lower() else pool.token0
+            received = pool.quote_exact_input(token_in, amount_in)
+        except SwapRevert:
+            continue
+        if received < amount_out:
+            continue
+        if best is None or amount_in < best.amount_in:
+            best = ExactSwap(address, pool, token_in, token_out, amount_in, received)
+    return best
+
+
+def min_amount_out(amount_out: int, slippage_bps: int) -> int:
+    """``amount_out`` less the slippage allowance, rounded down (smallest units)."""
+    return amount_out * (BPS - slippage_bps) // BPS
+
+
+def hop_for(snapshot: MarketSnapshot, swap: ExactSwap) -> RouteHop:
+    """The ``RouteHop`` of a single-pool swap, tagged with the pool's DEX and kind."""
+    ref = snapshot.pool_refs.get(swap.pool_address)
+    kind = "v3" if isinstance(swap.pool, V3Pool) else "v2"
+    dex = ref.dex if ref is not None else ("uniswap_v3" if kind == "v3" else "uniswap_v2")
+    return RouteHop(
+        pool=swap.pool_address,
+        dex=dex,
+        kind=kind,
+        token_in=swap.token_in,
+        token_out=swap.token_out,
+        fee_pips=_pool_fee_pips(swap.pool),
+    )
+
+
+def price_impact_bps(pool: Pool, token_in: Token, token_out: Token, swap: ExactSwap) -> float:
+    """How far the swap's average price is from the pool's mid price, in bps (fee included)."""
+    mid_out_per_in = mid_price(pool, token_in, token_out)
+    if mid_out_per_in <= 0 or swap.amount_in <= 0:
+        return 0.0
+    executed = token_out.from_units(swap.amount_out) / token_in.from_units(swap.amount_in)
+    return max(0.0, (1.0 - executed / mid_out_per_in) * BPS)
+
+
+def swap_opportunity(
+    snapshot: MarketSnapshot,
+    *,
+    strategy: str,
+    opportunity_id: str,
+    route: tuple[RouteHop, ...],
+    token_in: Token,
+    token_out: Token,
+    amount_in: int,
+    predicted_amount_out: int,
+    gas_estimate: int,
+    impact_bps: float,
+    gross_profit_usd: float | None = None,
+    note: str = "",
+) -> Opportunity:
+    """A directional ``swap`` opportunity with USD figures from the snapshot's valuation prices.
+
+    ``gross_profit_usd`` defaults to the swap's mark-to-market edge (USD value out minus USD
+    value in, so fees and impact show as a small negative); strategies with a real expected
+    profit (a grid round trip) pass their own.
+    """
+    notional_usd = snapshot.value_usd(token_in.address, amount_in)
+    if gross_profit_usd is None:
+        value_out_usd = snapshot.value_usd(token_out.address, predicted_amount_out)
+        gross_profit_usd = value_out_usd - notional_usd
+    gas_cost_usd = snapshot.gas_cost_usd(gas_estimate)
+    return Opportunity(
+        id=opportunity_id,
+        strategy=strategy,
+        kind="swap",
+        route=route,
+        token_in=token_in.address,
+        token_out=token_out.address,
+        amount_in=amount_in,
+        predicted_amount_out=predicted_amount_out,
+        predicted_profit=0,
+        gross_profit_usd=gross_profit_usd,
+        gas_estimate=gas_estimate,
+        gas_cost_usd=gas_cost_usd,
+        net_profit_usd=gross_profit_usd - gas_cost_usd,
+        notional_usd=notional_usd,
+        price_impact_bps=impact_bps,
+        block=snapshot.block,
+        note=note,
+    )
+
+
+class PendingSwap(Protocol):
+    """What a strategy remembers about a swap it proposed until its fill arrives."""
+
+    @property
+    def token_in(self) -> str: ...
+
+    @property
+    def token_out(self) -> str: ...
+
+    @property
+    def amount_in(self) -> int: ...
+
+
+def match_pending(pending: Mapping[str, PendingSwap], fill: Fill) -> str | None:
+    """The id of the pending swap ``fill`` settles, or None when it is not ours.
+
+    The engine's intent id may or may not embed our opportunity id, so a fill matches by id
+    first, then by direction and the predicted input amount (which the engine copies from the
+    opportunity unchanged).
+    """
+    for order_id in pending:
+        if fill.intent_id == order_id or fill.intent_id.startswith(order_id + ":"):
+            return order_id
+    for order_id, swap in pending.items():
+        if (
+            swap.token_in.lower() == fill.token_in.lower()
+            and swap.token_out.lower() == fill.token_out.lower()
+            and swap.amount_in == fill.predicted_amount_in
+        ):
+            return order_id
+    return None
