@@ -1,0 +1,351 @@
+"""Our holdings: balances per token, equity in USD, its peak, drawdown and realised PnL today.
+
+The portfolio does no I/O. The engine feeds it:
+
+* ``mark(snapshot)`` every tick: revalue at the snapshot's USD prices and raise the peak;
+* ``apply_fill(fill)`` for every settled trade: moves the in-memory balances by the realised
+  amounts (as ``Journal.record_fill(fill, move_paper_balances=True)`` does for the paper
+  portfolio in the DB), charges gas to the native balance and books realised PnL;
+* ``refresh(balances)`` with balances the engine read: in live/fork mode from the chain (one
+  multicall of ``balanceOf``, plus ``eth_getBalance`` under :data:`NATIVE_TOKEN`) after each
+  fill; in paper mode once at start from ``Journal.paper_balances()``;
+* ``state()`` / ``restore(state)`` so the peak, today's PnL and the cost basis survive a
+  restart (saved with ``Journal.set_strategy_state(PORTFOLIO_STATE_KEY, ...)``); equity history
+  goes to ``Journal.snapshot_equity(mode, view.equity_usd, view.balances, block)``.
+
+Amounts are ``int`` in each token's smallest unit. USD figures are ``float`` and are used only
+for valuation, limits and reporting, never for an amount that is sent.
+
+Realised PnL uses average cost: selling a non-quote token realises proceeds minus its average
+cost; any swap out of a quote token (stablecoin) realises the execution cost at once (value out
+at market minus value in); an arbitrage cycle (``token_in == token_out``) realises its profit;
+gas is always a realised loss. "Today" is the UTC calendar day of the injected clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from types import MappingProxyType
+from typing import Any
+
+from agent.snapshot import MarketSnapshot, PortfolioView
+from agent.types import Fill, Token
+
+log = logging.getLogger(__name__)
+
+# The chain's native coin (ETH on Ethereum) as a balance key: the EIP-7528 placeholder address
+# that 1inch and most aggregators also use. Valued with ``MarketSnapshot.native_price_usd``.
+NATIVE_TOKEN = "0xEeeeeEeeeEeEeeEeEeEeeEEEeeeeEeeeeeeeEEeE"
+NATIVE_DECIMALS = 18
+
+# Tokens whose holdings are cash, not exposure. Symbols or addresses, matched by either.
+DEFAULT_QUOTE_TOKENS: frozenset[str] = frozenset({"USDC", "USDT", "DAI"})
+
+# The journal's strategy-state key the engine saves ``Portfolio.state()`` under.
+PORTFOLIO_STATE_KEY = "__portfolio__"
+
+
+def token_matches(address: str, refs: frozenset[str], tokens: Mapping[str, Token]) -> bool:
+    """Whether ``address`` is named in ``refs`` by address or by its symbol in ``tokens``.
+
+    Config lists tokens by symbol ("WETH") or address; pools and fills speak addresses.
+    """
+    if address in refs:
+        return True
+    meta = tokens.get(address)
+    return meta is not None and meta.symbol in refs
+
+
+@dataclass(frozen=True, slots=True)
+class FillBooking:
+    """What one fill did to the books. USD at the prices of the last ``mark``."""
+
+    realized_pnl_usd: float
+    gas_cost_usd: float
+    priced: bool  # False when a token of the fill had no price yet (PnL booked as 0 for it)
+
+
+class Portfolio:
+    """Balances, valuation, peak, drawdown and realised PnL. Pure in-memory state, no I/O.
+
+    ``tokens`` maps checksummed address -> ``Token`` (decimals for valuation; more are learnt
+    from each snapshot). ``quote_tokens`` are symbols or addresses of cash-like tokens, which
+    carry no exposure. ``clock`` returns unix seconds (UTC day roll of today's PnL).
+    """
+
+    def __init__(
+        self,
+        tokens: Mapping[str, Token] | None = None,
+        balances: Mapping[str, int] | None = None,
+        *,
+        quote_tokens: Iterable[str] = DEFAULT_QUOTE_TOKENS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._tokens: dict[str, Token] = dict(tokens or {})
+        self._balances: dict[str, int] = {}
+        self._quote_refs = frozenset(quote_tokens)
+        self._clock = clock
+        self._prices_usd: dict[str, float] = {}
+        self._cost_basis_usd: dict[str, float] = {}
+        self._equity_usd = 0.0
+        self._peak_equity_usd = 0.0
+        self._marked = False
+        self._realized_today_usd = 0.0
+        self._pnl_day = self._today()
+        for token, amount in (balances or {}).items():
+            self._balances[token] = _checked_amount(token, amount)
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def mark(self, snapshot: MarketSnapshot) -> PortfolioView:
+        """Revalue every balance at ``snapshot`` prices (USD per whole token) and raise the peak.
+
+        A token the snapshot does not price keeps its last known price: a feed gap must not
+        look like a crash (that would fake a drawdown and halt trading).
+        """
+        for address, meta in snapshot.tokens.items():
+            self._tokens.setdefault(address, meta)
+        for address, price in snapshot.prices_usd.items():
+            if price > 0:
+                self._prices_usd[address] = price
+        if snapshot.native_price_usd > 0:
+            self._prices_usd[NATIVE_TOKEN] = snapshot.native_price_usd
+        self._seed_cost_basis()
+        self._revalue()
+        return self.view()
+
+    def apply_fill(self, fill: Fill) -> FillBooking:
+        """Book a settled trade: balances move by the realised amounts (smallest units), gas
+        (``gas_cost_wei``) leaves the native balance, and realised PnL is booked in USD.
+
+        Paper mode: this is the only balance update. Live/fork mode: call it for the PnL, then
+        ``refresh`` with the balances read from the chain, which win.
+        """
+        self._roll_day()
+        token_in, token_out = fill.token_in, fill.token_out
+        gas_cost_usd = self._value(NATIVE_TOKEN, fill.gas_cost_wei) or 0.0
+        priced = True
+        if token_in == token_out:
+            # An atomic cycle: the position is unchanged apart from the profit.
+            profit = fill.amount_out - fill.amount_in
+            profit_usd = self._value(token_in, profit)
+            if profit_usd is None:
+                priced, profit_usd = False, 0.0
+            realized = profit_usd
+            if not self._is_quote(token_in):
+                basis = self._cost_basis_usd.get(token_in, 0.0)
+                self._cost_basis_usd[token_in] = max(0.0, basis + profit_usd)
+            self._balances[token_in] = self._balances.get(token_in, 0) + profit
+        else:
+            cost_in = self._release_cost(token_in, fill.amount_in)
+            value_out = self._value(token_out, fill.amount_out)
+            if cost_in is None or value_out is None:
+                priced = False
+                realized = 0.0
+            else:
+                realized = value_out - cost_in
+            if not self._is_quote(token_out):
+                basis_added = value_out if value_out is not None else (cost_in or 0.0)
+                self._cost_basis_usd[token_out] = (
+                    self._cost_basis_usd.get(token_out, 0.0) + basis_added
+                )
+            self._balances[token_in] = self._balances.get(token_in, 0) - fill.amount_in
+            self._balances[token_out] = self._balances.get(token_out, 0) + fill.amount_out
+        if fill.gas_cost_wei:
+            # Paper mode has no real gas wallet: a negative native balance is gas spent beyond
+            # what was funded, and it lowers equity exactly as real gas would.
+            self._balances[NATIVE_TOKEN] = self._balances.get(NATIVE_TOKEN, 0) - fill.gas_cost_wei
+        if not priced:
+            log.warning("fill %s booked without a USD price for one of its tokens", fill.intent_id)
+        realized -= gas_cost_usd
+        self._realized_today_usd += realized
+        self._revalue()
+        return FillBooking(realized_pnl_usd=realized, gas_cost_usd=gas_cost_usd, priced=priced)
+
+    def refresh(self, balances: Mapping[str, int]) -> None:
+        """Replace balances with ones read from the chain (smallest units; the native coin under
+        ``NATIVE_TOKEN``). Tokens missing from ``balances`` keep their value.
+
+        Changes not explained by ``apply_fill`` (deposits, withdrawals) move the cost basis, not
+        realised PnL: a deposit is bought at market, a withdrawal takes its average cost along.
+        """
+        for token, amount in balances.items():
+            new_amount = _checked_amount(token, amount)
+            old_amount = self._balances.get(token, 0)
+            if not self._is_quote(token) and token != NATIVE_TOKEN and new_amount != old_amount:
+                basis = self._cost_basis_usd.get(token, 0.0)
+                if new_amount < old_amount:
+                    kept = new_amount / old_amount if old_amount > 0 and new_amount > 0 else 0.0
+                    self._cost_basis_usd[token] = basis * kept
+                else:
+                    added = self._value(token, new_amount - max(old_amount, 0))
+                    self._cost_basis_usd[token] = basis + (added or 0.0)
+            self._balances[token] = new_amount
+        self._revalue()
+
+    def reset_peak(self) -> None:
+        """Start drawdown afresh from the current equity (after an operator resumes a halt)."""
+        self._peak_equity_usd = self._equity_usd
+
+    # -- outputs -------------------------------------------------------------------------------
+
+    def view(self) -> PortfolioView:
+        """An immutable picture for strategies and the risk gate (balances in smallest units)."""
+        self._roll_day()
+        return PortfolioView(
+            balances=MappingProxyType(dict(self._balances)),
+            equity_usd=self._equity_usd,
+            peak_equity_usd=self._peak_equity_usd,
+            realized_pnl_today_usd=self._realized_today_usd,
+            exposure_usd=MappingProxyType(self.exposure_usd()),
+        )
+
+    def exposure_usd(self) -> dict[str, float]:
+        """USD value of every positive non-quote holding (the native coin included)."""
+        exposure: dict[str, float] = {}
+        for token, amount in self._balances.items():
+            if amount <= 0 or self._is_quote(token):
+                continue
+            value = self._value(token, amount)
+            if value:
+                exposure[token] = value
+        return exposure
+
+    @property
+    def balances(self) -> Mapping[str, int]:
+        """Current balances, smallest units (a read-only copy)."""
+        return MappingProxyType(dict(self._balances))
+
+    @property
+    def equity_usd(self) -> float:
+        return self._equity_usd
+
+    @property
+    def peak_equity_usd(self) -> float:
+        return self._peak_equity_usd
+
+    @property
+    def drawdown_pct(self) -> float:
+        """Percent below the peak equity (0 at or above the peak)."""
+        if self._peak_equity_usd <= 0:
+            return 0.0
+        return max(0.0, (self._peak_equity_usd - self._equity_usd) / self._peak_equity_usd * 100)
+
+    @property
+    def realized_pnl_today_usd(self) -> float:
+        self._roll_day()
+        return self._realized_today_usd
+
+    @property
+    def unpriced_tokens(self) -> frozenset[str]:
+        """Held tokens with no USD price yet (valued at 0 until one arrives)."""
+        return frozenset(
+            t for t, a in self._balances.items() if a != 0 and self._value(t, a) is None
+        )
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """JSON-safe state (ints as decimal strings) for ``Journal.set_strategy_state``."""
+        return {
+            "peak_equity_usd": self._peak_equity_usd,
+            "realized_pnl_today_usd": self._realized_today_usd,
+            "pnl_day": self._pnl_day.isoformat(),
+            "cost_basis_usd": dict(self._cost_basis_usd),
+            "prices_usd": dict(self._prices_usd),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Load what ``state()`` saved. Balances are not part of it: paper balances come from
+        ``Journal.paper_balances()`` and live ones from the chain, both through ``refresh``.
+        Today's PnL is kept only if it was saved today (UTC)."""
+        self._peak_equity_usd = float(state.get("peak_equity_usd", 0.0))
+        self._cost_basis_usd = {
+            str(t): float(v) for t, v in dict(state.get("cost_basis_usd", {})).items()
+        }
+        for token, price in dict(state.get("prices_usd", {})).items():
+            self._prices_usd.setdefault(str(token), float(price))
+        saved_day = state.get("pnl_day")
+        self._pnl_day = self._today()
+        if saved_day == self._pnl_day.isoformat():
+            self._realized_today_usd = float(state.get("realized_pnl_today_usd", 0.0))
+        else:
+            self._realized_today_usd = 0.0
+        self._marked = bool(self._prices_usd)
+        self._revalue()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _today(self) -> date:
+        return datetime.fromtimestamp(self._clock(), tz=UTC).date()
+
+    def _roll_day(self) -> None:
+        today = self._today()
+        if today != self._pnl_day:
+            self._pnl_day = today
+            self._realized_today_usd = 0.0
+
+    def _is_quote(self, token: str) -> bool:
+        return token != NATIVE_TOKEN and token_matches(token, self._quote_refs, self._tokens)
+
+    def _decimals(self, token: str) -> int | None:
+        if token == NATIVE_TOKEN:
+            return NATIVE_DECIMALS
+        meta = self._tokens.get(token)
+        return None if meta is None else meta.decimals
+
+    def _value(self, token: str, amount: int) -> float | None:
+        """USD value of ``amount`` smallest units, or None when unpriced / unknown decimals."""
+        price = self._prices_usd.get(token)
+        decimals = self._decimals(token)
+        if price is None or decimals is None:
+            return None
+        return amount / 10.0**decimals * price
+
+    def _release_cost(self, token: str, amount: int) -> float | None:
+        """Average cost (USD) of ``amount`` of ``token`` leaving the portfolio, which it removes
+        from the token's basis. Quote tokens cost their market value."""
+        market = self._value(token, amount)
+        if self._is_quote(token) or token == NATIVE_TOKEN:
+            return market
+        held = self._balances.get(token, 0)
+        basis = self._cost_basis_usd.get(token)
+        if basis is None or held <= 0:
+            return market
+        share = min(1.0, amount / held)
+        released = basis * share
+        self._cost_basis_usd[token] = basis - released
+        return released
+
+    def _seed_cost_basis(self) -> None:
+        # Holdings we started with (or first saw) are carried at their first market value.
+        for token, amount in self._balances.items():
+            if amount <= 0 or token in self._cost_basis_usd or token == NATIVE_TOKEN:
+                continue
+            if self._is_quote(token):
+                continue
+            value = self._value(token, amount)
+            if value is not None:
+                self._cost_basis_usd[token] = value
+
+    def _revalue(self) -> None:
+        total = 0.0
+        for token, amount in self._balances.items():
+            value = self._value(token, amount)
+            if value is not None:
+                total += value
+        self._equity_usd = total
+        if self._prices_usd:
+            self._marked = True
+        if self._marked and total > self._peak_equity_usd:
+            self._peak_equity_usd = total
+
+
+def _checked_amount(token: str, amount: int) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise TypeError(f"balance of {token} must be int smallest units, got {type(amount)}")
+    return amount
