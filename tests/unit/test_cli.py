@@ -155,6 +155,44 @@ def test_missing_env_var_exits_2(tmp_path: Path) -> None:
     assert SECRET not in with_env.stdout
 
 
+@pytest.mark.parametrize(
+    ("raised", "exit_code"),
+    [
+        ("WalletError('wrong keystore password')", 2),
+        ("ConfigError('risk.cooldown_s: must be >= 0')", 2),
+        ("RateLimitedError('1inch said 429')", 1),
+        ("SimulationRevert('INSUFFICIENT_OUTPUT_AMOUNT')", 1),
+        ("KeyboardInterrupt()", 130),
+    ],
+)
+def test_errors_map_to_exit_codes_without_tracebacks(
+    tmp_path: Path, raised: str, exit_code: int
+) -> None:
+    # A throwaway command, registered in a child process so the shared app stays untouched.
+    script = (
+        "import sys\n"
+        "from agent.cli import app, main\n"
+        "from agent.errors import *\n"
+        "@app.command('boom')\n"
+        "def boom() -> None:\n"
+        f"    raise {raised}\n"
+        "sys.exit(main(['boom']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == exit_code
+    assert "Traceback" not in result.stderr
+    if "'" in raised:  # the message reaches the operator, on one line
+        assert result.stderr.startswith("error: ")
+        assert raised.split("'")[1] in result.stderr.splitlines()[0]
+
+
 @pytest.mark.parametrize("args", [("config", "check", "--config", "absent.toml")])
 def test_missing_config_file_exits_2(tmp_path: Path, args: tuple[str, ...]) -> None:
     result = run(*args, cwd=tmp_path)
