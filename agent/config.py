@@ -13,28 +13,25 @@ Loading (:meth:`AgentConfig.load`):
 Secrets (API keys, tokens, webhook URLs, passwords) are ``SecretStr``: they print as
 ``'**********'`` in reprs, in :meth:`AgentConfig.redacted_dump` and are never echoed in error
 messages. URLs are shown without credentials, paths or queries, since RPC providers put API keys
-there (``redact_url``).
+there (``redact_url``). The text side (expansion, error messages, redaction, TOML output) lives in
+``agent.config_io``; this module holds the schema.
 
 Relative paths in the file are relative to the directory holding the config file.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
 import tomllib
-import types
 from collections.abc import Mapping
 from decimal import Decimal
-from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
-from urllib.parse import urlsplit, urlunsplit
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
 from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
 from pydantic import (
     AfterValidator,
@@ -50,38 +47,26 @@ from pydantic import (
     model_validator,
 )
 
-from agent.chain.registry import (
-    DEVNET_CHAIN,
-    KNOWN_CHAIN_IDS,
-    default_deployment_path,
-    load_deployment,
+from agent.chain.registry import KNOWN_CHAIN_IDS
+from agent.config_io import (
+    ENV_NAME,
+    describe_validation_errors,
+    devnet_rpc_urls,
+    expand_env_references,
+    format_problems,
+    raise_if,
+    read_dotenv,
+    redact_tree,
+    redact_url,
+    toml_dumps,
 )
 from agent.errors import ConfigError
 from strategies.arbitrage import ArbitrageParams
 from strategies.cex_dex import CexDexParams
 
-REDACTED = "**********"
 DEFAULT_PASSWORD_ENV = "DEFI_AGENT_KEYSTORE_PASSWORD"
 DEFAULT_STORE_URL = "sqlite+aiosqlite:///./data/agent.db"
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Field-level problems raised from model validators. Pydantic reports a model validator's error
-# at the model's own location; these carry the field (relative to that model) so the message
-# can name ``risk.max_trade_usd`` instead of just ``risk``.
-
-
-class _FieldProblems(ValueError):
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
-        self.problems = problems
-
-
-def _raise_if(problems: list[tuple[str, str]]) -> None:
-    if problems:
-        raise _FieldProblems(problems)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,7 +127,7 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 
 def _env_var_name(value: str) -> str:
-    if not _ENV_NAME.fullmatch(value):
+    if not ENV_NAME.fullmatch(value):
         raise ValueError("must be an environment variable name like DEFI_AGENT_KEYSTORE_PASSWORD")
     return value
 
@@ -282,7 +267,7 @@ class RiskConfig(_Section):
                         f"(got {value:g})",
                     )
                 )
-        _raise_if(problems)
+        raise_if(problems)
         return self
 
 
@@ -379,7 +364,7 @@ class DcaParams(_Section):
     @model_validator(mode="after")
     def _one_schedule(self) -> DcaParams:
         if self.interval_s is not None and self.cron is not None:
-            _raise_if([("cron", "set only one of interval_s and cron (remove interval_s)")])
+            raise_if([("cron", "set only one of interval_s and cron (remove interval_s)")])
         return self
 
 
@@ -425,7 +410,7 @@ class OneInchFeed(_Section):
     @model_validator(mode="after")
     def _key_when_enabled(self) -> OneInchFeed:
         if self.enabled and self.api_key is None:
-            _raise_if([("api_key", "required when enabled (set ONEINCH_API_KEY in .env)")])
+            raise_if([("api_key", "required when enabled (set ONEINCH_API_KEY in .env)")])
         return self
 
 
@@ -457,7 +442,7 @@ class CexFeed(_Section):
 
     @model_validator(mode="after")
     def _credentials_for_listed_exchanges(self) -> CexFeed:
-        _raise_if(
+        raise_if(
             [
                 (f"credentials.{name}", f"exchange not in exchanges {self.exchanges}")
                 for name in self.credentials
@@ -497,7 +482,7 @@ class CoinGeckoFeed(_Section):
     @model_validator(mode="after")
     def _key_for_paid_plans(self) -> CoinGeckoFeed:
         if self.plan != "public" and self.api_key is None:
-            _raise_if([("api_key", f"required for plan '{self.plan}' (set COINGECKO_API_KEY)")])
+            raise_if([("api_key", f"required for plan '{self.plan}' (set COINGECKO_API_KEY)")])
         return self
 
 
@@ -522,7 +507,7 @@ class XFeed(_Section):
             problems.append(("bearer_token", "required when enabled (set X_BEARER_TOKEN)"))
         if self.enabled and not self.queries and not self.accounts:
             problems.append(("queries", "set at least one query or account when enabled"))
-        _raise_if(problems)
+        raise_if(problems)
         return self
 
 
@@ -544,7 +529,7 @@ class WhalesFeed(_Section):
     @model_validator(mode="after")
     def _wallets_when_enabled(self) -> WhalesFeed:
         if self.enabled and not self.wallets:
-            _raise_if([("wallets", "list at least one wallet address when enabled")])
+            raise_if([("wallets", "list at least one wallet address when enabled")])
         return self
 
 
@@ -589,7 +574,7 @@ class TelegramAlerts(_Section):
             problems.append(("bot_token", "required when enabled (set TELEGRAM_BOT_TOKEN)"))
         if self.enabled and self.chat_id is None:
             problems.append(("chat_id", "required when enabled (set TELEGRAM_CHAT_ID)"))
-        _raise_if(problems)
+        raise_if(problems)
         return self
 
 
@@ -610,7 +595,7 @@ class DiscordAlerts(_Section):
     @model_validator(mode="after")
     def _url_when_enabled(self) -> DiscordAlerts:
         if self.enabled and self.webhook_url is None:
-            _raise_if([("webhook_url", "required when enabled (set DISCORD_WEBHOOK_URL)")])
+            raise_if([("webhook_url", "required when enabled (set DISCORD_WEBHOOK_URL)")])
         return self
 
 
@@ -723,7 +708,7 @@ class AgentConfig(_Section):
                 problems.append(("strategies.arbitrage.dexes", f"'{dex}' is not in market.dexes"))
         if self.execution.mode == "live" and self.chain.name == "devnet":
             problems.append(("execution.mode", "'live' needs a public chain, not the devnet"))
-        _raise_if(problems)
+        raise_if(problems)
         return self
 
     # --- loading --------------------------------------------------------------------------
@@ -753,7 +738,7 @@ class AgentConfig(_Section):
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{config_path}: cannot read: {exc}") from exc
 
-        dotenv = _read_dotenv(config_path, env_file)
+        dotenv = read_dotenv(config_path, env_file)
         process_env: Mapping[str, str] = os.environ if environ is None else environ
         lookup = {**dotenv, **process_env}
         return cls.from_mapping(
@@ -778,20 +763,20 @@ class AgentConfig(_Section):
         """Validate an already-parsed TOML document (``${VAR}`` expanded from ``environ``)."""
         lookup: Mapping[str, str] = os.environ if environ is None else environ
         expansion_problems: dict[str, str] = {}
-        expanded = _expand_tree(dict(raw), (), lookup, expansion_problems)
-        expanded = _devnet_rpc_urls(expanded, base_dir, expansion_problems)
+        expanded = expand_env_references(dict(raw), lookup, expansion_problems)
+        expanded = devnet_rpc_urls(expanded, base_dir, expansion_problems)
         context = {"base_dir": base_dir} if base_dir is not None else {}
         problems = dict(expansion_problems)
         config: AgentConfig | None = None
         try:
             config = cls.model_validate(expanded, context=context)
         except ValidationError as exc:
-            for field_path, message in _describe_errors(exc):
+            for field_path, message in describe_validation_errors(exc, cls):
                 # A failed ${VAR} already explains the field; pydantic's view of it adds noise.
-                if not any(field_path.startswith(p) for p in expansion_problems):
+                if not any(_within(field_path, p) for p in expansion_problems):
                     problems.setdefault(field_path, message)
         if problems or config is None:
-            raise ConfigError(_format_problems(source, problems))
+            raise ConfigError(format_problems(source, problems))
         config._dotenv = {k: SecretStr(v) for k, v in (dotenv or {}).items()}
         config._environ = process_env
         return config
@@ -828,7 +813,7 @@ class AgentConfig(_Section):
     def redacted_dump(self, fmt: Literal["toml", "json"] = "toml") -> str:
         """The effective configuration as TOML or JSON, with every secret as ``**********``
         and URLs stripped of credentials, paths and queries."""
-        tree = _redact(self.model_dump(mode="python"))
+        tree = redact_tree(self.model_dump(mode="python"))
         # RPC providers put API keys in the URL path or query: show only scheme, host and port.
         chain = tree["chain"]
         chain["rpc_urls"] = [redact_url(url) for url in self.chain.rpc_urls]
@@ -837,371 +822,16 @@ class AgentConfig(_Section):
             chain[name] = None if url is None else redact_url(url)
         if fmt == "json":
             return json.dumps(tree, indent=2, default=str) + "\n"
-        return _toml_dumps(tree)
+        return toml_dumps(tree)
 
 
-# ---------------------------------------------------------------------------------------------
-# ${VAR} expansion.
-
-_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
-
-
-def _expand_tree(
-    node: Any, path: tuple[str | int, ...], env: Mapping[str, str], problems: dict[str, str]
-) -> Any:
-    if isinstance(node, dict):
-        return {k: _expand_tree(v, (*path, k), env, problems) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_expand_tree(v, (*path, i), env, problems) for i, v in enumerate(node)]
-    if isinstance(node, str) and "${" in node:
-        return _expand_string(node, _dotted(path), env, problems)
-    return node
-
-
-def _expand_string(text: str, where: str, env: Mapping[str, str], problems: dict[str, str]) -> str:
-    def substitute(match: re.Match[str]) -> str:
-        if match.group(0) == "$${":
-            return "${"
-        name, has_default, default = match.group(1).partition(":-")
-        if not _ENV_NAME.fullmatch(name):
-            # The body may hold a default value that is a secret: do not echo it.
-            problems[where] = "malformed ${...} reference; use ${NAME} or ${NAME:-default}"
-            return match.group(0)
-        value = env.get(name)
-        if value is None or (has_default and value == ""):
-            if has_default:
-                return default
-            problems[where] = (
-                f"environment variable {name} is not set "
-                f"(set it, add it to .env, or write ${{{name}:-default}})"
-            )
-            return match.group(0)
-        return value
-
-    return _REFERENCE.sub(substitute, text)
-
-
-def _devnet_rpc_urls(
-    tree: dict[str, Any], base_dir: Path | None, problems: dict[str, str]
-) -> dict[str, Any]:
-    """For the devnet without ``rpc_urls``, take the URL from its deployment file: Anvil picks a
-    free port on every start and ``defi-agent devnet up`` rewrites the file each time."""
-    chain = tree.get("chain", {})
-    if not isinstance(chain, dict) or "rpc_urls" in chain:
-        return tree
-    if chain.get("name", DEVNET_CHAIN) != DEVNET_CHAIN:
-        return tree
-    declared = chain.get("deployment_file")
-    if isinstance(declared, str):
-        path = Path(declared).expanduser()
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-    else:
-        path = default_deployment_path()
-    if not path.is_file():
-        problems["chain.rpc_urls"] = (
-            f"not set, and the devnet deployment file {path} does not exist yet "
-            "(start the devnet with `defi-agent devnet up`, or set rpc_urls)"
-        )
-        return tree
-    try:
-        rpc_url = load_deployment(path).rpc_url
-    except ConfigError as exc:
-        problems["chain.rpc_urls"] = f"not set, and {str(exc).splitlines()[0]}"
-        return tree
-    if rpc_url is None:
-        problems["chain.rpc_urls"] = f"not set, and {path} has no rpc_url"
-        return tree
-    return {**tree, "chain": {**chain, "rpc_urls": [rpc_url]}}
-
-
-def _read_dotenv(config_path: Path, env_file: Path | str | None) -> dict[str, str]:
-    if env_file is None:
-        candidate = config_path.resolve().parent / ".env"
-        if not candidate.is_file():
-            return {}
-        env_path = candidate
-    else:
-        env_path = Path(env_file)
-        if not env_path.is_file():
-            raise ConfigError(f"env file {env_path} not found")
-    # interpolate=False: .env values are taken literally, never expanded from one another.
-    values = dotenv_values(env_path, interpolate=False)
-    return {k: v for k, v in values.items() if v is not None}
-
-
-# ---------------------------------------------------------------------------------------------
-# Error reporting.
-
-
-def _dotted(loc: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def _unwrap(annotation: Any) -> list[Any]:
-    """The concrete types inside Optional/Union/Annotated."""
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _unwrap(get_args(annotation)[0])
-    if origin in (Union, types.UnionType):
-        found: list[Any] = []
-        for arg in get_args(annotation):
-            if arg is not type(None):
-                found.extend(_unwrap(arg))
-        return found
-    return [annotation]
-
-
-def _annotation_at(loc: tuple[str | int, ...]) -> Any | None:
-    """The declared type at ``loc`` inside AgentConfig, or None when the path is unknown."""
-    candidates: list[Any] = [AgentConfig]
-    for part in loc:
-        next_candidates: list[Any] = []
-        for candidate in candidates:
-            for concrete in _unwrap(candidate):
-                origin = get_origin(concrete)
-                if isinstance(concrete, type) and issubclass(concrete, BaseModel):
-                    field = concrete.model_fields.get(str(part))
-                    if field is not None:
-                        next_candidates.append(field.annotation)
-                elif origin in (list, tuple, set, frozenset) and isinstance(part, int):
-                    next_candidates.extend(get_args(concrete)[:1])
-                elif origin is dict:
-                    next_candidates.extend(get_args(concrete)[1:2])
-        if not next_candidates:
-            return None
-        candidates = next_candidates
-    return candidates[0] if candidates else None
-
-
-def _is_secret(annotation: Any) -> bool:
-    if annotation is None:
-        return False
-    if annotation is SecretStr:
-        return True
-    return any(_is_secret(arg) for arg in get_args(annotation))
-
-
-def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
-    annotation = AgentConfig if not loc else _annotation_at(loc)
-    for concrete in _unwrap(annotation):
-        if isinstance(concrete, type) and issubclass(concrete, BaseModel):
-            return concrete
-    return None
-
-
-def _describe_input(value: object, secret: bool) -> str:
-    if secret or isinstance(value, (dict, list, SecretStr)):
-        return ""
-    if isinstance(value, str):
-        shown = redact_url(value) if "://" in value else value
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        return f" (got {shown!r})"
-    if isinstance(value, (bool, int, float, Decimal)):
-        return f" (got {value!r})" if not isinstance(value, Decimal) else f" (got {value})"
-    return f" (got a {type(value).__name__})"
-
-
-_MESSAGES: dict[str, str] = {
-    "missing": "required, but not set",
-    "int_parsing": "must be an integer",
-    "int_type": "must be an integer",
-    "int_from_float": "must be a whole number",
-    "float_parsing": "must be a number",
-    "float_type": "must be a number",
-    "decimal_parsing": "must be a decimal number",
-    "decimal_type": "must be a decimal number",
-    "finite_number": "must be a finite number",
-    "bool_parsing": "must be true or false",
-    "bool_type": "must be true or false",
-    "string_type": "must be a string",
-    "list_type": "must be a list",
-    "dict_type": "must be a table",
-    "model_type": "must be a table",
-    "model_attributes_type": "must be a table",
-    "path_type": "must be a file path",
-}
-
-
-def _number(value: object) -> str:
-    # Bounds of float fields come back as 100.0; operators wrote 100.
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _message_for(error: Mapping[str, Any]) -> str:
-    kind = str(error["type"])
-    ctx = error.get("ctx") or {}
-    bounds = {
-        "less_than_equal": ("<=", "le"),
-        "less_than": ("<", "lt"),
-        "greater_than_equal": (">=", "ge"),
-        "greater_than": (">", "gt"),
-    }
-    if kind in bounds:
-        symbol, key = bounds[kind]
-        return f"must be {symbol} {_number(ctx.get(key))}"
-    if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}"
-    if kind == "enum":
-        return f"must be one of {ctx.get('expected')}"
-    if kind == "too_short":
-        return f"must have at least {ctx.get('min_length')} item(s)"
-    if kind == "too_long":
-        return f"must have at most {ctx.get('max_length')} item(s)"
-    if kind == "string_pattern_mismatch":
-        return "must be lower-case letters, digits, '-' or '_'"
-    if kind == "value_error":
-        return str(error["msg"]).removeprefix("Value error, ")
-    return _MESSAGES.get(kind, str(error["msg"]))
-
-
-def _describe_errors(exc: ValidationError) -> list[tuple[str, str]]:
-    described: list[tuple[str, str]] = []
-    for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
-        ctx = error.get("ctx") or {}
-        raised = ctx.get("error")
-        if isinstance(raised, _FieldProblems):
-            for field, message in raised.problems:
-                described.append((_dotted((*loc, *field.split("."))), message))
-            continue
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            # Never echo the value: a misspelt secret key would leak its secret here.
-            parent = _model_at(loc[:-1])
-            hint = ""
-            if parent is not None:
-                close = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=1)
-                if close:
-                    hint = f"; did you mean '{close[0]}'?"
-            described.append((_dotted(loc), f"unknown key{hint}"))
-            continue
-        secret = _is_secret(_annotation_at(loc))
-        message = _message_for(error)
-        if kind != "missing" and "(got " not in message:
-            message += _describe_input(error.get("input"), secret)
-        described.append((_dotted(loc), message))
-    return described
-
-
-def _format_problems(source: str, problems: Mapping[str, str]) -> str:
-    count = len(problems)
-    header = f"{source}: {count} invalid setting{'s' if count != 1 else ''}:"
-    return "\n".join([header, *(f"  {path}: {message}" for path, message in problems.items())])
-
-
-# ---------------------------------------------------------------------------------------------
-# Redaction and TOML output.
-
-
-def redact_url(url: str, hide_path: bool = True) -> str:
-    """A URL safe to log: credentials removed and, with ``hide_path`` (the default, right for
-    RPC URLs, whose providers put API keys in the path or query), the path and query replaced
-    by ``**********``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return REDACTED
-    if not parts.scheme or not parts.netloc:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{host}:{port}" if port is not None else host
-    if parts.username is not None or parts.password is not None:
-        netloc = f"{REDACTED}@{netloc}"
-    if hide_path:
-        hidden = parts.path not in ("", "/") or bool(parts.query) or bool(parts.fragment)
-        return f"{parts.scheme}://{netloc}" + (f"/{REDACTED}" if hidden else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _redact(node: Any) -> Any:
-    if isinstance(node, SecretStr):
-        return REDACTED
-    if isinstance(node, dict):
-        return {str(k): _redact(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [_redact(v) for v in node]
-    if isinstance(node, Path):
-        return str(node)
-    if isinstance(node, Enum):
-        return node.value
-    if isinstance(node, str) and "://" in node:
-        return redact_url(node, hide_path=False)
-    return node
-
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, Decimal):
-        return str(value) if value.is_finite() else json.dumps(str(value))
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value if v is not None) + "]"
-    if isinstance(value, dict):
-        items = (f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None)
-        return "{ " + ", ".join(items) + " }"
-    return json.dumps(str(value))
-
-
-def _toml_dumps(tree: Mapping[str, Any]) -> str:
-    lines: list[str] = []
-
-    def table(prefix: str, node: Mapping[str, Any]) -> None:
-        scalars = {k: v for k, v in node.items() if not isinstance(v, dict) and v is not None}
-        tables = {k: v for k, v in node.items() if isinstance(v, dict)}
-        if prefix and (scalars or not tables):
-            lines.append(f"[{prefix}]")
-        for key, value in scalars.items():
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-        if prefix and (scalars or not tables):
-            lines.append("")
-        for key, value in tables.items():
-            table(f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key), value)
-
-    table("", tree)
-    return "\n".join(lines).rstrip("\n") + "\n"
+def _within(field_path: str, ancestor: str) -> bool:
+    """``risk.caps[0]`` is within ``risk.caps`` and ``risk``; ``risk.capsule`` is not."""
+    return field_path == ancestor or field_path.startswith((f"{ancestor}.", f"{ancestor}["))
 
 
 # ---------------------------------------------------------------------------------------------
 # Templates for `defi-agent init`.
-
-ENV_VARIABLES = (
-    DEFAULT_PASSWORD_ENV,
-    "ONEINCH_API_KEY",
-    "COINGECKO_API_KEY",
-    "X_BEARER_TOKEN",
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_CHAT_ID",
-    "DISCORD_WEBHOOK_URL",
-    "BINANCE_API_KEY",
-    "BINANCE_API_SECRET",
-)
 
 
 def render_config_template(deployment_file: str = "anvil/deployments/devnet.json") -> str:
