@@ -185,7 +185,7 @@ class RpcClient:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),
             wait=wait_exponential_jitter(
-                initial=self._backoff_initial_s,
+                multiplier=self._backoff_initial_s,
                 max=self._backoff_max_s,
                 jitter=self._backoff_initial_s,
             ),
