@@ -47,7 +47,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.chain.registry import KNOWN_CHAIN_IDS
+from agent.chain.registry import KNOWN_CHAIN_IDS, ChainAddresses, addresses_for
 from agent.config_io import (
     ENV_NAME,
     describe_validation_errors,
@@ -780,6 +780,10 @@ class AgentConfig(_Section):
         config._dotenv = {k: SecretStr(v) for k, v in (dotenv or {}).items()}
         config._environ = process_env
         return config
+
+    def chain_addresses(self) -> ChainAddresses:
+        """Contract and token addresses for ``chain`` (the devnet's from its deployment file)."""
+        return addresses_for(self.chain.name, self.chain.deployment_file)
 
     # --- secrets from the environment -----------------------------------------------------
 

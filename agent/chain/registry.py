@@ -301,10 +301,10 @@ def default_deployment_path(name: str = DEVNET_CHAIN) -> Path:
 def addresses_for(chain: str, deployment_path: Path | None = None) -> ChainAddresses:
     """Addresses for a public chain by name, or for a local deployment read from JSON.
 
-    ``chain`` is one of :func:`known_chains`. For ``devnet`` (or any other name that is not a
-    public chain) the addresses come from ``deployment_path``, defaulting to
-    ``anvil/deployments/<chain>.json``. Raises ``ConfigError`` for an unknown chain, a missing
-    deployment file or a malformed one.
+    ``chain`` is one of :func:`known_chains`. A public chain uses the built-in addresses unless
+    ``deployment_path`` is given (then that file wins, e.g. for a fork with our own contracts).
+    ``devnet`` always reads a deployment file, by default ``anvil/deployments/devnet.json``.
+    Raises ``ConfigError`` for an unknown chain, a missing deployment file or a malformed one.
     """
     key = chain.strip().lower()
     if key in _MAINNETS and deployment_path is None:

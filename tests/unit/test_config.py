@@ -122,6 +122,15 @@ def _present(document: dict[str, Any], dotted: str) -> bool:
     return True
 
 
+def test_chain_addresses_follow_the_configured_chain(tmp_path: Path) -> None:
+    write_deployment(tmp_path)
+    devnet = load(tmp_path, render_config_template("devnet.json"))
+    assert devnet.chain_addresses().weth == "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+    assert load(tmp_path, PUBLIC).chain_addresses().usdc == (
+        "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
+    )
+
+
 def test_public_chain_with_failover_urls(tmp_path: Path) -> None:
     cfg = load(tmp_path, PUBLIC)
     assert cfg.chain.rpc_urls == ["https://rpc-a.example", "https://rpc-b.example"]
