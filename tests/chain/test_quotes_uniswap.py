@@ -373,24 +373,13 @@ async def test_v3_local_quotes_equal_quoter_and_executed_swaps(chain: Chain) -> 
             executed.append(swap)
 
     fees = Counter(s.pool.fee_pips for s in executed)
-    print(
-        "V3STATS",
-        len(executed),
-        fees,
-        reverts_agreed,
-        rounds,
-        sum(s.crossed_ticks >= 3 for s in executed),
-        max(s.crossed_ticks for s in executed),
-        sum(s.stopped_by_limit for s in executed),
-        Counter(s.size_class for s in executed),
-        Counter(s.exact_input for s in executed),
-    )
     assert set(fees) == {100, 500, 3000, 10000}, fees
     assert {s.token_in == s.pool.token0 for s in executed} == {True, False}
     assert {s.exact_input for s in executed} == {True, False}
-    assert sum(s.crossed_ticks >= 3 for s in executed) >= 25
+    assert sum(s.crossed_ticks >= 3 for s in executed) >= 30
     assert sum(s.stopped_by_limit for s in executed) >= 10
     assert sum(s.size_class == "dust" for s in executed) >= 10
+    assert reverts_agreed >= 1  # local math and QuoterV2 also agree on what reverts
     assert sum(s.size_class == "very_large" for s in executed) >= 10
     # the registry, refreshed after all those swaps, still equals a full independent read
     final = await chain.head()
