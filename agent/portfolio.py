@@ -96,6 +96,9 @@ class Portfolio:
         self._marked = False
         self._realized_today_usd = 0.0
         self._pnl_day = self._today()
+        # Until balances are known (fresh start without balances, or after ``restore``), the
+        # first ``refresh`` only sets them: it is a reading, not a deposit.
+        self._balances_known = balances is not None
         for token, amount in (balances or {}).items():
             self._balances[token] = _checked_amount(token, amount)
 
@@ -173,10 +176,16 @@ class Portfolio:
         Changes not explained by ``apply_fill`` (deposits, withdrawals) move the cost basis, not
         realised PnL: a deposit is bought at market, a withdrawal takes its average cost along.
         """
+        known, self._balances_known = self._balances_known, True
         for token, amount in balances.items():
             new_amount = _checked_amount(token, amount)
             old_amount = self._balances.get(token, 0)
-            if not self._is_quote(token) and token != NATIVE_TOKEN and new_amount != old_amount:
+            if (
+                known
+                and not self._is_quote(token)
+                and token != NATIVE_TOKEN
+                and new_amount != old_amount
+            ):
                 basis = self._cost_basis_usd.get(token, 0.0)
                 if new_amount < old_amount:
                     kept = new_amount / old_amount if old_amount > 0 and new_amount > 0 else 0.0
@@ -276,6 +285,7 @@ class Portfolio:
         else:
             self._realized_today_usd = 0.0
         self._marked = bool(self._prices_usd)
+        self._balances_known = False
         self._revalue()
 
     # -- internals -----------------------------------------------------------------------------
