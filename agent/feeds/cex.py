@@ -29,7 +29,7 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import median
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -480,11 +480,29 @@ class CexClient:
         await self.exchange.close()
 
 
+class CexSource(Protocol):
+    """What the engine uses of a CEX client; :class:`CexClient` and ``sim.SimCexClient``."""
+
+    exchange_id: str
+    source: str
+    symbols: tuple[str, ...]
+    tickers_book: ReadingBook[str, CexTicker]
+    books_book: ReadingBook[str, OrderBook]
+
+    async def poll(self, *, order_books: bool = True) -> None: ...
+
+    def ticker(self, symbol: str) -> Reading[CexTicker] | None: ...
+
+    def order_book(self, symbol: str) -> Reading[OrderBook] | None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class CexFeed:
     """Several exchanges polled together; cross-exchange views for strategies."""
 
-    clients: list[CexClient] = field(default_factory=list)
+    clients: list[CexSource] = field(default_factory=list)
 
     async def poll(self, *, order_books: bool = True) -> None:
         """One cycle on every exchange concurrently (each exchange sequential inside)."""

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -73,6 +73,19 @@ class OneInchTx:
 class OneInchSwap:
     quote: OneInchQuote
     tx: OneInchTx
+
+
+class QuoteSource(Protocol):
+    """What the engine uses of an aggregator quote feed (real 1inch or ``sim.SimOneInchClient``)."""
+
+    source: str
+    pairs: tuple[QuotePair, ...]
+
+    async def quote(self, src: str, dst: str, amount_in: int) -> OneInchQuote: ...
+
+    async def poll(self) -> dict[QuotePair, Reading[OneInchQuote]]: ...
+
+    def reading(self, pair: QuotePair) -> Reading[OneInchQuote] | None: ...
 
 
 class OneInchClient:

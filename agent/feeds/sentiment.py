@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -221,6 +222,16 @@ def _default_keywords(token: str) -> list[str]:
     words = [f"${base}", token]
     words.extend(_NAMES.get(token, ()))
     return words
+
+
+class SentimentSource(Protocol):
+    """What the engine uses of a sentiment feed (:class:`SentimentFeed` or the simulator)."""
+
+    source: str
+
+    async def poll(self) -> dict[str, Reading[TokenSentiment]]: ...
+
+    def reading(self, token: str) -> Reading[TokenSentiment] | None: ...
 
 
 class SentimentFeed:
