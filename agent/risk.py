@@ -9,8 +9,8 @@ machine-readable reason, the first failing check in this order (``CHECK_ORDER``)
                           ``max_drawdown_pct`` below its peak
  3. ``daily_loss``        realised PnL today (UTC) is below ``-daily_loss_limit_usd``
  4. ``stale_data``        the opportunity predates the snapshot block, the snapshot is too old,
-                          a pool on the route failed its last read, no gas price, or a traded
-                          token has no USD price
+                          a pool on the route failed its last read, no gas price, a traded
+                          token has no USD price, or a figure is not a finite number
  5. ``token_not_allowed`` a token on the route is not in the allowlist
  6. ``cooldown``          a token pair of the route traded (or reverted) too recently
  7. ``unprofitable``      an arbitrage whose predicted profit or net USD edge is not positive
@@ -22,14 +22,18 @@ machine-readable reason, the first failing check in this order (``CHECK_ORDER``)
 13. ``exposure_token``    after the trade a token's exposure would be above its cap
 14. ``exposure_total``    after the trade the total exposure would be above its cap
 
+A figure that is not a finite number (NaN from a broken feed) counts as ``stale_data``: every
+comparison fails closed. Should a check itself raise (a bug), the decision is
+``Rejected("check_failed")`` and the error is logged; ``check`` never raises.
+
 A value equal to a limit passes; only going past it rejects. Exposure caps only refuse trades
 that would increase the exposure (selling down an oversized position is always allowed); an
 arbitrage cycle is atomic and leaves exposure unchanged, so caps 13-14 do not apply to it.
 
 Every rejection must be journaled by the caller: ``await journal_rejection(journal, opp, r)``
 (the engine calls it right after ``check``). Persistent controls live in two files, read only
-in ``refresh_controls()`` (the engine calls it once per tick) and written only by ``pause``,
-``resume``, ``halt`` and ``observe``:
+in ``refresh_controls()`` (the engine calls it once per tick) and written only by ``pause``
+and ``kill``, ``resume``, ``halt_trading`` and ``observe``:
 
 * the kill-switch file (``risk.kill_switch_file``): present = paused; its text is the reason;
 * the halt file beside it (``<kill switch name>.halted``, JSON): a drawdown halt. It survives
@@ -84,6 +88,8 @@ class RejectReason(StrEnum):
     EXPOSURE_TRADE = "exposure_trade"
     EXPOSURE_TOKEN = "exposure_token"
     EXPOSURE_TOTAL = "exposure_total"
+    # Not a limit: a check raised (a bug). Fails closed; never part of CHECK_ORDER.
+    CHECK_FAILED = "check_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +289,15 @@ class ControlState:
     halt: HaltRecord | None
     resumed: bool = False
 
+    def describe(self) -> str:
+        """One line for ``status``, Telegram /status and logs."""
+        parts = []
+        if self.halt is not None:
+            parts.append(f"HALTED ({self.halt.reason}): {self.halt.detail}")
+        if self.pause_reason is not None:
+            parts.append(f"PAUSED: {self.pause_reason}")
+        return "; ".join(parts) or "trading"
+
 
 class Routed(Protocol):
     """Anything with a route: ``Opportunity`` and ``Intent`` both qualify."""
@@ -417,7 +432,11 @@ class RiskGate:
         """
         case = _Case(opportunity, snapshot, portfolio, now, slippage_bps)
         for reason, rule in _RULES:
-            detail = rule(self, case)
+            try:
+                detail = rule(self, case)
+            except Exception as exc:
+                log.exception("risk check %s failed on opportunity %s", reason, opportunity.id)
+                return Rejected(RejectReason.CHECK_FAILED, f"{type(exc).__name__} in {reason}")
             if detail is not None:
                 return Rejected(reason, detail)
         return Approved()
@@ -473,6 +492,20 @@ class RiskGate:
         for hop in opp.route:
             if hop.pool in snap.stale_pools:
                 return f"pool {hop.pool} failed its last read"
+        figures = {
+            "gross_profit_usd": opp.gross_profit_usd,
+            "gas_cost_usd": opp.gas_cost_usd,
+            "net_profit_usd": opp.net_profit_usd,
+            "notional_usd": opp.notional_usd,
+            "price_impact_bps": opp.price_impact_bps,
+            "equity_usd": case.portfolio.equity_usd,
+            "peak_equity_usd": case.portfolio.peak_equity_usd,
+            "realized_pnl_today_usd": case.portfolio.realized_pnl_today_usd,
+            "total_exposure_usd": case.portfolio.total_exposure_usd,
+        }
+        for name, value in figures.items():
+            if not math.isfinite(value):
+                return f"{name} is not a finite number ({value})"
         for token in (opp.token_in, opp.token_out):
             price = snap.prices_usd.get(token)
             if price is None or price <= 0 or token not in snap.tokens:

@@ -352,8 +352,25 @@ def test_total_exposure_cap(gate: RiskGate) -> None:
     assert gate.check(buy_weth(), snapshot(), at_cap, NOW) == Approved()
 
 
+def test_not_a_number_fails_closed(gate: RiskGate) -> None:
+    nan = float("nan")
+    for broken in (arb(price_impact_bps=nan), arb(net_profit_usd=nan), buy_weth(notional_usd=nan)):
+        refused = gate.check(broken, snapshot(), view(), NOW)
+        assert isinstance(refused, Rejected)
+        assert (refused.reason, "not a finite number" in refused.detail) == ("stale_data", True)
+    assert reason_of(gate.check(arb(), snapshot(), view(equity=nan), NOW)) == "stale_data"
+
+
+def test_a_check_that_raises_rejects_instead(gate: RiskGate) -> None:
+    malformed = arb(route=(None,))
+    refused = gate.check(malformed, snapshot(), view(), NOW)
+    assert isinstance(refused, Rejected)
+    assert refused.reason == "check_failed"
+    assert "AttributeError" in refused.detail
+
+
 def test_every_reason_is_reachable_and_the_order_is_documented() -> None:
-    assert set(CHECK_ORDER) == set(RejectReason)
+    assert set(CHECK_ORDER) | {RejectReason.CHECK_FAILED} == set(RejectReason)
     assert [str(r) for r in CHECK_ORDER] == [
         "paused",
         "halted_drawdown",
@@ -400,6 +417,7 @@ def test_pause_and_resume_through_the_flag_file(gate: RiskGate, controls: Contro
     assert gate.check(arb(), snapshot(), view(), NOW) == Approved()  # check() does no I/O
     state = gate.refresh_controls()
     assert state.paused and state.pause_reason == "going to lunch"
+    assert state.describe() == "PAUSED: going to lunch"
     assert gate.check(arb(), snapshot(), view(), NOW) == Rejected(
         RejectReason.PAUSED, "going to lunch"
     )
@@ -636,6 +654,7 @@ def test_cli_pause_and_resume_control_a_running_gate(tmp_path: Path) -> None:
 
     state = gate.refresh_controls()
     assert state.resumed and not state.paused and state.halt is None
+    assert state.describe() == "trading"
     assert reset_peaks == [True]
     assert gate.check(arb(), snapshot(), view(), NOW) == Approved()
 
