@@ -460,7 +460,8 @@ class SourceGuard:
             )
         paused = self.bucket.paused_for()
         if paused > self.policy.max_retry_after_s:
-            raise RateLimitedError(f"{self.name}: rate limited for another {paused:.0f}s")
+            # Still inside a long Retry-After: fail fast (and, via retry_after_s, don't retry).
+            raise RateLimitedError(f"{self.name}: rate limited for another {paused:.0f}s", paused)
         await self.bucket.acquire()
         self.stats.requests += 1
         try:

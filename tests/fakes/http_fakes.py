@@ -50,6 +50,7 @@ class Fault:
     drop: tuple[str, ...] = ()
     status: int = 500
     times: int = 1
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -149,6 +150,7 @@ class FakeServer:
             return await handler(request)
         if fault.kind == "429":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            headers.update(fault.headers)
             return web.json_response({"error": "rate limited"}, status=429, headers=headers)
         if fault.kind == "503":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}

@@ -200,3 +200,17 @@ async def test_breaker_opens_then_half_opens_and_recovers(
     assert recovered.error is None and recovered.value is not None
     assert client.http.guard.breaker.state == "closed"
     assert len(oneinch_fake.server.requests) == 3
+
+
+async def test_long_retry_after_fails_fast_and_pauses_the_source(
+    session: aiohttp.ClientSession, oneinch_fake: OneInchFake, fast_policy: SourcePolicy
+) -> None:
+    client = make_client(session, oneinch_fake, fast_policy)
+    oneinch_fake.server.fail("429", retry_after="3600")  # far beyond max_retry_after_s
+
+    first = (await client.poll())[PAIR]
+    second = (await client.poll())[PAIR]
+
+    assert first.is_stale() and "429" in (first.error or "")
+    assert second.is_stale() and "rate limited for another" in (second.error or "")
+    assert len(oneinch_fake.server.requests) == 1  # the pause is respected: nothing sent

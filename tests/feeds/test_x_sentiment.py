@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import aiohttp
 import pytest
@@ -192,3 +193,18 @@ async def test_feed_blends_and_goes_stale_on_outage_without_leaking_token(
     assert stale.is_stale() and stale.value == good.value
     assert "HTTP 500" in (stale.error or "")
     assert BEARER not in caplog.text and BEARER not in (stale.error or "")
+
+
+async def test_x_rate_limit_reset_header_is_honoured(
+    session: aiohttp.ClientSession, x_fake: XFake, fast_policy: SourcePolicy
+) -> None:
+    x_fake.posts[ETH_QUERY] = [x_post(1, "eth")]
+    client = make_x(session, x_fake, fast_policy)
+    reset_epoch = int(time.time()) + 2  # X sends the epoch second the window resets
+    x_fake.server.fail("429", headers={"x-rate-limit-reset": str(reset_epoch)})
+
+    reading = (await client.poll())["WETH"]
+
+    assert reading.value is not None and not reading.is_stale()
+    _, retry = x_fake.server.requests
+    assert retry.at_wall >= reset_epoch - 0.01
