@@ -3,12 +3,14 @@
 The portfolio does no I/O. The engine feeds it:
 
 * ``mark(snapshot)`` every tick: revalue at the snapshot's USD prices and raise the peak;
-* ``apply_fill(fill)`` for every settled trade: moves the in-memory balances by the realised
-  amounts (as ``Journal.record_fill(fill, move_paper_balances=True)`` does for the paper
-  portfolio in the DB), charges gas to the native balance and books realised PnL;
-* ``refresh(balances)`` with balances the engine read: in live/fork mode from the chain (one
-  multicall of ``balanceOf``, plus ``eth_getBalance`` under :data:`NATIVE_TOKEN`) after each
-  fill; in paper mode once at start from ``Journal.paper_balances()``;
+* for every settled trade, paper mode: ``apply_fill(fill)`` books realised PnL and moves the
+  in-memory balances by the realised amounts (as ``Journal.record_fill(fill,
+  move_paper_balances=True)`` does for the paper portfolio in the DB) and charges gas to the
+  native balance; live/fork mode: ``book_fill(fill)`` books the PnL only, since balances there
+  come from the chain;
+* ``refresh(balances)`` with balances the engine read: in live/fork mode from the chain every
+  tick (one multicall of ``balanceOf``, plus ``eth_getBalance`` under :data:`NATIVE_TOKEN`);
+  in paper mode once at start from ``Journal.paper_balances()``;
 * ``state()`` / ``restore(state)`` so the peak, today's PnL and the cost basis survive a
   restart (saved with ``Journal.set_strategy_state(PORTFOLIO_STATE_KEY, ...)``); equity history
   goes to ``Journal.snapshot_equity(mode, view.equity_usd, view.balances, block)``.
@@ -90,7 +92,8 @@ class Portfolio:
         self._quote_refs = frozenset(quote_tokens)
         self._clock = clock
         self._prices_usd: dict[str, float] = {}
-        self._cost_basis_usd: dict[str, float] = {}
+        # USD per smallest unit, for non-quote tokens: the average cost of what we hold.
+        self._avg_cost_usd: dict[str, float] = {}
         self._equity_usd = 0.0
         self._peak_equity_usd = 0.0
         self._marked = False
@@ -122,77 +125,58 @@ class Portfolio:
         return self.view()
 
     def apply_fill(self, fill: Fill) -> FillBooking:
-        """Book a settled trade: balances move by the realised amounts (smallest units), gas
-        (``gas_cost_wei``) leaves the native balance, and realised PnL is booked in USD.
-
-        Paper mode: this is the only balance update. Live/fork mode: call it for the PnL, then
-        ``refresh`` with the balances read from the chain, which win.
-        """
-        self._roll_day()
-        token_in, token_out = fill.token_in, fill.token_out
-        gas_cost_usd = self._value(NATIVE_TOKEN, fill.gas_cost_wei) or 0.0
-        priced = True
-        if token_in == token_out:
-            # An atomic cycle: the position is unchanged apart from the profit.
-            profit = fill.amount_out - fill.amount_in
-            profit_usd = self._value(token_in, profit)
-            if profit_usd is None:
-                priced, profit_usd = False, 0.0
-            realized = profit_usd
-            if not self._is_quote(token_in):
-                basis = self._cost_basis_usd.get(token_in, 0.0)
-                self._cost_basis_usd[token_in] = max(0.0, basis + profit_usd)
-            self._balances[token_in] = self._balances.get(token_in, 0) + profit
-        else:
-            cost_in = self._release_cost(token_in, fill.amount_in)
-            value_out = self._value(token_out, fill.amount_out)
-            if cost_in is None or value_out is None:
-                priced = False
-                realized = 0.0
-            else:
-                realized = value_out - cost_in
-            if not self._is_quote(token_out):
-                basis_added = value_out if value_out is not None else (cost_in or 0.0)
-                self._cost_basis_usd[token_out] = (
-                    self._cost_basis_usd.get(token_out, 0.0) + basis_added
-                )
-            self._balances[token_in] = self._balances.get(token_in, 0) - fill.amount_in
-            self._balances[token_out] = self._balances.get(token_out, 0) + fill.amount_out
+        """Paper mode: book ``fill`` (see ``book_fill``) and move the balances by its realised
+        amounts (smallest units), gas (``gas_cost_wei``) leaving the native balance."""
+        booking = self.book_fill(fill)
+        self._balances[fill.token_in] = self._balances.get(fill.token_in, 0) - fill.amount_in
+        self._balances[fill.token_out] = self._balances.get(fill.token_out, 0) + fill.amount_out
         if fill.gas_cost_wei:
             # Paper mode has no real gas wallet: a negative native balance is gas spent beyond
             # what was funded, and it lowers equity exactly as real gas would.
             self._balances[NATIVE_TOKEN] = self._balances.get(NATIVE_TOKEN, 0) - fill.gas_cost_wei
-        if not priced:
-            log.warning("fill %s booked without a USD price for one of its tokens", fill.intent_id)
-        realized -= gas_cost_usd
-        self._realized_today_usd += realized
         self._revalue()
-        return FillBooking(realized_pnl_usd=realized, gas_cost_usd=gas_cost_usd, priced=priced)
+        return booking
+
+    def book_fill(self, fill: Fill) -> FillBooking:
+        """Live/fork mode: book ``fill``'s realised PnL (USD, gas included) and cost basis
+        without touching balances, which come only from ``refresh`` (before or after this
+        call, either order gives the same books)."""
+        self._roll_day()
+        token_in, token_out = fill.token_in, fill.token_out
+        gas_cost_usd = self._value(NATIVE_TOKEN, fill.gas_cost_wei) or 0.0
+        value_out = self._value(token_out, fill.amount_out)
+        if token_in == token_out:
+            # An atomic cycle: the position is unchanged apart from the profit.
+            realized = self._value(token_in, fill.amount_out - fill.amount_in)
+        else:
+            cost_in = self._cost_of(token_in, fill.amount_in)
+            realized = None if cost_in is None or value_out is None else value_out - cost_in
+            if value_out is not None and self._has_basis(token_out) and fill.amount_out > 0:
+                self._average_in(token_out, fill.amount_out, value_out)
+        if realized is None:
+            log.warning("fill %s booked without a USD price for one of its tokens", fill.intent_id)
+        booked = (realized or 0.0) - gas_cost_usd
+        self._realized_today_usd += booked
+        return FillBooking(
+            realized_pnl_usd=booked, gas_cost_usd=gas_cost_usd, priced=realized is not None
+        )
 
     def refresh(self, balances: Mapping[str, int]) -> None:
-        """Replace balances with ones read from the chain (smallest units; the native coin under
+        """Replace balances with ones the engine read (smallest units; the native coin under
         ``NATIVE_TOKEN``). Tokens missing from ``balances`` keep their value.
 
-        Changes not explained by ``apply_fill`` (deposits, withdrawals) move the cost basis, not
-        realised PnL: a deposit is bought at market, a withdrawal takes its average cost along.
+        Increases not explained by a paper fill (deposits, or a live fill) are averaged into
+        the cost basis at market price; decreases leave the average cost per unit unchanged.
+        Neither is realised PnL: that is booked from fills only.
         """
         known, self._balances_known = self._balances_known, True
         for token, amount in balances.items():
             new_amount = _checked_amount(token, amount)
-            old_amount = self._balances.get(token, 0)
-            if (
-                known
-                and not self._is_quote(token)
-                and token != NATIVE_TOKEN
-                and new_amount != old_amount
-            ):
-                basis = self._cost_basis_usd.get(token, 0.0)
-                if new_amount < old_amount:
-                    kept = new_amount / old_amount if old_amount > 0 and new_amount > 0 else 0.0
-                    self._cost_basis_usd[token] = basis * kept
-                else:
-                    added = self._value(token, new_amount - max(old_amount, 0))
-                    self._cost_basis_usd[token] = basis + (added or 0.0)
+            old_amount = max(self._balances.get(token, 0), 0)
+            if known and self._has_basis(token) and new_amount > old_amount:
+                added = self._value(token, new_amount - old_amount)
+                if added is not None:
+                    self._average_in(token, new_amount - old_amount, added, held=old_amount)
             self._balances[token] = new_amount
         self._revalue()
 
@@ -264,7 +248,7 @@ class Portfolio:
             "peak_equity_usd": self._peak_equity_usd,
             "realized_pnl_today_usd": self._realized_today_usd,
             "pnl_day": self._pnl_day.isoformat(),
-            "cost_basis_usd": dict(self._cost_basis_usd),
+            "avg_cost_usd": dict(self._avg_cost_usd),
             "prices_usd": dict(self._prices_usd),
         }
 
@@ -273,8 +257,8 @@ class Portfolio:
         ``Journal.paper_balances()`` and live ones from the chain, both through ``refresh``.
         Today's PnL is kept only if it was saved today (UTC)."""
         self._peak_equity_usd = float(state.get("peak_equity_usd", 0.0))
-        self._cost_basis_usd = {
-            str(t): float(v) for t, v in dict(state.get("cost_basis_usd", {})).items()
+        self._avg_cost_usd = {
+            str(t): float(v) for t, v in dict(state.get("avg_cost_usd", {})).items()
         }
         for token, price in dict(state.get("prices_usd", {})).items():
             self._prices_usd.setdefault(str(token), float(price))
@@ -316,31 +300,37 @@ class Portfolio:
             return None
         return amount / 10.0**decimals * price
 
-    def _release_cost(self, token: str, amount: int) -> float | None:
-        """Average cost (USD) of ``amount`` of ``token`` leaving the portfolio, which it removes
-        from the token's basis. Quote tokens cost their market value."""
-        market = self._value(token, amount)
-        if self._is_quote(token) or token == NATIVE_TOKEN:
-            return market
-        held = self._balances.get(token, 0)
-        basis = self._cost_basis_usd.get(token)
-        if basis is None or held <= 0:
-            return market
-        share = min(1.0, amount / held)
-        released = basis * share
-        self._cost_basis_usd[token] = basis - released
-        return released
+    def _has_basis(self, token: str) -> bool:
+        """Non-quote tokens carry an average cost; cash and the gas coin do not."""
+        return token != NATIVE_TOKEN and not self._is_quote(token)
+
+    def _cost_of(self, token: str, amount: int) -> float | None:
+        """USD cost of ``amount`` leaving the portfolio: average cost for a position, market
+        value for cash and the gas coin (and for a position whose cost is unknown)."""
+        avg = self._avg_cost_usd.get(token) if self._has_basis(token) else None
+        if avg is None:
+            return self._value(token, amount)
+        return amount * avg
+
+    def _average_in(
+        self, token: str, amount: int, value_usd: float, held: int | None = None
+    ) -> None:
+        """Blend ``amount`` bought for ``value_usd`` into ``token``'s average cost per unit."""
+        held = max(self._balances.get(token, 0), 0) if held is None else held
+        avg = self._avg_cost_usd.get(token)
+        if avg is None or held <= 0:
+            self._avg_cost_usd[token] = value_usd / amount
+        else:
+            self._avg_cost_usd[token] = (held * avg + value_usd) / (held + amount)
 
     def _seed_cost_basis(self) -> None:
-        # Holdings we started with (or first saw) are carried at their first market value.
+        # Holdings we started with (or first saw) are carried at their first market price.
         for token, amount in self._balances.items():
-            if amount <= 0 or token in self._cost_basis_usd or token == NATIVE_TOKEN:
-                continue
-            if self._is_quote(token):
+            if amount <= 0 or token in self._avg_cost_usd or not self._has_basis(token):
                 continue
             value = self._value(token, amount)
             if value is not None:
-                self._cost_basis_usd[token] = value
+                self._avg_cost_usd[token] = value / amount
 
     def _revalue(self) -> None:
         total = 0.0

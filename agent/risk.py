@@ -724,11 +724,11 @@ class RiskGate:
 
     # -- cooldowns (in memory) -----------------------------------------------------------------
 
-    def note_trade(self, trade: Routed, now: float) -> None:
+    def record_trade(self, trade: Routed, now: float) -> None:
         """A trade on ``trade``'s route filled: its pairs cool down for ``cooldown_s``."""
         self._start_cooldown(trade, now + self.limits.cooldown_s, "trade")
 
-    def note_revert(self, trade: Routed, now: float) -> None:
+    def record_revert(self, trade: Routed, now: float) -> None:
         """A trade reverted: its pairs cool down for ``revert_cooldown_s``."""
         self._start_cooldown(trade, now + self.limits.revert_cooldown_s, "revert")
 

@@ -177,14 +177,41 @@ def test_live_refresh_deposit_is_not_profit(portfolio: Portfolio) -> None:
     )
 
 
-def test_live_fill_then_refresh_books_pnl_once(portfolio: Portfolio) -> None:
+@pytest.mark.parametrize("refresh_first", [False, True], ids=["book-then-read", "read-then-book"])
+def test_live_fill_is_booked_once_whichever_comes_first(
+    portfolio: Portfolio, refresh_first: bool
+) -> None:
     portfolio.mark(market(3000))
-    booking = portfolio.apply_fill(fill(WETH, "1", USDC, "3100"))
-    assert booking.realized_pnl_usd == pytest.approx(100.0)
-    # The chain agrees with the fill: refresh changes nothing and books no more PnL.
-    portfolio.refresh({WETH.address: WETH.to_units("1"), USDC.address: USDC.to_units("13100")})
-    assert portfolio.realized_pnl_today_usd == pytest.approx(100.0)
-    assert portfolio.equity_usd == pytest.approx(13_100 + 3000)
+    sold = fill(WETH, "1", USDC, "3100", gas_eth="0.001")
+    on_chain = {
+        WETH.address: WETH.to_units("1"),
+        USDC.address: USDC.to_units("13100"),
+        NATIVE_TOKEN: WETH.to_units("0.049"),
+    }
+    if refresh_first:
+        portfolio.refresh(on_chain)
+    booking = portfolio.book_fill(sold)
+    if not refresh_first:
+        portfolio.refresh(on_chain)
+    assert booking.realized_pnl_usd == pytest.approx(100.0 - 3.0)
+    assert portfolio.realized_pnl_today_usd == pytest.approx(97.0)
+    # Balances are the chain's, never moved a second time by the fill.
+    assert portfolio.balances[WETH.address] == WETH.to_units("1")
+    assert portfolio.equity_usd == pytest.approx(13_100 + 3000 + 0.049 * 3000)
+    # The next tick reads the same balances: nothing changes, nothing is booked.
+    portfolio.refresh(on_chain)
+    assert portfolio.realized_pnl_today_usd == pytest.approx(97.0)
+
+
+def test_live_buy_then_sell_realises_against_the_average_cost(portfolio: Portfolio) -> None:
+    portfolio.mark(market(3000))  # 2 WETH carried at 3000
+    portfolio.refresh({WETH.address: WETH.to_units("3"), USDC.address: USDC.to_units("6900")})
+    portfolio.book_fill(fill(USDC, "3100", WETH, "1"))  # paid 100 over market: realised -100
+    portfolio.mark(market(3300))
+    portfolio.refresh({WETH.address: WETH.to_units("0"), USDC.address: USDC.to_units("16800")})
+    booking = portfolio.book_fill(fill(WETH, "3", USDC, "9900"))
+    assert booking.realized_pnl_usd == pytest.approx(9900 - 3 * 3000)
+    assert portfolio.realized_pnl_today_usd == pytest.approx(-100 + 900)
 
 
 def test_state_survives_a_restart_the_same_day_only(portfolio: Portfolio, clock: Clock) -> None:

@@ -212,7 +212,7 @@ def test_token_allowlist_by_symbol_or_address(controls: ControlFiles) -> None:
 
 
 def test_cooldown_after_a_trade_expires_on_the_injected_clock(gate: RiskGate) -> None:
-    gate.note_trade(arb(), now=NOW)
+    gate.record_trade(arb(), now=NOW)
     refused = gate.check(arb(), snapshot(), view(), NOW + 29.9)
     assert isinstance(refused, Rejected)
     assert refused.reason == "cooldown"
@@ -223,7 +223,7 @@ def test_cooldown_after_a_trade_expires_on_the_injected_clock(gate: RiskGate) ->
 
 
 def test_cooldown_after_a_revert_is_longer(gate: RiskGate) -> None:
-    gate.note_revert(arb(), now=NOW)
+    gate.record_revert(arb(), now=NOW)
     refused = gate.check(arb(), snapshot(), view(), NOW + 119.0)
     assert isinstance(refused, Rejected)
     assert refused.reason == "cooldown"
@@ -233,7 +233,7 @@ def test_cooldown_after_a_revert_is_longer(gate: RiskGate) -> None:
 
 
 def test_other_pairs_are_not_cooling_down(gate: RiskGate) -> None:
-    gate.note_trade(arb(), now=NOW)
+    gate.record_trade(arb(), now=NOW)
     wbtc = buy_weth(
         route=(RouteHop(POOL_A, "uniswap_v3", "v3", USDC.address, WBTC.address, 500),),
         token_out=WBTC.address,
