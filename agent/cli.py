@@ -256,3 +256,6 @@ def resume_trading(
 
 # Feature modules register their sub-commands on the groups above when imported.
 from agent import cli_wallet as _cli_wallet  # noqa: E402,F401
+from agent.backtest.command import backtest as _backtest  # noqa: E402
+
+app.command("backtest")(_backtest)
