@@ -133,6 +133,7 @@ class DcaSchedule:
         self.next_due_ts: float | None = None
         self.last_buy_ts: float | None = None
         self.buys = 0
+        self._cron_iter: croniter | None = None
 
     @classmethod
     def from_params(cls, params: DcaParams, spend_decimals: int) -> DcaSchedule:
@@ -149,8 +150,14 @@ class DcaSchedule:
         )
 
     def _cron_after(self, ts: float) -> float:
+        """The first cron time strictly after ``ts`` (UTC)."""
         assert self.cron is not None
-        return float(croniter(self.cron, ts).get_next(float))
+        if self._cron_iter is None:
+            # parsing the expression is the slow part; one parsed iterator is reused
+            self._cron_iter = croniter(self.cron, ts)
+        else:
+            self._cron_iter.set_current(ts, force=True)
+        return float(self._cron_iter.get_next(float))
 
     def start(self, now: float) -> None:
         """First observation: an interval schedule buys now, a cron one at its next time."""
