@@ -8,10 +8,12 @@ and prices them with its cost model. Both call the same book, so they cannot dri
 Levels ``p_0 < ... < p_{N-1}`` split the price axis into bands; band ``k`` is
 ``p_{k-1} <= price < p_k`` (band 0 below the range, band N at or above the top). Lot ``i`` (for
 ``i < N-1``) is bought when the price falls below ``p_i`` and sold when it is back at or above
-``p_{i+1}``; a lot is never bought again before it was sold, so no level fills twice. The book
-acts only when the band changes: within a band it returns nothing, which is what lets a
-backtest call it only on the candles where the band changes and still trade exactly like a
-per-candle loop.
+``p_{i+1}``; a lot is never bought again before it was sold, so no level fills twice. An order
+that does not happen (refused, reverted, expired) waits for the next crossing of its level.
+
+``quiet_range()`` is the price interval in which ``on_price`` would change nothing: within it
+the book returns at once. A backtest uses the same interval to jump straight to the next candle
+outside it, which is why its trades are identical to a loop calling the book on every candle.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from itertools import pairwise
 from statistics import median
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import Field, field_validator, model_validator
 
@@ -52,6 +54,7 @@ ARMED = 1  # the price is at/above the level: buy when it falls below
 HOLDING = 2  # the lot is held: sell when the price reaches the next level up
 PENDING_BUY = 3  # a buy was proposed and has not settled
 PENDING_SELL = 4  # a sell was proposed and has not settled
+HOLD_WAIT = 5  # held, its sell did not happen: wait for the price to dip below the sell level
 
 STATE_VERSION = 1
 
@@ -124,8 +127,7 @@ def grid_levels(
     return levels
 
 
-@dataclass(frozen=True, slots=True)
-class GridOrder:
+class GridOrder(NamedTuple):
     """A decision of the book. ``base_amount`` in smallest base units.
 
     ``side`` "buy": acquire ``base_amount`` for lot ``level`` (triggered below ``trigger_price``
@@ -180,6 +182,7 @@ class GridBook:
         self.seq = 0
         self.realized_quote = 0
         self.recenters = 0
+        self._quiet: tuple[float, float] | None = None  # cache of quiet_range()
 
     # --- reading ------------------------------------------------------------------------
 
@@ -195,7 +198,7 @@ class GridBook:
     @property
     def filled_levels(self) -> list[int]:
         """Lots currently held (or being sold)."""
-        return [i for i, s in enumerate(self.status) if s in (HOLDING, PENDING_SELL)]
+        return [i for i, s in enumerate(self.status) if s in (HOLDING, PENDING_SELL, HOLD_WAIT)]
 
     # --- deciding -----------------------------------------------------------------------
 
@@ -205,9 +208,11 @@ class GridBook:
             self._expire(tick)
         if self.stopped:
             return []
-        band = bisect_right(self.levels, price)
-        if band == self.last_band:
+        quiet = self._quiet if self._quiet is not None else self.quiet_range()
+        if quiet is not None and quiet[0] <= price < quiet[1]:
             return []
+        self._quiet = None
+        band = bisect_right(self.levels, price)
         if self.last_band is None:
             self._arm(band)
             self._after_move(band, price)
@@ -225,10 +230,42 @@ class GridBook:
                 if band <= i:
                     orders.append(self._order(i, "buy", self.order_size, tick))
                     status[i] = PENDING_BUY
-            elif state == WAIT and band >= i + 1:
-                status[i] = ARMED
+            elif state == WAIT:
+                if band >= i + 1:
+                    status[i] = ARMED
+            elif state == HOLD_WAIT and band <= i + 1:
+                status[i] = HOLDING
         self._after_move(band, price)
         return orders
+
+    def quiet_range(self) -> tuple[float, float] | None:
+        """``(low, high)``: for ``low <= price < high`` ``on_price`` changes nothing.
+
+        None while orders are pending or the grid was never priced (every price matters then).
+        Empty (``low > high``) when the very next price acts whatever it is.
+        """
+        if self.stopped:
+            return (-math.inf, math.inf)
+        if self.pending or self.last_band is None or self.recenter_price is not None:
+            return None
+        n_levels = len(self.levels)
+        # quiet bands are [lo, hi]; leaving the range (band 0 or N) always acts
+        lo, hi = 1, n_levels - 1
+        for i, state in enumerate(self.status):
+            if state == ARMED:
+                lo = max(lo, i + 1)  # buys at band <= i
+            elif state == HOLDING:
+                hi = min(hi, i + 1)  # sells at band >= i + 2
+            elif state == WAIT:
+                hi = min(hi, i)  # arms at band >= i + 1
+            elif state == HOLD_WAIT:
+                lo = max(lo, i + 2)  # re-arms its sell at band <= i + 1
+        if lo > hi:
+            self._quiet = (math.inf, -math.inf)
+        else:
+            # band b >= lo  <=>  price >= p_{lo-1};  band b <= hi  <=>  price < p_hi
+            self._quiet = (self.levels[lo - 1], self.levels[hi])
+        return self._quiet
 
     def apply_fill(self, order_id: str, base_amount: int, quote_amount: int) -> int:
         """Settle a pending order: ``base_amount`` traded for ``quote_amount`` (smallest units).
@@ -248,13 +285,19 @@ class GridBook:
             self.lot_base[i] = 0
             self.lot_cost[i] = 0
             self.status[i] = ARMED
+        self._quiet = None
         self._maybe_recenter()
         return realized
 
     def cancel(self, order_id: str) -> None:
-        """The order did not happen (refused, reverted, expired): the lot is as before it."""
+        """The order did not happen (refused, reverted, expired): retry at the next crossing.
+
+        A buy waits for the price to be back at its level before arming again, a sell for the
+        price to dip below its sell level; so a refused order is not proposed on every tick.
+        """
         order = self.pending.pop(order_id)
-        self.status[order.level] = ARMED if order.side == "buy" else HOLDING
+        self.status[order.level] = WAIT if order.side == "buy" else HOLD_WAIT
+        self._quiet = None
         self._maybe_recenter()
 
     # --- internals ----------------------------------------------------------------------
@@ -318,7 +361,9 @@ class GridBook:
             self.stopped = True
             return
         held = [
-            (self.lot_base[i], self.lot_cost[i]) for i, s in enumerate(self.status) if s == HOLDING
+            (self.lot_base[i], self.lot_cost[i])
+            for i, s in enumerate(self.status)
+            if s in (HOLDING, HOLD_WAIT)
         ]
         lots = len(self.status)
         self.levels = grid_levels(new_lower, new_upper, len(self.levels), self.spacing)
@@ -400,6 +445,7 @@ class GridBook:
         self.seq = int(state["seq"])
         self.realized_quote = int(state["realized_quote"])
         self.recenters = int(state["recenters"])
+        self._quiet = None
 
 
 def held_lots(saved_book: Mapping[str, Any]) -> list[tuple[int, int]]:
@@ -409,7 +455,7 @@ def held_lots(saved_book: Mapping[str, Any]) -> list[tuple[int, int]]:
         for state, base, cost in zip(
             saved_book["status"], saved_book["lot_base"], saved_book["lot_cost"], strict=True
         )
-        if int(state) in (HOLDING, PENDING_SELL)
+        if int(state) in (HOLDING, PENDING_SELL, HOLD_WAIT)
     ]
     return lots + [(int(b), int(c)) for b, c in saved_book.get("carry", [])]
 
