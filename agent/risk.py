@@ -380,12 +380,19 @@ class RiskGate:
         risk: RiskConfig,
         *,
         slippage_bps: int = 50,
+        max_snapshot_age_s: float | None = 120.0,
         on_resume: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> RiskGate:
-        """A gate with ``RiskLimits.from_config(risk)`` and the configured kill-switch file."""
+        """A gate with ``RiskLimits.from_config(risk)`` and the configured kill-switch file.
+
+        ``slippage_bps`` is ``execution.slippage_bps``; ``max_snapshot_age_s`` compares the
+        snapshot's ``timestamp`` with ``now`` (None when replaying history, e.g. backtests).
+        """
         return cls(
-            RiskLimits.from_config(risk, slippage_bps=slippage_bps),
+            RiskLimits.from_config(
+                risk, slippage_bps=slippage_bps, max_snapshot_age_s=max_snapshot_age_s
+            ),
             ControlFiles.beside(risk.kill_switch_file),
             on_resume=on_resume,
             clock=clock,
