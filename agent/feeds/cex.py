@@ -6,9 +6,10 @@
   (``has['fetchTickers']``), otherwise ``fetch_ticker`` per symbol. Order books come from
   ``fetch_order_book(symbol, depth)``.
 * Streaming: with ``use_websocket=True`` and the exchange in ``ccxt.pro``, :meth:`CexClient.watch`
-  runs ``watch_ticker`` / ``watch_order_book`` loops. Without it (the default) the engine polls
-  :meth:`CexClient.poll` on a timer. The streaming path is not covered by the fake-server tests;
-  polling is.
+  runs ``watch_ticker`` / ``watch_order_book`` loops (``client.use_websocket`` tells the engine
+  which to run); otherwise, and by default, the engine polls :meth:`CexClient.poll` on a timer.
+  Tests cover polling on Binance and Kraken and streaming on Binance (a dropped stream
+  reconnects).
 * Calls go through :class:`agent.feeds.http.SourceGuard` (rate limit, timeout, retries honouring
   Retry-After, breaker). ccxt's own throttle is off by default because the guard limits instead.
   Errors are classified from the HTTP status seen on the wire (recorded from ccxt's
@@ -80,6 +81,8 @@ SPOT_ONLY_OPTIONS: dict[str, dict[str, Any]] = {
         "fetchMarkets": {"types": ["spot"]},
         "fetchMargins": False,
         "fetchCurrencies": False,
+        # The default miniTicker stream has no bid/ask; the full ticker stream has both.
+        "watchTickers": {"name": "ticker"},
     },
     "binanceus": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False},
     "okx": {"fetchMarkets": ["spot"]},
@@ -441,7 +444,7 @@ class CexClient:
         """Stream tickers and books over websockets until cancelled (``use_websocket`` only).
 
         Each symbol gets its own loop; a failed watch marks the symbol stale and retries after
-        a backoff. Not exercised by the fake-server tests (they cover polling).
+        a backoff (ccxt reconnects the stream on the next watch call).
         """
         if not self.use_websocket:
             raise ConfigError(f"feeds.cex.{self.exchange_id}: websocket streaming not available")

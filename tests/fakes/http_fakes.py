@@ -399,16 +399,93 @@ def simple_book(mid: float, spread_bps: float = 2.0, levels: int = 5, size: floa
 
 @dataclass
 class BinanceFake:
-    """Binance spot REST: exchangeInfo, ticker/24hr (one or many), depth."""
+    """Binance spot REST (exchangeInfo, ticker/24hr one or many, depth) and the spot market
+    streams websocket (``SUBSCRIBE`` to ``<id>@ticker`` / ``<id>@depth@100ms``)."""
 
     server: FakeServer = field(default_factory=lambda: FakeServer("binance"))
     books: dict[str, Book] = field(default_factory=dict)  # market id "ETHUSDT" -> book
     bases: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (base, quote)
+    ws_interval_s: float = 0.05
+    ws_connections: int = 0
+    ws_subscriptions: list[str] = field(default_factory=list)
+    # Close the next N websocket connections right after they subscribe (a dropped stream).
+    ws_drop_after_subscribe: int = 0
+    _depth_seq: int = 1_027_024
 
     def __post_init__(self) -> None:
         self.server.route("/api/v3/exchangeInfo", self._exchange_info)
         self.server.route("/api/v3/ticker/24hr", self._ticker_24hr)
         self.server.route("/api/v3/depth", self._depth)
+        self.server.route("/ws/*", self._ws)
+
+    async def _ws(self, request: web.Request) -> Payload:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.ws_connections += 1
+        streams: list[str] = []
+        while not ws.closed:
+            try:
+                message = await ws.receive(timeout=self.ws_interval_s)
+            except TimeoutError:
+                message = None
+            if message is not None:
+                if message.type != web.WSMsgType.TEXT:
+                    break
+                command = json.loads(message.data)
+                if command.get("method") == "SUBSCRIBE":
+                    streams += command["params"]
+                    self.ws_subscriptions += command["params"]
+                    await ws.send_json({"result": None, "id": command.get("id")})
+                    if self.ws_drop_after_subscribe > 0:
+                        self.ws_drop_after_subscribe -= 1
+                        await ws.close()
+                        break
+            for stream in streams:
+                await ws.send_json(self._ws_event(stream))
+        return ws
+
+    def _ws_event(self, stream: str) -> dict[str, Any]:
+        market_id = stream.split("@")[0].upper()
+        book = self.books[market_id]
+        now_ms = int(time.time() * 1000)
+        if stream.endswith("@ticker"):
+            ticker = self._ticker(market_id)
+            return {
+                "e": "24hrTicker",
+                "E": now_ms,
+                "s": market_id,
+                "p": ticker["priceChange"],
+                "P": ticker["priceChangePercent"],
+                "w": ticker["weightedAvgPrice"],
+                "x": ticker["prevClosePrice"],
+                "c": ticker["lastPrice"],
+                "Q": ticker["lastQty"],
+                "b": ticker["bidPrice"],
+                "B": ticker["bidQty"],
+                "a": ticker["askPrice"],
+                "A": ticker["askQty"],
+                "o": ticker["openPrice"],
+                "h": ticker["highPrice"],
+                "l": ticker["lowPrice"],
+                "v": ticker["volume"],
+                "q": ticker["quoteVolume"],
+                "O": ticker["openTime"],
+                "C": ticker["closeTime"],
+                "F": 1,
+                "L": 1000,
+                "n": 1000,
+            }
+        # Diff depth: re-state the top level of each side (amounts unchanged), in sequence.
+        first, self._depth_seq = self._depth_seq + 1, self._depth_seq + 1
+        return {
+            "e": "depthUpdate",
+            "E": now_ms,
+            "s": market_id,
+            "U": first,
+            "u": self._depth_seq,
+            "b": [[f"{book.bids[0][0]:.2f}", f"{book.bids[0][1]:.8f}"]],
+            "a": [[f"{book.asks[0][0]:.2f}", f"{book.asks[0][1]:.8f}"]],
+        }
 
     def add_market(self, base: str, quote: str, mid: float) -> None:
         market_id = f"{base}{quote}"
@@ -503,7 +580,8 @@ class BinanceFake:
         limit = int(request.query.get("limit", 100))
         book = self.books[market_id]
         return {
-            "lastUpdateId": 1027024,
+            # The snapshot is as of the last streamed diff, so the next diff continues it.
+            "lastUpdateId": self._depth_seq,
             "bids": [[f"{p:.2f}", f"{q:.8f}"] for p, q in book.bids[:limit]],
             "asks": [[f"{p:.2f}", f"{q:.8f}"] for p, q in book.asks[:limit]],
         }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -208,3 +210,53 @@ async def test_feed_maps_symbols_and_takes_median_usd_mid(
         assert len(feed.tickers()) == 4
     finally:
         await feed.close()
+
+
+async def test_binance_websocket_watch_streams_and_survives_a_dropped_stream(
+    session: aiohttp.ClientSession, fast_policy: SourcePolicy
+) -> None:
+    fake = BinanceFake()
+    fake.add_market("ETH", "USDT", 3000.0)
+    fake.add_market("BTC", "USDT", 60000.0)
+    symbols = ["ETH/USDT", "BTC/USDT"]
+    async with fake.server:
+        client = CexClient(
+            session,
+            "binance",
+            symbols,
+            api_urls=fake.server.url,
+            policy=fast_policy,
+            order_book_depth=3,
+            use_websocket=True,
+        )
+        assert client.use_websocket
+        fake.ws_drop_after_subscribe = 1  # the first stream dies right after subscribing
+        watching = asyncio.create_task(client.watch())
+
+        def all_fresh() -> bool:
+            readings = [client.ticker(s) for s in symbols] + [client.order_book(s) for s in symbols]
+            return all(r is not None and not r.is_stale() for r in readings)
+
+        try:
+            for _ in range(250):
+                if all_fresh():
+                    break
+                await asyncio.sleep(0.02)
+            assert all_fresh()
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+            await client.close()
+
+        eth = client.ticker("ETH/USDT")
+        book = client.order_book("ETH/USDT")
+        assert eth is not None and eth.value is not None
+        assert eth.value.mid == pytest.approx(3000.0)
+        assert book is not None and book.value is not None
+        assert book.value.best_bid == eth.value.bid and book.value.best_ask == eth.value.ask
+        assert {"ethusdt@ticker", "btcusdt@ticker", "ethusdt@depth@100ms"} <= set(
+            fake.ws_subscriptions
+        )
+        assert fake.ws_connections >= 3  # the dropped stream was reconnected
+        assert watching.cancelled()
