@@ -247,12 +247,12 @@ class PendingSwap(Protocol):
 def match_pending(pending: Mapping[str, PendingSwap], fill: Fill) -> str | None:
     """The id of the pending swap ``fill`` settles, or None when it is not ours.
 
-    The engine's intent id may or may not embed our opportunity id, so a fill matches by id
-    first, then by direction and the predicted input amount (which the engine copies from the
+    The engine names an intent ``<opportunity id>-<suffix>``, so a fill matches by id first,
+    then by direction and the predicted input amount (which the engine copies from the
     opportunity unchanged).
     """
     for order_id in pending:
-        if fill.intent_id == order_id or fill.intent_id.startswith(order_id + ":"):
+        if fill.intent_id == order_id or fill.intent_id.startswith(order_id + "-"):
             return order_id
     for order_id, swap in pending.items():
         if (

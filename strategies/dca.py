@@ -167,7 +167,8 @@ class DcaSchedule:
     def multiplier(self, price: float, recent_high: float, sentiment: float) -> Fraction:
         """Exact multiplier of the base amount: dip and fear boosts, capped."""
         multiplier = Fraction(1)
-        if recent_high > 0 and (1 - price / recent_high) * 100 >= self.dip_threshold_pct:
+        # price at least dip_threshold_pct below the high, without dividing (exact at the edge)
+        if recent_high > 0 and price * 100 <= recent_high * (100 - self.dip_threshold_pct):
             multiplier *= self.dip_multiplier
         if sentiment <= self.fear_threshold:
             multiplier *= self.fear_multiplier

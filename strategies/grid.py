@@ -11,6 +11,11 @@ Levels ``p_0 < ... < p_{N-1}`` split the price axis into bands; band ``k`` is
 ``p_{i+1}``; a lot is never bought again before it was sold, so no level fills twice. An order
 that does not happen (refused, reverted, expired) waits for the next crossing of its level.
 
+Leaving the range (below ``p_0`` or at/above ``p_{N-1}``) either stops the grid (it holds what
+it has and trades no more) or re-centres it: the same width and spacing around the current
+price, the held lots placed on the sell levels above the price (nearest first); lots beyond
+those are sold at the next price.
+
 ``quiet_range()`` is the price interval in which ``on_price`` would change nothing: within it
 the book returns at once. A backtest uses the same interval to jump straight to the next candle
 outside it, which is why its trades are identical to a loop calling the book on every candle.
@@ -203,7 +208,10 @@ class GridBook:
     # --- deciding -----------------------------------------------------------------------
 
     def on_price(self, price: float, tick: int) -> list[GridOrder]:
-        """Orders for the price ``price`` (quote per base). Empty unless the band changed."""
+        """Orders for the price ``price`` (quote per base): sells, then buys, in crossing order.
+
+        The orders are pending until ``apply_fill`` or ``cancel``.
+        """
         if self.pending:
             self._expire(tick)
         if self.stopped:
@@ -218,17 +226,18 @@ class GridBook:
             self._after_move(band, price)
             return []
         self.last_band = band
-        orders: list[GridOrder] = []
+        sells: list[GridOrder] = []
+        buys: list[GridOrder] = []
         status = self.status
         for i in range(len(status)):
             state = status[i]
             if state == HOLDING:
                 if band >= i + 2:
-                    orders.append(self._order(i, "sell", self.lot_base[i], tick))
+                    sells.append(self._order(i, "sell", self.lot_base[i], tick))
                     status[i] = PENDING_SELL
             elif state == ARMED:
                 if band <= i:
-                    orders.append(self._order(i, "buy", self.order_size, tick))
+                    buys.append(self._order(i, "buy", self.order_size, tick))
                     status[i] = PENDING_BUY
             elif state == WAIT:
                 if band >= i + 1:
@@ -236,7 +245,10 @@ class GridBook:
             elif state == HOLD_WAIT and band <= i + 1:
                 status[i] = HOLDING
         self._after_move(band, price)
-        return orders
+        # in the order the price crossed them: sells upwards, buys downwards (so when funds run
+        # short the level nearest the price is the one bought)
+        buys.reverse()
+        return sells + buys
 
     def quiet_range(self) -> tuple[float, float] | None:
         """``(low, high)``: for ``low <= price < high`` ``on_price`` changes nothing.
