@@ -1,0 +1,404 @@
+"""The tick loop: new block -> pools refreshed -> snapshot -> strategies -> risk -> execution.
+
+``Engine`` receives every part it uses (``agent.wiring`` builds them from config); it owns
+its tasks and runs them in one ``asyncio.TaskGroup``:
+
+- the block loop (websocket newHeads or polling, whichever iterator it is given);
+- one task per trade in flight, at most ``max_in_flight_per_pair`` per token pair;
+- whatever background tasks it is handed (feed pollers, the alert worker, the Telegram
+  command poller, the metrics server), cancelled and awaited on the way out.
+
+Strategies run in isolation: each in a worker thread with a timeout; an exception or a timeout
+in one is logged, counted, alerted and never stops the others or the loop. On stop (SIGTERM or
+SIGINT through ``stop``), the loop takes no new block, waits up to ``shutdown_grace_s`` for
+trades in flight (their intents and signed transactions are journaled before broadcast, so
+anything cut off is finished by start-up reconciliation), then closes everything and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.alerts.base import AlertEvent, StrategyError, TradeFilled, TradeReverted
+from agent.errors import AgentError
+from agent.execution import ExecutionOutcome, min_amount_out, min_profit
+from agent.metrics import AgentMetrics
+from agent.portfolio import Portfolio
+from agent.risk import Rejected, RiskGate, journal_rejection
+from agent.snapshot import MarketSnapshot, PortfolioView
+from agent.store.journal import Journal
+from agent.store.models import IntentStatus
+from agent.types import Fill, Intent, Opportunity
+from strategies.base import Strategy
+
+log = logging.getLogger(__name__)
+
+
+class Executor(Protocol):
+    """Carries an intent through simulate -> sign -> send -> track -> settle (or paper fill)."""
+
+    async def execute(self, intent: Intent) -> ExecutionOutcome: ...
+
+
+class SnapshotSource(Protocol):
+    """Refreshes market state for a block and returns the immutable snapshot."""
+
+    async def snapshot(self, block: int) -> MarketSnapshot: ...
+
+
+class BalanceSource(Protocol):
+    async def balances(self, block: int) -> dict[str, int]: ...
+
+
+class AlertSink(Protocol):
+    def post(self, event: AlertEvent) -> bool: ...
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    mode: str
+    slippage_bps: int = 50
+    deadline_s: int = 120
+    strategy_timeout_s: float = 2.0
+    max_in_flight_per_pair: int = 1
+    shutdown_grace_s: float = 10.0
+
+
+@dataclass
+class TickReport:
+    """What one block produced; ``decide_s`` excludes the RPC round trips (``rpc_s``)."""
+
+    block: int
+    opportunities: int = 0
+    approved: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    started: int = 0
+    strategy_errors: int = 0
+    rpc_s: float = 0.0
+    decide_s: float = 0.0
+
+
+@dataclass
+class RunReport:
+    ticks: list[TickReport] = field(default_factory=list)
+    fills: list[Fill] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (intent id, reason)
+    equity_usd: list[tuple[int, float]] = field(default_factory=list)
+
+    def tick_latency_ms(self) -> dict[str, float]:
+        values = sorted(t.decide_s * 1000 for t in self.ticks)
+        if not values:
+            return {"median": 0.0, "p95": 0.0}
+        return {
+            "median": statistics.median(values),
+            "p95": values[min(len(values) - 1, int(len(values) * 0.95))],
+        }
+
+
+def _pair_of(intent: Intent) -> frozenset[str]:
+    tokens = {hop.token_in for hop in intent.route} | {hop.token_out for hop in intent.route}
+    return frozenset(tokens or {intent.token_in, intent.token_out})
+
+
+def intent_from(opportunity: Opportunity, *, slippage_bps: int, deadline: int) -> Intent:
+    """The executable form of an approved opportunity.
+
+    A directional swap's ``min_amount_out`` is the exact prediction less ``slippage_bps``
+    (floored). An arbitrage must return its input plus the profit floor the ArbExecutor
+    enforces (the predicted profit less the slippage allowance), or it reverts.
+    """
+    if opportunity.kind == "arb":
+        min_out = opportunity.amount_in + min_profit(opportunity.predicted_profit, slippage_bps)
+    else:
+        min_out = min_amount_out(opportunity.predicted_amount_out, slippage_bps)
+    return Intent(
+        id=f"{opportunity.id}-{uuid.uuid4().hex[:6]}",
+        strategy=opportunity.strategy,
+        kind=opportunity.kind,
+        route=opportunity.route,
+        token_in=opportunity.token_in,
+        token_out=opportunity.token_out,
+        amount_in=opportunity.amount_in,
+        min_amount_out=min_out,
+        predicted_amount_out=opportunity.predicted_amount_out,
+        predicted_profit=opportunity.predicted_profit,
+        predicted_profit_usd=opportunity.net_profit_usd,
+        deadline=deadline,
+        opportunity_id=opportunity.id,
+    )
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        *,
+        market: SnapshotSource,
+        strategies: Sequence[Strategy],
+        risk: RiskGate,
+        portfolio: Portfolio,
+        executor: Executor,
+        journal: Journal,
+        alerts: AlertSink,
+        balances: BalanceSource | None = None,
+        metrics: AgentMetrics | None = None,
+        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.market = market
+        self.strategies = list(strategies)
+        self.risk = risk
+        self.portfolio = portfolio
+        self.executor = executor
+        self.journal = journal
+        self.alerts = alerts
+        self.balances = balances
+        self.metrics = metrics
+        self.background = list(background)
+        self.clock = clock
+        self.report = RunReport()
+        self.last_snapshot: MarketSnapshot | None = None
+        self._in_flight: dict[frozenset[str], int] = {}
+        self._trade_tasks: set[asyncio.Task[None]] = set()
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def run(
+        self,
+        blocks: AsyncIterator[int],
+        *,
+        stop: asyncio.Event | None = None,
+        max_blocks: int | None = None,
+    ) -> RunReport:
+        """Process blocks until ``stop`` is set, ``max_blocks`` are done or ``blocks`` ends."""
+        stop = stop or asyncio.Event()
+        await self._start_strategies()
+        async with asyncio.TaskGroup() as group:
+            background = [group.create_task(job()) for job in self.background]
+            try:
+                await self._block_loop(group, blocks, stop, max_blocks)
+            finally:
+                await self._drain_trades()
+                for task in background:
+                    task.cancel()
+        return self.report
+
+    async def _block_loop(
+        self,
+        group: asyncio.TaskGroup,
+        blocks: AsyncIterator[int],
+        stop: asyncio.Event,
+        max_blocks: int | None,
+    ) -> None:
+        seen = 0
+        iterator = aiter(blocks)
+        while not stop.is_set() and (max_blocks is None or seen < max_blocks):
+            next_block = asyncio.ensure_future(anext(iterator))
+            stopping = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait(
+                {next_block, stopping}, return_when=asyncio.FIRST_COMPLETED
+            )
+            stopping.cancel()
+            if next_block not in done:
+                next_block.cancel()
+                break
+            try:
+                block = next_block.result()
+            except StopAsyncIteration:
+                break
+            seen += 1
+            try:
+                await self.tick(block, group)
+            except AgentError as exc:  # a bad block never kills the agent
+                log.warning("tick at block %d failed: %s", block, exc)
+
+    async def _drain_trades(self) -> None:
+        if not self._trade_tasks:
+            return
+        log.info(
+            "waiting up to %.0fs for %d trade(s) in flight",
+            self.settings.shutdown_grace_s,
+            len(self._trade_tasks),
+        )
+        _, pending = await asyncio.wait(self._trade_tasks, timeout=self.settings.shutdown_grace_s)
+        for task in pending:
+            task.cancel()  # journaled before broadcast: reconciliation finishes them at start-up
+        if pending:
+            await asyncio.wait(pending)
+
+    # -- one block -----------------------------------------------------------------------------
+    async def tick(self, block: int, group: asyncio.TaskGroup) -> TickReport:
+        report = TickReport(block)
+        started = time.perf_counter()
+        snapshot = await self.market.snapshot(block)
+        if self.balances is not None:
+            self.portfolio.refresh(await self.balances.balances(block))
+        report.rpc_s = time.perf_counter() - started
+        decide_started = time.perf_counter()
+        self.last_snapshot = snapshot
+        self.risk.refresh_controls()
+        view = self.portfolio.mark(snapshot)
+        self._watch_drawdown(view)
+        opportunities = await self._evaluate(snapshot, view, report)
+        report.opportunities = len(opportunities)
+        for opportunity in sorted(opportunities, key=lambda o: o.net_profit_usd, reverse=True):
+            await self._decide(opportunity, snapshot, view, report, group)
+        report.decide_s = time.perf_counter() - decide_started
+        self.report.ticks.append(report)
+        self.report.equity_usd.append((block, view.equity_usd))
+        if self.metrics is not None:
+            self.metrics.record_tick(report.decide_s)
+            self.metrics.set_portfolio(view.equity_usd, view.drawdown_pct / 100)
+            self.metrics.set_halted(self.risk.halt is not None)
+        await self._persist_strategy_state()
+        return report
+
+    def _watch_drawdown(self, view: PortfolioView) -> None:
+        halt = self.risk.observe(view)  # the alert comes back once per halt
+        if halt is not None:
+            self.alerts.post(halt)
+
+    async def _evaluate(
+        self, snapshot: MarketSnapshot, view: PortfolioView, report: TickReport
+    ) -> list[Opportunity]:
+        async def one(strategy: Strategy) -> list[Opportunity]:
+            try:
+                return await asyncio.wait_for(
+                    asyncio.to_thread(strategy.evaluate, snapshot, view),
+                    self.settings.strategy_timeout_s,
+                )
+            except Exception as exc:  # isolation: one strategy never stops the others
+                report.strategy_errors += 1
+                error_class = "Timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                log.error(
+                    "strategy %s failed at block %d: %s",
+                    strategy.name,
+                    snapshot.block,
+                    error_class,
+                    exc_info=not isinstance(exc, TimeoutError),
+                )
+                if self.metrics is not None:
+                    self.metrics.record_strategy_error(strategy.name, error_class)
+                self.alerts.post(StrategyError(strategy=strategy.name, error_class=error_class))
+                return []
+
+        results = await asyncio.gather(*(one(s) for s in self.strategies))
+        found: list[Opportunity] = []
+        for strategy, opportunities in zip(self.strategies, results, strict=True):
+            if self.metrics is not None:
+                self.metrics.record_opportunities(strategy.name, len(opportunities))
+            found.extend(opportunities)
+        return found
+
+    async def _decide(
+        self,
+        opportunity: Opportunity,
+        snapshot: MarketSnapshot,
+        view: PortfolioView,
+        report: TickReport,
+        group: asyncio.TaskGroup,
+    ) -> None:
+        await self.journal.record_opportunity(
+            opportunity.id,
+            opportunity.strategy,
+            opportunity.kind,
+            token_in=opportunity.token_in,
+            amount_in=opportunity.amount_in,
+            predicted_profit=opportunity.predicted_profit,
+            predicted_profit_usd=opportunity.net_profit_usd,
+            block_number=opportunity.block,
+            details={"route": opportunity.note, "gas_cost_usd": opportunity.gas_cost_usd},
+        )
+        decision = self.risk.check(
+            opportunity, snapshot, view, self.clock(), slippage_bps=self.settings.slippage_bps
+        )
+        if isinstance(decision, Rejected):
+            reason = str(decision.reason)
+            report.rejected[reason] = report.rejected.get(reason, 0) + 1
+            if self.metrics is not None:
+                self.metrics.record_risk_rejection(reason)
+            await journal_rejection(self.journal, opportunity, decision)
+            return
+        report.approved += 1
+        intent = intent_from(
+            opportunity,
+            slippage_bps=self.settings.slippage_bps,
+            deadline=int(snapshot.timestamp) + self.settings.deadline_s,
+        )
+        pair = _pair_of(intent)
+        if self._in_flight.get(pair, 0) >= self.settings.max_in_flight_per_pair:
+            return  # one trade per pair at a time: the next block re-evaluates
+        self._in_flight[pair] = self._in_flight.get(pair, 0) + 1
+        report.started += 1
+        task = group.create_task(self._execute(intent, pair), name=f"trade {intent.id}")
+        self._trade_tasks.add(task)
+        task.add_done_callback(self._trade_tasks.discard)
+
+    async def _execute(self, intent: Intent, pair: frozenset[str]) -> None:
+        route = " -> ".join(hop.dex for hop in intent.route)
+        try:
+            outcome = await self.executor.execute(intent)
+        except AgentError as exc:  # the executor journals; a bug in one trade never kills the loop
+            outcome = ExecutionOutcome(intent.id, IntentStatus.FAILED, detail=str(exc))
+        finally:
+            self._in_flight[pair] -= 1
+        if self.metrics is not None:
+            self.metrics.record_trade(str(outcome.status))
+        fill = outcome.fill
+        if outcome.status == IntentStatus.FILLED and fill is not None:
+            self.report.fills.append(fill)
+            if self.settings.mode == "paper":
+                self.portfolio.apply_fill(fill)
+            else:
+                self.portfolio.book_fill(fill)
+            self.risk.record_trade(intent, self.clock())
+            if self.metrics is not None and fill.profit_usd is not None:
+                self.metrics.add_realised_pnl(fill.profit_usd)
+            for strategy in self.strategies:
+                if strategy.name == intent.strategy:
+                    strategy.on_fill(fill)
+            self.alerts.post(
+                TradeFilled(
+                    trade_id=intent.id,
+                    strategy=intent.strategy,
+                    route=route,
+                    tx_hash=fill.tx_hash or "",
+                    block_number=fill.block_number or 0,
+                    predicted_profit_usd=intent.predicted_profit_usd,
+                    realised_profit_usd=fill.profit_usd or 0.0,
+                    gas_cost_usd=self._gas_usd(fill),
+                )
+            )
+            return
+        reason = outcome.detail or str(outcome.status)
+        self.report.failures.append((intent.id, reason))
+        if outcome.status in (IntentStatus.REVERTED, IntentStatus.FAILED):
+            self.risk.record_revert(intent, self.clock())
+            self.alerts.post(
+                TradeReverted(
+                    trade_id=intent.id, strategy=intent.strategy, route=route, reason=reason
+                )
+            )
+        log.warning("trade %s ended %s: %s", intent.id, outcome.status, reason)
+
+    def _gas_usd(self, fill: Fill) -> float:
+        price = self.last_snapshot.native_price_usd if self.last_snapshot else 0.0
+        return fill.gas_cost_wei / 1e18 * price
+
+    # -- strategy state ------------------------------------------------------------------------
+    async def _start_strategies(self) -> None:
+        for strategy in self.strategies:
+            strategy.on_start(await self.journal.get_strategy_state(strategy.name))
+
+    async def _persist_strategy_state(self) -> None:
+        for strategy in self.strategies:
+            state = strategy.state()
+            if state:
+                await self.journal.set_strategy_state(strategy.name, state)
