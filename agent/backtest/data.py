@@ -141,8 +141,9 @@ def _seconds(column: pd.Series[Any], source: str) -> IntArray:
         raise OhlcvError(f"{source}: cannot parse the time column: {exc}") from exc
     if parsed.isna().any():
         raise OhlcvError(f"{source}: the time column has empty values")
-    nanoseconds: IntArray = np.asarray(parsed.astype("int64").to_numpy(), dtype=np.int64)
-    seconds: IntArray = nanoseconds // 1_000_000_000
+    # whatever unit pandas picked (s, ms, us, ns), count whole seconds since the epoch
+    elapsed = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    seconds: IntArray = np.asarray(elapsed.to_numpy(), dtype=np.int64)
     return seconds
 
 

@@ -5,14 +5,16 @@ the answer on the ledger; there is no second copy of the strategy here. Two driv
 
 - ``per_candle``: the straightforward loop, the step on every candle and the equity computed
   candle by candle in Python. It is the reference (and the benchmark baseline).
-- ``vectorised``: numpy finds the candles where the core can act (the grid: where the close
-  moves to another band, ``np.searchsorted`` of all closes at once; DCA: the first candle at or
-  after the schedule's next due time) and calls the step only there; the equity curve is built
-  from the balances after each trade with array operations.
+- ``vectorised``: numpy finds the next candle where the core can act and calls the step only
+  there. The grid book states the price interval in which it would change nothing
+  (``GridBook.quiet_range``); one array comparison over the closes finds the first candle
+  outside it. The DCA schedule states its next due time; ``np.searchsorted`` on the timestamps
+  finds the first candle at or after it, and the dip's rolling high is a numpy max over that
+  candle's lookback window. The equity curve is built from the balances after each trade with
+  array operations.
 
-Between those candles the cores answer "nothing" by construction (the grid acts only on a band
-change, the schedule only when due), so both drivers produce identical trades; a test and the
-benchmark check it.
+Between those candles the cores answer "nothing" by construction, so both drivers produce
+identical trades and equity curves; tests and ``scripts/bench_backtest.py`` check it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel
 from rich.progress import Progress, TaskID
 
@@ -261,14 +262,6 @@ def dca_step(
             f"x{order.multiplier:g}",
         )
     )
-
-
-def rolling_high(candles: Candles, lookback_s: float) -> FloatArray:
-    """Highest ``high`` over candles with ``ts`` in ``(t - lookback_s, t]``, for every ``t``."""
-    index = pd.to_datetime(candles.ts, unit="s")
-    series = pd.Series(candles.high, index=index)
-    window = pd.Timedelta(seconds=lookback_s)
-    return series.rolling(window).max().to_numpy(np.float64)
 
 
 def run_dca(

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agent.backtest.engine import BacktestResult
 from agent.backtest.metrics import Metrics, compute_metrics
 from agent.backtest.plots import plot_drawdown, plot_equity
@@ -28,16 +30,24 @@ TRADE_COLUMNS = (
 
 
 def result_metrics(result: BacktestResult) -> Metrics:
-    """``compute_metrics`` for a backtest result."""
+    """``compute_metrics`` for a backtest result, measured from the capital before any trade.
+
+    The starting point (initial balances at the first candle's open) is put in front of the
+    per-candle curve, so the first trade's fee and gas count against the return.
+    """
     settings = result.settings
+    candles = result.candles
+    base_scale, quote_scale = 10**settings.base_decimals, 10**settings.quote_decimals
+    held = settings.initial_base_units / base_scale * float(candles.open[0])
+    start = settings.initial_quote_units / quote_scale + held
     return compute_metrics(
-        result.equity,
-        result.candles.ts,
+        np.concatenate(([start], result.equity)),
+        np.concatenate((candles.ts[:1], candles.ts)),
         result.trades,
-        result.exposure,
-        10**settings.base_decimals,
-        10**settings.quote_decimals,
-        float(result.candles.close[-1]),
+        np.concatenate(([held / start if start > 0 else 0.0], result.exposure)),
+        base_scale,
+        quote_scale,
+        float(candles.close[-1]),
     )
 
 
