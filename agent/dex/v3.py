@@ -39,6 +39,7 @@ FEE_TIERS_PIPS = (100, 500, 3000, 10000)
 TICK_SPACING_BY_FEE = {100: 1, 500: 10, 3000: 60, 10000: 200}
 
 _PIPS = 1_000_000
+_MAX_MEMO = 4096  # full-step memo entries per tick table before it is cleared
 
 
 class _TickTable:
@@ -46,7 +47,7 @@ class _TickTable:
     sqrt prices at word-boundary ticks. Shared by a pool and the pools its swaps produce
     (ticks only change on Mint/Burn, which the registry re-reads)."""
 
-    __slots__ = ("liquidity_nets", "sqrt_prices", "ticks", "word_edge_sqrt_prices")
+    __slots__ = ("full_steps", "liquidity_nets", "sqrt_prices", "ticks", "word_edge_sqrt_prices")
 
     def __init__(self, ticks: tuple[tuple[int, int], ...]) -> None:
         self.ticks: tuple[int, ...] = tuple(t for t, _ in ticks)
@@ -54,6 +55,8 @@ class _TickTable:
         self.sqrt_prices: tuple[int, ...] = tuple(get_sqrt_ratio_at_tick(t) for t in self.ticks)
         # lazily filled; a cache of a pure function, so sharing it never changes a result
         self.word_edge_sqrt_prices: dict[int, int] = {}
+        # (start, target, liquidity) -> (amount_in, amount_out, fee) of a step reaching target
+        self.full_steps: dict[tuple[int, int, int], tuple[int, int, int]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,23 +238,23 @@ class V3Pool:
         sqrt_prices = table.sqrt_prices
         nets = table.liquidity_nets
         edge_cache = table.word_edge_sqrt_prices
+        full_steps = table.full_steps
         spacing = self.tick_spacing
         word_ticks = spacing << 8
         fee = self.fee_pips
         fee_complement = _PIPS - fee
         sqrt_price = self.sqrt_price_x96
-        tick: int | None = self.tick
+        tick = self.tick
+        tick_known = True  # False once the final tick must come from the final price
         liquidity = self.liquidity
         exact_in = amount_specified > 0
         remaining = amount_specified if exact_in else -amount_specified
         calculated = 0  # output so far (exact in) or input incl. fee so far (exact out)
 
-        assert tick is not None
         # index of the largest initialized tick <= compressed(tick) * spacing
         index = bisect_right(ticks, (tick // spacing) * spacing) - 1
 
         while remaining != 0 and sqrt_price != limit:
-            assert tick is not None
             if liquidity == 0:
                 # every step through empty words moves the price for zero amounts: jump over them
                 if index >= 0:
@@ -282,20 +285,35 @@ class V3Pool:
                 sqrt_next = cached
             target = limit if sqrt_next < limit else sqrt_next
             start = sqrt_price
-            numerator1 = liquidity << 96
+            # amounts for going all the way to target: a pure function of (start, target, L),
+            # memoized because sizing searches quote the same ranges again and again
+            step_key = (start, target, liquidity)
+            full_step = full_steps.get(step_key)
+            if full_step is None:
+                # getAmount0Delta(target, price, L, roundUp): two divisions rounding up
+                rounded = -(-((liquidity << 96) * (start - target)) // start)
+                full_in = -(-rounded // target)
+                full_step = (
+                    full_in,
+                    (liquidity * (start - target)) >> 96,  # getAmount1Delta(.., roundDown)
+                    -(-(full_in * fee) // fee_complement),  # fee when the target is reached
+                )
+                if len(full_steps) > _MAX_MEMO:
+                    full_steps.clear()
+                full_steps[step_key] = full_step
 
             if exact_in:
-                remaining_less_fee = remaining * fee_complement // _PIPS
-                # getAmount0Delta(target, price, L, roundUp): two divisions rounding up
-                rounded = -(-(numerator1 * (start - target)) // start)
-                amount_in = -(-rounded // target)
-                if remaining_less_fee >= amount_in:
+                # amountRemainingLessFee >= amountIn, without the division
+                if remaining * fee_complement >= full_step[0] * _PIPS:
                     sqrt_price = target
+                    amount_in, amount_out, fee_amount = full_step
                 else:
+                    remaining_less_fee = remaining * fee_complement // _PIPS
                     # getNextSqrtPriceFromAmount0RoundingUp(price, L, amount, add=True)
                     if remaining_less_fee == 0:
                         sqrt_price = start
                     else:
+                        numerator1 = liquidity << 96
                         product = remaining_less_fee * start
                         denominator = numerator1 + product
                         if product <= MAX_UINT256 and denominator <= MAX_UINT256:
@@ -305,20 +323,18 @@ class V3Pool:
                                 -numerator1 // (numerator1 // start + remaining_less_fee)
                             )
                     if sqrt_price != target:
-                        rounded = -(-(numerator1 * (start - sqrt_price)) // start)
+                        rounded = -(-((liquidity << 96) * (start - sqrt_price)) // start)
                         amount_in = -(-rounded // sqrt_price)
-                amount_out = (liquidity * (start - sqrt_price)) >> 96
-                if sqrt_price != target:
-                    fee_amount = remaining - amount_in
-                else:
-                    fee_amount = -(-(amount_in * fee) // fee_complement)
+                        amount_out = (liquidity * (start - sqrt_price)) >> 96
+                        fee_amount = remaining - amount_in
+                    else:
+                        amount_in, amount_out, fee_amount = full_step
                 remaining -= amount_in + fee_amount
                 calculated += amount_out
             else:
-                # getAmount1Delta(target, price, L, roundDown)
-                amount_out = (liquidity * (start - target)) >> 96
-                if remaining >= amount_out:
+                if remaining >= full_step[1]:
                     sqrt_price = target
+                    amount_in, amount_out, fee_amount = full_step
                 else:
                     # getNextSqrtPriceFromAmount1RoundingDown(price, L, amount, add=False)
                     quotient = -(-(remaining << 96) // liquidity)
@@ -327,11 +343,13 @@ class V3Pool:
                     sqrt_price = start - quotient
                     if sqrt_price != target:
                         amount_out = (liquidity * (start - sqrt_price)) >> 96
-                rounded = -(-(numerator1 * (start - sqrt_price)) // start)
-                amount_in = -(-rounded // sqrt_price)
-                if amount_out > remaining:
-                    amount_out = remaining
-                fee_amount = -(-(amount_in * fee) // fee_complement)
+                        rounded = -(-((liquidity << 96) * (start - sqrt_price)) // start)
+                        amount_in = -(-rounded // sqrt_price)
+                        fee_amount = -(-(amount_in * fee) // fee_complement)
+                    else:
+                        amount_in, amount_out, fee_amount = full_step
+                    if amount_out > remaining:
+                        amount_out = remaining
                 remaining -= amount_out
                 calculated += amount_in + fee_amount
 
@@ -343,11 +361,12 @@ class V3Pool:
                     index -= 1
                 tick = tick_next - 1
             elif sqrt_price != start:
-                tick = None  # the loop ends here; derived from the price only if needed
+                tick_known = False  # the loop ends here; derived from the price if needed
 
+        final_tick = tick if tick_known else None
         if exact_in:
-            return amount_specified - remaining, calculated, sqrt_price, tick, liquidity
-        return calculated, -amount_specified - remaining, sqrt_price, tick, liquidity
+            return amount_specified - remaining, calculated, sqrt_price, final_tick, liquidity
+        return calculated, -amount_specified - remaining, sqrt_price, final_tick, liquidity
 
     def _swap_one_for_zero(
         self, amount_specified: int, limit: int
@@ -358,24 +377,24 @@ class V3Pool:
         sqrt_prices = table.sqrt_prices
         nets = table.liquidity_nets
         edge_cache = table.word_edge_sqrt_prices
+        full_steps = table.full_steps
         tick_count = len(ticks)
         spacing = self.tick_spacing
         word_ticks = spacing << 8
         fee = self.fee_pips
         fee_complement = _PIPS - fee
         sqrt_price = self.sqrt_price_x96
-        tick: int | None = self.tick
+        tick = self.tick
+        tick_known = True  # False once the final tick must come from the final price
         liquidity = self.liquidity
         exact_in = amount_specified > 0
         remaining = amount_specified if exact_in else -amount_specified
         calculated = 0
 
-        assert tick is not None
         # index of the smallest initialized tick > compressed(tick) * spacing
         index = bisect_right(ticks, (tick // spacing) * spacing)
 
         while remaining != 0 and sqrt_price != limit:
-            assert tick is not None
             if liquidity == 0:
                 if index < tick_count:
                     sqrt_next = sqrt_prices[index]
@@ -389,7 +408,7 @@ class V3Pool:
                         continue
                 # stepping word by word would end on the same tick as getTickAtSqrtRatio(limit)
                 sqrt_price = limit
-                tick = None
+                tick_known = False
                 break
 
             # last tick of the word holding compressed(tick) + 1
@@ -407,36 +426,47 @@ class V3Pool:
                 sqrt_next = cached
             target = limit if sqrt_next > limit else sqrt_next
             start = sqrt_price
-            numerator1 = liquidity << 96
+            step_key = (start, target, liquidity)
+            full_step = full_steps.get(step_key)
+            if full_step is None:
+                # getAmount1Delta(price, target, L, roundUp); -(x >> 96) of a negative x is
+                # ceil(-x / 2**96)
+                full_in = -((liquidity * (start - target)) >> 96)
+                full_step = (
+                    full_in,
+                    # getAmount0Delta(price, target, L, roundDown)
+                    (liquidity << 96) * (target - start) // target // start,
+                    -(-(full_in * fee) // fee_complement),
+                )
+                if len(full_steps) > _MAX_MEMO:
+                    full_steps.clear()
+                full_steps[step_key] = full_step
 
             if exact_in:
-                remaining_less_fee = remaining * fee_complement // _PIPS
-                # getAmount1Delta(price, target, L, roundUp); -(x >> 96) of a negative x
-                # is ceil(-x / 2**96)
-                amount_in = -((liquidity * (start - target)) >> 96)
-                if remaining_less_fee >= amount_in:
+                if remaining * fee_complement >= full_step[0] * _PIPS:
                     sqrt_price = target
+                    amount_in, amount_out, fee_amount = full_step
                 else:
+                    remaining_less_fee = remaining * fee_complement // _PIPS
                     # getNextSqrtPriceFromAmount1RoundingDown(price, L, amount, add=True)
                     sqrt_price = start + (remaining_less_fee << 96) // liquidity
                     if sqrt_price > MAX_UINT160:
                         raise SwapRevert("SafeCast: uint160 overflow")
                     if sqrt_price != target:
                         amount_in = -((liquidity * (start - sqrt_price)) >> 96)
-                amount_out = numerator1 * (sqrt_price - start) // sqrt_price // start
-                if sqrt_price != target:
-                    fee_amount = remaining - amount_in
-                else:
-                    fee_amount = -(-(amount_in * fee) // fee_complement)
+                        amount_out = (liquidity << 96) * (sqrt_price - start) // sqrt_price // start
+                        fee_amount = remaining - amount_in
+                    else:
+                        amount_in, amount_out, fee_amount = full_step
                 remaining -= amount_in + fee_amount
                 calculated += amount_out
             else:
-                # getAmount0Delta(price, target, L, roundDown)
-                amount_out = numerator1 * (target - start) // target // start
-                if remaining >= amount_out:
+                if remaining >= full_step[1]:
                     sqrt_price = target
+                    amount_in, amount_out, fee_amount = full_step
                 else:
                     # getNextSqrtPriceFromAmount0RoundingUp(price, L, amount, add=False)
+                    numerator1 = liquidity << 96
                     product = remaining * start
                     if product > MAX_UINT256 or numerator1 <= product:
                         raise SwapRevert("SqrtPriceMath: output exceeds virtual reserves")
@@ -445,10 +475,12 @@ class V3Pool:
                         raise SwapRevert("SafeCast: uint160 overflow")
                     if sqrt_price != target:
                         amount_out = numerator1 * (sqrt_price - start) // sqrt_price // start
-                amount_in = -((liquidity * (start - sqrt_price)) >> 96)
-                if amount_out > remaining:
-                    amount_out = remaining
-                fee_amount = -(-(amount_in * fee) // fee_complement)
+                        amount_in = -((liquidity * (start - sqrt_price)) >> 96)
+                        fee_amount = -(-(amount_in * fee) // fee_complement)
+                    else:
+                        amount_in, amount_out, fee_amount = full_step
+                    if amount_out > remaining:
+                        amount_out = remaining
                 remaining -= amount_out
                 calculated += amount_in + fee_amount
 
@@ -460,11 +492,12 @@ class V3Pool:
                     index += 1
                 tick = tick_next
             elif sqrt_price != start:
-                tick = None
+                tick_known = False
 
+        final_tick = tick if tick_known else None
         if exact_in:
-            return amount_specified - remaining, calculated, sqrt_price, tick, liquidity
-        return calculated, -amount_specified - remaining, sqrt_price, tick, liquidity
+            return amount_specified - remaining, calculated, sqrt_price, final_tick, liquidity
+        return calculated, -amount_specified - remaining, sqrt_price, final_tick, liquidity
 
 
 def _tick_after_empty_jump_zero_for_one(limit: int, word_ticks: int) -> int:

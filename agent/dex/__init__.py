@@ -1,0 +1,1 @@
+"""Uniswap-style DEX math, pool state and the per-block pool registry."""
