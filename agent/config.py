@@ -63,6 +63,9 @@ from agent.config_io import (
 from agent.errors import ConfigError
 from strategies.arbitrage import ArbitrageParams
 from strategies.cex_dex import CexDexParams
+from strategies.dca import DcaParams
+from strategies.grid import GridParams
+from strategies.whale_follow import WhaleFollowParams
 
 DEFAULT_PASSWORD_ENV = "DEFI_AGENT_KEYSTORE_PASSWORD"
 DEFAULT_STORE_URL = "sqlite+aiosqlite:///./data/agent.db"
@@ -293,96 +296,6 @@ class EngineConfig(_Section):
 
 
 # --- strategies ------------------------------------------------------------------------------
-
-
-class GridParams(_Section):
-    """Levels between ``lower_price`` and ``upper_price`` (quote per base) on ``pair``."""
-
-    enabled: bool = False
-    pair: Pair = "WETH/USDC"
-    dex: DexName = "uniswap_v3"
-    lower_price: Annotated[Decimal, Field(gt=0)] = Decimal(2500)
-    upper_price: Annotated[Decimal, Field(gt=0)] = Decimal(3500)
-    levels: int = Field(10, ge=2, le=500)
-    spacing: Literal["arithmetic", "geometric"] = "arithmetic"
-    order_size: Annotated[Decimal, Field(gt=0)] = Decimal("0.1")
-    on_range_exit: Literal["stop", "recenter"] = "stop"
-
-    @field_validator("upper_price")
-    @classmethod
-    def _bounds_ordered(cls, upper: Decimal, info: ValidationInfo) -> Decimal:
-        lower = info.data.get("lower_price")
-        if lower is not None and upper <= lower:
-            raise ValueError(f"must be > lower_price ({lower}) (got {upper})")
-        return upper
-
-
-class DcaParams(_Section):
-    """Buy ``buy_token`` with ``amount`` of ``spend_token`` every ``interval_s`` or on ``cron``.
-
-    Exactly one schedule; with neither set, the default is one buy a day.
-    """
-
-    enabled: bool = False
-    buy_token: TokenRef = "WETH"
-    spend_token: TokenRef = "USDC"
-    amount: Annotated[Decimal, Field(gt=0)] = Decimal(100)
-    interval_s: float | None = Field(None, gt=0)
-    cron: str | None = None
-    dip_lookback_s: float = Field(7 * 86_400.0, gt=0)
-    dip_threshold_pct: float = Field(10.0, gt=0, lt=100)
-    dip_multiplier: float = Field(1.5, ge=1, le=10)
-    fear_threshold: float = Field(-0.3, ge=-1, le=1)
-    fear_multiplier: float = Field(1.25, ge=1, le=10)
-    max_multiplier: float = Field(3.0, ge=1, le=10)
-    route: Literal["auto", "pools", "oneinch"] = "auto"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_schedule(cls, data: Any) -> Any:
-        # TOML has no null, so "no interval" can only be spelt by leaving the key out.
-        if isinstance(data, dict) and "interval_s" not in data and "cron" not in data:
-            return {**data, "interval_s": 86_400.0}
-        return data
-
-    @field_validator("cron")
-    @classmethod
-    def _valid_cron(cls, cron: str | None) -> str | None:
-        from croniter import croniter
-
-        if cron is not None and not croniter.is_valid(cron):
-            raise ValueError("must be a 5-field cron expression like '0 9 * * 1'")
-        return cron
-
-    @field_validator("spend_token")
-    @classmethod
-    def _different_tokens(cls, spend_token: str, info: ValidationInfo) -> str:
-        if spend_token == info.data.get("buy_token"):
-            raise ValueError("must differ from buy_token")
-        return spend_token
-
-    @model_validator(mode="after")
-    def _one_schedule(self) -> DcaParams:
-        if self.interval_s is not None and self.cron is not None:
-            raise_if([("cron", "set only one of interval_s and cron (remove interval_s)")])
-        return self
-
-
-class WhaleFollowParams(_Section):
-    """Copy trades of watched wallets at ``size_fraction`` of their size, with exits."""
-
-    enabled: bool = False
-    wallets: list[Address] = Field(default_factory=list)
-    size_fraction: float = Field(0.05, gt=0, le=1)
-    max_trade_usd: Usd = 1_000.0
-    min_whale_trade_usd: float = Field(50_000.0, ge=0)
-    max_delay_blocks: int = Field(2, ge=0, le=100)
-    token_allowlist: list[TokenRef] = Field(default_factory=list)
-    sentiment_gate: bool = True
-    min_sentiment: float = Field(-0.2, ge=-1, le=1)
-    take_profit_pct: float = Field(5.0, gt=0)
-    stop_loss_pct: float = Field(3.0, gt=0, lt=100)
-    max_hold_s: float = Field(86_400.0, gt=0)
 
 
 class StrategiesConfig(_Section):

@@ -7,6 +7,7 @@ turning the chosen swap into an ``Opportunity`` with exact ``int`` amounts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,10 +20,42 @@ from agent.types import Fill, Opportunity, RouteHop, Token
 
 BPS = 10_000
 Q96 = 1 << 96
+_SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")
 
 # Gas units of one router swap (a single-hop exactInputSingle / swapExactTokensForTokens,
 # including the ERC20 transfers); the engine re-estimates before sending.
 DEFAULT_SWAP_GAS = 160_000
+
+
+def checksum_address(value: str) -> str:
+    """``value`` as an EIP-55 address; raises ``ValueError`` (a pydantic field error) if bad."""
+    from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+
+    if not is_hex_address(value):
+        raise ValueError("must be a 0x-prefixed 20-byte hex address")
+    if value != value.lower() and value != value.upper() and not is_checksum_address(value):
+        raise ValueError(f"bad EIP-55 checksum (expected {to_checksum_address(value)})")
+    return str(to_checksum_address(value))
+
+
+def token_ref(value: str) -> str:
+    """A token symbol (``WETH``) or a 0x address (returned checksummed), as agent.toml takes."""
+    value = value.strip()
+    if value.startswith("0x"):
+        return checksum_address(value)
+    if not _SYMBOL.fullmatch(value):
+        raise ValueError("must be a token symbol like 'WETH' or a 0x address")
+    return value
+
+
+def pair_ref(value: str) -> str:
+    """``BASE/QUOTE`` with two different token references."""
+    if value.count("/") != 1:
+        raise ValueError("must be 'BASE/QUOTE', e.g. 'WETH/USDC'")
+    base, quote = (token_ref(part) for part in value.split("/"))
+    if base.lower() == quote.lower():
+        raise ValueError("base and quote must differ")
+    return f"{base}/{quote}"
 
 
 def resolve_token(snapshot: MarketSnapshot, ref: str) -> Token | None:

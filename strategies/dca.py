@@ -22,7 +22,7 @@ from statistics import median
 from typing import Any, ClassVar, Literal
 
 from croniter import croniter
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent.snapshot import MarketSnapshot, PortfolioView
 from agent.types import Opportunity, RouteHop
@@ -35,6 +35,7 @@ from strategies._directional import (
     price_impact_bps,
     resolve_token,
     swap_opportunity,
+    token_ref,
 )
 from strategies.base import BaseStrategy, StrategyParams
 
@@ -68,20 +69,37 @@ class DcaParams(StrategyParams):
     route: Literal["auto", "pools", "oneinch"] = "auto"
     gas_estimate: int = Field(DEFAULT_SWAP_GAS, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_schedule(cls, data: Any) -> Any:
+        # TOML has no null: "no interval" is spelt by leaving the key out; neither means daily
+        if isinstance(data, dict) and "interval_s" not in data and "cron" not in data:
+            return {**data, "interval_s": DEFAULT_INTERVAL_S}
+        return data
+
+    @field_validator("buy_token", "spend_token")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        return token_ref(value)
+
+    @field_validator("spend_token")
+    @classmethod
+    def _different_tokens(cls, spend_token: str, info: ValidationInfo) -> str:
+        buy_token = info.data.get("buy_token")
+        if buy_token is not None and spend_token.lower() == buy_token.lower():
+            raise ValueError("must differ from buy_token")
+        return spend_token
+
     @field_validator("cron")
     @classmethod
-    def _cron_valid(cls, value: str | None) -> str | None:
-        if value is not None and (len(value.split()) != 5 or not croniter.is_valid(value)):
+    def _cron_valid(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if len(value.split()) != 5 or not croniter.is_valid(value):
             raise ValueError("must be a 5-field cron expression like '0 9 * * 1'")
+        if info.data.get("interval_s") is not None:
+            raise ValueError("set only one of interval_s and cron (remove interval_s)")
         return value
-
-    @model_validator(mode="after")
-    def _one_schedule(self) -> DcaParams:
-        if self.interval_s is not None and self.cron is not None:
-            raise ValueError("set only one of interval_s or cron")
-        if self.buy_token.lower() == self.spend_token.lower():
-            raise ValueError("spend_token must differ from buy_token")
-        return self
 
     @property
     def schedule_interval_s(self) -> float | None:

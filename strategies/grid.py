@@ -32,7 +32,7 @@ from itertools import pairwise
 from statistics import median
 from typing import Any, ClassVar, Literal, NamedTuple
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from agent.snapshot import MarketSnapshot, PortfolioView
 from agent.types import Fill, Opportunity
@@ -44,6 +44,7 @@ from strategies._directional import (
     hop_for,
     match_pending,
     mid_price,
+    pair_ref,
     pools_for_pair,
     price_impact_bps,
     resolve_token,
@@ -62,13 +63,6 @@ PENDING_SELL = 4  # a sell was proposed and has not settled
 HOLD_WAIT = 5  # held, its sell did not happen: wait for the price to dip below the sell level
 
 STATE_VERSION = 1
-
-
-def _check_pair(value: str) -> str:
-    parts = [part.strip() for part in value.split("/")]
-    if len(parts) != 2 or not all(parts) or parts[0].lower() == parts[1].lower():
-        raise ValueError("must be 'BASE/QUOTE' with two different tokens, e.g. 'WETH/USDC'")
-    return f"{parts[0]}/{parts[1]}"
 
 
 class GridParams(StrategyParams):
@@ -97,15 +91,15 @@ class GridParams(StrategyParams):
     @field_validator("pair")
     @classmethod
     def _pair_ok(cls, value: str) -> str:
-        return _check_pair(value)
+        return pair_ref(value)
 
-    @model_validator(mode="after")
-    def _bounds_ordered(self) -> GridParams:
-        if self.lower_price >= self.upper_price:
-            raise ValueError(
-                f"upper_price must be > lower_price ({self.lower_price}) (got {self.upper_price})"
-            )
-        return self
+    @field_validator("upper_price")
+    @classmethod
+    def _bounds_ordered(cls, upper: Decimal, info: ValidationInfo) -> Decimal:
+        lower = info.data.get("lower_price")
+        if lower is not None and upper <= lower:
+            raise ValueError(f"must be > lower_price ({lower}) (got {upper})")
+        return upper
 
     @property
     def base_ref(self) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.snapshot import MarketSnapshot, PortfolioView
 from agent.types import Fill, Opportunity, Token, WhaleTrade
@@ -22,12 +22,14 @@ from strategies._directional import (
     BPS,
     DEFAULT_SWAP_GAS,
     best_exact_input,
+    checksum_address,
     hop_for,
     match_pending,
     pools_for_pair,
     price_impact_bps,
     resolve_token,
     swap_opportunity,
+    token_ref,
 )
 from strategies.base import BaseStrategy, StrategyParams
 
@@ -42,7 +44,9 @@ class WhaleFollowParams(StrategyParams):
     ``wallets`` empty follows every wallet the whale feed watches; ``token_allowlist`` empty
     follows into any token (the risk gate's allowlist still applies). Exits: ``take_profit_pct``
     and ``stop_loss_pct`` on the exact value of the position back in the token paid, and
-    ``max_hold_blocks`` / ``max_hold_s`` (either reached closes the position).
+    ``max_hold_blocks`` / ``max_hold_s`` (either reached closes the position). Buys are
+    followed only when the bought token's sentiment is at least ``min_sentiment`` (with
+    ``sentiment_gate`` on; stale sentiment counts as neutral 0.0).
     """
 
     enabled: bool = False
@@ -52,6 +56,7 @@ class WhaleFollowParams(StrategyParams):
     min_whale_trade_usd: float = Field(50_000.0, ge=0)
     max_delay_blocks: int = Field(2, ge=0, le=100)
     token_allowlist: list[str] = Field(default_factory=list)
+    sentiment_gate: bool = True
     min_sentiment: float | None = Field(-0.2, ge=-1, le=1)
     take_profit_pct: float = Field(5.0, gt=0)
     stop_loss_pct: float = Field(3.0, gt=0, lt=100)
@@ -59,6 +64,16 @@ class WhaleFollowParams(StrategyParams):
     max_hold_s: float | None = Field(86_400.0, gt=0)
     pending_ttl_blocks: int = Field(25, ge=1, le=10_000)
     gas_estimate: int = Field(DEFAULT_SWAP_GAS, gt=0)
+
+    @field_validator("wallets")
+    @classmethod
+    def _wallets(cls, wallets: list[str]) -> list[str]:
+        return [checksum_address(wallet) for wallet in wallets]
+
+    @field_validator("token_allowlist")
+    @classmethod
+    def _tokens(cls, tokens: list[str]) -> list[str]:
+        return [token_ref(token) for token in tokens]
 
     @model_validator(mode="after")
     def _some_time_limit(self) -> WhaleFollowParams:
@@ -335,7 +350,7 @@ class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
         )
         if whale_usd < params.min_whale_trade_usd or whale_usd <= 0:
             return None
-        if params.min_sentiment is not None:
+        if params.sentiment_gate and params.min_sentiment is not None:
             score = snapshot.sentiment_or_neutral(token_out.address, snapshot.timestamp)
             if score < params.min_sentiment:
                 return None
