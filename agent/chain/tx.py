@@ -175,6 +175,11 @@ class FeePolicy:
     priority_fee_cap_wei: int | None = None
     base_fee_multiplier_pct: int = 200
     gas_limit_margin_bps: int = 2_000
+    # Absolute headroom on top of the estimate. An estimate made within the same second as the
+    # latest block cannot see timestamp-dependent writes that the real block will do (Uniswap
+    # V2 price accumulators, V3 oracle observations: up to two fresh SSTOREs, ~45k gas).
+    # Unused gas is not charged, so headroom costs nothing but a higher worst case.
+    min_gas_headroom: int = 60_000
     replacement_bump_bps: int = 1_250
 
 
@@ -399,10 +404,12 @@ class TransactionSender:
         return bytes.fromhex(str(result).removeprefix("0x"))
 
     async def estimate_gas(self, request: TxRequest) -> int:
-        """``eth_estimateGas`` plus the policy's margin, in gas units."""
+        """``eth_estimateGas`` plus the policy's margin (relative, at least the absolute
+        headroom), in gas units."""
         result = await self._rpc(self.read_w3, "eth_estimateGas", [self._call_params(request)])
         estimate = int(str(result), 16)
-        return estimate + estimate * self.fee_policy.gas_limit_margin_bps // 10_000
+        margin = estimate * self.fee_policy.gas_limit_margin_bps // 10_000
+        return estimate + max(margin, self.fee_policy.min_gas_headroom)
 
     async def suggest_fees(self) -> Fees:
         """Fees for the next block under the policy; ``FeeCapExceeded`` if the cap is too low."""
@@ -500,11 +507,12 @@ class TransactionSender:
                     value_wei=request.value_wei,
                     intent_id=intent_id,
                 )
-            await self._step(STEP_JOURNALED)
         except BaseException:
             if nonce_is_new:
                 await self.nonces.release(nonce)
             raise
+        # From here on the transaction exists in the journal: its nonce is never handed back.
+        await self._step(STEP_JOURNALED)
         sent = SentTx(signed.hash, nonce, request, gas_limit, fees, intent_id, signed.raw)
         try:
             await self.broadcast(signed.raw)
@@ -589,6 +597,28 @@ class TransactionSender:
         except TransactionNotFound:
             return None
         return receipt_from_web3(raw)
+
+    async def replay_revert_reason(self, tx_hash: str) -> str:
+        """Why a mined transaction reverted: replay it with ``eth_call`` on the state of the
+        block before (exact unless an earlier transaction in its block changed the outcome)."""
+        tx = await self.read_w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        request = TxRequest(
+            to=tx.get("to"), data=bytes(tx.get("input", b"")), value_wei=int(tx.get("value", 0))
+        )
+        params = self._call_params(request)
+        params["from"] = tx["from"]
+        params["gas"] = hex(int(tx["gas"]))
+        block = int(tx["blockNumber"] or 1) - 1
+        try:
+            await self._rpc(self.read_w3, "eth_call", [params, hex(block)])
+        except SimulationRevert as exc:
+            return exc.reason
+        receipt = await self.get_receipt(tx_hash)
+        used = receipt.gas_used if receipt is not None else "?"
+        return (
+            f"reverted on chain (gas used {used} of {int(tx['gas'])}), but not when replayed "
+            f"at block {block}"
+        )
 
     async def wait_for_receipt(self, tx_hashes: Sequence[str], timeout_s: float) -> Receipt | None:
         """Poll until one of ``tx_hashes`` (same nonce: original and replacements) is mined;

@@ -204,6 +204,7 @@ def _fill_from_row(row: FillRow) -> Fill:
         predicted_profit=row.profit_predicted,
         gas_used=row.gas_used,
         gas_cost_wei=row.gas_cost_wei,
+        block_number=row.block_number,
         predicted_profit_usd=row.profit_predicted_usd,
         profit_usd=row.profit_realised_usd,
     )
@@ -472,6 +473,7 @@ class Journal:
                     gas_cost_wei=fill.gas_cost_wei,
                     profit_predicted_usd=fill.predicted_profit_usd,
                     profit_realised_usd=fill.profit_usd,
+                    block_number=fill.block_number,
                 )
             )
             return True

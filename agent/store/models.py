@@ -247,6 +247,7 @@ class FillRow(Base):
     gas_cost_wei: Mapped[int] = mapped_column(TokenAmount, default=0)
     profit_predicted_usd: Mapped[float | None] = mapped_column(Float)
     profit_realised_usd: Mapped[float | None] = mapped_column(Float)
+    block_number: Mapped[int | None] = mapped_column(Integer)
 
 
 class EquitySnapshotRow(Base):

@@ -1,4 +1,4 @@
-"""paper balances: the paper executor's virtual portfolio
+"""paper balances (the paper executor's virtual portfolio) and the block of each fill
 
 Revision ID: 0002
 Revises: 0001
@@ -28,7 +28,11 @@ def upgrade() -> None:
         sa.Column("updated_at", agent.store.models.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("token"),
     )
+    with op.batch_alter_table("fills", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("block_number", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("fills", schema=None) as batch_op:
+        batch_op.drop_column("block_number")
     op.drop_table("paper_balances")
