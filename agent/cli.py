@@ -130,16 +130,6 @@ def devnet_down(
         typer.echo(f"no running devnet named '{name}'")
 
 
-@app.command("demo")
-def demo() -> None:
-    """First run: a devnet with Uniswap, one swap on each DEX, and what happened."""
-    import asyncio
-
-    from agent.devnet.serve import demo_swaps
-
-    asyncio.run(demo_swaps())
-
-
 @app.command("init")
 def init(
     directory: Annotated[
@@ -255,6 +245,7 @@ def resume_trading(
 
 
 # Feature modules register their sub-commands on the groups above when imported.
+from agent import cli_runtime as _cli_runtime  # noqa: E402,F401
 from agent import cli_wallet as _cli_wallet  # noqa: E402,F401
 from agent.backtest.command import backtest as _backtest  # noqa: E402
 

@@ -23,7 +23,7 @@ import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from agent.alerts.base import AlertEvent, StrategyError, TradeFilled, TradeReverted
@@ -102,9 +102,10 @@ class RunReport:
         }
 
 
-def _pair_of(intent: Intent) -> frozenset[str]:
-    tokens = {hop.token_in for hop in intent.route} | {hop.token_out for hop in intent.route}
-    return frozenset(tokens or {intent.token_in, intent.token_out})
+def _pairs_of(intent: Intent) -> frozenset[frozenset[str]]:
+    """The token pairs a trade touches (one per hop): two trades sharing one never overlap."""
+    hops = {frozenset((hop.token_in, hop.token_out)) for hop in intent.route}
+    return frozenset(hops or {frozenset((intent.token_in, intent.token_out))})
 
 
 def intent_from(opportunity: Opportunity, *, slippage_bps: int, deadline: int) -> Intent:
@@ -129,7 +130,7 @@ def intent_from(opportunity: Opportunity, *, slippage_bps: int, deadline: int) -
         min_amount_out=min_out,
         predicted_amount_out=opportunity.predicted_amount_out,
         predicted_profit=opportunity.predicted_profit,
-        predicted_profit_usd=opportunity.net_profit_usd,
+        predicted_profit_usd=opportunity.gross_profit_usd,
         deadline=deadline,
         opportunity_id=opportunity.id,
     )
@@ -150,6 +151,7 @@ class Engine:
         balances: BalanceSource | None = None,
         metrics: AgentMetrics | None = None,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+        on_tick: Callable[[TickReport], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -163,6 +165,7 @@ class Engine:
         self.balances = balances
         self.metrics = metrics
         self.background = list(background)
+        self.on_tick = on_tick
         self.clock = clock
         self.report = RunReport()
         self.last_snapshot: MarketSnapshot | None = None
@@ -258,6 +261,11 @@ class Engine:
             self.metrics.set_portfolio(view.equity_usd, view.drawdown_pct / 100)
             self.metrics.set_halted(self.risk.halt is not None)
         await self._persist_strategy_state()
+        await self.journal.snapshot_equity(
+            self.settings.mode, view.equity_usd, dict(view.balances), block_number=block
+        )
+        if self.on_tick is not None:
+            self.on_tick(report)
         return report
 
     def _watch_drawdown(self, view: PortfolioView) -> None:
@@ -332,27 +340,31 @@ class Engine:
             slippage_bps=self.settings.slippage_bps,
             deadline=int(snapshot.timestamp) + self.settings.deadline_s,
         )
-        pair = _pair_of(intent)
-        if self._in_flight.get(pair, 0) >= self.settings.max_in_flight_per_pair:
-            return  # one trade per pair at a time: the next block re-evaluates
-        self._in_flight[pair] = self._in_flight.get(pair, 0) + 1
+        pairs = _pairs_of(intent)
+        limit = self.settings.max_in_flight_per_pair
+        if any(self._in_flight.get(pair, 0) >= limit for pair in pairs):
+            return  # a trade on one of these pairs is in flight: the next block re-evaluates
+        for pair in pairs:
+            self._in_flight[pair] = self._in_flight.get(pair, 0) + 1
         report.started += 1
-        task = group.create_task(self._execute(intent, pair), name=f"trade {intent.id}")
+        task = group.create_task(self._execute(intent, pairs), name=f"trade {intent.id}")
         self._trade_tasks.add(task)
         task.add_done_callback(self._trade_tasks.discard)
 
-    async def _execute(self, intent: Intent, pair: frozenset[str]) -> None:
+    async def _execute(self, intent: Intent, pairs: frozenset[frozenset[str]]) -> None:
         route = " -> ".join(hop.dex for hop in intent.route)
         try:
             outcome = await self.executor.execute(intent)
         except AgentError as exc:  # the executor journals; a bug in one trade never kills the loop
             outcome = ExecutionOutcome(intent.id, IntentStatus.FAILED, detail=str(exc))
         finally:
-            self._in_flight[pair] -= 1
+            for pair in pairs:
+                self._in_flight[pair] -= 1
         if self.metrics is not None:
             self.metrics.record_trade(str(outcome.status))
         fill = outcome.fill
         if outcome.status == IntentStatus.FILLED and fill is not None:
+            fill = self._priced(fill, intent)
             self.report.fills.append(fill)
             if self.settings.mode == "paper":
                 self.portfolio.apply_fill(fill)
@@ -387,6 +399,19 @@ class Engine:
                 )
             )
         log.warning("trade %s ended %s: %s", intent.id, outcome.status, reason)
+
+    def _priced(self, fill: Fill, intent: Intent) -> Fill:
+        """The fill with USD figures at the latest snapshot's prices, where it has none."""
+        snapshot = self.last_snapshot
+        if snapshot is None or fill.profit_usd is not None:
+            return fill
+        return replace(
+            fill,
+            profit_usd=snapshot.value_usd(fill.token_in, fill.profit),
+            predicted_profit_usd=fill.predicted_profit_usd
+            if fill.predicted_profit_usd is not None
+            else intent.predicted_profit_usd,
+        )
 
     def _gas_usd(self, fill: Fill) -> float:
         price = self.last_snapshot.native_price_usd if self.last_snapshot else 0.0

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.devnet import DEFAULT_DEPLOYMENTS_DIR, Devnet
-from agent.devnet.traders import SwapResult, quote_v2, swap_v2, swap_v3
 
 
 def pid_file(name: str, deployments_dir: Path = DEFAULT_DEPLOYMENTS_DIR) -> Path:
@@ -69,51 +68,3 @@ def stop_devnet(name: str = "devnet") -> bool:
         path.unlink(missing_ok=True)
         return False
     return True
-
-
-async def demo_swaps(console: Console | None = None) -> list[SwapResult]:
-    """Bring up a devnet, swap once on each DEX, show what happened (the first-run demo)."""
-    console = console or Console()
-    async with Devnet(deployments_dir=None) as devnet:
-        _print_devnet(console, devnet)
-        assert devnet.rpc is not None
-        a, trader = devnet.addresses, devnet.accounts[1][0]
-        path = [a["WETH"], a["USDC"]]
-        results = []
-        for dex in ("uniswap_v2", "sushiswap"):
-            quoted = await quote_v2(devnet.rpc, a[f"{dex}.router"], path, 10**18)
-            result = await swap_v2(
-                devnet.rpc,
-                dex=dex,
-                router=a[f"{dex}.router"],
-                trader=trader,
-                path=path,
-                amount_in=10**18,
-            )
-            if result.amount_out != quoted:
-                raise AssertionError(f"{dex}: got {result.amount_out}, router quoted {quoted}")
-            results.append(result)
-        results.append(
-            await swap_v3(
-                devnet.rpc,
-                swap_router=a["uniswap_v3.swap_router"],
-                trader=trader,
-                token_in=a["USDC"],
-                token_out=a["WETH"],
-                fee_pips=500,
-                amount_in=3_000 * 10**6,
-            )
-        )
-        symbols = {t.address: t for t in devnet.tokens.values()}
-        table = Table("dex", "sold", "bought", "block", "tx", title="one swap on each DEX")
-        for r in results:
-            t_in, t_out = symbols[r.token_in], symbols[r.token_out]
-            table.add_row(
-                r.dex,
-                f"{r.amount_in / 10**t_in.decimals:,.4f} {t_in.symbol}",
-                f"{r.amount_out / 10**t_out.decimals:,.6f} {t_out.symbol}",
-                str(r.block),
-                r.tx_hash[:18] + "…",
-            )
-        console.print(table)
-        return results

@@ -1,0 +1,487 @@
+"""What the CLI runs: ``run`` (live/paper/fork), ``dry-run`` (a rehearsal on an Anvil fork) and
+``demo`` (devnet + simulated market + the agent trading it), each ending with a report.
+
+The rehearsals use the same ``open_agent`` wiring and the same engine as a live run; only the
+chain differs (a local fork) and, for a fresh devnet, a seeded ``MarketSimulator`` makes prices
+move so there is something to trade. The wallet is funded on the fork with Anvil cheat codes
+and its ArbExecutor is deployed there; nothing touches a real chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import tempfile
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from agent.chain.arb_executor import (
+    UNISWAP_V2_PAIR_INIT_CODE_HASH,
+    encode_deployment,
+    load_arb_executor_artifact,
+)
+from agent.config import AgentConfig
+from agent.devnet import DEFAULT_DEPLOYMENTS_DIR, Devnet
+from agent.devnet.deploy import Deployment
+from agent.devnet.jsonrpc import JsonRpc
+from agent.devnet.market import MarketSimulator
+from agent.devnet.node import DEV_ACCOUNTS
+from agent.engine import RunReport, TickReport
+from agent.errors import FatalError
+from agent.types import Fill, Token
+from agent.wallet import Signer
+from agent.wiring import AgentParts, open_agent, unlock_signer
+
+log = logging.getLogger(__name__)
+
+
+# -- the chain side of a rehearsal ------------------------------------------------------------
+async def _send_as(rpc: JsonRpc, sender: str, tx: dict[str, str]) -> dict[str, Any]:
+    """Send from ``sender`` through Anvil (impersonated), wait for the receipt, check it."""
+    await rpc.call("anvil_impersonateAccount", [sender])
+    try:
+        tx_hash = await rpc.call("eth_sendTransaction", [{"from": sender, **tx}])
+    finally:
+        await rpc.call("anvil_stopImpersonatingAccount", [sender])
+    for _ in range(600):
+        receipt: dict[str, Any] | None = await rpc.call("eth_getTransactionReceipt", [tx_hash])
+        if receipt is not None:
+            if int(receipt["status"], 16) != 1:
+                raise FatalError(f"funding transaction {tx_hash} reverted")
+            return receipt
+        await asyncio.sleep(0.05)
+    raise FatalError(f"funding transaction {tx_hash} was not mined")
+
+
+def _call(signature: str, types: list[str], args: list[object]) -> str:
+    from eth_abi import encode
+    from eth_utils import function_signature_to_4byte_selector
+
+    return "0x" + (function_signature_to_4byte_selector(signature) + encode(types, args)).hex()
+
+
+async def fund_and_deploy(
+    rpc: JsonRpc, deployment: Deployment, account: str, *, executor_usd: float = 400_000.0
+) -> str:
+    """Give ``account`` ETH and tokens on a local chain, deploy its ArbExecutor, fund it.
+
+    Token balances come from the devnet's mintable test tokens (and WETH from wrapped ETH).
+    Returns the ArbExecutor address (owned by ``account``).
+    """
+    await rpc.call("anvil_setBalance", [account, hex(10_000 * 10**18)])
+    a = deployment.addresses
+    await _send_as(
+        rpc, account, {"to": a["WETH"], "data": "0xd0e30db0", "value": hex(500 * 10**18)}
+    )
+    for symbol, token in deployment.tokens.items():
+        if symbol == "WETH":
+            continue
+        amount = int(1_000_000 / deployment.prices_usd[symbol] * 10**token.decimals)
+        data = _call("mint(address,uint256)", ["address", "uint256"], [account, amount])
+        await _send_as(rpc, account, {"to": token.address, "data": data})
+    factories = {
+        a[f"{dex}.factory"]: UNISWAP_V2_PAIR_INIT_CODE_HASH for dex in ("uniswap_v2", "sushiswap")
+    }
+    creation = encode_deployment(load_arb_executor_artifact(), a["uniswap_v3.factory"], factories)
+    receipt = await _send_as(rpc, account, {"data": "0x" + creation.hex(), "gas": hex(6_000_000)})
+    executor = str(receipt["contractAddress"])
+    from eth_utils import to_checksum_address
+
+    executor = to_checksum_address(executor)
+    for symbol in ("WETH", "USDC"):
+        token = deployment.tokens[symbol]
+        amount = int(executor_usd / 2 / deployment.prices_usd[symbol] * 10**token.decimals)
+        data = _call("transfer(address,uint256)", ["address", "uint256"], [executor, amount])
+        await _send_as(rpc, account, {"to": token.address, "data": data})
+    return executor
+
+
+def rehearsal_config(
+    *,
+    rpc_url: str,
+    deployment_file: Path,
+    workdir: Path,
+    arb_executor: str,
+    tokens: list[str],
+    base: Mapping[str, Any] | None = None,
+) -> AgentConfig:
+    """A fork-mode config for a local chain: the operator's settings (``base``) where given,
+    generous limits for a first run otherwise, simulated feeds, no external alerts."""
+    raw: dict[str, Any] = json.loads(json.dumps(base or {}))
+    raw["chain"] = {
+        **raw.get("chain", {}),
+        "name": "devnet",
+        "chain_id": 31337,
+        "rpc_urls": [rpc_url],
+        "deployment_file": str(deployment_file),
+        "poll_interval_s": 0.2,
+    }
+    raw.pop("wallet", None)
+    execution = raw.setdefault("execution", {})
+    execution.update({"mode": "fork", "arb_executor": arb_executor})
+    execution.setdefault("receipt_timeout_s", 30)
+    execution.setdefault("replace_after_s", 15)
+    execution.setdefault("slippage_bps", 30)
+    risk = raw.setdefault("risk", {})
+    if base is None:
+        risk.update(
+            {
+                "max_gas_price_gwei": 500,
+                "max_trade_usd": 500_000.0,
+                "max_token_exposure_usd": 5_000_000.0,
+                "max_total_exposure_usd": 10_000_000.0,
+                "daily_loss_limit_usd": 50_000.0,
+                "max_drawdown_pct": 50.0,
+                "cooldown_s": 0.0,
+                "revert_cooldown_s": 5.0,
+            }
+        )
+        raw["strategies"] = {
+            "arbitrage": {"enabled": True, "min_profit_usd": 1.0, "max_input_usd": 200_000.0},
+        }
+    risk["token_allowlist"] = tokens
+    risk["kill_switch_file"] = str(workdir / "KILL")
+    raw.setdefault("market", {})["tokens"] = tokens
+    raw.setdefault("feeds", {})["simulated"] = True
+    raw["alerts"] = {"console": {"enabled": False}}
+    raw["metrics"] = {"enabled": False}
+    raw["store"] = {"url": f"sqlite+aiosqlite:///{workdir / 'journal.db'}"}
+    return AgentConfig.from_mapping(raw, environ={}, base_dir=workdir)
+
+
+# -- report ------------------------------------------------------------------------------------
+@dataclass
+class Report:
+    blocks: int
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    predicted_profit_usd: float = 0.0
+    realised_profit_usd: float = 0.0
+    equity_start_usd: float = 0.0
+    equity_end_usd: float = 0.0
+    tick_latency_ms: dict[str, float] = field(default_factory=dict)
+    rejections: dict[str, int] = field(default_factory=dict)
+    equity_png: str | None = None
+
+    @property
+    def profitable_arbitrages(self) -> int:
+        return sum(1 for t in self.trades if t["kind"] == "arb" and t["realised_profit"] > 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "blocks": self.blocks,
+            "trades": len(self.trades),
+            "profitable_arbitrages": self.profitable_arbitrages,
+            "failures": len(self.failures),
+            "predicted_profit_usd": round(self.predicted_profit_usd, 2),
+            "realised_profit_usd": round(self.realised_profit_usd, 2),
+            "equity_start_usd": round(self.equity_start_usd, 2),
+            "equity_end_usd": round(self.equity_end_usd, 2),
+            "tick_latency_ms": {k: round(v, 2) for k, v in self.tick_latency_ms.items()},
+            "rejections": self.rejections,
+            "equity_png": self.equity_png,
+        }
+
+
+def build_report(run: RunReport, parts: AgentParts, out_dir: Path | None) -> Report:
+    tokens = parts.tokens
+    report = Report(blocks=len(run.ticks), failures=list(run.failures))
+    for fill in run.fills:
+        token = tokens.get(fill.token_in)
+        report.trades.append(_trade_row(fill, token))
+        report.predicted_profit_usd += fill.predicted_profit_usd or 0.0
+        report.realised_profit_usd += fill.profit_usd or 0.0
+    for tick in run.ticks:
+        for reason, count in tick.rejected.items():
+            report.rejections[reason] = report.rejections.get(reason, 0) + count
+    if run.equity_usd:
+        report.equity_start_usd = run.equity_usd[0][1]
+        report.equity_end_usd = run.equity_usd[-1][1]
+    report.tick_latency_ms = run.tick_latency_ms()
+    if out_dir is not None and run.equity_usd:
+        report.equity_png = str(plot_equity(run.equity_usd, out_dir / "equity.png"))
+    return report
+
+
+def _trade_row(fill: Fill, token: Token | None) -> dict[str, Any]:
+    decimals = token.decimals if token else 18
+    return {
+        "intent": fill.intent_id,
+        "kind": "arb" if fill.token_in == fill.token_out else "swap",
+        "token": token.symbol if token else fill.token_in,
+        "amount_in": fill.amount_in / 10**decimals,
+        "predicted_profit": fill.predicted_profit,
+        "realised_profit": fill.profit,
+        "predicted_profit_usd": fill.predicted_profit_usd or 0.0,
+        "realised_profit_usd": fill.profit_usd or 0.0,
+        "exact": fill.profit == fill.predicted_profit,
+        "tx_hash": fill.tx_hash,
+        "block": fill.block_number,
+    }
+
+
+def plot_equity(points: list[tuple[int, float]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.plot([b for b, _ in points], [e for _, e in points], color="#1f77b4")
+    ax.set_xlabel("block")
+    ax.set_ylabel("equity (USD)")
+    ax.set_title("defi-agent equity")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def print_report(console: Console, report: Report, title: str) -> None:
+    table = Table(
+        "block", "kind", "token", "amount in", "predicted", "realised", "exact", title=title
+    )
+    for t in report.trades:
+        table.add_row(
+            str(t["block"]),
+            t["kind"],
+            t["token"],
+            f"{t['amount_in']:,.4f}",
+            f"${t['predicted_profit_usd']:,.2f}",
+            f"${t['realised_profit_usd']:,.2f}",
+            "yes" if t["exact"] else "no",
+        )
+    console.print(table)
+    console.print(
+        f"blocks {report.blocks} · trades {len(report.trades)} · profitable arbitrages "
+        f"{report.profitable_arbitrages} · failed {len(report.failures)}"
+    )
+    console.print(
+        f"predicted PnL ${report.predicted_profit_usd:,.2f} · realised PnL "
+        f"${report.realised_profit_usd:,.2f} · equity ${report.equity_start_usd:,.0f} -> "
+        f"${report.equity_end_usd:,.0f}"
+    )
+    if report.rejections:
+        console.print(
+            "risk rejections: " + ", ".join(f"{k}={v}" for k, v in report.rejections.items())
+        )
+    latency = report.tick_latency_ms
+    console.print(
+        "tick latency (decisions, RPC excluded): "
+        f"median {latency.get('median', 0):.1f} ms, p95 {latency.get('p95', 0):.1f} ms"
+    )
+    if report.equity_png:
+        console.print(f"equity chart: {report.equity_png}")
+
+
+# -- the live table ----------------------------------------------------------------------------
+class LiveBoard:
+    def __init__(self, parts: AgentParts) -> None:
+        self.parts = parts
+        self.rows: list[TickReport] = []
+
+    def on_tick(self, tick: TickReport) -> None:
+        self.rows.append(tick)
+
+    def render(self) -> Table:
+        engine = self.parts.engine
+        fills = engine.report.fills
+        realised = sum(f.profit_usd or 0.0 for f in fills)
+        predicted = sum(f.predicted_profit_usd or 0.0 for f in fills)
+        view = self.parts.portfolio.view()
+        table = Table(
+            "block",
+            "opportunities",
+            "approved",
+            "started",
+            "rejected",
+            title=(
+                f"defi-agent demo · trades {len(fills)} · predicted ${predicted:,.2f} · "
+                f"realised ${realised:,.2f} · equity ${view.equity_usd:,.0f}"
+            ),
+        )
+        for tick in self.rows[-12:]:
+            rejected = ", ".join(f"{k}={v}" for k, v in tick.rejected.items()) or "-"
+            table.add_row(
+                str(tick.block),
+                str(tick.opportunities),
+                str(tick.approved),
+                str(tick.started),
+                rejected,
+            )
+        return table
+
+
+# -- orchestration -----------------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def local_chain(
+    fork_url: str | None, *, block_time_s: int, workdir: Path
+) -> AsyncIterator[Devnet]:
+    """An Anvil fork to rehearse on: of ``fork_url``, or of a fresh devnet started here.
+
+    The fork produces a block every ``block_time_s`` seconds; the upstream chain is never
+    written to. A fork of an existing devnet uses that devnet's deployment file.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        deployment: Deployment | None = None
+        if fork_url is None:
+            upstream = await stack.enter_async_context(
+                Devnet(name="upstream", deployments_dir=workdir)
+            )
+            fork_url, deployment = upstream.rpc_url, upstream.deployment
+        else:
+            known = DEFAULT_DEPLOYMENTS_DIR / "devnet.json"
+            if not known.is_file():
+                raise FatalError(
+                    f"dry-run --fork-url needs the forked chain's deployment ({known}); "
+                    "start it with `defi-agent devnet up`"
+                )
+            deployment = Deployment.from_json(known.read_text())
+        fork = await stack.enter_async_context(
+            Devnet(
+                name="fork",
+                fork_url=fork_url,
+                deployment=deployment,
+                block_time_s=block_time_s,
+                deployments_dir=workdir,
+            )
+        )
+        yield fork
+
+
+async def rehearse(
+    *,
+    blocks: int,
+    base_config: AgentConfig | None = None,
+    base_raw: Mapping[str, Any] | None = None,
+    fork_url: str | None = None,
+    signer: Signer | None = None,
+    simulate_market: bool = True,
+    block_time_s: int = 1,
+    out_dir: Path | None = None,
+    console: Console | None = None,
+    live: bool = False,
+) -> Report:
+    """Run the agent for ``blocks`` blocks on a local chain and report what it did."""
+    console = console or Console()
+    workdir = Path(tempfile.mkdtemp(prefix="defi-agent-"))
+    out_dir = out_dir or Path("reports") / time.strftime("%Y%m%d-%H%M%S")
+    async with local_chain(fork_url, block_time_s=block_time_s, workdir=workdir) as chain:
+        assert chain.rpc is not None and chain.deployment is not None
+        deployment = chain.deployment
+        if signer is None:
+            signer = (
+                unlock_signer(base_config)
+                if base_config is not None and base_config.wallet.keystore.is_file()
+                else Signer(bytes.fromhex(DEV_ACCOUNTS[1][1][2:]))
+            )
+        executor = await fund_and_deploy(chain.rpc, deployment, signer.address)
+        deployment_file = workdir / f"{chain.name}.json"
+        symbols = [s for s in deployment.tokens if not s.startswith("ALT")]
+        cfg = rehearsal_config(
+            rpc_url=chain.rpc_url,
+            deployment_file=deployment_file,
+            workdir=workdir,
+            arb_executor=executor,
+            tokens=symbols,
+            base=base_raw,
+        )
+        simulator = MarketSimulator(chain.rpc, deployment) if simulate_market else None
+        async with open_agent(cfg, mode="fork", signer=signer, console=console) as parts:
+            board = LiveBoard(parts)
+            parts.engine.on_tick = board.on_tick
+            if simulator is not None:
+                parts.engine.background.append(lambda: _drive(simulator, block_time_s))
+            stop = asyncio.Event()
+            _install_signal_handlers(stop)
+            try:
+                if live:
+                    with Live(board.render(), console=console, refresh_per_second=4) as screen:
+                        refresher = asyncio.create_task(_refresh(screen, board))
+                        try:
+                            run = await parts.engine.run(
+                                parts.blocks(), stop=stop, max_blocks=blocks
+                            )
+                        finally:
+                            refresher.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await refresher
+                else:
+                    run = await parts.engine.run(parts.blocks(), stop=stop, max_blocks=blocks)
+            finally:
+                _remove_signal_handlers()
+            report = build_report(run, parts, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    return report
+
+
+async def _drive(simulator: MarketSimulator, interval_s: float) -> None:
+    """Simulated traders act once per block interval; a failing step is logged, not fatal."""
+    while True:
+        try:
+            await simulator.step()
+        except Exception as exc:  # the demo market must never take the agent down
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            log.warning("simulated market step failed: %s", exc)
+        await asyncio.sleep(interval_s)
+
+
+async def _refresh(screen: Live, board: LiveBoard) -> None:
+    while True:
+        screen.update(board.render())
+        await asyncio.sleep(0.25)
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+def _remove_signal_handlers() -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(sig)
+
+
+async def run_agent(
+    cfg: AgentConfig, *, mode: str | None = None, console: Console | None = None
+) -> RunReport:
+    """``defi-agent run``: until SIGTERM/SIGINT, then finish or journal in-flight work; exit 0."""
+    console = console or Console()
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    try:
+        async with open_agent(cfg, mode=mode, console=console) as parts:
+            from agent.alerts.base import AgentStarted, AgentStopped
+
+            parts.alerts.post(
+                AgentStarted(
+                    mode=parts.mode,
+                    chain_id=cfg.chain.chain_id,
+                    strategies=tuple(s.name for s in parts.engine.strategies),
+                    wallet_address=parts.account,
+                )
+            )
+            run = await parts.engine.run(parts.blocks(), stop=stop)
+            reason = "signal" if stop.is_set() else "block source ended"
+            await parts.alerts.send(AgentStopped(reason=reason))
+            return run
+    finally:
+        _remove_signal_handlers()

@@ -1,0 +1,404 @@
+"""Builds a running agent from ``AgentConfig``: the one place that constructs things.
+
+``open_agent(cfg, ...)`` is an async context manager yielding ``AgentParts`` — every component
+the engine needs, connected and ready (database migrated, pools discovered, journal
+reconciled against the chain) — and closing all of them on the way out, whatever happens.
+Components never build each other; they receive what they use from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from eth_abi import decode, encode
+from eth_utils import function_signature_to_4byte_selector
+from rich.console import Console
+from web3 import AsyncWeb3
+
+from agent.alerts.channels import build_channels, build_command_listener, telegram_api
+from agent.alerts.fanout import AlertFanout
+from agent.chain.gas import GasOracle, GasPolicy
+from agent.chain.multicall import Call, Multicall
+from agent.chain.nonce import NonceManager
+from agent.chain.rpc import RpcClient, poll_new_blocks, subscribe_new_blocks
+from agent.chain.tx import TransactionSender
+from agent.config import AgentConfig
+from agent.dex.pools import PoolRegistry
+from agent.engine import Engine, EngineSettings, Executor
+from agent.errors import ConfigError
+from agent.execution import (
+    ChainExecutor,
+    DexContracts,
+    PaperExecutor,
+    Reconciler,
+    settings_from_config,
+)
+from agent.feeds.oneinch import QuotePair
+from agent.feeds.sim import SimCexClient, SimOneInchClient, SimSentimentFeed
+from agent.feeds.whales import WhaleWatcher
+from agent.market import FeedBoard, MarketView
+from agent.metrics import AgentMetrics, HealthReport, MetricsServer
+from agent.portfolio import Portfolio
+from agent.risk import RiskGate
+from agent.store.db import init_db, session_factory
+from agent.store.journal import Journal
+from agent.types import Token
+from agent.wallet import KeystorePassword, Signer, unlock_keystore
+from strategies import STRATEGIES
+from strategies.base import Strategy
+
+log = logging.getLogger(__name__)
+_BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
+
+
+@dataclass
+class AgentParts:
+    """Everything a run needs. ``engine`` is ready to ``run``; the rest is for reports."""
+
+    cfg: AgentConfig
+    mode: str
+    rpc: RpcClient
+    w3: AsyncWeb3[Any]
+    registry: PoolRegistry
+    market: MarketView
+    journal: Journal
+    portfolio: Portfolio
+    risk: RiskGate
+    alerts: AlertFanout
+    metrics: AgentMetrics
+    engine: Engine
+    tokens: dict[str, Token]
+    account: str | None
+    arb_executor: str | None
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+
+    def blocks(self) -> AsyncIterator[int]:
+        chain = self.cfg.chain
+        use_ws = chain.ws_url is not None and self.cfg.engine.block_source in ("auto", "ws")
+        if use_ws:
+            assert chain.ws_url is not None
+            return subscribe_new_blocks(str(chain.ws_url))
+        return poll_new_blocks(self.rpc, chain.poll_interval_s)
+
+
+class BalanceReader:
+    """ERC20 balances of the agent's accounts in one multicall per block."""
+
+    def __init__(self, multicall: Multicall, tokens: list[str], holders: list[str]) -> None:
+        self.multicall = multicall
+        self.calls = [
+            (token, Call(token, _BALANCE_OF + encode(["address"], [holder])))
+            for holder in holders
+            for token in tokens
+        ]
+
+    async def balances(self, block: int) -> dict[str, int]:
+        result = await self.multicall.aggregate([c for _, c in self.calls], block)
+        totals: dict[str, int] = {}
+        for (token, _), answer in zip(self.calls, result.results, strict=True):
+            if answer.success and len(answer.return_data) >= 32:
+                (amount,) = decode(["uint256"], answer.return_data[:32])
+                totals[token] = totals.get(token, 0) + int(amount)
+        return totals
+
+
+class PaperBalances:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    async def balances(self, block: int) -> dict[str, int]:
+        return await self.journal.paper_balances()
+
+
+def _tokens(cfg: AgentConfig) -> dict[str, Token]:
+    addresses = cfg.chain_addresses()
+    tokens: dict[str, Token] = {}
+    for ref in cfg.market.tokens:
+        token = addresses.token(ref)
+        if token is None:
+            raise ConfigError(f"market.tokens: unknown token {ref!r} on chain {cfg.chain.name}")
+        tokens[token.address] = token
+    return tokens
+
+
+def build_strategies(cfg: AgentConfig) -> list[Strategy]:
+    strategies: list[Strategy] = []
+    for name, cls in STRATEGIES.items():
+        params = getattr(cfg.strategies, name)
+        if params.enabled:
+            strategies.append(cls(params))
+    return strategies
+
+
+def unlock_signer(cfg: AgentConfig) -> Signer:
+    """The keystore's signer with the configured password (env var or file; never argv)."""
+    secret = cfg.keystore_password()
+    if secret is None:
+        raise ConfigError(
+            f"wallet: no keystore password: set {cfg.wallet.password_env} or wallet.password_file"
+        )
+    from_env = cfg.env_value(cfg.wallet.password_env) is not None
+    origin = cfg.wallet.password_env if from_env else str(cfg.wallet.password_file)
+    password = KeystorePassword(secret, "env" if from_env else "file", origin)
+    return unlock_keystore(cfg.wallet.keystore, password)
+
+
+@contextlib.asynccontextmanager
+async def open_agent(
+    cfg: AgentConfig,
+    *,
+    mode: str | None = None,
+    signer: Signer | None = None,
+    console: Console | None = None,
+    control_factory: Callable[[AgentParts], Any] | None = None,
+) -> AsyncIterator[AgentParts]:
+    """Connect and build every part for ``mode`` (default ``execution.mode``)."""
+    mode = mode or cfg.execution.mode
+    chain_mode = "fork" if mode == "demo" else mode
+    console = console or Console()
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        metrics = AgentMetrics()
+        rpc = RpcClient(
+            [str(u) for u in cfg.chain.rpc_urls],
+            session=session,
+            timeout_s=cfg.chain.request_timeout_s,
+            on_request=lambda url, method, ok, latency_s: metrics.record_rpc_request(
+                url, method, ok=ok, latency_s=latency_s
+            ),
+        )
+        w3 = rpc.web3()
+        addresses = cfg.chain_addresses()
+        tokens = _tokens(cfg)
+        multicall = Multicall(rpc, max_calls_per_chunk=cfg.market.multicall_batch_size)
+        dexes = set(cfg.market.dexes)
+        v2_factories: dict[str, str] = {
+            d.name: d.factory for d in addresses.v2_dexes().values() if d.name in dexes
+        }
+        v3 = {d.name: d for d in addresses.v3_dexes().values() if d.name in dexes}
+        registry = PoolRegistry(
+            rpc,
+            v2_factories=v2_factories,
+            v3_factory=next(iter(v3.values())).factory if v3 else None,
+            fee_tiers=list(cfg.market.v3_fee_tiers),
+            multicall=multicall,
+        )
+        await registry.discover(list(tokens))
+        gas_cfg = cfg.feeds.gas
+        gas = GasOracle(
+            w3,
+            GasPolicy(
+                history_blocks=gas_cfg.block_count,
+                percentiles=tuple(
+                    sorted({*gas_cfg.percentiles, cfg.execution.priority_fee_percentile})
+                ),
+                priority_percentile=cfg.execution.priority_fee_percentile,
+                max_priority_fee_wei=cfg.execution.max_priority_fee_wei,
+                max_fee_cap_wei=cfg.execution.max_fee_wei,
+                max_age_s=gas_cfg.max_age_s,
+            ),
+        )
+        whale_wallets = list(cfg.feeds.whales.wallets) + list(cfg.strategies.whale_follow.wallets)
+        whales = (
+            WhaleWatcher(
+                w3,
+                whale_wallets,
+                pool_tokens={a: (p.token0, p.token1) for a, p in registry.pools.items()},
+                max_block_range=cfg.feeds.whales.max_blocks_per_query,
+            )
+            if whale_wallets
+            else None
+        )
+        market = MarketView(
+            chain_id=cfg.chain.chain_id,
+            registry=registry,
+            tokens=tokens,
+            native_token=addresses.wrapped_native,
+            gas=gas,
+            whales=whales,
+        )
+        background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        market.feeds = _feed_board(cfg, market, tokens, background)
+
+        engine_db = await init_db(cfg.store.url)
+        stack.push_async_callback(engine_db.dispose)
+        journal = Journal(session_factory(engine_db))
+
+        contracts = DexContracts.from_addresses(
+            _address_map(addresses), str(cfg.execution.arb_executor or "") or None
+        )
+        settings, fee_policy = settings_from_config(cfg.execution)
+        executor: Executor
+        account: str | None = None
+        portfolio = Portfolio(tokens)
+        if chain_mode == "paper":
+            paper = {
+                t.address: t.to_units(str(amount))
+                for ref, amount in cfg.execution.paper_balances.items()
+                if (t := addresses.token(ref)) is not None
+            }
+            await journal.seed_paper_balances(paper)
+            executor = PaperExecutor(w3, journal, contracts, settings.slippage_bps)
+            balances: Any = PaperBalances(journal)
+        else:
+            signer = signer or unlock_signer(cfg)
+            account = signer.address
+            submit_w3 = w3
+            if cfg.chain.submit_rpc_url is not None:
+                submit = RpcClient([str(cfg.chain.submit_rpc_url)], session=session)
+                submit_w3 = submit.web3()
+            sender = TransactionSender(
+                w3,
+                submit_w3,
+                signer,
+                NonceManager(w3, signer.address),
+                journal,
+                cfg.chain.chain_id,
+                fee_policy,
+                fee_oracle=gas,
+            )
+            report = await Reconciler(sender, journal).reconcile(wait_s=30.0)
+            log.info("start-up reconciliation: %s", report)
+            executor = ChainExecutor(sender, journal, contracts, settings)
+            holders = [signer.address] + (
+                [contracts.arb_executor] if contracts.arb_executor else []
+            )
+            balances = BalanceReader(multicall, list(tokens), holders)
+
+        risk = RiskGate.from_config(
+            cfg.risk, slippage_bps=cfg.execution.slippage_bps, on_resume=portfolio.reset_peak
+        )
+        telegram = (
+            telegram_api(cfg.alerts.telegram, session) if cfg.alerts.telegram.enabled else None
+        )
+        alerts = AlertFanout(build_channels(cfg.alerts, session, console, telegram))
+        stack.push_async_callback(alerts.aclose)
+        background.append(alerts.run)
+        engine = Engine(
+            EngineSettings(
+                mode=chain_mode,
+                slippage_bps=cfg.execution.slippage_bps,
+                deadline_s=cfg.execution.deadline_s,
+                strategy_timeout_s=cfg.engine.strategy_timeout_s,
+                max_in_flight_per_pair=cfg.engine.max_in_flight_per_pair,
+                shutdown_grace_s=cfg.engine.shutdown_grace_s,
+            ),
+            market=market,
+            strategies=build_strategies(cfg),
+            risk=risk,
+            portfolio=portfolio,
+            executor=executor,
+            journal=journal,
+            alerts=alerts,
+            balances=balances,
+            metrics=metrics,
+            background=background,
+        )
+        parts = AgentParts(
+            cfg=cfg,
+            mode=chain_mode,
+            rpc=rpc,
+            w3=w3,
+            registry=registry,
+            market=market,
+            journal=journal,
+            portfolio=portfolio,
+            risk=risk,
+            alerts=alerts,
+            metrics=metrics,
+            engine=engine,
+            tokens=tokens,
+            account=account,
+            arb_executor=contracts.arb_executor,
+            background=background,
+        )
+        if telegram is not None and control_factory is not None:
+            listener = build_command_listener(cfg.alerts.telegram, telegram, control_factory(parts))
+            if listener is not None:
+                background.append(listener.run)
+        if cfg.metrics.enabled:
+            server = MetricsServer(
+                metrics, lambda: _health(parts), host=cfg.metrics.host, port=cfg.metrics.port
+            )
+            await server.start()
+            stack.push_async_callback(server.stop)
+        yield parts
+
+
+def _health(parts: AgentParts) -> HealthReport:
+    snapshot = parts.engine.last_snapshot
+    return HealthReport(
+        halted=parts.risk.halt is not None,
+        paused=parts.risk.paused,
+        stale_feeds=tuple(sorted(parts.registry.stale_pools)[:10]),
+        last_block=snapshot.block if snapshot else None,
+        last_tick_age_s=None,
+    )
+
+
+def _address_map(addresses: Any) -> dict[str, str]:
+    """The registry's ChainAddresses as the flat "dex.role" map DexContracts reads."""
+    flat: dict[str, str] = {}
+    for dex in addresses.v2_dexes().values():
+        flat[f"{dex.name}.factory"] = dex.factory
+        if dex.router02:
+            flat[f"{dex.name}.router"] = dex.router02
+    for dex in addresses.v3_dexes().values():
+        flat[f"{dex.name}.factory"] = dex.factory
+        router = dex.swap_router or dex.swap_router02
+        if router:
+            flat[f"{dex.name}.swap_router"] = router
+        if dex.quoter_v2:
+            flat[f"{dex.name}.quoter_v2"] = dex.quoter_v2
+    return flat
+
+
+def _feed_board(
+    cfg: AgentConfig,
+    market: MarketView,
+    tokens: dict[str, Token],
+    background: list[Callable[[], Coroutine[Any, Any, None]]],
+) -> FeedBoard:
+    """Feed clients for the snapshot; simulated ones (no credentials) when feeds.simulated."""
+    from agent.feeds.readings import Poller
+
+    board = FeedBoard()
+    by_symbol = {t.symbol: t.address for t in tokens.values()}
+    if not cfg.feeds.simulated:
+        return board  # real HTTP feeds are attached by agent.feeds wiring when configured
+    symbols = [s for s in ("ETH/USDT", "BTC/USDT") if s.split("/")[0] in ("ETH", "BTC")]
+    cex = SimCexClient("sim", symbols, market.price_usd)
+    board.cex = [cex]
+    board.cex_symbols = {
+        s: by_symbol[t] for s, t in (("ETH/USDT", "WETH"), ("BTC/USDT", "WBTC")) if t in by_symbol
+    }
+
+    async def best_quote(src: str, dst: str, amount_in: int) -> int:
+        best = 0
+        for pool in market.registry.pools.values():
+            if {pool.token0, pool.token1} == {src, dst}:
+                with contextlib.suppress(Exception):
+                    best = max(best, pool.quote_exact_input(src, amount_in))
+        return best
+
+    pairs = []
+    if "WETH" in by_symbol and "USDC" in by_symbol:
+        usdc = tokens[by_symbol["USDC"]]
+        pairs.append(QuotePair(by_symbol["USDC"], by_symbol["WETH"], 1_000 * 10**usdc.decimals))
+    oneinch = SimOneInchClient(best_quote, pairs=pairs)
+    board.oneinch = oneinch
+    sentiment = SimSentimentFeed(list(by_symbol), market.price_usd)
+    board.sentiment = sentiment
+    board.sentiment_tokens = dict(by_symbol)
+    for name, poll, interval in (
+        ("sim-cex", cex.poll, 1.0),
+        ("sim-1inch", oneinch.poll, 2.0),
+        ("sim-sentiment", sentiment.poll, 5.0),
+    ):
+        background.append(Poller(name, poll, interval).run)
+    return board
