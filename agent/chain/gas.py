@@ -22,7 +22,7 @@ from typing import Any
 
 from web3 import AsyncWeb3
 
-from agent.errors import AgentError, ConfigError, TemporaryError
+from agent.errors import ConfigError, TemporaryError
 from agent.types import GasPrice, Reading
 
 # EIP-1559 constants (London): target is half the gas limit, base fee moves at most 1/8.
@@ -132,7 +132,7 @@ class GasOracle:
         """:meth:`gas_price` as a reading; a failure keeps the last value, marked stale."""
         try:
             value = await self.gas_price()
-        except (AgentError, OSError, ValueError, KeyError) as exc:
+        except Exception as exc:  # any failure of the node or its answer: stale, not fatal
             error = f"{type(exc).__name__}: {exc}"[:300]
             self.log.warning("gas: stale: %s", error)
             last = self._last

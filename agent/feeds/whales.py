@@ -174,7 +174,8 @@ class WhaleWatcher:
 
     async def poll(self) -> list[WhaleTrade]:
         """Trades in the blocks mined since the previous poll (the first poll reads the
-        latest block only)."""
+        latest block only). An RPC failure raises and leaves the cursor where it was, so the
+        next poll covers the missed blocks."""
         latest = int(await self._w3.eth.block_number)
         first = latest if self.next_block is None else self.next_block
         if first > latest:
