@@ -6,7 +6,7 @@ import statistics
 from collections.abc import AsyncIterator
 
 import pytest
-from web3 import AsyncWeb3
+from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from agent.chain.gas import GWEI, GasOracle, GasPolicy, gas_cost_usd, next_base_fee
 from agent.devnet import Devnet
@@ -130,3 +130,12 @@ async def test_usd_cost_and_reading(busy_chain: AsyncWeb3) -> None:
     assert oracle.gas_cost_usd(150_000, gas, 2500.0) == pytest.approx(expected)
     worst = oracle.gas_cost_usd(150_000, gas, 2500.0, worst_case=True)
     assert worst == pytest.approx(150_000 * gas.max_fee_wei / 10**18 * 2500.0)
+
+
+async def test_unreachable_node_gives_a_stale_reading_not_an_exception() -> None:
+    w3 = AsyncWeb3(AsyncHTTPProvider("http://127.0.0.1:9"))  # nothing listens on discard
+    try:
+        reading = await GasOracle(w3).poll()
+    finally:
+        await w3.provider.disconnect()
+    assert reading.is_stale() and reading.value is None and reading.error
