@@ -12,8 +12,9 @@ The 1inch reference quote sells one whole unit of the pair's base token.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import aiohttp
 
@@ -44,6 +45,13 @@ class FeedSet:
     sentiment: SentimentFeed | None = None
     sentiment_tokens: dict[str, str] = field(default_factory=dict)  # symbol -> token address
     pollers: list[Poller] = field(default_factory=list)
+
+    def runners(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+        """What the engine runs in its task group (cancelling them stops the feeds): every
+        poller's loop and the websocket streams of CEX clients that stream."""
+        runners: list[Callable[[], Coroutine[Any, Any, None]]] = [p.run for p in self.pollers]
+        runners += [client.watch for client in self.cex if client.use_websocket]
+        return runners
 
     async def aclose(self) -> None:
         """Stop pollers started with ``Poller.start`` and release the ccxt clients."""

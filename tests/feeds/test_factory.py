@@ -73,6 +73,7 @@ async def test_build_and_poll_configured_feeds_without_leaking_secrets(
         assert feeds.cex_symbols == {"ETH/USDT": WETH.address}
         names = [p.name for p in feeds.pollers]
         assert names == ["1inch", "cex:binance", "cex:kraken", "coingecko", "sentiment"]
+        assert len(feeds.runners()) == 5  # polling CEX clients: no websocket streams
         for poller in feeds.pollers:
             if not poller.name.startswith("cex:"):  # CEX pollers would reach the internet
                 assert await poller.run_once()
