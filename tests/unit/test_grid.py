@@ -5,10 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from pydantic import ValidationError
 
+from agent.dex.v3 import V3Pool
+from agent.dex.v3_math import get_tick_at_sqrt_ratio
+from agent.snapshot import MarketSnapshot, PoolRef
 from agent.types import Fill
 from strategies.grid import (
     ARMED,
@@ -253,3 +257,40 @@ def test_changed_grid_config_keeps_the_held_lots() -> None:
     moved.on_start(saved)
     assert moved.evaluate(snapshot(weth_usdc(2_990.0), block=3), wallet) == []
     assert moved.book is not None and moved.book.inventory == buy.predicted_amount_out
+
+
+def v3_weth_usdc(price: float, liquidity: int = 5 * 10**16) -> V3Pool:
+    """A 0.3 % V3 pool with one full-range position, at ``price`` USDC per WETH."""
+    # raw price token1/token0 in smallest units = price * 1e6 / 1e18
+    sqrt_price_x96 = math.isqrt(int(price * 10**6) * 2**192 // 10**18)
+    edge = 887_220  # the widest ticks on a 60 spacing
+    return V3Pool.from_ticks(
+        address="0x" + "b3" * 20,
+        token0=WETH,
+        token1=USDC,
+        fee_pips=3000,
+        tick_spacing=60,
+        sqrt_price_x96=sqrt_price_x96,
+        tick=get_tick_at_sqrt_ratio(sqrt_price_x96),
+        liquidity=liquidity,
+        ticks=[(-edge, liquidity), (edge, -liquidity)],
+    )
+
+
+def test_live_grid_on_a_v3_pool_uses_its_exact_quotes() -> None:
+    strategy = GridStrategy(live_params(dex="uniswap_v3"))
+    strategy.on_start(None)
+    wallet = portfolio(weth=10, usdc=100_000)
+
+    def market(pool: V3Pool, block: int) -> MarketSnapshot:
+        base = snapshot(block=block)
+        refs = {pool.address: PoolRef(pool.address, "uniswap_v3", "v3")}
+        return replace(base, pools={pool.address: pool}, pool_refs=refs)
+
+    assert strategy.evaluate(market(v3_weth_usdc(3_010.0), 1), wallet) == []
+    pool = v3_weth_usdc(2_990.0)
+    (buy,) = strategy.evaluate(market(pool, 2), wallet)
+    assert buy.amount_in == pool.quote_exact_output(WETH, 5 * 10**17)
+    assert buy.predicted_amount_out == pool.quote_exact_input(USDC, buy.amount_in)
+    hop = buy.route[0]
+    assert (hop.kind, hop.dex, hop.fee_pips) == ("v3", "uniswap_v3", 3000)
