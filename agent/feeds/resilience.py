@@ -453,9 +453,9 @@ class SourceGuard:
         if paused > self.policy.max_retry_after_s:
             # Still inside a long Retry-After: fail fast (and, via retry_after_s, don't retry).
             raise RateLimitedError(f"{self.name}: rate limited for another {paused:.0f}s", paused)
-        await self.bucket.acquire()
-        self.stats.requests += 1
         try:
+            await self.bucket.acquire()
+            self.stats.requests += 1
             try:
                 async with asyncio.timeout(self.policy.timeout_s):
                     result = await attempt()
@@ -477,7 +477,8 @@ class SourceGuard:
             self.breaker.record_success()
             raise
         except BaseException:
-            # Cancelled (or a bug in ``attempt``): proves nothing about the source.
+            # Cancelled (even while waiting for a token) or a bug in ``attempt``: proves
+            # nothing about the source, but must not leave a half-open trial hanging.
             self.breaker.release_trial()
             raise
         self.breaker.record_success()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 
@@ -17,6 +18,7 @@ from agent.feeds.http import (
     ReadingBook,
     RedactingLogger,
     Redactor,
+    SourceGuard,
     SourcePolicy,
     TokenBucket,
     parse_retry_after,
@@ -146,3 +148,29 @@ async def test_secret_in_query_never_reaches_logs_or_errors(
 
 async def _ok(request: object) -> object:
     return {"ok": True}
+
+
+async def test_cancelled_half_open_trial_does_not_wedge_the_breaker() -> None:
+    now = [0.0]
+    policy = SourcePolicy(
+        rate_per_s=0.001, burst=1, max_attempts=1, breaker_failures=1, breaker_cooldown_s=5.0
+    )
+    guard = SourceGuard("wedge", policy, clock=lambda: now[0])
+
+    async def fail() -> None:
+        raise TemporaryError("down")
+
+    with pytest.raises(TemporaryError):
+        await guard.call(fail)  # opens the breaker, and spends the only token
+    now[0] = 5.0  # cool-down over: the next call is the half-open trial...
+    trial = asyncio.create_task(guard.call(_never))
+    await asyncio.sleep(0.01)  # ...stuck waiting for a token (the bucket's clock is frozen)
+    trial.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await trial
+
+    assert guard.breaker.allow()  # a new trial may go out
+
+
+async def _never() -> None:
+    await asyncio.Event().wait()
