@@ -8,20 +8,26 @@ comes from stdin or a hidden prompt. Nothing secret is ever read from argv or ec
 
 from __future__ import annotations
 
+import asyncio
 import getpass
+import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from web3 import AsyncWeb3
 
 from agent.cli import executor_app, keys_app
-from agent.errors import WalletError
+from agent.errors import ConfigError, WalletError
 from agent.wallet import (
     KeystorePassword,
+    Signer,
     create_keystore,
     load_password,
     private_key_from_secret_text,
@@ -29,6 +35,8 @@ from agent.wallet import (
     read_keystore_address,
     unlock_keystore,
 )
+
+log = logging.getLogger(__name__)
 
 DEFAULT_KEYSTORE = Path("keys/keystore.json")  # as agent.config.WalletConfig.keystore
 DEFAULT_PASSWORD_ENV = "DEFI_AGENT_KEYSTORE_PASSWORD"
@@ -155,6 +163,133 @@ def keys_verify(keystore: KeystoreOption = None, config: ConfigOption = None) ->
     settings = wallet_settings(config, keystore)
     signer = unlock_keystore(settings.keystore_path, _password_for_unlock(settings))
     typer.echo(f"unlocked {signer.address}")
+
+
+# ---------------------------------------------------------------------------------------------
+# executor deploy
+
+
+def v2_pair_address_for(factory: str, token_a: str, token_b: str, init_code_hash: bytes) -> str:
+    """The CREATE2 address ``factory`` gives the pair of ``token_a``/``token_b``."""
+    token0, token1 = sorted((token_a, token_b), key=lambda t: int(t, 16))
+    salt = keccak(bytes.fromhex(token0[2:]) + bytes.fromhex(token1[2:]))
+    digest = keccak(b"\xff" + bytes.fromhex(factory[2:]) + salt + init_code_hash)
+    return to_checksum_address(digest[12:])
+
+
+async def verify_v2_init_code_hash(
+    w3: AsyncWeb3[Any], factory: str, candidates: Sequence[bytes]
+) -> bytes | None:
+    """The candidate pair init-code hash that reproduces ``factory``'s first pair address, or
+    ``None`` (no pair yet, or no candidate matches). Checked on chain, never assumed."""
+
+    async def call(to: str, signature: str, args: bytes = b"") -> bytes:
+        data = keccak(text=signature)[:4] + args
+        return bytes(await w3.eth.call({"to": to_checksum_address(to), "data": data}))
+
+    count = int.from_bytes(await call(factory, "allPairsLength()"), "big")
+    if count == 0:
+        return None
+    pair = to_checksum_address(
+        (await call(factory, "allPairs(uint256)", (0).to_bytes(32, "big")))[12:32]
+    )
+    token0 = to_checksum_address((await call(pair, "token0()"))[12:32])
+    token1 = to_checksum_address((await call(pair, "token1()"))[12:32])
+    for candidate in candidates:
+        if v2_pair_address_for(factory, token0, token1, candidate) == pair:
+            return candidate
+    return None
+
+
+def _parse_hash_options(values: Sequence[str]) -> dict[str, bytes]:
+    parsed: dict[str, bytes] = {}
+    for value in values:
+        dex, sep, hex_hash = value.partition("=")
+        raw = hex_hash.removeprefix("0x")
+        if not sep or len(raw) != 64:
+            raise ConfigError(f"--v2-init-code-hash expects DEX=0x<64 hex digits>, got {value!r}")
+        parsed[dex] = bytes.fromhex(raw)
+    return parsed
+
+
+@executor_app.command("deploy")
+def executor_deploy(
+    config: Annotated[
+        Path, typer.Option("--config", help="agent.toml (chain, wallet, store).")
+    ] = Path("agent.toml"),
+    keystore: KeystoreOption = None,
+    v2_init_code_hash: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--v2-init-code-hash",
+            help="DEX=0xHASH for a V2 fork whose pair init-code hash is not Uniswap's.",
+        ),
+    ] = None,
+) -> None:
+    """Deploy ArbExecutor from the keystore wallet (it becomes the owner); print its address."""
+    from agent.config import AgentConfig
+
+    agent_config = AgentConfig.load(config)
+    settings = wallet_settings(config, keystore)
+    signer = unlock_keystore(settings.keystore_path, _password_for_unlock(settings))
+    extra_hashes = _parse_hash_options(v2_init_code_hash or [])
+    address = asyncio.run(_deploy(agent_config, signer, extra_hashes))
+    typer.echo(f"ArbExecutor deployed by {signer.address}; set execution.arb_executor to:")
+    typer.echo(address)
+
+
+async def _deploy(agent_config: Any, signer: Signer, extra_hashes: Mapping[str, bytes]) -> str:
+    from agent.chain.arb_executor import UNISWAP_V2_PAIR_INIT_CODE_HASH
+    from agent.chain.nonce import NonceManager
+    from agent.chain.rpc import RpcClient
+    from agent.chain.tx import TransactionSender
+    from agent.execution import deploy_arb_executor, settings_from_config
+    from agent.store import Journal, init_db, session_factory
+
+    addresses = agent_config.chain_addresses()
+    if addresses.uniswap_v3_factory is None:
+        raise ConfigError(f"no Uniswap V3 factory known on {agent_config.chain.name}")
+    read_client = RpcClient(agent_config.chain.rpc_urls)
+    submit_url = agent_config.chain.submit_rpc_url
+    submit_client = RpcClient([submit_url]) if submit_url else read_client
+    engine = await init_db(agent_config.store.url)
+    try:
+        w3 = read_client.web3()
+        chain_id = int(await w3.eth.chain_id)
+        if chain_id != agent_config.chain.chain_id:
+            raise ConfigError(
+                f"chain.chain_id is {agent_config.chain.chain_id} but the RPC serves {chain_id}"
+            )
+        v2_hashes: dict[str, bytes] = {}
+        for name, dex in addresses.v2_dexes().items():
+            candidates = [h for h in (extra_hashes.get(name), UNISWAP_V2_PAIR_INIT_CODE_HASH) if h]
+            verified = await verify_v2_init_code_hash(w3, dex.factory, candidates)
+            if verified is None:
+                log.warning(
+                    "%s factory %s: no verified pair init-code hash; not enabled (pass "
+                    "--v2-init-code-hash %s=0x...)",
+                    name,
+                    dex.factory,
+                    name,
+                )
+                continue
+            v2_hashes[dex.factory] = verified
+        _, fee_policy = settings_from_config(agent_config.execution)
+        sender = TransactionSender(
+            read_w3=w3,
+            submit_w3=submit_client.web3(),
+            signer=signer,
+            nonces=NonceManager(w3, signer.address),
+            journal=Journal(session_factory(engine)),
+            chain_id=chain_id,
+            fee_policy=fee_policy,
+        )
+        return await deploy_arb_executor(sender, addresses.uniswap_v3_factory, v2_hashes)
+    finally:
+        await engine.dispose()
+        await read_client.aclose()
+        if submit_client is not read_client:
+            await submit_client.aclose()
 
 
 __all__ = ["executor_app", "keys_app", "wallet_settings"]

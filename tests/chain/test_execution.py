@@ -4,6 +4,9 @@ paper executor, and reconciliation after a crash at every step of the pipeline."
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -11,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from web3 import AsyncWeb3
 
 from agent.chain.arb_executor import UNISWAP_V2_PAIR_INIT_CODE_HASH
@@ -38,12 +42,14 @@ from agent.execution import (
 )
 from agent.store import IntentStatus, Journal, TxStatus
 from agent.types import Intent, RouteHop
+from agent.wallet import create_keystore
 from tests.chain._execution_helpers import journal_at, make_sender
 from tests.conftest import load_abi
 
 pytestmark = pytest.mark.chain
 
 FAR_DEADLINE = 2**40
+REPO_ROOT = Path(__file__).resolve().parents[2]
 APPROVAL_TOPIC = AsyncWeb3.keccak(text="Approval(address,address,uint256)")
 
 
@@ -379,3 +385,52 @@ async def test_reconciliation_after_a_crash_at_each_step(env: Env, crash_step: s
         restarted, env.journal, env.contracts, ExecutionSettings(mode="fork", receipt_timeout_s=30)
     ).execute(follow_up)
     assert outcome.status == IntentStatus.FILLED, outcome.detail
+
+
+async def test_cli_executor_deploy_from_the_keystore(
+    w3: AsyncWeb3, devnet: Devnet, tmp_path: Path
+) -> None:
+    address, key = devnet.accounts[4]
+    keystore = tmp_path / "keystore.json"
+    create_keystore(keystore, SecretStr("pw-for-deploy"), bytes.fromhex(key[2:]), scrypt_n=2**12)
+    deployment = tmp_path / "devnet.json"
+    deployment.write_text(devnet.deployment.to_json() if devnet.deployment else "")
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f"""
+[chain]
+name = "devnet"
+chain_id = 31337
+rpc_urls = ["{devnet.rpc_url}"]
+deployment_file = "{deployment}"
+
+[wallet]
+keystore = "{keystore}"
+password_env = "DEPLOY_TEST_PASSWORD"
+
+[store]
+url = "sqlite+aiosqlite:///{tmp_path / "agent.db"}"
+"""
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        "executor",
+        "deploy",
+        "--config",
+        str(config),
+        cwd=tmp_path,
+        env={**os.environ, "DEPLOY_TEST_PASSWORD": "pw-for-deploy", "PYTHONPATH": str(REPO_ROOT)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    executor = stdout.decode().strip().splitlines()[-1]
+    assert AsyncWeb3.is_checksum_address(executor)
+    assert len(await w3.eth.get_code(executor)) > 0
+    contract = w3.eth.contract(address=executor, abi=load_abi("ArbExecutor"))
+    assert await contract.functions.owner().call() == address
+    assert "pw-for-deploy" not in (stdout + stderr).decode()
+    assert key[2:] not in (stdout + stderr).decode().lower()
