@@ -221,6 +221,8 @@ class Engine:
                 await self.tick(block, group)
             except AgentError as exc:  # a bad block never kills the agent
                 log.warning("tick at block %d failed: %s", block, exc)
+            except Exception:  # nor does a bug in one tick: logged with its traceback
+                log.exception("tick at block %d crashed", block)
 
     async def _drain_trades(self) -> None:
         if not self._trade_tasks:
@@ -251,9 +253,20 @@ class Engine:
         self._watch_drawdown(view)
         opportunities = await self._evaluate(snapshot, view, report)
         report.opportunities = len(opportunities)
-        for opportunity in sorted(opportunities, key=lambda o: o.net_profit_usd, reverse=True):
-            await self._decide(opportunity, snapshot, view, report, group)
+        ranked = sorted(opportunities, key=lambda o: o.net_profit_usd, reverse=True)
+        decisions = [(o, self._decide(o, snapshot, view, report)) for o in ranked]
         report.decide_s = time.perf_counter() - decide_started
+        # Journal after deciding (the decision latency excludes the DB), but each approved
+        # opportunity before its trade starts, so the intent row can reference it.
+        for opportunity, decision in decisions:
+            await self._journal_opportunity(opportunity)
+            if isinstance(decision, Rejected):
+                await journal_rejection(self.journal, opportunity, decision)
+            elif decision is not None:
+                intent, pairs = decision
+                task = group.create_task(self._execute(intent, pairs), name=f"trade {intent.id}")
+                self._trade_tasks.add(task)
+                task.add_done_callback(self._trade_tasks.discard)
         self.report.ticks.append(report)
         self.report.equity_usd.append((block, view.equity_usd))
         if self.metrics is not None:
@@ -305,14 +318,39 @@ class Engine:
             found.extend(opportunities)
         return found
 
-    async def _decide(
+    def _decide(
         self,
         opportunity: Opportunity,
         snapshot: MarketSnapshot,
         view: PortfolioView,
         report: TickReport,
-        group: asyncio.TaskGroup,
-    ) -> None:
+    ) -> Rejected | tuple[Intent, frozenset[frozenset[str]]] | None:
+        """Risk check and, when approved and its pairs are free, the intent to start (no I/O)."""
+        decision = self.risk.check(
+            opportunity, snapshot, view, self.clock(), slippage_bps=self.settings.slippage_bps
+        )
+        if isinstance(decision, Rejected):
+            reason = str(decision.reason)
+            report.rejected[reason] = report.rejected.get(reason, 0) + 1
+            if self.metrics is not None:
+                self.metrics.record_risk_rejection(reason)
+            return decision
+        report.approved += 1
+        intent = intent_from(
+            opportunity,
+            slippage_bps=self.settings.slippage_bps,
+            deadline=int(snapshot.timestamp) + self.settings.deadline_s,
+        )
+        pairs = _pairs_of(intent)
+        limit = self.settings.max_in_flight_per_pair
+        if any(self._in_flight.get(pair, 0) >= limit for pair in pairs):
+            return None  # a trade on one of these pairs is in flight: the next block re-evaluates
+        for pair in pairs:
+            self._in_flight[pair] = self._in_flight.get(pair, 0) + 1
+        report.started += 1
+        return intent, pairs
+
+    async def _journal_opportunity(self, opportunity: Opportunity) -> None:
         await self.journal.record_opportunity(
             opportunity.id,
             opportunity.strategy,
@@ -324,32 +362,6 @@ class Engine:
             block_number=opportunity.block,
             details={"route": opportunity.note, "gas_cost_usd": opportunity.gas_cost_usd},
         )
-        decision = self.risk.check(
-            opportunity, snapshot, view, self.clock(), slippage_bps=self.settings.slippage_bps
-        )
-        if isinstance(decision, Rejected):
-            reason = str(decision.reason)
-            report.rejected[reason] = report.rejected.get(reason, 0) + 1
-            if self.metrics is not None:
-                self.metrics.record_risk_rejection(reason)
-            await journal_rejection(self.journal, opportunity, decision)
-            return
-        report.approved += 1
-        intent = intent_from(
-            opportunity,
-            slippage_bps=self.settings.slippage_bps,
-            deadline=int(snapshot.timestamp) + self.settings.deadline_s,
-        )
-        pairs = _pairs_of(intent)
-        limit = self.settings.max_in_flight_per_pair
-        if any(self._in_flight.get(pair, 0) >= limit for pair in pairs):
-            return  # a trade on one of these pairs is in flight: the next block re-evaluates
-        for pair in pairs:
-            self._in_flight[pair] = self._in_flight.get(pair, 0) + 1
-        report.started += 1
-        task = group.create_task(self._execute(intent, pairs), name=f"trade {intent.id}")
-        self._trade_tasks.add(task)
-        task.add_done_callback(self._trade_tasks.discard)
 
     async def _execute(self, intent: Intent, pairs: frozenset[frozenset[str]]) -> None:
         route = " -> ".join(hop.dex for hop in intent.route)

@@ -40,7 +40,7 @@ from agent.engine import RunReport, TickReport
 from agent.errors import FatalError
 from agent.types import Fill, Token
 from agent.wallet import Signer
-from agent.wiring import AgentParts, open_agent, unlock_signer
+from agent.wiring import AgentControl, AgentParts, open_agent, unlock_signer
 
 log = logging.getLogger(__name__)
 
@@ -468,7 +468,9 @@ async def run_agent(
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     try:
-        async with open_agent(cfg, mode=mode, console=console) as parts:
+        async with open_agent(
+            cfg, mode=mode, console=console, control_factory=lambda p: AgentControl(p, stop)
+        ) as parts:
             from agent.alerts.base import AgentStarted, AgentStopped
 
             parts.alerts.post(
