@@ -38,7 +38,9 @@ from agent.execution import (
     Reconciler,
     settings_from_config,
 )
+from agent.feeds.factory import build_feeds
 from agent.feeds.oneinch import QuotePair
+from agent.feeds.readings import Poller
 from agent.feeds.sim import SimCexClient, SimOneInchClient, SimSentimentFeed
 from agent.feeds.whales import WhaleWatcher
 from agent.market import FeedBoard, MarketView
@@ -223,7 +225,23 @@ async def open_agent(
             whales=whales,
         )
         background: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        market.feeds = _feed_board(cfg, market, tokens, background)
+        if cfg.feeds.simulated:
+            market.feeds = _simulated_feeds(market, tokens, background)
+        else:
+            feeds = build_feeds(
+                cfg.feeds, session, {t.symbol: t for t in tokens.values()}, cfg.chain.chain_id
+            )
+            stack.push_async_callback(feeds.aclose)
+            background.extend(feeds.runners())
+            market.feeds = FeedBoard(
+                cex=list(feeds.cex),
+                cex_symbols=feeds.cex_symbols,
+                oneinch=feeds.oneinch,
+                sentiment=feeds.sentiment,
+                sentiment_tokens=feeds.sentiment_tokens,
+                coingecko=feeds.coingecko,
+                coingecko_tokens=feeds.coingecko_tokens,
+            )
 
         engine_db = await init_db(cfg.store.url)
         stack.push_async_callback(engine_db.dispose)
@@ -358,19 +376,14 @@ def _address_map(addresses: Any) -> dict[str, str]:
     return flat
 
 
-def _feed_board(
-    cfg: AgentConfig,
+def _simulated_feeds(
     market: MarketView,
     tokens: dict[str, Token],
     background: list[Callable[[], Coroutine[Any, Any, None]]],
 ) -> FeedBoard:
-    """Feed clients for the snapshot; simulated ones (no credentials) when feeds.simulated."""
-    from agent.feeds.readings import Poller
-
+    """Credential-free CEX, 1inch and sentiment sources driven by the chain's own pools."""
     board = FeedBoard()
     by_symbol = {t.symbol: t.address for t in tokens.values()}
-    if not cfg.feeds.simulated:
-        return board  # real HTTP feeds are attached by agent.feeds wiring when configured
     symbols = [s for s in ("ETH/USDT", "BTC/USDT") if s.split("/")[0] in ("ETH", "BTC")]
     cex = SimCexClient("sim", symbols, market.price_usd)
     board.cex = [cex]
