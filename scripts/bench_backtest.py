@@ -110,7 +110,7 @@ def bench(candles_n: int, out: Path, repeat: int, seed: int) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candles", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=2, help="best of N runs of each driver")
+    parser.add_argument("--repeat", type=int, default=3, help="best of N runs of each driver")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=None, help="report folders (default: temp)")
     args = parser.parse_args()

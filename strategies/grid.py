@@ -255,18 +255,20 @@ class GridBook:
             return (-math.inf, math.inf)
         if self.pending or self.last_band is None or self.recenter_price is not None:
             return None
-        n_levels = len(self.levels)
-        # quiet bands are [lo, hi]; leaving the range (band 0 or N) always acts
-        lo, hi = 1, n_levels - 1
-        for i, state in enumerate(self.status):
-            if state == ARMED:
-                lo = max(lo, i + 1)  # buys at band <= i
-            elif state == HOLDING:
-                hi = min(hi, i + 1)  # sells at band >= i + 2
-            elif state == WAIT:
-                hi = min(hi, i)  # arms at band >= i + 1
-            elif state == HOLD_WAIT:
-                lo = max(lo, i + 2)  # re-arms its sell at band <= i + 1
+        status = self.status
+        lots = len(status)
+        # quiet bands are [lo, hi]; leaving the range (band 0 or N) always acts. list.index on
+        # the status list (and its reverse) finds the binding lots at C speed.
+        lo, hi = 1, lots
+        backwards = status[::-1]
+        if ARMED in status:  # the highest armed lot buys at band <= i
+            lo = max(lo, lots - backwards.index(ARMED))
+        if HOLD_WAIT in status:  # the highest waiting sell re-arms at band <= i + 1
+            lo = max(lo, lots - backwards.index(HOLD_WAIT) + 1)
+        if HOLDING in status:  # the lowest held lot sells at band >= i + 2
+            hi = min(hi, status.index(HOLDING) + 1)
+        if WAIT in status:  # the lowest waiting lot arms at band >= i + 1
+            hi = min(hi, status.index(WAIT))
         if lo > hi:
             self._quiet = (math.inf, -math.inf)
         else:

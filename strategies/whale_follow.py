@@ -314,10 +314,10 @@ class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
                 continue
             if self._wallets and trade.wallet.lower() not in self._wallets:
                 continue
-            # too old to follow now: remember it so it is not reconsidered either
+            # decided once: followed or skipped, a trade is not reconsidered on later ticks
             self._remember(key)
             if trade.block < snapshot.block - params.max_delay_blocks:
-                continue
+                continue  # older than the delay allows
             sized = self._follow_size(snapshot, trade, balances)
             if sized is None:
                 continue
