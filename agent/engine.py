@@ -171,6 +171,13 @@ class Engine:
         self.last_snapshot: MarketSnapshot | None = None
         self._in_flight: dict[frozenset[str], int] = {}
         self._trade_tasks: set[asyncio.Task[None]] = set()
+        self._evaluating: dict[str, asyncio.Future[list[Opportunity]]] = {}
+        self._fills_for: dict[str, list[Fill]] = {}
+
+    @property
+    def trades_in_flight(self) -> int:
+        """Trades started and not yet settled (or given up at shutdown)."""
+        return len(self._trade_tasks)
 
     # -- the loop ------------------------------------------------------------------------------
     async def run(
@@ -289,11 +296,21 @@ class Engine:
     async def _evaluate(
         self, snapshot: MarketSnapshot, view: PortfolioView, report: TickReport
     ) -> list[Opportunity]:
+        loop = asyncio.get_running_loop()
+
         async def one(strategy: Strategy) -> list[Opportunity]:
+            running = self._evaluating.get(strategy.name)
+            if running is not None and not running.done():
+                # A timed-out evaluation is still running in its thread: never run a strategy
+                # twice at once (strategies hold no locks; the engine serialises every call).
+                log.warning("strategy %s still busy with an earlier block", strategy.name)
+                return []
+            self._deliver_fills(strategy)
+            future = loop.run_in_executor(None, strategy.evaluate, snapshot, view)
+            self._evaluating[strategy.name] = future
             try:
                 return await asyncio.wait_for(
-                    asyncio.to_thread(strategy.evaluate, snapshot, view),
-                    self.settings.strategy_timeout_s,
+                    asyncio.shield(future), self.settings.strategy_timeout_s
                 )
             except Exception as exc:  # isolation: one strategy never stops the others
                 report.strategy_errors += 1
@@ -385,9 +402,10 @@ class Engine:
             self.risk.record_trade(intent, self.clock())
             if self.metrics is not None and fill.profit_usd is not None:
                 self.metrics.add_realised_pnl(fill.profit_usd)
+            self._fills_for.setdefault(intent.strategy, []).append(fill)
             for strategy in self.strategies:
-                if strategy.name == intent.strategy:
-                    strategy.on_fill(fill)
+                if strategy.name == intent.strategy and self._idle(strategy):
+                    self._deliver_fills(strategy)
             self.alerts.post(
                 TradeFilled(
                     trade_id=intent.id,
@@ -430,12 +448,26 @@ class Engine:
         return fill.gas_cost_wei / 1e18 * price
 
     # -- strategy state ------------------------------------------------------------------------
+    def _idle(self, strategy: Strategy) -> bool:
+        running = self._evaluating.get(strategy.name)
+        return running is None or running.done()
+
+    def _deliver_fills(self, strategy: Strategy) -> None:
+        """Hand queued fills to an idle strategy (on the loop, never during its evaluate)."""
+        for fill in self._fills_for.pop(strategy.name, []):
+            try:
+                strategy.on_fill(fill)
+            except Exception:  # a strategy bug in on_fill is logged, the fill stays journaled
+                log.exception("strategy %s failed in on_fill", strategy.name)
+
     async def _start_strategies(self) -> None:
         for strategy in self.strategies:
             strategy.on_start(await self.journal.get_strategy_state(strategy.name))
 
     async def _persist_strategy_state(self) -> None:
         for strategy in self.strategies:
+            if not self._idle(strategy):
+                continue
             state = strategy.state()
             if state:
                 await self.journal.set_strategy_state(strategy.name, state)

@@ -4,6 +4,10 @@ A strategy is pure: ``evaluate`` reads a ``MarketSnapshot`` and a ``PortfolioVie
 opportunities. It never holds a web3 object, a key, a DB session or an HTTP session, and it
 never sends anything; the engine decides and acts. State that must survive a restart is
 returned by ``state()`` and handed back to ``on_start``; the engine persists it.
+
+The engine never calls one strategy from two threads at once: ``evaluate`` runs in a worker
+thread (so a slow strategy cannot stall the loop), and ``on_start``, ``on_fill`` and ``state``
+are only called while no evaluation of that strategy is running. Strategies need no locks.
 """
 
 from __future__ import annotations
