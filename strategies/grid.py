@@ -12,7 +12,8 @@ Levels ``p_0 < ... < p_{N-1}`` split the price axis into bands; band ``k`` is
 that does not happen (refused, reverted, expired) waits for the next crossing of its level.
 
 Leaving the range (below ``p_0`` or at/above ``p_{N-1}``) either stops the grid (it holds what
-it has and trades no more) or re-centres it: the same width and spacing around the current
+it has and trades no more; a grid started outside its range first waits for the price to come
+in) or re-centres it: the same width and spacing around the current
 price, the held lots placed on the sell levels above the price (nearest first); lots beyond
 those are sold at the next price.
 
@@ -182,6 +183,7 @@ class GridBook:
         self.seq = 0
         self.realized_quote = 0
         self.recenters = 0
+        self.entered = False  # has the price been inside the range yet
         self._quiet: tuple[float, float] | None = None  # cache of quiet_range()
 
     # --- reading ------------------------------------------------------------------------
@@ -257,9 +259,11 @@ class GridBook:
             return None
         status = self.status
         lots = len(status)
-        # quiet bands are [lo, hi]; leaving the range (band 0 or N) always acts. list.index on
-        # the status list (and its reverse) finds the binding lots at C speed.
-        lo, hi = 1, lots
+        # quiet bands are [lo, hi]; leaving the range (band 0 or N) acts, except for a stop-grid
+        # still waiting outside for its first entry. list.index on the status list (and its
+        # reverse) finds the binding lots at C speed.
+        waiting = not self.entered and self.on_range_exit == "stop"
+        lo, hi = (0, lots + 1) if waiting else (1, lots)
         backwards = status[::-1]
         if ARMED in status:  # the highest armed lot buys at band <= i
             lo = max(lo, lots - backwards.index(ARMED))
@@ -273,7 +277,9 @@ class GridBook:
             self._quiet = (math.inf, -math.inf)
         else:
             # band b >= lo  <=>  price >= p_{lo-1};  band b <= hi  <=>  price < p_hi
-            self._quiet = (self.levels[lo - 1], self.levels[hi])
+            low = self.levels[lo - 1] if lo > 0 else -math.inf
+            high = self.levels[hi] if hi < len(self.levels) else math.inf
+            self._quiet = (low, high)
         return self._quiet
 
     def apply_fill(self, order_id: str, base_amount: int, quote_amount: int) -> int:
@@ -346,9 +352,13 @@ class GridBook:
 
     def _after_move(self, band: int, price: float) -> None:
         if band != 0 and band != len(self.levels):
+            self.entered = True
             return
         if self.on_range_exit == "stop":
-            self.stopped = True
+            # a grid started outside its range waits for the price to come in; only leaving
+            # the range stops it
+            if self.entered:
+                self.stopped = True
             return
         self.recenter_price = price
         self._maybe_recenter()
@@ -381,6 +391,7 @@ class GridBook:
         self.lot_cost = [0] * lots
         self.carry = held + self.carry
         self.recenters += 1
+        self.entered = True
         self._arm(bisect_right(self.levels, price))
 
     def _expire(self, tick: int) -> None:
@@ -419,6 +430,7 @@ class GridBook:
             "seq": self.seq,
             "realized_quote": str(self.realized_quote),
             "recenters": self.recenters,
+            "entered": self.entered,
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -454,6 +466,7 @@ class GridBook:
         self.seq = int(state["seq"])
         self.realized_quote = int(state["realized_quote"])
         self.recenters = int(state["recenters"])
+        self.entered = bool(state.get("entered", True))
         self._quiet = None
 
 

@@ -294,3 +294,12 @@ def test_live_grid_on_a_v3_pool_uses_its_exact_quotes() -> None:
     assert buy.predicted_amount_out == pool.quote_exact_input(USDC, buy.amount_in)
     hop = buy.route[0]
     assert (hop.kind, hop.dex, hop.fee_pips) == ("v3", "uniswap_v3", 3000)
+
+
+def test_a_stop_grid_started_outside_its_range_waits_for_the_price_to_come_in() -> None:
+    b = book("stop")
+    assert settle(b, 120.0, 0) == [] and not b.stopped  # above the range: every lot armed
+    assert settle(b, 115.0, 1) == [] and not b.stopped
+    assert settle(b, 104.0, 2) == [("buy", 3)]  # inside now: trading
+    assert settle(b, 111.0, 3) == [("sell", 3)]
+    assert b.stopped  # and leaving the range after that stops it
