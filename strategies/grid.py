@@ -559,6 +559,7 @@ class GridStrategy(BaseStrategy[GridParams]):
             "levels": p.levels,
             "spacing": p.spacing,
             "order_size": str(p.order_size),
+            "on_range_exit": p.on_range_exit,
         }
 
     def _ensure_book(self, base_decimals: int) -> GridBook:
@@ -570,8 +571,8 @@ class GridStrategy(BaseStrategy[GridParams]):
             if saved.get("config") == self._config_key():
                 book.restore(saved["book"])
             else:
-                # The operator changed the grid: start the new levels, but keep every held lot
-                # (as carried inventory placed on the new levels) so nothing is bought twice.
+                # The operator changed the grid (which also restarts a stopped one): new levels,
+                # but every held lot is kept (carried onto them) so nothing is bought twice.
                 book.carry = held_lots(saved["book"])
                 book.realized_quote = int(saved["book"].get("realized_quote", 0))
                 book.seq = int(saved["book"].get("seq", 0))
