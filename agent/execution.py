@@ -22,6 +22,7 @@ Amounts are ``int`` in smallest units throughout; ``slippage_bps`` is in basis p
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -354,6 +355,7 @@ class ChainExecutor:
         self.settings = settings
         self._on_step = on_step
         self._clock = clock
+        self._allowance_locks: dict[tuple[str, str], asyncio.Lock] = {}
         if decode_arb_executor_error not in sender.revert_decoders:
             sender.revert_decoders = (*sender.revert_decoders, decode_arb_executor_error)
 
@@ -377,14 +379,17 @@ class ChainExecutor:
         try:
             if intent.deadline <= int(self._clock()):
                 raise SimulationRevert(f"intent deadline {intent.deadline} has passed")
-            request = await self._trade_request(intent)
-            sent = await self.sender.send(request, intent_id=intent.id)
-            receipt, winner = await self.sender.track(
-                sent,
-                timeout_s=self.settings.receipt_timeout_s,
-                stuck_after_s=self.settings.replace_after_s,
-                max_replacements=self.settings.max_replacements,
-            )
+            # An exact allowance belongs to one swap until that swap is mined: concurrent swaps
+            # spending the same token through the same router take turns.
+            async with self._spending_lock(intent):
+                request = await self._trade_request(intent)
+                sent = await self.sender.send(request, intent_id=intent.id)
+                receipt, winner = await self.sender.track(
+                    sent,
+                    timeout_s=self.settings.receipt_timeout_s,
+                    stuck_after_s=self.settings.replace_after_s,
+                    max_replacements=self.settings.max_replacements,
+                )
         except (SimulationRevert, BroadcastRejected) as exc:
             return await self._fail(intent, exc.reason)
         except FatalError as exc:
@@ -404,6 +409,13 @@ class ChainExecutor:
         outcome = await self._settle(intent, trade_tx, receipt, cross_check=True)
         await self._step(STEP_SETTLED)
         return outcome
+
+    def _spending_lock(self, intent: Intent) -> asyncio.Lock:
+        if intent.kind != "swap" or not intent.route:
+            return asyncio.Lock()  # arbitrage spends the contract's own balance: no allowance
+        spender = self.contracts.routers.get(intent.route[0].dex, "")
+        key = (intent.token_in.lower(), spender.lower())
+        return self._allowance_locks.setdefault(key, asyncio.Lock())
 
     async def _fail(self, intent: Intent, reason: str) -> ExecutionOutcome:
         await self.journal.set_intent_status(intent.id, IntentStatus.FAILED, reason)

@@ -241,6 +241,55 @@ async def test_arbitrage_above_the_available_profit_reverts_and_nothing_moves(en
     assert (await env.journal.get_intent(intent.id)).status == IntentStatus.FAILED
 
 
+async def test_arbitrage_without_capital_borrows_through_a_v2_flash_swap(env: Env) -> None:
+    a = env.devnet.addresses
+    executor = await deploy_arb_executor(
+        env.sender,
+        a["uniswap_v3.factory"],
+        {
+            a["uniswap_v2.factory"]: UNISWAP_V2_PAIR_INIT_CODE_HASH,
+            a["sushiswap.factory"]: UNISWAP_V2_PAIR_INIT_CODE_HASH,
+        },
+    )
+    await open_price_gap(env)
+    route = (
+        v2_hop(env, "uniswap_v2", "WETH", "USDC"),
+        v3_hop(env, "USDC", "DAI", 100),
+        v2_hop(env, "sushiswap", "DAI", "WETH"),
+    )
+    amount_in = 10 * 10**18
+    predicted_out = await predict(env.w3, route, amount_in)
+    intent = make_intent("arb", route, amount_in, predicted_out)
+    assert await erc20_balance(env.w3, env.token("WETH"), executor) == 0  # no capital at all
+
+    outcome = await ChainExecutor(
+        env.sender,
+        env.journal,
+        replace(env.contracts, arb_executor=executor),
+        ExecutionSettings(mode="fork", slippage_bps=0, receipt_timeout_s=30),
+    ).execute(intent)
+
+    assert outcome.status == IntentStatus.FILLED, outcome.detail
+    assert outcome.fill is not None and outcome.fill.profit == intent.predicted_profit
+    assert await erc20_balance(env.w3, env.token("WETH"), executor) == intent.predicted_profit
+
+
+async def test_concurrent_swaps_of_one_token_keep_their_exact_approvals_apart(env: Env) -> None:
+    route = (v2_hop(env, "uniswap_v2", "USDC", "WETH"),)
+    executor = env.executor()
+    amounts = [1_000 * 10**6 + i for i in range(4)]
+    intents = [make_intent("swap", route, amount, 0) for amount in amounts]
+    usdc_before = await erc20_balance(env.w3, env.token("USDC"), env.wallet)
+
+    outcomes = await asyncio.gather(*(executor.execute(i) for i in intents))
+
+    assert [o.status for o in outcomes] == [IntentStatus.FILLED] * 4, [o.detail for o in outcomes]
+    spent = usdc_before - await erc20_balance(env.w3, env.token("USDC"), env.wallet)
+    assert spent == sum(amounts)
+    router = env.devnet.addresses["uniswap_v2.router"]
+    assert await erc20_allowance(env.w3, env.token("USDC"), env.wallet, router) == 0
+
+
 async def test_v2_swap_approves_exactly_and_fills_as_predicted(env: Env) -> None:
     route = (v2_hop(env, "sushiswap", "USDC", "WETH"),)
     amount_in = 12_345 * 10**6 + 7
