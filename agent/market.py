@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from agent.dex.pools import PoolRegistry
 from agent.dex.v2 import V2Pool
+from agent.errors import StaleDataError
 from agent.snapshot import (
     AggregatorQuote,
     CexQuote,
@@ -225,13 +226,19 @@ class MarketView:
         )
 
     async def price_usd(self, symbol: str) -> float:
-        """Latest pool-derived USD price of a token by symbol (for the simulated feeds)."""
+        """Latest pool-derived USD price of a token by symbol (for the simulated feeds).
+
+        Raises ``StaleDataError`` while there is none (before the first pool refresh): a feed
+        reading it goes stale instead of quoting a zero price.
+        """
         for address, token in self.tokens.items():
             if token.symbol == symbol:
                 if address not in self.last_prices:
                     self.last_prices = pool_prices_usd(self.registry.pools, self.tokens)
-                return self.last_prices.get(address, 0.0)
-        return 0.0
+                price = self.last_prices.get(address, 0.0)
+                if price > 0:
+                    return price
+        raise StaleDataError(f"no pool price for {symbol} yet")
 
 
 def token_map(tokens: Iterable[Token]) -> dict[str, Token]:
