@@ -25,6 +25,7 @@ from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound
 from web3.types import RPCEndpoint
 
+from agent.chain.gas import GasOracle
 from agent.chain.nonce import NonceManager
 from agent.errors import AgentError, FatalError, SimulationRevert, TemporaryError
 from agent.store.journal import Journal
@@ -78,7 +79,8 @@ class NonceTooLow(BroadcastRejected):
 
 
 class FeeOracle(Protocol):
-    """Anything that reads the next block's fee picture (``agent.chain.gas`` or the fallback)."""
+    """Anything that reads the next block's fee picture; ``agent.chain.gas.GasOracle`` (the
+    default, ``eth_feeHistory`` percentiles) or a test double serving fixed fees."""
 
     async def gas_price(self) -> GasPrice: ...
 
@@ -295,36 +297,6 @@ def net_token_flow(receipt: Receipt, token: str, account: str) -> int:
     return net
 
 
-class FeeHistoryOracle:
-    """Fallback fee reading from ``eth_feeHistory`` over the last ``blocks`` blocks.
-
-    The priority fee is the median of the per-block ``percentile`` rewards; the next base fee
-    is the one the node reports for the pending block.
-    """
-
-    def __init__(self, w3: AsyncWeb3[Any], blocks: int = 5, percentile: int = 50) -> None:
-        self._w3 = w3
-        self._blocks = blocks
-        self._percentile = percentile
-
-    async def gas_price(self) -> GasPrice:
-        history = await self._w3.eth.fee_history(self._blocks, "latest", [self._percentile])
-        base_fees = [int(b) for b in history["baseFeePerGas"]]
-        rewards = sorted(int(r[0]) for r in history.get("reward", []) if r)
-        priority = rewards[len(rewards) // 2] if rewards else 0
-        next_base = base_fees[-1]
-        base = base_fees[-2] if len(base_fees) > 1 else next_base
-        newest = int(history["oldestBlock"]) + len(base_fees) - 2
-        return GasPrice(
-            base_fee_wei=base,
-            next_base_fee_wei=next_base,
-            priority_fee_wei=priority,
-            max_fee_wei=2 * next_base + priority,
-            block=max(newest, 0),
-            priority_percentiles_wei={self._percentile: priority},
-        )
-
-
 # ---------------------------------------------------------------------------------------------
 # The sender
 
@@ -355,7 +327,7 @@ class TransactionSender:
         self.journal = journal
         self.chain_id = chain_id
         self.fee_policy = fee_policy
-        self.fee_oracle: FeeOracle = fee_oracle or FeeHistoryOracle(read_w3)
+        self.fee_oracle: FeeOracle = fee_oracle or GasOracle(read_w3)
         self.revert_decoders = tuple(revert_decoders)
         self._on_step = on_step
         self.receipt_poll_s = receipt_poll_s

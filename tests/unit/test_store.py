@@ -97,7 +97,14 @@ async def test_migrations_create_every_table_in_wal_mode(db_path: Path) -> None:
     await engine.dispose()
     # Running again on an up-to-date file is a no-op, not an error.
     engine = await init_db(f"sqlite+aiosqlite:///{db_path}")
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            # synchronous is per connection: every connection of the engine commits with FULL.
+            synchronous = (await connection.exec_driver_sql("PRAGMA synchronous")).scalar()
+            foreign_keys = (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar()
+    finally:
+        await engine.dispose()
+    assert (synchronous, foreign_keys) == (2, 1)  # 2 = FULL
 
     with sqlite3.connect(db_path) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
