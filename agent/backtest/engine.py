@@ -15,6 +15,9 @@ the answer on the ledger; there is no second copy of the strategy here. Two driv
 
 Between those candles the cores answer "nothing" by construction, so both drivers produce
 identical trades and equity curves; tests and ``scripts/bench_backtest.py`` check it.
+
+Decisions and fills use each candle's close (a level crossed and re-crossed inside one candle
+is not traded); fills pay the pool fee and slippage of ``BacktestSettings`` and its gas per swap.
 """
 
 from __future__ import annotations
