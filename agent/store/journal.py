@@ -235,9 +235,15 @@ class Journal:
         predicted_profit_usd: float | None = None,
         block_number: int | None = None,
         details: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Store a scored opportunity. Amounts in ``token_in`` smallest units."""
+    ) -> bool:
+        """Store a scored opportunity. Amounts in ``token_in`` smallest units.
+
+        Idempotent: an id already journaled (the same opportunity seen again in the same block)
+        is left as it is and False is returned.
+        """
         async with self._write_lock, self._sessions.begin() as session:
+            if await session.get(OpportunityRow, opportunity_id) is not None:
+                return False
             session.add(
                 OpportunityRow(
                     id=opportunity_id,
@@ -251,6 +257,7 @@ class Journal:
                     details=dict(details or {}),
                 )
             )
+            return True
 
     async def record_intent(self, intent: Intent, mode: str) -> None:
         """Journal ``intent`` as ``pending``. Call before any I/O for it."""

@@ -17,6 +17,7 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
+from agent.chain.gas import GasOracle
 from agent.chain.tx import (
     BroadcastRejected,
     FeeCapExceeded,
@@ -110,8 +111,14 @@ async def test_fee_cap_refuses_before_signing(
 ) -> None:
     _, key = devnet.accounts[5]
     async with journal_at(tmp_path / "agent.db") as journal:
+        # A cap at exactly the next base fee leaves no room for any tip, whatever the base fee
+        # has drifted to after the blocks earlier tests mined.
+        next_base_fee = (await GasOracle(w3).gas_price()).next_base_fee_wei
         sender = await make_sender(
-            w3, key, journal, policy=FeePolicy(max_fee_per_gas_cap_wei=10, priority_fee_wei=1)
+            w3,
+            key,
+            journal,
+            policy=FeePolicy(max_fee_per_gas_cap_wei=next_base_fee, priority_fee_wei=1),
         )
         with pytest.raises(FeeCapExceeded):
             await sender.send(TxRequest(to=devnet.accounts[6][0], value_wei=1))

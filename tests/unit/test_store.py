@@ -263,7 +263,8 @@ async def test_replacement_and_nonce_lookup(journal: Journal) -> None:
 
 
 async def test_rejections_state_and_equity(journal: Journal) -> None:
-    await journal.record_opportunity("opp-1", "arbitrage", "arb", WETH, 10**18, 5, 0.01)
+    assert await journal.record_opportunity("opp-1", "arbitrage", "arb", WETH, 10**18, 5, 0.01)
+    assert not await journal.record_opportunity("opp-1", "arbitrage", "arb", WETH, 10**18, 5, 0.01)
     await journal.record_intent(make_intent("rej"), mode="paper")
     await journal.record_rejection("arbitrage", "gas_price_cap", "45 gwei > 40", "opp-1", "rej")
     assert (await journal.get_intent("rej")).status == IntentStatus.REJECTED
