@@ -13,7 +13,6 @@ fractions, so a base amount times 1.5 is exact.
 from __future__ import annotations
 
 import math
-import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -287,31 +286,16 @@ class DcaStrategy(BaseStrategy[DcaParams]):
         self.schedule: DcaSchedule | None = None
         self.recent_high = RecentHigh(params.dip_lookback_s)
         self._saved: dict[str, Any] | None = None
-        # the engine evaluates in a worker thread and settles fills on the event loop
-        self._lock = threading.Lock()
-
-    def evaluate(self, snapshot: MarketSnapshot, portfolio: PortfolioView) -> list[Opportunity]:
-        """Opportunities for this snapshot (see the module docstring)."""
-        with self._lock:
-            return self._evaluate_unlocked(snapshot, portfolio)
-
-    def state(self) -> dict[str, Any]:
-        """JSON-serialisable state for the journal."""
-        with self._lock:
-            return self._state_unlocked()
 
     def on_start(self, state: Mapping[str, Any] | None) -> None:
-        """Restore the state saved by ``state()`` (None on a first start)."""
-        with self._lock:
-            self._on_start_unlocked(state)
-
-    def _on_start_unlocked(self, state: Mapping[str, Any] | None) -> None:
+        """Keep the saved schedule; it is rebuilt when the first snapshot tells the decimals."""
         self.schedule = None
         self._saved = dict(state) if state else None
         if self._saved and "recent_high" in self._saved:
             self.recent_high.restore(self._saved["recent_high"])
 
-    def _state_unlocked(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
+        """The schedule and the recent-high buckets, JSON-serialisable."""
         if self.schedule is None:
             return dict(self._saved) if self._saved else {}
         return {"schedule": self.schedule.to_state(), "recent_high": self.recent_high.to_state()}
@@ -325,9 +309,7 @@ class DcaStrategy(BaseStrategy[DcaParams]):
             self._saved = None
         return self.schedule
 
-    def _evaluate_unlocked(
-        self, snapshot: MarketSnapshot, portfolio: PortfolioView
-    ) -> list[Opportunity]:
+    def evaluate(self, snapshot: MarketSnapshot, portfolio: PortfolioView) -> list[Opportunity]:
         """One buy when the schedule is due, through whichever route pays out more."""
         params = self.params
         buy = resolve_token(snapshot, params.buy_token)

@@ -25,7 +25,6 @@ outside it, which is why its trades are identical to a loop calling the book on 
 from __future__ import annotations
 
 import math
-import threading
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -508,36 +507,15 @@ class GridStrategy(BaseStrategy[GridParams]):
         self.book: GridBook | None = None
         self._saved: dict[str, Any] | None = None
         self._proposed: dict[str, _Proposal] = {}
-        # the engine evaluates in a worker thread and settles fills on the event loop
-        self._lock = threading.Lock()
-
-    def evaluate(self, snapshot: MarketSnapshot, portfolio: PortfolioView) -> list[Opportunity]:
-        """Opportunities for this snapshot (see the module docstring)."""
-        with self._lock:
-            return self._evaluate_unlocked(snapshot, portfolio)
-
-    def on_fill(self, fill: Fill) -> None:
-        """Settle what the fill belongs to."""
-        with self._lock:
-            self._on_fill_unlocked(fill)
-
-    def state(self) -> dict[str, Any]:
-        """JSON-serialisable state for the journal."""
-        with self._lock:
-            return self._state_unlocked()
 
     def on_start(self, state: Mapping[str, Any] | None) -> None:
-        """Restore the state saved by ``state()`` (None on a first start)."""
-        with self._lock:
-            self._on_start_unlocked(state)
-
-    def _on_start_unlocked(self, state: Mapping[str, Any] | None) -> None:
         """Keep the saved book; it is rebuilt when the first snapshot tells the decimals."""
         self.book = None
         self._saved = dict(state) if state else None
         self._proposed = {}
 
-    def _state_unlocked(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
+        """The book, the config it was built from and the proposals awaiting fills."""
         if self.book is None:
             return dict(self._saved) if self._saved else {}
         return {
@@ -585,9 +563,7 @@ class GridStrategy(BaseStrategy[GridParams]):
         self._saved = None
         return book
 
-    def _evaluate_unlocked(
-        self, snapshot: MarketSnapshot, portfolio: PortfolioView
-    ) -> list[Opportunity]:
+    def evaluate(self, snapshot: MarketSnapshot, portfolio: PortfolioView) -> list[Opportunity]:
         """Swaps for the levels the pool price crossed since the last tick (usually none)."""
         params = self.params
         base = resolve_token(snapshot, params.base_ref)
@@ -668,7 +644,7 @@ class GridStrategy(BaseStrategy[GridParams]):
             )
         return opportunities
 
-    def _on_fill_unlocked(self, fill: Fill) -> None:
+    def on_fill(self, fill: Fill) -> None:
         """Settle the lot the fill belongs to; a reverted or empty fill re-arms it."""
         book = self.book
         if book is None:

@@ -10,7 +10,6 @@ take-profit, stop-loss or a time limit (blocks and/or seconds).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -131,31 +130,10 @@ class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
         self.seq = 0
         self._wallets = {w.lower() for w in params.wallets}
 
-        # --- persistence --------------------------------------------------------------------
-        # the engine evaluates in a worker thread and settles fills on the event loop
-        self._lock = threading.Lock()
-
-    def evaluate(self, snapshot: MarketSnapshot, portfolio: PortfolioView) -> list[Opportunity]:
-        """Opportunities for this snapshot (see the module docstring)."""
-        with self._lock:
-            return self._evaluate_unlocked(snapshot, portfolio)
-
-    def on_fill(self, fill: Fill) -> None:
-        """Settle what the fill belongs to."""
-        with self._lock:
-            self._on_fill_unlocked(fill)
-
-    def state(self) -> dict[str, Any]:
-        """JSON-serialisable state for the journal."""
-        with self._lock:
-            return self._state_unlocked()
+    # --- persistence --------------------------------------------------------------------
 
     def on_start(self, state: Mapping[str, Any] | None) -> None:
-        """Restore the state saved by ``state()`` (None on a first start)."""
-        with self._lock:
-            self._on_start_unlocked(state)
-
-    def _on_start_unlocked(self, state: Mapping[str, Any] | None) -> None:
+        """Restore positions, pending swaps and seen whale trades saved by ``state()``."""
         self.positions, self.pending, self.seen, self.seq = {}, {}, [], 0
         if not state:
             return
@@ -171,7 +149,9 @@ class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
         self.realized = list(state.get("realized", []))
         self.seq = int(state.get("seq", 0))
 
-    def _state_unlocked(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
+        """Positions, pending swaps, seen whale trades and recent exits, JSON-serialisable."""
+
         def with_str_amounts(record: Any, *names: str) -> dict[str, Any]:
             raw = asdict(record)
             for name in names:
@@ -189,7 +169,7 @@ class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
 
     # --- fills --------------------------------------------------------------------------
 
-    def _on_fill_unlocked(self, fill: Fill) -> None:
+    def on_fill(self, fill: Fill) -> None:
         """Record an entry as a position, or close the position an exit sold."""
         pending_id = match_pending(self.pending, fill)
         if pending_id is None:
@@ -225,9 +205,7 @@ class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
 
     # --- deciding -----------------------------------------------------------------------
 
-    def _evaluate_unlocked(
-        self, snapshot: MarketSnapshot, portfolio: PortfolioView
-    ) -> list[Opportunity]:
+    def evaluate(self, snapshot: MarketSnapshot, portfolio: PortfolioView) -> list[Opportunity]:
         """Exits first (they free funds), then follows of fresh whale trades."""
         self._expire(snapshot.block)
         opportunities = self._exits(snapshot)
