@@ -338,6 +338,8 @@ async def open_agent(
         if telegram is not None and control_factory is not None:
             listener = build_command_listener(cfg.alerts.telegram, telegram, control_factory(parts))
             if listener is not None:
+                # The engine copied its background list when it was built: hand it over there.
+                engine.background.append(listener.run)
                 background.append(listener.run)
         if cfg.metrics.enabled:
             server = MetricsServer(

@@ -36,6 +36,8 @@ async def chain(funded: Chain) -> AsyncIterator[Chain]:
 async def telegram() -> AsyncIterator[TelegramFake]:
     async with TelegramFake(TELEGRAM_TOKEN) as fake:
         yield fake
+        # Wake a getUpdates long poll the agent left behind, or the server waits it out (25 s).
+        fake._new_update.set()
 
 
 @pytest.fixture
