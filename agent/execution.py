@@ -14,6 +14,17 @@ Chain execution of one intent (``ChainExecutor.execute``):
    balance delta between the block before and the block of the receipt, stored beside the
    predicted amounts.
 
+Aggregator (1inch) routes: a swap intent whose single hop has ``kind == "aggregator"`` (DCA's
+1inch route) is executed through the 1inch client's ``build_swap`` when the executor was given
+one (a real 1inch client, live or fork): the returned transaction must come from our wallet and
+carry no ETH; 1inch's router enforces a minimum output derived from the same ``slippage_bps``,
+so the swap is refused unless that minimum (1inch's ``dstAmount`` less the slippage) is at
+least our own floor; then the exact approval of ``amount_in`` goes to the router 1inch named,
+and the transaction is simulated before it is signed, like every other. Without a 1inch client
+(simulated feeds) and in paper mode (no ``eth_call`` can verify a 1inch route) the intent fails
+at once with a clear reason; the wiring also tells the strategies so
+(``MarketSnapshot.aggregator_executable``), so DCA does not propose such routes there.
+
 ``Reconciler`` runs at start-up (and may run any time): every non-final journal row is checked
 against the chain, so a crash at any point neither loses nor repeats a trade.
 
@@ -28,7 +39,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 
 from eth_abi import decode, encode
 from eth_utils.crypto import keccak
@@ -51,6 +63,7 @@ from agent.chain.tx import (
     token_transfers,
 )
 from agent.errors import AgentError, FatalError, SimulationRevert, TemporaryError
+from agent.feeds.oneinch import OneInchSwap
 from agent.store.journal import InsufficientPaperBalance, Journal, TxRecord
 from agent.store.models import IntentStatus, TxStatus
 from agent.types import Fill, Intent, RouteHop
@@ -86,6 +99,31 @@ SEL_V3_EXACT_INPUT = _selector("exactInput((bytes,address,uint256,uint256,uint25
 SEL_QUOTE_EXACT_INPUT_SINGLE = _selector(
     "quoteExactInputSingle((address,address,uint256,uint24,uint160))"
 )
+
+
+AGGREGATOR_KIND = "aggregator"
+NO_AGGREGATOR = "no 1inch client configured: an aggregator route cannot be executed here"
+
+
+class SwapBuilder(Protocol):
+    """What executing an aggregator route needs: 1inch's ``/swap`` (``OneInchClient``)."""
+
+    async def build_swap(
+        self,
+        src: str,
+        dst: str,
+        amount_in: int,
+        from_address: str,
+        slippage_pct: Decimal | float,
+        *,
+        receiver: str | None = None,
+        disable_estimate: bool = False,
+    ) -> OneInchSwap: ...
+
+
+def is_aggregator_route(route: Sequence[RouteHop]) -> bool:
+    """True when the route goes through an aggregator (1inch) instead of named pools."""
+    return any(hop.kind == AGGREGATOR_KIND for hop in route)
 
 
 def min_amount_out(predicted_amount_out: int, slippage_bps: int) -> int:
@@ -346,6 +384,7 @@ class ChainExecutor:
         settings: ExecutionSettings,
         on_step: StepHook | None = None,
         clock: Callable[[], float] = time.time,
+        aggregator: SwapBuilder | None = None,
     ) -> None:
         if settings.mode not in ("live", "fork"):
             raise FatalError(f"ChainExecutor runs live or fork, not {settings.mode!r}")
@@ -355,6 +394,7 @@ class ChainExecutor:
         self.settings = settings
         self._on_step = on_step
         self._clock = clock
+        self.aggregator = aggregator
         self._allowance_locks: dict[tuple[str, str], asyncio.Lock] = {}
         if decode_arb_executor_error not in sender.revert_decoders:
             sender.revert_decoders = (*sender.revert_decoders, decode_arb_executor_error)
@@ -430,6 +470,8 @@ class ChainExecutor:
     async def _trade_request(self, intent: Intent) -> TxRequest:
         if intent.kind == "arb":
             return await self._arb_request(intent)
+        if intent.kind == "swap" and is_aggregator_route(intent.route):
+            return await self._aggregator_request(intent)
         if intent.kind == "swap":
             return await self._swap_request(intent)
         raise FatalError(f"unknown intent kind {intent.kind!r}")
@@ -448,6 +490,42 @@ class ChainExecutor:
             intent, self.sender.address, amount_out_minimum, self._deadline(intent)
         )
         return TxRequest(to=router, data=calldata, purpose="swap")
+
+    async def _aggregator_request(self, intent: Intent) -> TxRequest:
+        """The 1inch swap transaction for ``intent`` (see the module docstring)."""
+        if self.aggregator is None:
+            raise FatalError(NO_AGGREGATOR)
+        if len(intent.route) != 1:
+            raise FatalError("an aggregator route is a single hop")
+        slippage_bps = self.settings.slippage_bps
+        floor = max(
+            intent.min_amount_out, min_amount_out(intent.predicted_amount_out, slippage_bps)
+        )
+        swap = await self.aggregator.build_swap(
+            intent.token_in,
+            intent.token_out,
+            intent.amount_in,
+            self.sender.address,
+            Decimal(slippage_bps) / 100,
+            # the exact allowance is only granted below: 1inch could not estimate gas yet
+            disable_estimate=True,
+        )
+        tx = swap.tx
+        if tx.from_address.lower() != self.sender.address.lower() or tx.value_wei != 0:
+            raise FatalError(
+                f"1inch built a swap from {tx.from_address} with {tx.value_wei} wei attached; "
+                f"expected one from {self.sender.address} with none"
+            )
+        enforced = min_amount_out(swap.quote.amount_out, slippage_bps)
+        if enforced < floor:
+            raise SimulationRevert(
+                f"1inch now offers {swap.quote.amount_out} (minimum {enforced}), "
+                f"below our minimum {floor}"
+            )
+        router = AsyncWeb3.to_checksum_address(tx.to)
+        await self.ensure_exact_allowance(intent.id, intent.token_in, router, intent.amount_in)
+        data = bytes.fromhex(tx.data.removeprefix("0x"))
+        return TxRequest(to=router, data=data, purpose="swap")
 
     async def _arb_request(self, intent: Intent) -> TxRequest:
         executor = self.contracts.arb_executor
@@ -684,7 +762,7 @@ class Reconciler:
             return []
         in_pool = []
         for tx in non_final:
-            if await self._node_knows(tx.tx_hash):
+            if await self.sender.node_knows(tx.tx_hash):
                 in_pool.append(tx)
                 if tx.status == TxStatus.SIGNED:
                     await self.journal.mark_sent(tx.tx_hash)
@@ -706,12 +784,6 @@ class Reconciler:
             report.rebroadcast += 1
             log.warning("rebroadcast %s (nonce %d)", newest.tx_hash, nonce)
         return hashes
-
-    async def _node_knows(self, tx_hash: str) -> bool:
-        response = await self.sender.read_w3.provider.make_request(
-            RPCEndpoint("eth_getTransactionByHash"), [tx_hash]
-        )
-        return response.get("result") is not None
 
     async def _reconcile_intents(self, report: ReconcileReport) -> None:
         for record in await self.journal.list_non_final_intents():
@@ -763,9 +835,10 @@ class PaperExecutor:
 
     No key, no transaction. The chain quote comes from the DEXes' own view functions for each
     hop (V2 ``Router02.getAmountsOut``, V3 ``QuoterV2.quoteExactInputSingle``) at the latest
-    block; when it differs from the local prediction the chain wins and the difference is
-    logged. The virtual portfolio lives in the journal (``paper_balances``) and moves in the
-    same DB transaction as the fill.
+    block, whose number the fill records (``block_number``); when it differs from the local
+    prediction the chain wins and the difference is logged. An aggregator route cannot be
+    verified with ``eth_call`` and fails. The virtual portfolio lives in the journal
+    (``paper_balances``) and moves in the same DB transaction as the fill.
     """
 
     def __init__(
@@ -782,11 +855,15 @@ class PaperExecutor:
         self.slippage_bps = slippage_bps
         self._clock = clock
 
-    async def quote_route(self, route: Sequence[RouteHop], amount_in: int) -> int:
-        """The route's output (smallest units) for ``amount_in``, hop by hop from on-chain
-        quoters. Exact as long as no pool appears twice in the route."""
+    async def quote_route(
+        self, route: Sequence[RouteHop], amount_in: int, block: int | str = "latest"
+    ) -> int:
+        """The route's output (smallest units) for ``amount_in`` at ``block``, hop by hop from
+        on-chain quoters. Exact as long as no pool appears twice in the route."""
         amount = amount_in
         for hop in route:
+            if hop.kind == AGGREGATOR_KIND:
+                raise SimulationRevert("paper mode cannot verify an aggregator route on chain")
             if hop.kind == "v2":
                 router = self.contracts.routers.get(hop.dex)
                 if router is None:
@@ -794,7 +871,7 @@ class PaperExecutor:
                 data = SEL_V2_GET_AMOUNTS_OUT + encode(
                     ["uint256", "address[]"], [amount, [hop.token_in, hop.token_out]]
                 )
-                (amounts,) = decode(["uint256[]"], await _eth_call(self.w3, router, data))
+                (amounts,) = decode(["uint256[]"], await _eth_call(self.w3, router, data, block))
                 amount = int(amounts[-1])
             else:
                 if self.contracts.quoter_v2 is None:
@@ -803,7 +880,7 @@ class PaperExecutor:
                     ["(address,address,uint256,uint24,uint160)"],
                     [(hop.token_in, hop.token_out, amount, hop.fee_pips, 0)],
                 )
-                out = await _eth_call(self.w3, self.contracts.quoter_v2, data)
+                out = await _eth_call(self.w3, self.contracts.quoter_v2, data, block)
                 amount = int.from_bytes(out[:32], "big")
         return amount
 
@@ -813,7 +890,9 @@ class PaperExecutor:
         try:
             if intent.deadline <= int(self._clock()):
                 raise SimulationRevert(f"intent deadline {intent.deadline} has passed")
-            chain_out = await self.quote_route(intent.route, intent.amount_in)
+            # one block for every hop, recorded on the fill: the quote can be replayed
+            block = int(await self.w3.eth.block_number)
+            chain_out = await self.quote_route(intent.route, intent.amount_in, block)
             if chain_out != intent.predicted_amount_out:
                 log.warning(
                     "paper %s: local math predicted %d, the chain quotes %d (diff %d)",
@@ -845,6 +924,7 @@ class PaperExecutor:
                 predicted_amount_out=intent.predicted_amount_out,
                 predicted_profit=intent.predicted_profit,
                 predicted_profit_usd=intent.predicted_profit_usd,
+                block_number=block,
             )
             await self.journal.record_fill(fill, move_paper_balances=True)
         except (SimulationRevert, InsufficientPaperBalance) as exc:

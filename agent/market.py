@@ -191,6 +191,8 @@ class MarketView:
         self.last_gas: GasPrice | None = None
         self.last_prices: dict[str, float] = {}
         self.rpc_s = 0.0
+        # set by the wiring when the executor can build aggregator swaps (a real 1inch client)
+        self.aggregator_executable = False
 
     async def snapshot(self, block: int) -> MarketSnapshot:
         started = time.perf_counter()
@@ -223,6 +225,7 @@ class MarketView:
             aggregator=self.feeds.aggregator_quotes(),
             sentiment=self.feeds.sentiment_scores(),
             whale_trades=whale_trades,
+            aggregator_executable=self.aggregator_executable,
         )
 
     async def price_usd(self, symbol: str) -> float:

@@ -90,6 +90,9 @@ class MarketSnapshot:
     )
     sentiment: Mapping[str, Reading[SentimentScore]] = field(default_factory=lambda: _EMPTY)
     whale_trades: tuple[WhaleTrade, ...] = ()
+    # True only when the executor can carry out an aggregator (1inch) route: a real 1inch
+    # client builds the swap. Simulated quotes and paper mode have no swap to execute.
+    aggregator_executable: bool = False
 
     def gas_cost_usd(self, gas_units: int) -> float:
         """USD cost of ``gas_units`` at the snapshot's max fee (a conservative estimate)."""

@@ -84,7 +84,9 @@ class RouteHop:
     """One swap of a route: ``token_in`` -> ``token_out`` through ``pool`` (a V2 pair or V3 pool).
 
     ``dex`` names the deployment ("uniswap_v2", "sushiswap", "uniswap_v3"); ``kind`` is "v2" or
-    "v3"; ``fee_pips`` is the pool fee in hundredths of a basis point (3000 = 0.3 %).
+    "v3"; ``fee_pips`` is the pool fee in hundredths of a basis point (3000 = 0.3 %). An
+    aggregator hop (DCA's 1inch route) is ``dex="oneinch"``, ``kind="aggregator"``, ``pool=""``:
+    1inch picks the pools when it builds the swap.
     """
 
     pool: str

@@ -39,7 +39,7 @@ from agent.execution import (
     settings_from_config,
 )
 from agent.feeds.factory import build_feeds
-from agent.feeds.oneinch import QuotePair
+from agent.feeds.oneinch import OneInchClient, QuotePair
 from agent.feeds.readings import Poller
 from agent.feeds.sim import SimCexClient, SimOneInchClient, SimSentimentFeed
 from agent.feeds.whales import WhaleWatcher
@@ -225,6 +225,8 @@ async def open_agent(
             whales=whales,
         )
         background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        # what builds 1inch swaps: only a real client, and only where a wallet signs them
+        aggregator: OneInchClient | None = None
         if cfg.feeds.simulated:
             market.feeds = _simulated_feeds(market, tokens, background)
         else:
@@ -233,6 +235,7 @@ async def open_agent(
             )
             stack.push_async_callback(feeds.aclose)
             background.extend(feeds.runners())
+            aggregator = feeds.oneinch if chain_mode in ("live", "fork") else None
             market.feeds = FeedBoard(
                 cex=list(feeds.cex),
                 cex_symbols=feeds.cex_symbols,
@@ -282,7 +285,8 @@ async def open_agent(
             )
             report = await Reconciler(sender, journal).reconcile(wait_s=30.0)
             log.info("start-up reconciliation: %s", report)
-            executor = ChainExecutor(sender, journal, contracts, settings)
+            executor = ChainExecutor(sender, journal, contracts, settings, aggregator=aggregator)
+            market.aggregator_executable = aggregator is not None
             holders = [signer.address] + (
                 [contracts.arb_executor] if contracts.arb_executor else []
             )

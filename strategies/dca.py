@@ -52,6 +52,12 @@ class DcaParams(StrategyParams):
     the last ``dip_lookback_s`` seconds the amount is multiplied by ``dip_multiplier``; when the
     buy token's sentiment (-1..1, stale -> neutral 0) is at or below ``fear_threshold`` by
     ``fear_multiplier``; the product is capped at ``max_multiplier``.
+
+    ``route``: "pools" buys through the best direct pool, "oneinch" through the 1inch route,
+    "auto" through whichever pays out more. The 1inch quote is only considered when the
+    snapshot says an aggregator route can be executed (``aggregator_executable``: a real 1inch
+    client builds the swap, live or fork mode); otherwise "auto" uses the pools and "oneinch"
+    buys nothing, so no intent is ever emitted that the executor could not carry out.
     """
 
     enabled: bool = False
@@ -346,7 +352,7 @@ class DcaStrategy(BaseStrategy[DcaParams]):
                 best_out = swap.amount_out
                 route = (hop_for(snapshot, swap),)
                 impact = price_impact_bps(swap.pool, spend, buy, swap)
-        if params.route in ("auto", "oneinch"):
+        if params.route in ("auto", "oneinch") and snapshot.aggregator_executable:
             aggregated = _aggregator_output(snapshot, spend.address, buy.address, amount_in, now)
             if aggregated > best_out:
                 best_out = aggregated

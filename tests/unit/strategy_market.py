@@ -50,6 +50,7 @@ def snapshot(
     aggregator: Mapping[tuple[str, str], Reading[AggregatorQuote]] | None = None,
     whale_trades: tuple[WhaleTrade, ...] = (),
     prices_usd: Mapping[str, float] | None = None,
+    aggregator_executable: bool = True,
 ) -> MarketSnapshot:
     prices = {WETH: 3_000.0, USDC: 1.0, UNI: 10.0}
     for pool in pools:  # value tokens at the pools' own prices
@@ -70,6 +71,7 @@ def snapshot(
         sentiment=sentiment or {},
         aggregator=aggregator or {},
         whale_trades=whale_trades,
+        aggregator_executable=aggregator_executable,
     )
 
 

@@ -148,6 +148,24 @@ def test_live_dca_takes_the_fresh_1inch_quote_when_it_pays_more() -> None:
     assert buy.route[0].dex == "uniswap_v2"
 
 
+def test_live_dca_never_emits_a_1inch_route_nobody_can_execute() -> None:
+    # simulated quotes or paper mode: the snapshot says no aggregator swap can be built
+    pool = weth_usdc(3_000.0)
+    direct = pool.quote_exact_input(USDC, BASE)
+    better = AggregatorQuote(USDC, WETH, 2 * BASE, 2 * direct + 2 * 10**12)
+    fresh = {(USDC, WETH): Reading("sim-1inch", better, NOW - 5, 30.0)}
+
+    auto = DcaStrategy(params())
+    (buy,) = auto.evaluate(
+        snapshot(pool, aggregator=fresh, aggregator_executable=False), portfolio(usdc=10_000)
+    )
+    assert buy.route[0].dex == "uniswap_v2" and buy.predicted_amount_out == direct
+
+    only_1inch = DcaStrategy(params(route="oneinch"))
+    no_route = snapshot(pool, aggregator=fresh, aggregator_executable=False)
+    assert only_1inch.evaluate(no_route, portfolio(usdc=10_000)) == []
+
+
 def test_live_dca_buys_more_after_a_dip_seen_in_earlier_snapshots() -> None:
     strategy = DcaStrategy(params(dip_threshold_pct=10, dip_multiplier=2))
     strategy.on_start(None)
