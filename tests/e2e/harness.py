@@ -227,16 +227,19 @@ async def running_agent(
     signer: Signer | None = None,
     extra_strategies: Iterable[Strategy] = (),
     telegram_control: bool = False,
+    mode: str = "fork",
 ) -> AsyncIterator[AgentRun]:
-    """``open_agent`` + ``Engine.run`` in a task, blocks supplied by ``AgentRun.tick``."""
+    """``open_agent`` + ``Engine.run`` in a task, blocks supplied by ``AgentRun.tick``.
+
+    ``mode="paper"`` runs without any key (no signer is passed)."""
     stop = asyncio.Event()
     factory: Callable[[AgentParts], Any] | None = (
         (lambda parts: AgentControl(parts, stop)) if telegram_control else None
     )
     async with open_agent(
         cfg,
-        mode="fork",
-        signer=signer or agent_signer(),
+        mode=mode,
+        signer=None if mode == "paper" else (signer or agent_signer()),
         console=Console(file=io.StringIO()),
         control_factory=factory,
     ) as parts:
