@@ -57,6 +57,7 @@ STEP_BROADCAST = "tx_broadcast"
 STEP_MARKED_SENT = "tx_marked_sent"
 STEP_RECEIPT = "tx_receipt"
 STEP_MARKED_FINAL = "tx_marked_final"
+STEP_REBROADCAST = "tx_rebroadcast"
 
 RevertDecoder = Callable[[bytes], str | None]
 StepHook = Callable[[str], Awaitable[None]]
@@ -317,6 +318,7 @@ class TransactionSender:
         revert_decoders: Sequence[RevertDecoder] = (),
         on_step: StepHook | None = None,
         receipt_poll_s: float = 0.1,
+        mempool_check_s: float = 10.0,
     ) -> None:
         if nonces.address != signer.address:
             raise FatalError(f"nonce manager is for {nonces.address}, signer is {signer.address}")
@@ -331,6 +333,7 @@ class TransactionSender:
         self.revert_decoders = tuple(revert_decoders)
         self._on_step = on_step
         self.receipt_poll_s = receipt_poll_s
+        self.mempool_check_s = mempool_check_s  # how often tracking checks for eviction
 
     @property
     def address(self) -> str:
@@ -646,23 +649,58 @@ class TransactionSender:
         attempts = [sent]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        last_signed = loop.time()
         while True:
-            remaining = deadline - loop.time()
-            wait_s = remaining if stuck_after_s is None else min(remaining, stuck_after_s)
-            receipt = await self.wait_for_receipt([a.tx_hash for a in attempts], max(wait_s, 0.0))
+            hashes = [a.tx_hash for a in attempts]
+            now = loop.time()
+            wait_s = min(deadline - now, self.mempool_check_s)
+            if stuck_after_s is not None:
+                wait_s = min(wait_s, last_signed + stuck_after_s - now)
+            receipt = await self.wait_for_receipt(hashes, max(wait_s, 0.0))
             if receipt is not None:
-                await self.record_outcome(receipt, [a.tx_hash for a in attempts])
+                await self.record_outcome(receipt, hashes)
                 winner = next(a for a in attempts if a.tx_hash == receipt.tx_hash)
                 return receipt, winner
             if loop.time() >= deadline:
                 raise TemporaryError(f"no receipt for {sent.tx_hash} after {timeout_s} s")
-            if len(attempts) > max_replacements:
+            await self._rebroadcast_if_evicted(attempts)
+            stuck = stuck_after_s is not None and loop.time() - last_signed >= stuck_after_s
+            if not stuck or len(attempts) > max_replacements:
                 continue
             try:
                 attempts.append(await self.replace(attempts[-1]))
+                last_signed = loop.time()
             except (FeeCapExceeded, BroadcastRejected) as exc:
                 log.warning("could not replace %s: %s", attempts[-1].tx_hash, exc)
                 max_replacements = len(attempts) - 1
+
+    async def node_knows(self, tx_hash: str) -> bool:
+        """Whether the read node has ``tx_hash`` (in its pool or mined)."""
+        response = await self.read_w3.provider.make_request(
+            RPCEndpoint("eth_getTransactionByHash"), [tx_hash]
+        )
+        return response.get("result") is not None
+
+    async def _rebroadcast_if_evicted(self, attempts: Sequence[SentTx]) -> None:
+        """Nodes evict transactions (restarts, full pools, low fees): when none of a nonce's
+        attempts is known any more and the nonce is still free, send the newest one again, so
+        the nonce never becomes a gap that strands every later transaction."""
+        for attempt in attempts:
+            if await self.node_knows(attempt.tx_hash):
+                return
+        mined_nonce = await self.read_w3.eth.get_transaction_count(
+            AsyncWeb3.to_checksum_address(self.address), "latest"
+        )
+        if mined_nonce > attempts[-1].nonce:
+            return  # mined (the receipt shows up on the next poll) or taken by another sender
+        newest = attempts[-1]
+        log.warning("%s (nonce %d) left the mempool; rebroadcasting", newest.tx_hash, newest.nonce)
+        try:
+            await self.broadcast(newest.raw_tx)
+        except BroadcastRejected as exc:
+            log.warning("rebroadcast of %s refused: %s", newest.tx_hash, exc.reason)
+            return
+        await self._step(STEP_REBROADCAST)
 
 
 def _rpc_error(method: str, message: str) -> AgentError:

@@ -307,3 +307,35 @@ async def test_track_replaces_a_stuck_transaction_by_itself(
         assert winner.tx_hash != sent.tx_hash and winner.nonce == sent.nonce
         assert receipt.tx_hash == winner.tx_hash
         assert (await journal.get_tx(sent.tx_hash)).status == TxStatus.REPLACED
+
+
+async def test_a_transaction_evicted_from_the_pool_is_rebroadcast(
+    w3: AsyncWeb3, devnet: Devnet, tmp_path: Path, automine_off: None
+) -> None:
+    address, key = devnet.accounts[5]
+    recipient = devnet.accounts[6][0]
+    before = await w3.eth.get_balance(recipient)
+    rebroadcast = asyncio.Event()
+
+    async def on_step(step: str) -> None:
+        if step == "tx_rebroadcast":
+            rebroadcast.set()
+
+    async with journal_at(tmp_path / "agent.db") as journal:
+        sender = await make_sender(w3, key, journal, on_step=on_step)
+        sender.mempool_check_s = 0.2
+        sent = await sender.send(TxRequest(to=recipient, value_wei=4242))
+        # The node forgets it (restart, full pool): without a rebroadcast the nonce is a gap.
+        await w3.provider.make_request("anvil_dropTransaction", [sent.tx_hash])  # type: ignore[arg-type]
+        assert not await sender.node_knows(sent.tx_hash)
+
+        async def mine_after_rebroadcast() -> None:
+            await rebroadcast.wait()
+            await w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+        miner = asyncio.create_task(mine_after_rebroadcast())
+        receipt, winner = await sender.track(sent, timeout_s=30)
+        await miner
+    assert winner.tx_hash == receipt.tx_hash == sent.tx_hash
+    assert await w3.eth.get_balance(recipient) - before == 4242
+    assert await w3.eth.get_transaction_count(address) == sent.nonce + 1
