@@ -152,6 +152,8 @@ class Engine:
         metrics: AgentMetrics | None = None,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         on_tick: Callable[[TickReport], None] | None = None,
+        reconcile: Callable[[], Coroutine[Any, Any, object]] | None = None,
+        reconcile_every_blocks: int = 50,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -166,6 +168,8 @@ class Engine:
         self.metrics = metrics
         self.background = list(background)
         self.on_tick = on_tick
+        self.reconcile = reconcile
+        self.reconcile_every_blocks = reconcile_every_blocks
         self.clock = clock
         self.report = RunReport()
         self.last_snapshot: MarketSnapshot | None = None
@@ -286,6 +290,14 @@ class Engine:
         )
         if self.on_tick is not None:
             self.on_tick(report)
+        if (
+            self.reconcile is not None
+            and block % self.reconcile_every_blocks == 0
+            and not self._trade_tasks
+        ):
+            # Settle journal rows whose receipt came too late for their trade task (never
+            # while a trade of ours is in flight: reconciliation would take it for a crash).
+            await self.reconcile()
         return report
 
     def _watch_drawdown(self, view: PortfolioView) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from functools import partial
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -256,6 +257,7 @@ async def open_agent(
         settings, fee_policy = settings_from_config(cfg.execution)
         executor: Executor
         account: str | None = None
+        reconciler: Reconciler | None = None
         portfolio = Portfolio(tokens)
         if chain_mode == "paper":
             paper = {
@@ -283,7 +285,8 @@ async def open_agent(
                 fee_policy,
                 fee_oracle=gas,
             )
-            report = await Reconciler(sender, journal).reconcile(wait_s=30.0)
+            reconciler = Reconciler(sender, journal)
+            report = await reconciler.reconcile(wait_s=30.0)
             log.info("start-up reconciliation: %s", report)
             executor = ChainExecutor(sender, journal, contracts, settings, aggregator=aggregator)
             market.aggregator_executable = aggregator is not None
@@ -320,6 +323,7 @@ async def open_agent(
             balances=balances,
             metrics=metrics,
             background=background,
+            reconcile=None if reconciler is None else partial(reconciler.reconcile, wait_s=0.0),
         )
         parts = AgentParts(
             cfg=cfg,
