@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from functools import partial
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
