@@ -142,6 +142,8 @@ def rehearsal_config(
                 "max_total_exposure_usd": 10_000_000.0,
                 "daily_loss_limit_usd": 50_000.0,
                 "max_drawdown_pct": 50.0,
+                # The simulated gaps are wide (a 400k USD swap): closing one moves a pool a lot.
+                "max_price_impact_bps": 1_000,
                 "cooldown_s": 0.0,
                 "revert_cooldown_s": 5.0,
             }

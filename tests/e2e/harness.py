@@ -30,7 +30,6 @@ from agent.engine import TickReport
 from agent.runtime import fund_and_deploy
 from agent.wallet import Signer
 from agent.wiring import AgentControl, AgentParts, open_agent
-from strategies.base import Strategy
 
 # Dev accounts: [4..8] are the demo's simulated traders; the tests' gap opener and agent differ.
 GAPPER = DEV_ACCOUNTS[6][0]
@@ -225,7 +224,7 @@ async def running_agent(
     cfg: AgentConfig,
     *,
     signer: Signer | None = None,
-    extra_strategies: Iterable[Strategy] = (),
+    extra_strategies: Iterable[Any] = (),  # Strategy implementations (ClassVar names)
     telegram_control: bool = False,
     mode: str = "fork",
 ) -> AsyncIterator[AgentRun]:

@@ -1,0 +1,129 @@
+"""SIGTERM while a trade is in flight: `defi-agent run` exits 0 promptly, the journal holds the
+signed transaction, and the next start reconciles the trade to a final fill."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from agent.config import AgentConfig
+from agent.runtime import fund_and_deploy
+from agent.store.db import init_db, session_factory
+from agent.store.journal import Journal
+from agent.store.models import FINAL_INTENT_STATUSES, IntentStatus, TxStatus
+from agent.wallet import create_keystore
+from agent.wiring import open_agent
+from tests.e2e.harness import Chain, tree_for, write_config
+
+PASSWORD_ENV = "E2E_KEYSTORE_PASSWORD"
+PASSWORD = "correct horse battery staple e2e"
+
+
+Process = asyncio.subprocess.Process
+
+
+@pytest.fixture
+async def agent_process() -> AsyncIterator[list[Process]]:
+    """Whatever `defi-agent run` processes a test starts are gone when it ends."""
+    started: list[Process] = []
+    yield started
+    for proc in started:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_sigterm_during_a_trade_exits_0_and_leaves_the_journal_reconcilable(
+    chain: Chain, workdir: Path, agent_process: list[Process]
+) -> None:
+    keystore = workdir / "keys" / "keystore.json"
+    keystore.parent.mkdir()
+    address = create_keystore(keystore, SecretStr(PASSWORD), scrypt_n=2**14)
+    executor = await fund_and_deploy(chain.rpc, chain.deployment, address)
+    tree = tree_for(
+        rpc_url=chain.devnet.rpc_url,
+        deployment_file=chain.deployment_file,
+        workdir=workdir,
+        arb_executor=executor,
+        tokens=chain.symbols,
+        engine={"shutdown_grace_s": 2.0},
+        wallet={"keystore": str(keystore), "password_env": PASSWORD_ENV},
+    )
+    environ = {PASSWORD_ENV: PASSWORD}
+    config_path = workdir / "agent.toml"
+    cfg = write_config(config_path, tree, environ)
+    db = await init_db(cfg.store.url)
+    journal = Journal(session_factory(db))
+    log_file = (workdir / "agent.log").open("wb")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            "--config",
+            str(config_path),
+            env={**os.environ, **environ},
+            stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        agent_process.append(proc)
+
+        async def running() -> bool:
+            return bool(await journal.equity_history())
+
+        await _until(running, proc)  # it ticked: connected, reconciled, trading
+
+        # Blocks now come only when the test mines one: the agent's trade will sit in the pool.
+        await chain.rpc.call("evm_setAutomine", [False])
+        gap = await chain.open_gap("sushiswap", usd=60_000.0)
+
+        async def trade_in_flight() -> bool:
+            return any(tx.status == TxStatus.SENT for tx in await journal.list_txs())
+
+        await _until(trade_in_flight, proc)
+        (intent,) = await journal.list_intents()
+        assert intent.status == IntentStatus.SUBMITTED
+
+        proc.send_signal(signal.SIGTERM)
+        returncode = await asyncio.wait_for(proc.wait(), 10)  # raises if it takes longer
+        assert returncode == 0, (workdir / "agent.log").read_text()[-3000:]
+
+        # Consistent: nothing final was lost, and the unfinished trade's signed tx is journaled.
+        intents = await journal.list_intents()
+        for record in intents:
+            txs = await journal.txs_for_intent(record.intent.id)
+            assert record.status in FINAL_INTENT_STATUSES or any(tx.raw_tx for tx in txs)
+        (pending,) = await journal.list_non_final()
+        assert pending.status == TxStatus.SENT and pending.raw_tx
+
+        # The trade lands while the agent is down; the next start settles it from the receipt.
+        await chain.rpc.call("evm_mine")
+        restarted = AgentConfig.load(config_path, environ=environ)
+        async with open_agent(restarted, mode="fork") as parts:
+            record = await parts.journal.get_intent(intent.intent.id)
+            assert record.status == IntentStatus.FILLED
+            fill = await parts.journal.get_fill(intent.intent.id)
+            assert fill is not None and fill.block_number == gap.block + 1
+            assert fill.profit == fill.predicted_profit > 0
+            assert await parts.journal.list_non_final() == []
+    finally:
+        await chain.rpc.call("evm_setAutomine", [True])
+        log_file.close()
+        await db.dispose()
+
+
+async def _until(
+    condition: Callable[[], Awaitable[bool]], proc: Process, timeout_s: float = 60.0
+) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not await condition():
+            assert proc.returncode is None, f"the agent exited with {proc.returncode}"
+            await asyncio.sleep(0.1)
