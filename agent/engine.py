@@ -200,6 +200,7 @@ class Engine:
                 await self._block_loop(group, blocks, stop, max_blocks)
             finally:
                 await self._drain_trades()
+                await self._settle_strategies()
                 for task in background:
                     task.cancel()
         return self.report
@@ -418,6 +419,9 @@ class Engine:
             for strategy in self.strategies:
                 if strategy.name == intent.strategy and self._idle(strategy):
                     self._deliver_fills(strategy)
+                    # saved now, not at the next tick: a stop before it must not leave the
+                    # strategy waiting on an order that already filled (a grid lot held twice)
+                    await self._save_state(strategy)
             self.alerts.post(
                 TradeFilled(
                     trade_id=intent.id,
@@ -478,8 +482,20 @@ class Engine:
 
     async def _persist_strategy_state(self) -> None:
         for strategy in self.strategies:
-            if not self._idle(strategy):
-                continue
-            state = strategy.state()
-            if state:
-                await self.journal.set_strategy_state(strategy.name, state)
+            await self._save_state(strategy)
+
+    async def _save_state(self, strategy: Strategy) -> None:
+        """Journal the strategy's state if it is idle (read before any await: still idle)."""
+        if not self._idle(strategy):
+            return
+        state = strategy.state()
+        if state:
+            await self.journal.set_strategy_state(strategy.name, state)
+
+    async def _settle_strategies(self) -> None:
+        """On the way out: fills still queued go to their (idle) strategies, whose state is
+        then saved, so the next start resumes from every settled trade."""
+        for strategy in self.strategies:
+            if self._idle(strategy):
+                self._deliver_fills(strategy)
+            await self._save_state(strategy)

@@ -1,0 +1,187 @@
+"""The grid on the devnet: a dev account swings the uniswap_v2 WETH/USDC price across the levels
+with big swaps between blocks; the running agent buys a lot each time the price falls through
+a level and sells it one level up, on chain (fork mode). Restarted on the same journal in the
+middle of a round trip, it remembers which lots it holds: no level is bought twice."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from agent.devnet.deploy import v2_pair_address
+from agent.devnet.traders import SwapResult, swap_v2
+from agent.store.journal import Journal
+from agent.types import Fill
+from strategies.grid import ARMED, HOLDING, GridStrategy
+from tests.e2e.harness import (
+    AGENT_ACCOUNT,
+    GAPPER,
+    AgentRun,
+    Chain,
+    running_agent,
+    tree_for,
+    write_config,
+)
+
+DEX = "uniswap_v2"
+LEVELS = [2_875, 2_925, 2_975, 3_025, 3_075]  # USDC per WETH; the devnet starts at 3,000
+ORDER_WETH = "0.5"
+ORDER_WEI = 5 * 10**17
+
+
+def grid_tree(chain: Chain, workdir: Path) -> dict[str, Any]:
+    return tree_for(
+        rpc_url=chain.devnet.rpc_url,
+        deployment_file=chain.deployment_file,
+        workdir=workdir,
+        arb_executor=chain.arb_executor,
+        tokens=chain.symbols,
+        # the funded wallet already holds millions in every token: exposure is not the point
+        risk={"max_token_exposure_usd": 1e9, "max_total_exposure_usd": 1e9},
+        strategies={
+            # the swings open arbitrage gaps: only the grid may trade here
+            "arbitrage": {"enabled": False},
+            "grid": {
+                "enabled": True,
+                "pair": "WETH/USDC",
+                "dex": DEX,
+                "lower_price": LEVELS[0],
+                "upper_price": LEVELS[-1],
+                "levels": len(LEVELS),
+                "spacing": "arithmetic",
+                "order_size": ORDER_WETH,
+                "max_slippage_bps": 100,
+            },
+        },
+    )
+
+
+async def v2_price(chain: Chain) -> tuple[float, int, int]:
+    """(USDC per WETH, WETH reserve, USDC reserve) of the uniswap_v2 pair, reserves raw."""
+    a = chain.deployment.addresses
+    pair = v2_pair_address(a[f"{DEX}.factory"], a["WETH"], a["USDC"])
+    raw = await chain.rpc.call("eth_call", [{"to": pair, "data": "0x0902f1ac"}, "latest"])
+    reserve0, reserve1 = int(raw[2:66], 16), int(raw[66:130], 16)
+    weth_is_0 = a["WETH"].lower() < a["USDC"].lower()
+    weth, usdc = (reserve0, reserve1) if weth_is_0 else (reserve1, reserve0)
+    return usdc / 1e6 / (weth / 1e18), weth, usdc
+
+
+async def move_price(chain: Chain, target: float) -> SwapResult:
+    """One big swap by a dev account taking the pair's mid price to about ``target``."""
+    a = chain.deployment.addresses
+    price, weth, usdc = await v2_price(chain)
+    k = weth * usdc
+    target_raw = target * 1e6 / 1e18  # raw USDC per raw WETH
+    if target < price:  # sell WETH until weth' = sqrt(k / p)
+        amount_in = int((math.isqrt(int(k / target_raw)) - weth) / 0.997)
+        path = [a["WETH"], a["USDC"]]
+    else:  # sell USDC until usdc' = sqrt(k * p)
+        amount_in = int((math.isqrt(int(k * target_raw)) - usdc) / 0.997)
+        path = [a["USDC"], a["WETH"]]
+    swap = await swap_v2(
+        chain.rpc, dex=DEX, router=a[f"{DEX}.router"], trader=GAPPER, path=path, amount_in=amount_in
+    )
+    moved, _, _ = await v2_price(chain)
+    assert abs(moved - target) < 5, (moved, target)  # well inside a 50 USDC band
+    return swap
+
+
+async def swing(chain: Chain, agent: AgentRun, target: float) -> list[Fill]:
+    """Move the price, let the agent see that block; the fills that tick produced."""
+    before = len(agent.parts.engine.report.fills)
+    swap = await move_price(chain, target)
+    report = await agent.tick(swap.block)
+    fills = agent.parts.engine.report.fills[before:]
+    assert len(fills) == report.started, agent.parts.engine.report.failures
+    return fills
+
+
+def lot_of(fill: Fill) -> tuple[str, int]:
+    """(side, level) of a grid fill, from its intent id ``grid-<seq>-<side>-L<level>-<suffix>``."""
+    _, _, side, level, _ = fill.intent_id.split("-")
+    return side, int(level.removeprefix("L"))
+
+
+def grid_strategy(agent: AgentRun) -> GridStrategy:
+    (strategy,) = agent.parts.engine.strategies
+    assert isinstance(strategy, GridStrategy)  # the only strategy enabled
+    return strategy
+
+
+async def saved_status(journal: Journal) -> list[int]:
+    state = await journal.get_strategy_state("grid")
+    assert state is not None
+    return [int(s) for s in state["book"]["status"]]
+
+
+async def test_grid_trades_the_oscillation_and_remembers_its_lots_across_a_restart(
+    chain: Chain, workdir: Path
+) -> None:
+    cfg = write_config(workdir / "agent.toml", grid_tree(chain, workdir), {})
+    weth, usdc = chain.deployment.tokens["WETH"].address, chain.deployment.tokens["USDC"].address
+    weth_start = await chain.balance("WETH", AGENT_ACCOUNT)
+    start_price, _, _ = await v2_price(chain)
+    assert LEVELS[2] < start_price < LEVELS[3]
+
+    async with running_agent(cfg) as agent:
+        assert (await agent.tick()).started == 0  # first price: levels below it are armed
+
+        (buy_l2,) = await swing(chain, agent, 2_950)  # falls through 2,975: buy lot 2
+        (buy_l1,) = await swing(chain, agent, 2_900)  # through 2,925: buy lot 1
+        (sell_l1,) = await swing(chain, agent, 3_000)  # back over 2,975: sell lot 1
+        assert [lot_of(f) for f in (buy_l2, buy_l1, sell_l1)] == [
+            ("buy", 2),
+            ("buy", 1),
+            ("sell", 1),
+        ]
+        for buy in (buy_l2, buy_l1):  # exact execution, at least the lot's size of WETH
+            assert (buy.token_in, buy.token_out) == (usdc, weth)
+            assert buy.amount_out == buy.predicted_amount_out >= ORDER_WEI
+            assert buy.tx_hash is not None
+        assert (sell_l1.token_in, sell_l1.amount_in) == (weth, buy_l1.amount_out)
+        assert sell_l1.amount_out == sell_l1.predicted_amount_out > buy_l1.amount_in  # profit
+        book = grid_strategy(agent).book
+        assert book is not None and book.filled_levels == [2]
+        assert book.inventory == buy_l2.amount_out
+    # saved as it was when the agent stopped, the last sell's fill included (lot 1 re-armed)
+    assert await saved_status(agent.parts.journal) == book.status
+    assert book.status[1] == ARMED and book.status[2] == HOLDING
+
+    # A new agent on the same journal, lot 2 still held: a dip through 2,975 must not buy it
+    # again (a grid that forgot its lots would), and the rise through 3,025 sells it.
+    async with running_agent(cfg) as agent:
+        assert (await agent.tick()).started == 0
+        restored = grid_strategy(agent).book
+        assert restored is not None and restored.filled_levels == [2]
+        assert restored.lot_base[2] == buy_l2.amount_out
+
+        assert await swing(chain, agent, 2_950) == []  # lot 2 is held: nothing to buy
+        (sell_l2,) = await swing(chain, agent, 3_050)  # over 3,025: sell lot 2
+        # above 3,025 lot 3 armed: going down again buys lot 3, then lot 2 (one level a block)
+        (buy_l3,) = await swing(chain, agent, 3_000)
+        (rebuy_l2,) = await swing(chain, agent, 2_950)  # sold, so lot 2 may be bought again
+        assert lot_of(sell_l2) == ("sell", 2) and sell_l2.amount_in == buy_l2.amount_out
+        assert [lot_of(buy_l3), lot_of(rebuy_l2)] == [("buy", 3), ("buy", 2)]
+        book = grid_strategy(agent).book
+        assert book is not None and book.filled_levels == [2, 3]
+
+    # The journal over both runs: every level alternates buy, sell, buy ... (never two buys).
+    fills = await agent.parts.journal.list_fills(mode="fork")
+    by_level: dict[int, list[str]] = defaultdict(list)
+    for fill in sorted(fills, key=lambda f: f.block_number or 0):
+        side, level = lot_of(fill)
+        by_level[level].append(side)
+    assert dict(by_level) == {2: ["buy", "sell", "buy"], 1: ["buy", "sell"], 3: ["buy"]}
+    assert len({f.intent_id for f in fills}) == len(fills) == 6
+    # The wallet holds what the grid holds: the lot bought last, on top of where it started.
+    assert await chain.balance("WETH", AGENT_ACCOUNT) == weth_start + (
+        buy_l2.amount_out
+        + buy_l1.amount_out
+        - sell_l1.amount_in
+        - sell_l2.amount_in
+        + buy_l3.amount_out
+        + rebuy_l2.amount_out
+    )
