@@ -255,10 +255,15 @@ class Engine:
         report = TickReport(block)
         started = time.perf_counter()
         snapshot = await self.market.snapshot(block)
+        snapshot_s = time.perf_counter() - started
+        # A source that times its node round trips (MarketView.rpc_s) lets the local part of
+        # building the snapshot (USD prices, feed readings) count as deciding, not as RPC.
+        snapshot_rpc_s = min(snapshot_s, float(getattr(self.market, "rpc_s", snapshot_s)))
+        balances_started = time.perf_counter()
         if self.balances is not None:
             self.portfolio.refresh(await self.balances.balances(block))
-        report.rpc_s = time.perf_counter() - started
-        decide_started = time.perf_counter()
+        report.rpc_s = snapshot_rpc_s + time.perf_counter() - balances_started
+        decide_started = time.perf_counter() - (snapshot_s - snapshot_rpc_s)
         self.last_snapshot = snapshot
         self.risk.refresh_controls()
         view = self.portfolio.mark(snapshot)
@@ -274,7 +279,10 @@ class Engine:
             await self._journal_opportunity(opportunity)
             if isinstance(decision, Rejected):
                 await journal_rejection(self.journal, opportunity, decision)
-            elif decision is not None:
+                await self._did_not_happen(opportunity.id, opportunity)
+            elif decision is None:  # its pair is busy: the strategy proposes again when it may
+                await self._did_not_happen(opportunity.id, opportunity)
+            else:
                 intent, pairs = decision
                 task = group.create_task(self._execute(intent, pairs), name=f"trade {intent.id}")
                 self._trade_tasks.add(task)
@@ -444,6 +452,7 @@ class Engine:
                     trade_id=intent.id, strategy=intent.strategy, route=route, reason=reason
                 )
             )
+            await self._did_not_happen(intent.id, intent)
         log.warning("trade %s ended %s: %s", intent.id, outcome.status, reason)
 
     def _priced(self, fill: Fill, intent: Intent) -> Fill:
@@ -475,6 +484,29 @@ class Engine:
                 strategy.on_fill(fill)
             except Exception:  # a strategy bug in on_fill is logged, the fill stays journaled
                 log.exception("strategy %s failed in on_fill", strategy.name)
+
+    async def _did_not_happen(self, trade_id: str, proposal: Opportunity | Intent) -> None:
+        """Tell the strategy its proposal will not fill (refused, skipped for a busy pair,
+        failed or reverted): ``on_fill`` with nothing traded (``amount_out == 0``), as the
+        Strategy protocol promises, so it can re-arm at once instead of waiting for expiry."""
+        nothing = Fill(
+            intent_id=trade_id,
+            mode=self.settings.mode,
+            tx_hash=None,
+            token_in=proposal.token_in,
+            token_out=proposal.token_out,
+            amount_in=0,
+            amount_out=0,
+            profit=0,
+            predicted_amount_in=proposal.amount_in,
+            predicted_amount_out=proposal.predicted_amount_out,
+            predicted_profit=proposal.predicted_profit,
+        )
+        self._fills_for.setdefault(proposal.strategy, []).append(nothing)
+        for strategy in self.strategies:
+            if strategy.name == proposal.strategy and self._idle(strategy):
+                self._deliver_fills(strategy)
+                await self._save_state(strategy)
 
     async def _start_strategies(self) -> None:
         for strategy in self.strategies:

@@ -1,7 +1,9 @@
 """The grid on the devnet: a dev account swings the uniswap_v2 WETH/USDC price across the levels
 with big swaps between blocks; the running agent buys a lot each time the price falls through
 a level and sells it one level up, on chain (fork mode). Restarted on the same journal in the
-middle of a round trip, it remembers which lots it holds: no level is bought twice."""
+middle of a round trip, it remembers which lots it holds: no level is bought twice. A lot
+whose buy could not start (its pair busy with another lot's trade) is told so by the engine
+and re-arms on the next crossing."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from agent.devnet.deploy import v2_pair_address
 from agent.devnet.traders import SwapResult, swap_v2
 from agent.store.journal import Journal
 from agent.types import Fill
-from strategies.grid import ARMED, HOLDING, GridStrategy
+from strategies.grid import ARMED, HOLDING, WAIT, GridStrategy
 from tests.e2e.harness import (
     AGENT_ACCOUNT,
     GAPPER,
@@ -160,9 +162,14 @@ async def test_grid_trades_the_oscillation_and_remembers_its_lots_across_a_resta
 
         assert await swing(chain, agent, 2_950) == []  # lot 2 is held: nothing to buy
         (sell_l2,) = await swing(chain, agent, 3_050)  # over 3,025: sell lot 2
-        # above 3,025 lot 3 armed: going down again buys lot 3, then lot 2 (one level a block)
-        (buy_l3,) = await swing(chain, agent, 3_000)
-        (rebuy_l2,) = await swing(chain, agent, 2_950)  # sold, so lot 2 may be bought again
+        # Straight down through 3,025 and 2,975 in one block: both lots 3 and 2 want to buy,
+        # but one trade per pair is in flight at a time; lot 3 (nearest) buys, lot 2 is told
+        # it did not happen and waits for the price to come back to its level.
+        (buy_l3,) = await swing(chain, agent, 2_950)
+        book = grid_strategy(agent).book
+        assert book is not None and book.status[2] == WAIT and not book.pending
+        assert await swing(chain, agent, 3_000) == []  # back at 2,975: lot 2 re-armed
+        (rebuy_l2,) = await swing(chain, agent, 2_950)  # sold before, so it may buy again
         assert lot_of(sell_l2) == ("sell", 2) and sell_l2.amount_in == buy_l2.amount_out
         assert [lot_of(buy_l3), lot_of(rebuy_l2)] == [("buy", 3), ("buy", 2)]
         book = grid_strategy(agent).book
