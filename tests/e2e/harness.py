@@ -148,6 +148,17 @@ class Chain:
     def symbols(self) -> list[str]:
         return [s for s in self.deployment.tokens if not s.startswith("ALT")]
 
+    def tree(self, workdir: Path, **options: Any) -> dict[str, Any]:
+        """``tree_for`` this chain (its RPC, deployment, ArbExecutor and tokens)."""
+        return tree_for(
+            rpc_url=self.devnet.rpc_url,
+            deployment_file=self.deployment_file,
+            workdir=workdir,
+            arb_executor=self.arb_executor,
+            tokens=self.symbols,
+            **options,
+        )
+
     async def block_number(self) -> int:
         return int(await self.rpc.call("eth_blockNumber"), 16)
 

@@ -23,7 +23,6 @@ from tests.e2e.harness import (
     AgentRun,
     Chain,
     running_agent,
-    tree_for,
     write_config,
 )
 
@@ -34,12 +33,8 @@ ORDER_WEI = 5 * 10**17
 
 
 def grid_tree(chain: Chain, workdir: Path) -> dict[str, Any]:
-    return tree_for(
-        rpc_url=chain.devnet.rpc_url,
-        deployment_file=chain.deployment_file,
-        workdir=workdir,
-        arb_executor=chain.arb_executor,
-        tokens=chain.symbols,
+    return chain.tree(
+        workdir,
         # the funded wallet already holds millions in every token: exposure is not the point
         risk={"max_token_exposure_usd": 1e9, "max_total_exposure_usd": 1e9},
         strategies={

@@ -30,7 +30,6 @@ from tests.e2e.harness import (
     TELEGRAM_TOKEN,
     Chain,
     running_agent,
-    tree_for,
     wait_for,
     write_config,
 )
@@ -47,12 +46,8 @@ CHECKER = DEV_ACCOUNTS[7][0]  # a funded dev account that replays the swap with 
 def paper_tree(chain: Chain, workdir: Path, telegram_url: str | None = None) -> dict[str, Any]:
     """A paper-mode agent.toml: DCA buys WETH with 1,500 USDC now and then hourly; the wallet
     section names a keystore that does not exist and a password variable nobody sets."""
-    tree = tree_for(
-        rpc_url=chain.devnet.rpc_url,
-        deployment_file=chain.deployment_file,
-        workdir=workdir,
-        arb_executor=chain.arb_executor,
-        tokens=chain.symbols,
+    tree = chain.tree(
+        workdir,
         telegram_url=telegram_url,
         strategies={
             "dca": {

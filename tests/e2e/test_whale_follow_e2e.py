@@ -11,7 +11,7 @@ from typing import Any
 from agent.devnet.node import DEV_ACCOUNTS
 from agent.devnet.traders import SwapResult, swap_v2
 from agent.store.models import IntentStatus
-from tests.e2e.harness import AGENT_ACCOUNT, Chain, running_agent, tree_for, write_config
+from tests.e2e.harness import AGENT_ACCOUNT, Chain, running_agent, write_config
 
 WHALE = DEV_ACCOUNTS[8][0]
 WHALE_USDC = 150_000
@@ -21,12 +21,8 @@ SIZE_FRACTION_PPM = 100_000  # size_fraction 0.1
 
 
 def whale_tree(chain: Chain, workdir: Path) -> dict[str, Any]:
-    return tree_for(
-        rpc_url=chain.devnet.rpc_url,
-        deployment_file=chain.deployment_file,
-        workdir=workdir,
-        arb_executor=chain.arb_executor,
-        tokens=chain.symbols,
+    return chain.tree(
+        workdir,
         # the funded wallet already holds millions in every token: exposure is not the point
         risk={"max_token_exposure_usd": 1e9, "max_total_exposure_usd": 1e9},
         strategies={
