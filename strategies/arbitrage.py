@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from itertools import permutations
 from typing import ClassVar
 
@@ -30,6 +31,7 @@ from agent.dex.routes import (
     v2_optimal_cycle_input,
 )
 from agent.dex.v2 import V2Pool
+from agent.dex.v3 import V3Pool
 from agent.snapshot import MarketSnapshot, Pool, PortfolioView
 from agent.types import Opportunity, RouteHop
 from strategies.base import BaseStrategy, StrategyParams
@@ -57,11 +59,61 @@ class ArbitrageParams(StrategyParams):
     search_iterations: int = Field(default=60, ge=10, le=200)
 
 
+@dataclass(frozen=True, slots=True)
+class _Sizing:
+    """A cycle's exact sizing (``amounts`` None: nothing profitable) and the pool states it
+    was computed on (held, so the tick tables their key names by ``id`` stay alive)."""
+
+    amount_in: int
+    amounts: list[int] | None
+    pools: tuple[Pool, ...]
+
+
+def _state_key(leg: Leg) -> tuple[object, ...]:
+    """Everything the exact simulators read from a leg's pool (V3 tick table by identity)."""
+    pool = leg.pool
+    if isinstance(pool, V2Pool):
+        return (pool.address, leg.token_in, pool.reserve0, pool.reserve1, pool.fee_pips)
+    return (
+        pool.address,
+        leg.token_in,
+        pool.sqrt_price_x96,
+        pool.tick,
+        pool.liquidity,
+        pool.fee_pips,
+        id(pool.ticks),
+    )
+
+
+def _same_ticks(sizing: _Sizing, legs: Sequence[Leg]) -> bool:
+    for leg, cached in zip(legs, sizing.pools, strict=True):
+        if isinstance(leg.pool, V3Pool) and (
+            not isinstance(cached, V3Pool) or leg.pool.ticks is not cached.ticks
+        ):
+            return False
+    return True
+
+
 class ArbitrageStrategy(BaseStrategy[ArbitrageParams]):
     name: ClassVar[str] = "arbitrage"
     Params: ClassVar[type[StrategyParams]] = ArbitrageParams
 
+    def __init__(self, params: ArbitrageParams) -> None:
+        super().__init__(params)
+        # Sizing a cycle is a pure function of its pools' states and the input cap, and most
+        # pools do not change from one block to the next: the previous block's sizings are
+        # reused when nothing they read changed (same exact result, no search).
+        self._sizings: dict[tuple[object, ...], _Sizing] = {}
+        self._next_sizings: dict[tuple[object, ...], _Sizing] = {}
+
     def evaluate(self, snapshot: MarketSnapshot, portfolio: PortfolioView) -> list[Opportunity]:
+        self._next_sizings = {}
+        try:
+            return self._evaluate(snapshot, portfolio)
+        finally:
+            self._sizings, self._next_sizings = self._next_sizings, {}
+
+    def _evaluate(self, snapshot: MarketSnapshot, portfolio: PortfolioView) -> list[Opportunity]:
         params = self.params
         by_symbol = {t.symbol: t.address for t in snapshot.tokens.values()}
         starts = [by_symbol[s] for s in params.base_tokens if s in by_symbol]
@@ -107,7 +159,16 @@ class ArbitrageStrategy(BaseStrategy[ArbitrageParams]):
                 )
                 yield legs
 
-    def _size(self, snapshot: MarketSnapshot, legs: Sequence[Leg], cap: int) -> Opportunity | None:
+    def _sizing(self, legs: Sequence[Leg], cap: int) -> _Sizing:
+        key = (cap, *(_state_key(leg) for leg in legs))
+        cached = self._sizings.get(key)
+        if cached is None or not _same_ticks(cached, legs):
+            cached = _Sizing(*self._search(legs, cap), tuple(leg.pool for leg in legs))
+        self._next_sizings[key] = cached
+        return cached
+
+    def _search(self, legs: Sequence[Leg], cap: int) -> tuple[int, list[int] | None]:
+        """(input, exact amounts along the cycle) maximising profit, or amounts None."""
         profit = cycle_profit(legs)
         closed_form = v2_optimal_cycle_input(legs)
         if closed_form is not None:
@@ -115,11 +176,17 @@ class ArbitrageStrategy(BaseStrategy[ArbitrageParams]):
         else:
             amount_in = maximise(profit, 1, cap, self.params.search_iterations)
         if amount_in <= 0 or profit(amount_in) <= 0:
-            return None
+            return amount_in, None
         try:
-            amounts = simulate(legs, amount_in)
+            return amount_in, simulate(legs, amount_in)
         except SwapRevert:
+            return amount_in, None
+
+    def _size(self, snapshot: MarketSnapshot, legs: Sequence[Leg], cap: int) -> Opportunity | None:
+        sizing = self._sizing(legs, cap)
+        if sizing.amounts is None:
             return None
+        amount_in, amounts = sizing.amount_in, list(sizing.amounts)
         start = legs[0].token_in
         predicted_profit = amounts[-1] - amount_in
         gas = self.params.gas_base + sum(

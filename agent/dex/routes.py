@@ -62,8 +62,17 @@ def simulate(legs: Sequence[Leg], amount_in: int) -> list[int]:
     Raises ``SwapRevert`` where the chain would revert (no liquidity, zero output).
     """
     amounts = [amount_in]
-    advanced: dict[str, Pool] = {}
     amount = amount_in
+    if amount_in > 0 and len({leg.pool.address for leg in legs}) == len(legs):
+        # Every pool is visited once: quote only, without building post-swap states (for V3
+        # that includes getTickAtSqrtRatio). The amounts are the same exact integers.
+        for leg in legs:
+            amount = leg.pool.quote_exact_input(leg.token_in, amount)
+            if amount <= 0:
+                raise SwapRevert("zero output")
+            amounts.append(amount)
+        return amounts
+    advanced: dict[str, Pool] = {}
     for leg in legs:
         pool = advanced.get(leg.pool.address, leg.pool)
         if isinstance(pool, V2Pool):
