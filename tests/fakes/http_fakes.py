@@ -357,9 +357,14 @@ def x_post(
     retweets: int = 0,
     replies: int = 0,
     quotes: int = 0,
-    created_at: str = "2026-11-21T08:00:00.000Z",
+    created_at: str | None = None,
 ) -> dict[str, Any]:
-    """A post in the shape X returns with ``tweet.fields=public_metrics,created_at``."""
+    """A post in the shape X returns with ``tweet.fields=public_metrics,created_at``;
+    posted just now unless ``created_at`` says otherwise (a fixed date ages out of the
+    sentiment window)."""
+    if created_at is None:
+        now = time.gmtime()
+        created_at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", now)
     return {
         "id": str(post_id),
         "text": text,
