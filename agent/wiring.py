@@ -192,6 +192,9 @@ async def open_agent(
             multicall=multicall,
         )
         await registry.discover(list(tokens))
+        # Read every pool once now: feeds priced from the pools (the simulated ones) start with
+        # prices instead of going stale until the first block arrives.
+        await registry.refresh(await w3.eth.block_number)
         gas_cfg = cfg.feeds.gas
         gas = GasOracle(
             w3,
