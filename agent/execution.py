@@ -522,9 +522,12 @@ class ChainExecutor:
                 f"1inch now offers {swap.quote.amount_out} (minimum {enforced}), "
                 f"below our minimum {floor}"
             )
-        router = AsyncWeb3.to_checksum_address(tx.to)
+        try:  # a malformed answer fails this intent, never the engine
+            router = AsyncWeb3.to_checksum_address(tx.to)
+            data = bytes.fromhex(tx.data.removeprefix("0x"))
+        except ValueError as exc:
+            raise FatalError(f"1inch returned an unusable swap transaction: {exc}") from exc
         await self.ensure_exact_allowance(intent.id, intent.token_in, router, intent.amount_in)
-        data = bytes.fromhex(tx.data.removeprefix("0x"))
         return TxRequest(to=router, data=data, purpose="swap")
 
     async def _arb_request(self, intent: Intent) -> TxRequest:

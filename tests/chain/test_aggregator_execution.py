@@ -228,3 +228,25 @@ async def test_without_a_1inch_client_or_in_paper_mode_the_route_fails_with_a_cl
 
     assert await env.w3.eth.get_transaction_count(env.wallet) == nonce_before
     assert env.fake.server.requests == []  # nobody asked 1inch for a swap it cannot use
+
+
+async def test_1inch_unavailable_or_answering_nonsense_fails_the_intent_not_the_agent(
+    env: Env,
+) -> None:
+    a = env.devnet.addresses
+    amount_in = 1_000 * 10**6
+    out = await router_output(env, amount_in)
+    env.fake.dst_amounts[(a["USDC"].lower(), a["WETH"].lower(), amount_in)] = out
+    nonce_before = await env.w3.eth.get_transaction_count(env.wallet)
+
+    env.fake.server.fail("503", path=f"/swap/v6.0/{CHAIN_ID}/swap")
+    down = await env.executor().execute(oneinch_intent(env, amount_in, out))
+    assert down.status == IntentStatus.FAILED and down.detail
+
+    env.fake.router = "0xnot-an-address"
+    nonsense = await env.executor().execute(oneinch_intent(env, amount_in, out))
+    assert nonsense.status == IntentStatus.FAILED
+    assert nonsense.detail is not None and "unusable swap transaction" in nonsense.detail
+
+    assert await env.w3.eth.get_transaction_count(env.wallet) == nonce_before
+    assert API_KEY not in (down.detail or "") + (nonsense.detail or "")
