@@ -63,7 +63,10 @@ class BaseStrategy(Generic[ParamsT]):
         """Restore persisted state (``None`` on a first start)."""
 
     def on_fill(self, fill: Fill) -> None:
-        """Called after one of this strategy's intents settled (filled or reverted)."""
+        """Called after one of this strategy's proposals settled: filled, or with nothing
+        traded (``amount_out == 0``) when it was refused by the risk gate, skipped because
+        its pair was busy, failed or reverted (``intent_id`` is then the opportunity id or
+        the intent id)."""
 
     def state(self) -> dict[str, Any]:
         """JSON-serialisable state to persist after each tick (empty when stateless)."""
