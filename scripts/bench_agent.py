@@ -144,6 +144,14 @@ class BlockFeed:
             yield await self.queue.get()
 
 
+async def mined(devnet: Devnet, tx_hashes: list[str]) -> None:
+    """Wait for the simulated traders' swaps of this step: automine answers a send a moment
+    before the block is stored, and the agent must see the block that holds them all."""
+    for tx_hash in tx_hashes:
+        while await devnet.call("eth_getTransactionReceipt", [tx_hash]) is None:
+            await asyncio.sleep(0.002)
+
+
 # -- the baseline: the arbitrage sized with one eth_call per quote ------------------------------
 async def requote_opportunity(parts: AgentParts, opportunity: Opportunity, block: int) -> int:
     """Re-derive ``opportunity``'s output by quoting each hop on the node at ``block``."""
@@ -237,6 +245,7 @@ async def run(blocks: int, warmup: int, baseline_ticks: int) -> dict[str, Any]:
             try:
                 for _ in range(warmup + blocks):
                     await simulator.step()
+                    await mined(devnet, [tx for tx, _ in simulator._pending])
                     block = await parts.w3.eth.block_number
                     feed.queue.put_nowait(block)
                     while block not in reports or parts.engine.trades_in_flight:
@@ -280,7 +289,7 @@ async def run(blocks: int, warmup: int, baseline_ticks: int) -> dict[str, Any]:
         },
         "peak_rss_mb": round(peak_rss_mb, 1),
         "opportunities_per_tick": summary([float(t.opportunities) for t in measured]),
-        "trades_started": sum(t.started for t in measured),
+        "trades_started": sum(t.started for t in reports.values()),  # whole run, like fills
         "fills": len(run_report.fills),
         "failures": len(run_report.failures),
         "strategy_errors": sum(t.strategy_errors for t in measured),
