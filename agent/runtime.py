@@ -184,6 +184,7 @@ class Report:
             "blocks": self.blocks,
             "trades": len(self.trades),
             "profitable_arbitrages": self.profitable_arbitrages,
+            "exact_trades": sum(1 for t in self.trades if t["exact"]),  # realised == predicted
             "failures": len(self.failures),
             "predicted_profit_usd": round(self.predicted_profit_usd, 2),
             "realised_profit_usd": round(self.realised_profit_usd, 2),

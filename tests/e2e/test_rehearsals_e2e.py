@@ -65,6 +65,7 @@ def _assert_profitable_arbitrage(result: Finished) -> None:
     report = result.report
     assert report["profitable_arbitrages"] >= 1, report
     assert report["realised_profit_usd"] > 0
+    assert report["exact_trades"] >= 1  # realised == predicted to the wei where none raced it
     # Simulated traders share blocks with the agent, so a trade can land behind one of their
     # swaps and realise a little less than predicted; the slippage floor bounds how much.
     assert report["realised_profit_usd"] == pytest.approx(report["predicted_profit_usd"], rel=0.01)
