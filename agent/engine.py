@@ -228,6 +228,12 @@ class Engine:
                 block = next_block.result()
             except StopAsyncIteration:
                 break
+            last = self.last_snapshot.block if self.last_snapshot is not None else None
+            if last is not None and block <= last:
+                # A replayed head (websocket reconnect): its state is already acted on, and
+                # re-trading it would only send doomed trades that start revert cooldowns.
+                log.info("block %d already processed (latest %d): skipped", block, last)
+                continue
             seen += 1
             try:
                 await self.tick(block, group)

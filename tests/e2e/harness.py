@@ -224,6 +224,10 @@ class AgentRun:
                 await asyncio.sleep(0.02)
         return self.reports[block]
 
+    def replay(self, block: int) -> None:
+        """Hand the engine ``block`` again (as a reconnecting websocket would), not waiting."""
+        self._queue.put_nowait(block)
+
     def _check_alive(self) -> None:
         if self.task is not None and self.task.done():
             self.task.result()  # raises what killed the engine
