@@ -281,18 +281,29 @@ class Engine:
         report.decide_s = time.perf_counter() - decide_started
         # Journal after deciding (the decision latency excludes the DB), but each approved
         # opportunity before its trade starts, so the intent row can reference it.
-        for opportunity, decision in decisions:
-            await self._journal_opportunity(opportunity)
-            if isinstance(decision, Rejected):
-                await journal_rejection(self.journal, opportunity, decision)
-                await self._did_not_happen(opportunity.id, opportunity)
-            elif decision is None:  # its pair is busy: the strategy proposes again when it may
-                await self._did_not_happen(opportunity.id, opportunity)
-            else:
-                intent, pairs = decision
-                task = group.create_task(self._execute(intent, pairs), name=f"trade {intent.id}")
-                self._trade_tasks.add(task)
-                task.add_done_callback(self._trade_tasks.discard)
+        unstarted = {d[0].id: d[1] for _, d in decisions if isinstance(d, tuple)}
+        try:
+            for opportunity, decision in decisions:
+                await self._journal_opportunity(opportunity)
+                if isinstance(decision, Rejected):
+                    await journal_rejection(self.journal, opportunity, decision)
+                    await self._did_not_happen(opportunity.id, opportunity)
+                elif decision is None:  # its pair is busy: the strategy proposes it again
+                    await self._did_not_happen(opportunity.id, opportunity)
+                else:
+                    intent, pairs = decision
+                    task = group.create_task(
+                        self._execute(intent, pairs), name=f"trade {intent.id}"
+                    )
+                    del unstarted[intent.id]
+                    self._trade_tasks.add(task)
+                    task.add_done_callback(self._trade_tasks.discard)
+        finally:
+            # The journal failed part-way (a locked database): trades not started give their
+            # pairs back, or those pairs would stay reserved for good.
+            for pairs in unstarted.values():
+                for pair in pairs:
+                    self._in_flight[pair] -= 1
         self.report.ticks.append(report)
         self.report.equity_usd.append((block, view.equity_usd))
         if self.metrics is not None:
