@@ -73,3 +73,34 @@ async def test_pause_obeys_only_the_allowlisted_chat(
         assert set(paused.rejected) == {"paused"}
         assert len(agent.parts.engine.report.fills) == 1  # nothing new after the pause
         assert await agent.parts.journal.count_rejections("paused") == paused.opportunities
+
+
+async def test_kill_from_the_operator_stops_the_agent_and_stays_paused_after_a_restart(
+    chain: Chain, workdir: Path, telegram: TelegramFake
+) -> None:
+    tree = tree_for(
+        rpc_url=chain.devnet.rpc_url,
+        deployment_file=chain.deployment_file,
+        workdir=workdir,
+        arb_executor=chain.arb_executor,
+        tokens=chain.symbols,
+        telegram_url=telegram.base_url,
+    )
+    cfg = write_config(workdir / "agent.toml", tree, {"TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN})
+
+    async with running_agent(cfg, telegram_control=True) as agent:
+        await agent.tick()
+        telegram.push_command(OPERATOR_CHAT_ID, "/kill")
+        task = agent.task
+        assert task is not None
+        await wait_for(task.done)  # the engine stopped by itself
+        task.result()  # and cleanly
+    replies = [m.visible_text for m in telegram.messages_to(OPERATOR_CHAT_ID)]
+    assert any(r.startswith("Kill switch engaged") for r in replies), replies
+    assert (workdir / "KILL").is_file()
+
+    # A restart (say systemd brings it back) does not trade until the operator resumes.
+    async with running_agent(cfg) as agent:
+        gap = await chain.open_gap("sushiswap", usd=60_000.0)
+        report = await agent.tick(gap.block)
+        assert report.started == 0 and set(report.rejected) == {"paused"}
