@@ -188,8 +188,9 @@ class Chain:
 
 async def funded_chain(devnet: Devnet, account: str = AGENT_ACCOUNT) -> Chain:
     assert devnet.rpc is not None and devnet.deployment is not None
+    assert devnet.deployments_dir is not None  # the agent reads the deployment from this file
     executor = await fund_and_deploy(devnet.rpc, devnet.deployment, account)
-    deployment_file = devnet.deployments_dir / f"{devnet.name}.json"  # type: ignore[operator]
+    deployment_file = devnet.deployments_dir / f"{devnet.name}.json"
     return Chain(devnet, executor, deployment_file)
 
 
@@ -201,7 +202,6 @@ class AgentRun:
     stop: asyncio.Event
     reports: dict[int, TickReport] = field(default_factory=dict)
     _queue: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
-    _ticked: asyncio.Condition = field(default_factory=asyncio.Condition)
     task: asyncio.Task[Any] | None = None
 
     async def _blocks(self) -> AsyncIterator[int]:
