@@ -4,7 +4,10 @@ Telegram and Discord hold the trade."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+import pytest
 
 from agent.store.models import IntentStatus
 from tests.e2e.harness import (
@@ -21,8 +24,13 @@ from tests.fakes.telegram_fake import TelegramFake
 
 
 async def test_gap_is_arbitraged_in_the_next_block_for_exactly_the_predicted_profit(
-    chain: Chain, telegram: TelegramFake, discord: DiscordWebhookFake, workdir: Path
+    chain: Chain,
+    telegram: TelegramFake,
+    discord: DiscordWebhookFake,
+    workdir: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     tree = tree_for(
         rpc_url=chain.devnet.rpc_url,
         deployment_file=chain.deployment_file,
@@ -93,3 +101,14 @@ async def test_gap_is_arbitraged_in_the_next_block_for_exactly_the_predicted_pro
     start = chain.deployment.tokens["WETH"].address
     gained = (weth_after - weth_before) if fill.token_in == start else (usdc_after - usdc_before)
     assert gained == fill.profit
+
+    # The bot token and the webhook URL stayed secret: not in the journal, logs or alerts.
+    secrets = [TELEGRAM_TOKEN, discord.webhook_token]
+    journal_files = [workdir / "journal.db", workdir / "journal.db-wal"]  # WAL, if in use
+    journal_bytes = b"".join(f.read_bytes() for f in journal_files if f.is_file())
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    alerts = str(discord.delivered) + str([m.text for m in telegram.sent_messages])
+    for secret in secrets:
+        assert secret.encode() not in journal_bytes
+        assert secret not in logged
+        assert secret not in alerts
