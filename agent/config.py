@@ -292,7 +292,8 @@ class EngineConfig(_Section):
     block_source: Literal["auto", "ws", "poll"] = "auto"
     strategy_timeout_s: float = Field(2.0, gt=0)
     max_in_flight_per_pair: int = Field(1, ge=1, le=16)
-    shutdown_grace_s: float = Field(10.0, gt=0, le=300)
+    # Under 10 s with closing included: the trade's signed tx is journaled either way.
+    shutdown_grace_s: float = Field(6.0, gt=0, le=300)
 
 
 # --- strategies ------------------------------------------------------------------------------

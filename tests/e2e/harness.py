@@ -88,7 +88,7 @@ def tree_for(
             **(risk or {}),
         },
         "market": {"tokens": symbols},
-        "engine": {"block_source": "poll", "shutdown_grace_s": 5.0, **(engine or {})},
+        "engine": {"block_source": "poll", **(engine or {})},
         "strategies": dict(
             strategies
             or {

@@ -53,7 +53,6 @@ async def test_sigterm_during_a_trade_exits_0_and_leaves_the_journal_reconcilabl
         workdir=workdir,
         arb_executor=executor,
         tokens=chain.symbols,
-        engine={"shutdown_grace_s": 2.0},
         wallet={"keystore": str(keystore), "password_env": PASSWORD_ENV},
     )
     environ = {PASSWORD_ENV: PASSWORD}
@@ -93,6 +92,7 @@ async def test_sigterm_during_a_trade_exits_0_and_leaves_the_journal_reconcilabl
         assert intent.status == IntentStatus.SUBMITTED
 
         proc.send_signal(signal.SIGTERM)
+        # The default shutdown grace (the trade cannot finish: nothing mines it) + closing.
         returncode = await asyncio.wait_for(proc.wait(), 10)  # raises if it takes longer
         assert returncode == 0, (workdir / "agent.log").read_text()[-3000:]
 
