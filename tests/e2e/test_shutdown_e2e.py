@@ -4,6 +4,7 @@ signed transaction, and the next start reconciles the trade to a final fill."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -114,6 +115,26 @@ async def test_sigterm_during_a_trade_exits_0_and_leaves_the_journal_reconcilabl
             assert fill is not None and fill.block_number == gap.block + 1
             assert fill.profit == fill.predicted_profit > 0
             assert await parts.journal.list_non_final() == []
+
+        # What the operator then reads: `defi-agent report` from the same journal.
+        report = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agent",
+            "report",
+            "--config",
+            str(config_path),
+            "--out",
+            str(workdir / "report"),
+            env={**os.environ, **environ},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await report.communicate()
+        assert report.returncode == 0, stderr.decode()[-2000:]
+        summary = json.loads((workdir / "report" / "report.json").read_text())
+        assert summary["fills"] == 1 and summary["transactions_not_final"] == 0
+        assert summary["intents"] == {"filled": 1}
     finally:
         await chain.rpc.call("evm_setAutomine", [True])
         log_file.close()
