@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from agent.cli import main as cli_main
 from agent.config import AgentConfig
 from agent.runtime import fund_and_deploy
 from agent.store.db import init_db, session_factory
@@ -116,22 +117,10 @@ async def test_sigterm_during_a_trade_exits_0_and_leaves_the_journal_reconcilabl
             assert fill.profit == fill.predicted_profit > 0
             assert await parts.journal.list_non_final() == []
 
-        # What the operator then reads: `defi-agent report` from the same journal.
-        report = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
-            "report",
-            "--config",
-            str(config_path),
-            "--out",
-            str(workdir / "report"),
-            env={**os.environ, **environ},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, stderr = await report.communicate()
-        assert report.returncode == 0, stderr.decode()[-2000:]
+        # What the operator then reads: `defi-agent report` from the same journal (the CLI's
+        # own entry point, in a thread: it runs its own event loop).
+        argv = ["report", "--config", str(config_path), "--out", str(workdir / "report")]
+        assert await asyncio.to_thread(cli_main, argv) == 0
         summary = json.loads((workdir / "report" / "report.json").read_text())
         assert summary["fills"] == 1 and summary["transactions_not_final"] == 0
         assert summary["intents"] == {"filled": 1}
