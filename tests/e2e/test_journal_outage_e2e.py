@@ -33,6 +33,7 @@ async def test_a_locked_journal_costs_one_block_not_the_pair(
         try:
             gap = await chain.open_gap("sushiswap", usd=60_000.0)
             agent.replay(gap.block)  # hand it over without waiting for a report
+            # The store waits out a lock for up to 10 s (busy_timeout) before the write fails.
             await wait_for(
                 lambda: any(f"block {gap.block} crashed" in r.getMessage() for r in caplog.records),
                 timeout_s=60,
