@@ -16,6 +16,9 @@ Reported per tick (``TickReport``):
   scan, balances), reported separately.
 - ``latency_ms``: the sum (what an operator sees from block seen to decisions).
 
+``strategy_alone_ms``: each strategy timed alone on the same snapshots, a fresh instance per
+snapshot (for the arbitrage: without reusing the previous block's sizings).
+
 Peak RSS is this process's ``ru_maxrss`` (the agent; Anvil runs in its own process). Target:
 <= 250 MB.
 
@@ -57,7 +60,7 @@ from agent.devnet.node import DEV_ACCOUNTS
 from agent.dex.v2 import V2Pool
 from agent.engine import TickReport
 from agent.runtime import fund_and_deploy
-from agent.snapshot import MarketSnapshot
+from agent.snapshot import MarketSnapshot, PortfolioView
 from agent.types import Opportunity
 from agent.wallet import Signer
 from agent.wiring import AgentParts, open_agent
@@ -216,6 +219,23 @@ async def sequential_requote_tick(
     return time.perf_counter() - started, calls
 
 
+def strategies_alone_ms(
+    parts: AgentParts, snapshots: list[MarketSnapshot], views: list[PortfolioView]
+) -> dict[str, dict[str, float]]:
+    """Each strategy timed alone on the run's snapshots, sequentially on this thread, a fresh
+    instance per snapshot: for the arbitrage that is its cost without reusing the previous
+    block's sizings (the engine's instance reuses them)."""
+    times: dict[str, list[float]] = {}
+    for snapshot, view in zip(snapshots, views, strict=True):
+        for strategy in parts.engine.strategies:
+            cls: Any = type(strategy)  # every strategy class is built from its params
+            fresh = cls(strategy.params)  # type: ignore[attr-defined]
+            started = time.perf_counter()
+            fresh.evaluate(snapshot, view)
+            times.setdefault(strategy.name, []).append((time.perf_counter() - started) * 1000)
+    return {name: summary(values) for name, values in times.items()}
+
+
 # -- the run -------------------------------------------------------------------------------------
 async def run(blocks: int, warmup: int, baseline_ticks: int) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-agent-"))
@@ -232,11 +252,13 @@ async def run(blocks: int, warmup: int, baseline_ticks: int) -> dict[str, Any]:
         ) as parts:
             reports: dict[int, TickReport] = {}
             snapshots: list[MarketSnapshot] = []
+            views: list[PortfolioView] = []
 
             def on_tick(report: TickReport) -> None:
                 reports[report.block] = report
                 if parts.engine.last_snapshot is not None:
                     snapshots.append(parts.engine.last_snapshot)
+                    views.append(parts.portfolio.view())
 
             parts.engine.on_tick = on_tick
             feed = BlockFeed()
@@ -253,6 +275,7 @@ async def run(blocks: int, warmup: int, baseline_ticks: int) -> dict[str, Any]:
                             engine_task.result()
                         await asyncio.sleep(0.005)
                 measured = [reports[b] for b in sorted(reports)][warmup:]
+                alone = strategies_alone_ms(parts, snapshots[warmup:], views[warmup:])
                 baseline = []
                 requotes = []
                 iterations = cfg.strategies.arbitrage.search_iterations
@@ -293,6 +316,7 @@ async def run(blocks: int, warmup: int, baseline_ticks: int) -> dict[str, Any]:
         "fills": len(run_report.fills),
         "failures": len(run_report.failures),
         "strategy_errors": sum(t.strategy_errors for t in measured),
+        "strategy_alone_ms": alone,
         "baseline": {
             "name": "sequential_requote: strategies one after another on the event loop; the "
             "arbitrage sizes its final candidates (not every cycle: favours the baseline) by a "

@@ -3,6 +3,7 @@ until `defi-agent resume`, and a strategy that raises never stops the others."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -22,7 +23,6 @@ from tests.e2e.harness import (
     TELEGRAM_TOKEN,
     Chain,
     running_agent,
-    tree_for,
     wait_for,
     write_config,
 )
@@ -33,25 +33,11 @@ GWEI = 10**9
 BURN = "0x000000000000000000000000000000000000dEaD"
 
 
-def _config(
-    chain: Chain, workdir: Path, **overrides: object
-) -> tuple[dict[str, object], dict[str, str]]:
-    tree = tree_for(
-        rpc_url=chain.devnet.rpc_url,
-        deployment_file=chain.deployment_file,
-        workdir=workdir,
-        arb_executor=chain.arb_executor,
-        tokens=chain.symbols,
-        **overrides,  # type: ignore[arg-type]
-    )
-    return tree, {}
-
-
 async def test_gas_price_above_the_cap_refuses_the_trade_and_journals_why(
     chain: Chain, workdir: Path
 ) -> None:
-    tree, environ = _config(chain, workdir, risk={"max_gas_price_gwei": 10})
-    cfg = write_config(workdir / "agent.toml", tree, environ)
+    tree = chain.tree(workdir, risk={"max_gas_price_gwei": 10})
+    cfg = write_config(workdir / "agent.toml", tree, {})
     weth_before = await chain.balance("WETH", chain.arb_executor)
 
     async with running_agent(cfg) as agent:
@@ -82,7 +68,7 @@ class BrokenStrategy(BaseStrategy[StrategyParams]):
 async def test_a_strategy_that_raises_does_not_stop_the_loop_or_the_other_strategies(
     chain: Chain, workdir: Path, discord: DiscordWebhookFake
 ) -> None:
-    tree, _ = _config(chain, workdir, discord_url=discord.webhook_url)
+    tree = chain.tree(workdir, discord_url=discord.webhook_url)
     cfg = write_config(workdir / "agent.toml", tree, {"DISCORD_WEBHOOK_URL": discord.webhook_url})
     async with running_agent(cfg, extra_strategies=[BrokenStrategy(StrategyParams())]) as agent:
         first = await agent.tick()
@@ -136,8 +122,7 @@ def _resume_cli(config: Path, environ: dict[str, str]) -> subprocess.CompletedPr
 async def test_drawdown_past_the_limit_halts_and_alerts_until_resume(
     chain: Chain, workdir: Path, telegram: TelegramFake, discord: DiscordWebhookFake
 ) -> None:
-    tree, _ = _config(
-        chain,
+    tree = chain.tree(
         workdir,
         risk={"max_drawdown_pct": 10.0},
         telegram_url=telegram.base_url,
@@ -189,7 +174,7 @@ async def test_drawdown_past_the_limit_halts_and_alerts_until_resume(
         assert agent.parts.engine.report.fills == []
         assert agent.parts.risk.halt is not None  # it does not wear off by itself
 
-        resumed = _resume_cli(config_path, environ)
+        resumed = await asyncio.to_thread(_resume_cli, config_path, environ)
         assert resumed.returncode == 0, resumed.stderr
         assert "drawdown halt cleared" in resumed.stdout
 
