@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -34,7 +35,6 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
-import ccxt.async_support as ccxt_async
 
 from agent.errors import AgentError, ConfigError, FatalError, RateLimitedError
 from agent.feeds.http import (
@@ -52,13 +52,19 @@ from agent.feeds.http import (
 )
 from agent.types import Reading
 
-try:  # ccxt.pro ships inside ccxt >= 2; guard anyway so polling still works without it.
-    import ccxt.pro as ccxt_pro
 
-    HAS_CCXT_PRO = True
-except ImportError:  # pragma: no cover - depends on the installed ccxt
-    ccxt_pro = None
-    HAS_CCXT_PRO = False
+@functools.cache
+def _ccxt() -> tuple[Any, Any | None]:
+    """``(ccxt.async_support, ccxt.pro or None)``, imported on first use: ccxt takes seconds
+    and ~80 MB to import, which a run with simulated or no CEX feeds should not pay."""
+    import ccxt.async_support as ccxt_async
+
+    try:  # ccxt.pro ships inside ccxt >= 2; guard anyway so polling works without it.
+        import ccxt.pro as ccxt_pro
+    except ImportError:  # pragma: no cover - depends on the installed ccxt
+        return ccxt_async, None
+    return ccxt_async, ccxt_pro
+
 
 # CEX asset -> on-chain token symbol. Wrapped assets trade as their native coin on CEXs.
 CEX_TO_ONCHAIN: dict[str, str] = {
@@ -230,8 +236,9 @@ class CexClient:
         batch_tickers: bool = True,
         logger: logging.Logger | None = None,
     ) -> None:
+        ccxt_async, ccxt_pro = _ccxt()
         module: Any = ccxt_async
-        if use_websocket and HAS_CCXT_PRO and exchange_id in getattr(ccxt_pro, "exchanges", []):
+        if use_websocket and ccxt_pro is not None and exchange_id in ccxt_pro.exchanges:
             module = ccxt_pro
         if not hasattr(module, exchange_id):
             raise ConfigError(f"feeds.cex.exchanges: unknown ccxt exchange {exchange_id!r}")
@@ -305,6 +312,7 @@ class CexClient:
         return False
 
     def _classify(self, exc: Exception, what: str) -> AgentError:
+        ccxt_async, _ = _ccxt()
         status = self._last_status
         headers: Mapping[str, str] = self.exchange.last_response_headers or {}
         label = f"{self.source}: {what}"
