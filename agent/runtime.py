@@ -244,6 +244,8 @@ def plot_equity(points: list[tuple[int, float]], path: Path) -> Path:
     ax.plot([b for b, _ in points], [e for _, e in points], color="#1f77b4")
     ax.set_xlabel("block")
     ax.set_ylabel("equity (USD)")
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     ax.set_title("defi-agent equity")
     ax.grid(alpha=0.3)
     fig.tight_layout()
