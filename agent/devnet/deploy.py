@@ -22,12 +22,13 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import rlp
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
+from agent.chain.registry import DeployedPool
 from agent.devnet.jsonrpc import JsonRpc
 from agent.devnet.node import DEV_ACCOUNTS, PROJECT_ROOT
 from agent.errors import FatalError
@@ -99,17 +100,8 @@ _DEX_DEPTH_FACTOR = {"uniswap_v2": Fraction(1), "sushiswap": Fraction(2, 5)}
 _MAJOR = {"WETH", "USDC", "WBTC", "DAI"}
 
 
-@dataclass(frozen=True, slots=True)
-class PoolInfo:
-    """A pool the devnet created. ``fee_pips`` in hundredths of a bip (3000 = 0.3%)."""
-
-    dex: str
-    kind: Literal["v2", "v3"]
-    address: str
-    token0: str
-    token1: str
-    fee_pips: int
-    tick_spacing: int | None = None
+# The deployment file's pool record is the registry's, so both read the same JSON.
+PoolInfo = DeployedPool
 
 
 @dataclass(frozen=True)
