@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from eth_abi import decode, encode
+from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector
 
 from agent.devnet.jsonrpc import JsonRpc
@@ -120,13 +120,3 @@ async def swap_v3(
         receipt["transactionHash"],
         int(receipt["blockNumber"], 16),
     )
-
-
-async def quote_v2(rpc: JsonRpc, router: str, path: list[str], amount_in: int) -> int:
-    """Router02.getAmountsOut(amount_in, path)[-1]."""
-    data = _calldata(
-        "getAmountsOut(uint256,address[])", ["uint256", "address[]"], [amount_in, path]
-    )
-    raw = await rpc.call("eth_call", [{"to": router, "data": data}, "latest"])
-    (amounts,) = decode(["uint256[]"], bytes.fromhex(raw[2:]))
-    return int(amounts[-1])
