@@ -516,13 +516,20 @@ class TransactionSender:
                 self.submit_w3, "eth_sendRawTransaction", ["0x" + raw_tx.hex()]
             )
         except BroadcastRejected as exc:
+            tx_hash = "0x" + keccak(raw_tx).hex()
             lowered = exc.reason.lower()
             if (
                 "already known" in lowered
                 or "already imported" in lowered
                 or "known transaction" in lowered
             ):
-                return "0x" + keccak(raw_tx).hex()
+                return tx_hash
+            # A retried send whose first attempt reached the node (its reply was lost) is
+            # refused as "nonce too low": it is ours and on its way, not a failure. Treating it
+            # as one would sign the trade again under a new nonce and send it twice.
+            if await self._rpc(self.read_w3, "eth_getTransactionByHash", [tx_hash]) is not None:
+                log.info("broadcast of %s was refused, but the node already has it", tx_hash)
+                return tx_hash
             raise
         return str(result)
 

@@ -18,6 +18,7 @@ from eth_utils.crypto import keccak
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from agent.chain.gas import GasOracle
+from agent.chain.rpc import RpcClient
 from agent.chain.tx import (
     BroadcastRejected,
     FeeCapExceeded,
@@ -30,6 +31,7 @@ from agent.devnet import Devnet
 from agent.errors import SimulationRevert
 from agent.store import TxStatus
 from tests.chain._execution_helpers import journal_at, make_sender
+from tests.fakes.rpc_proxy import FaultyRpcProxy
 
 pytestmark = pytest.mark.chain
 
@@ -339,3 +341,37 @@ async def test_a_transaction_evicted_from_the_pool_is_rebroadcast(
     assert winner.tx_hash == receipt.tx_hash == sent.tx_hash
     assert await w3.eth.get_balance(recipient) - before == 4242
     assert await w3.eth.get_transaction_count(address) == sent.nonce + 1
+
+
+class _FirstReplyLost(FaultyRpcProxy):
+    """Forwards everything, but the reply to the first request is cut in half (lost)."""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        response = await super()._handle(request)
+        self.failure_rate = 0.0
+        return response
+
+
+async def test_a_send_whose_reply_was_lost_is_sent_once(
+    w3: AsyncWeb3, devnet: Devnet, tmp_path: Path
+) -> None:
+    """The node takes the transaction but the reply is lost; the client's retry is refused as
+    "nonce too low". That refusal must not make the trade go out again under a new nonce."""
+    address, key = devnet.accounts[7]
+    nonce_before = await w3.eth.get_transaction_count(address)
+    async with (
+        _FirstReplyLost(devnet.rpc_url, failure_rate=1.0, faults=("truncated",)) as proxy,
+        RpcClient([proxy.url], backoff_initial_s=0.01) as submit,
+        journal_at(tmp_path / "agent.db") as journal,
+    ):
+        sender = await make_sender(w3, key, journal, submit_w3=submit.web3())
+        request = TxRequest(to=address, data=b"", value_wei=1, gas_limit=21_000, purpose="swap")
+        sent = await sender.send(request, simulate=False)
+
+        assert proxy.injected["truncated"] == 1  # the first reply really was lost
+        assert await w3.eth.get_transaction_count(address) == nonce_before + 1
+        receipt = await w3.eth.get_transaction_receipt(sent.tx_hash)
+        assert receipt["status"] == 1
+        journaled = await journal.list_txs()
+        assert [t.tx_hash for t in journaled] == [sent.tx_hash]
+        assert journaled[0].status != TxStatus.DROPPED
