@@ -30,7 +30,7 @@ from eth_utils import function_signature_to_4byte_selector
 
 from agent.chain.rpc import RpcClient
 from agent.devnet import Devnet
-from agent.devnet.traders import swap_v2, swap_v3
+from agent.devnet.traders import swap_on_pool
 from agent.dex.pools import PoolRegistry
 from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
@@ -85,27 +85,9 @@ async def move_markets(devnet: Devnet, rng: random.Random) -> None:
     base = {t.address for s, t in devnet.tokens.items() if not s.startswith("ALT")}
     pools = [p for p in devnet.pools if p.token0 in base and p.token1 in base]
     for info in rng.sample(pools, 2):
-        token_in, token_out = rng.choice([(info.token0, info.token1), (info.token1, info.token0)])
+        token_in = rng.choice([info.token0, info.token1])
         amount = units(devnet, token_in, rng.uniform(100, 20_000))
-        if info.kind == "v2":
-            await swap_v2(
-                devnet.rpc,
-                dex=info.dex,
-                router=a[f"{info.dex}.router"],
-                trader=trader,
-                path=[token_in, token_out],
-                amount_in=amount,
-            )
-        else:
-            await swap_v3(
-                devnet.rpc,
-                swap_router=a["uniswap_v3.swap_router"],
-                trader=trader,
-                token_in=token_in,
-                token_out=token_out,
-                fee_pips=info.fee_pips,
-                amount_in=amount,
-            )
+        await swap_on_pool(devnet.rpc, a, info, trader=trader, token_in=token_in, amount_in=amount)
 
 
 async def densify_v3_ticks(

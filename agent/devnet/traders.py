@@ -8,11 +8,13 @@ the token's smallest unit.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector
 
+from agent.chain.registry import DeployedPool
 from agent.devnet.jsonrpc import JsonRpc
 from agent.errors import FatalError
 
@@ -119,4 +121,35 @@ async def swap_v3(
         after - before,
         receipt["transactionHash"],
         int(receipt["blockNumber"], 16),
+    )
+
+
+async def swap_on_pool(
+    rpc: JsonRpc,
+    addresses: Mapping[str, str],
+    pool: DeployedPool,
+    *,
+    trader: str,
+    token_in: str,
+    amount_in: int,
+) -> SwapResult:
+    """Sell ``amount_in`` of ``token_in`` on ``pool`` through its DEX's router (V2 or V3)."""
+    token_out = pool.token1 if token_in == pool.token0 else pool.token0
+    if pool.kind == "v2":
+        return await swap_v2(
+            rpc,
+            dex=pool.dex,
+            router=addresses[f"{pool.dex}.router"],
+            trader=trader,
+            path=[token_in, token_out],
+            amount_in=amount_in,
+        )
+    return await swap_v3(
+        rpc,
+        swap_router=addresses["uniswap_v3.swap_router"],
+        trader=trader,
+        token_in=token_in,
+        token_out=token_out,
+        fee_pips=pool.fee_pips,
+        amount_in=amount_in,
     )

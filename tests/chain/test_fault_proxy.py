@@ -12,7 +12,7 @@ import pytest
 
 from agent.chain.rpc import RpcClient, poll_new_blocks
 from agent.devnet import Devnet
-from agent.devnet.traders import swap_v2, swap_v3
+from agent.devnet.traders import swap_on_pool
 from agent.dex.pools import PoolRegistry, fetch_v2_pool, fetch_v3_pool
 from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
@@ -30,28 +30,9 @@ async def move_markets(devnet: Devnet, rng: random.Random) -> None:
     a = devnet.addresses
     for info in rng.sample(list(devnet.pools), 3):
         token_in = rng.choice([info.token0, info.token1])
-        token_out = info.token1 if token_in == info.token0 else info.token0
         symbol = next(s for s, t in devnet.tokens.items() if t.address == token_in)
         amount = devnet.tokens[symbol].to_units(1) // 10
-        if info.kind == "v2":
-            await swap_v2(
-                devnet.rpc,
-                dex=info.dex,
-                router=a[f"{info.dex}.router"],
-                trader=trader,
-                path=[token_in, token_out],
-                amount_in=amount,
-            )
-        else:
-            await swap_v3(
-                devnet.rpc,
-                swap_router=a["uniswap_v3.swap_router"],
-                trader=trader,
-                token_in=token_in,
-                token_out=token_out,
-                fee_pips=info.fee_pips,
-                amount_in=amount,
-            )
+        await swap_on_pool(devnet.rpc, a, info, trader=trader, token_in=token_in, amount_in=amount)
 
 
 async def test_registry_converges_behind_a_faulty_endpoint(w3: Any, devnet: Devnet) -> None:
