@@ -1,0 +1,494 @@
+"""Intent -> transaction -> fill on a real chain: one code path for live and fork.
+
+Chain execution of one intent (``ChainExecutor.execute``):
+
+1. journal the intent (``pending``) before any I/O;
+2. directional swap: exact approval of ``amount_in`` to the router (reset to 0 first for tokens
+   that require it), mined before the swap is simulated; arbitrage: nothing to approve, the
+   ArbExecutor spends its own balance;
+3. calldata with ``amountOutMinimum`` = the local prediction minus the slippage limit (floored)
+   and a deadline; for arbitrage ``minProfit`` = the predicted profit minus the slippage limit;
+4. ``TransactionSender.send``: simulate, sign, journal, broadcast; ``track``: receipt,
+   replacement when stuck;
+5. settle: realised amounts from the receipt's ``Transfer`` logs, cross-checked against the
+   balance delta between the block before and the block of the receipt, stored beside the
+   predicted amounts.
+
+Aggregator (1inch) routes: a swap intent whose single hop has ``kind == "aggregator"`` (DCA's
+1inch route) is executed through the 1inch client's ``build_swap`` when the executor was given
+one (a real 1inch client, live or fork): the returned transaction must come from our wallet and
+carry no ETH; 1inch's router enforces a minimum output derived from the same ``slippage_bps``,
+so the swap is refused unless that minimum (1inch's ``dstAmount`` less the slippage) is at
+least our own floor; then the exact approval of ``amount_in`` goes to the router 1inch named,
+and the transaction is simulated before it is signed, like every other. Without a 1inch client
+(simulated feeds) and in paper mode (no ``eth_call`` can verify a 1inch route) the intent fails
+at once with a clear reason; the wiring also tells the strategies so
+(``MarketSnapshot.aggregator_executable``), so DCA does not propose such routes there.
+
+Amounts are ``int`` in smallest units throughout; ``slippage_bps`` is in basis points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from eth_abi import encode
+from web3 import AsyncWeb3
+
+from agent.chain.arb_executor import (
+    decode_arb_executor_error,
+    encode_execute,
+    encode_execute_with_flash_loan,
+    hops_from_route,
+)
+from agent.chain.tx import (
+    BroadcastRejected,
+    FeePolicy,
+    Receipt,
+    TransactionSender,
+    TxRequest,
+)
+from agent.errors import AgentError, FatalError, SimulationRevert, TemporaryError
+from agent.execution.common import (
+    NO_AGGREGATOR,
+    SEL_APPROVE,
+    SEL_V2_SWAP_EXACT_TOKENS,
+    SEL_V3_EXACT_INPUT,
+    SEL_V3_EXACT_INPUT_SINGLE,
+    DexContracts,
+    ExecutionOutcome,
+    _erc20_call,
+    erc20_allowance,
+    erc20_balance,
+    is_aggregator_route,
+    min_amount_out,
+    min_profit,
+)
+from agent.execution.settlement import _mined_receipts, _trade_account, fill_from_receipt
+from agent.feeds.oneinch import OneInchSwap
+from agent.store.journal import Journal, TxRecord
+from agent.store.models import IntentStatus, TxStatus
+from agent.types import Fill, Intent, RouteHop
+
+log = logging.getLogger(__name__)
+
+# Steps reported to the step hook (besides the sender's tx_* steps).
+STEP_INTENT_RECORDED = "intent_recorded"
+STEP_APPROVED = "approved"
+STEP_SETTLED = "settled"
+
+StepHook = Callable[[str], Awaitable[None]]
+
+
+class SwapBuilder(Protocol):
+    """What executing an aggregator route needs: 1inch's ``/swap`` (``OneInchClient``)."""
+
+    async def build_swap(
+        self,
+        src: str,
+        dst: str,
+        amount_in: int,
+        from_address: str,
+        slippage_pct: Decimal | float,
+        *,
+        receiver: str | None = None,
+        disable_estimate: bool = False,
+    ) -> OneInchSwap: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSettings:
+    """How intents are carried out. ``mode`` is "live" or "fork" (the same code path)."""
+
+    mode: str = "fork"
+    slippage_bps: int = 50
+    deadline_s: int = 120
+    receipt_timeout_s: float = 180.0
+    replace_after_s: float | None = 60.0
+    max_replacements: int = 3
+    # Tokens (like USDT) whose approve() reverts unless the allowance is 0 first.
+    reset_allowance_tokens: frozenset[str] = frozenset()
+
+
+def settings_from_config(execution: Any) -> tuple[ExecutionSettings, FeePolicy]:
+    """``ExecutionSettings`` and ``FeePolicy`` from ``agent.config.ExecutionConfig``."""
+    mode = "fork" if execution.mode == "demo" else str(execution.mode)
+    settings = ExecutionSettings(
+        mode=mode,
+        slippage_bps=int(execution.slippage_bps),
+        deadline_s=int(execution.deadline_s),
+        receipt_timeout_s=float(execution.receipt_timeout_s),
+        replace_after_s=float(execution.replace_after_s),
+    )
+    policy = FeePolicy(
+        max_fee_per_gas_cap_wei=int(execution.max_fee_wei),
+        priority_fee_cap_wei=int(execution.max_priority_fee_wei),
+        gas_limit_margin_bps=int(execution.gas_limit_margin_pct) * 100,
+        replacement_bump_bps=int(execution.fee_bump_pct * 100),
+    )
+    return settings, policy
+
+
+# ---------------------------------------------------------------------------------------------
+# Calldata
+
+
+def encode_v3_path(route: Sequence[RouteHop]) -> bytes:
+    """The packed V3 path: token (20 bytes), fee (3 bytes), token, fee, ..., token."""
+    path = bytes.fromhex(route[0].token_in[2:])
+    for hop in route:
+        path += hop.fee_pips.to_bytes(3, "big") + bytes.fromhex(hop.token_out[2:])
+    return path
+
+
+def _single_dex(route: Sequence[RouteHop]) -> tuple[str, str]:
+    dexes = {hop.dex for hop in route}
+    kinds = {hop.kind for hop in route}
+    if len(dexes) != 1 or len(kinds) != 1:
+        raise FatalError("a router swap must stay on one DEX; use an arbitrage route instead")
+    for a, b in itertools.pairwise(route):
+        if a.token_out.lower() != b.token_in.lower():
+            raise FatalError("route hops do not connect")
+    return route[0].dex, route[0].kind
+
+
+def encode_router_swap(
+    intent: Intent, recipient: str, amount_out_minimum: int, deadline: int
+) -> bytes:
+    """Router calldata for a directional swap: V2 ``swapExactTokensForTokens``, V3
+    ``exactInputSingle`` (one hop) or ``exactInput`` (several hops)."""
+    _, kind = _single_dex(intent.route)
+    if kind == "v2":
+        path = [intent.route[0].token_in, *(hop.token_out for hop in intent.route)]
+        return SEL_V2_SWAP_EXACT_TOKENS + encode(
+            ["uint256", "uint256", "address[]", "address", "uint256"],
+            [intent.amount_in, amount_out_minimum, path, recipient, deadline],
+        )
+    if len(intent.route) == 1:
+        hop = intent.route[0]
+        return SEL_V3_EXACT_INPUT_SINGLE + encode(
+            ["(address,address,uint24,address,uint256,uint256,uint256,uint160)"],
+            [
+                (
+                    hop.token_in,
+                    hop.token_out,
+                    hop.fee_pips,
+                    recipient,
+                    deadline,
+                    intent.amount_in,
+                    amount_out_minimum,
+                    0,
+                )
+            ],
+        )
+    return SEL_V3_EXACT_INPUT + encode(
+        ["(bytes,address,uint256,uint256,uint256)"],
+        [(encode_v3_path(intent.route), recipient, deadline, intent.amount_in, amount_out_minimum)],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Live and fork
+
+
+class ChainExecutor:
+    """Carries intents out on a real chain (live) or an Anvil fork: the same code path."""
+
+    def __init__(
+        self,
+        sender: TransactionSender,
+        journal: Journal,
+        contracts: DexContracts,
+        settings: ExecutionSettings,
+        on_step: StepHook | None = None,
+        clock: Callable[[], float] = time.time,
+        aggregator: SwapBuilder | None = None,
+    ) -> None:
+        if settings.mode not in ("live", "fork"):
+            raise FatalError(f"ChainExecutor runs live or fork, not {settings.mode!r}")
+        self.sender = sender
+        self.journal = journal
+        self.contracts = contracts
+        self.settings = settings
+        self._on_step = on_step
+        self._clock = clock
+        self.aggregator = aggregator
+        self._allowance_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        if decode_arb_executor_error not in sender.revert_decoders:
+            sender.revert_decoders = (*sender.revert_decoders, decode_arb_executor_error)
+
+    async def _step(self, name: str) -> None:
+        if self._on_step is not None:
+            await self._on_step(name)
+
+    @property
+    def w3(self) -> AsyncWeb3[Any]:
+        return self.sender.read_w3
+
+    async def execute(self, intent: Intent) -> ExecutionOutcome:
+        """Journal, approve (swaps), simulate, sign, send, track and settle ``intent``.
+
+        A simulation revert ends the intent as ``failed`` with the decoded reason; a mined
+        revert as ``reverted``; a receipt that does not come in time leaves it ``submitted`` for
+        the next reconciliation.
+        """
+        await self.journal.record_intent(intent, self.settings.mode)
+        await self._step(STEP_INTENT_RECORDED)
+        try:
+            if intent.deadline <= int(self._clock()):
+                raise SimulationRevert(f"intent deadline {intent.deadline} has passed")
+            # An exact allowance belongs to one swap until that swap is mined: concurrent swaps
+            # spending the same token through the same router take turns.
+            async with self._spending_lock(intent):
+                request = await self._trade_request(intent)
+                sent = await self.sender.send(request, intent_id=intent.id)
+                receipt, winner = await self.sender.track(
+                    sent,
+                    timeout_s=self.settings.receipt_timeout_s,
+                    stuck_after_s=self.settings.replace_after_s,
+                    max_replacements=self.settings.max_replacements,
+                )
+        except (SimulationRevert, BroadcastRejected) as exc:
+            return await self._fail(intent, exc.reason)
+        except FatalError as exc:
+            log.error("intent %s cannot be executed: %s", intent.id, exc)
+            return await self._fail(intent, str(exc))
+        except TemporaryError as exc:
+            in_flight = [
+                tx
+                for tx in await self.journal.txs_for_intent(intent.id)
+                if tx.status in (TxStatus.SIGNED, TxStatus.SENT)
+            ]
+            if not in_flight:  # nothing of this trade is on its way to the chain
+                return await self._fail(intent, str(exc))
+            log.warning("intent %s still pending: %s", intent.id, exc)
+            return ExecutionOutcome(intent.id, IntentStatus.SUBMITTED, detail=str(exc))
+        trade_tx = await self.journal.get_tx(winner.tx_hash)
+        outcome = await self._settle(intent, trade_tx, receipt, cross_check=True)
+        await self._step(STEP_SETTLED)
+        return outcome
+
+    def _spending_lock(self, intent: Intent) -> asyncio.Lock:
+        if intent.kind != "swap" or not intent.route:
+            return asyncio.Lock()  # arbitrage spends the contract's own balance: no allowance
+        spender = self.contracts.routers.get(intent.route[0].dex, "")
+        key = (intent.token_in.lower(), spender.lower())
+        return self._allowance_locks.setdefault(key, asyncio.Lock())
+
+    async def _fail(self, intent: Intent, reason: str) -> ExecutionOutcome:
+        await self.journal.set_intent_status(intent.id, IntentStatus.FAILED, reason)
+        log.info("intent %s failed before its trade reached the chain: %s", intent.id, reason)
+        return ExecutionOutcome(intent.id, IntentStatus.FAILED, detail=reason)
+
+    # -- building -------------------------------------------------------------------------
+
+    def _deadline(self, intent: Intent) -> int:
+        return min(intent.deadline, int(self._clock()) + self.settings.deadline_s)
+
+    async def _trade_request(self, intent: Intent) -> TxRequest:
+        if intent.kind == "arb":
+            return await self._arb_request(intent)
+        if intent.kind == "swap" and is_aggregator_route(intent.route):
+            return await self._aggregator_request(intent)
+        if intent.kind == "swap":
+            return await self._swap_request(intent)
+        raise FatalError(f"unknown intent kind {intent.kind!r}")
+
+    async def _swap_request(self, intent: Intent) -> TxRequest:
+        dex, _ = _single_dex(intent.route)
+        router = self.contracts.routers.get(dex)
+        if router is None:
+            raise FatalError(f"no router known for {dex}")
+        await self.ensure_exact_allowance(intent.id, intent.token_in, router, intent.amount_in)
+        amount_out_minimum = max(
+            intent.min_amount_out,
+            min_amount_out(intent.predicted_amount_out, self.settings.slippage_bps),
+        )
+        calldata = encode_router_swap(
+            intent, self.sender.address, amount_out_minimum, self._deadline(intent)
+        )
+        return TxRequest(to=router, data=calldata, purpose="swap")
+
+    async def _aggregator_request(self, intent: Intent) -> TxRequest:
+        """The 1inch swap transaction for ``intent`` (see the module docstring)."""
+        if self.aggregator is None:
+            raise FatalError(NO_AGGREGATOR)
+        if len(intent.route) != 1:
+            raise FatalError("an aggregator route is a single hop")
+        slippage_bps = self.settings.slippage_bps
+        floor = max(
+            intent.min_amount_out, min_amount_out(intent.predicted_amount_out, slippage_bps)
+        )
+        swap = await self.aggregator.build_swap(
+            intent.token_in,
+            intent.token_out,
+            intent.amount_in,
+            self.sender.address,
+            Decimal(slippage_bps) / 100,
+            # the exact allowance is only granted below: 1inch could not estimate gas yet
+            disable_estimate=True,
+        )
+        tx = swap.tx
+        if tx.from_address.lower() != self.sender.address.lower() or tx.value_wei != 0:
+            raise FatalError(
+                f"1inch built a swap from {tx.from_address} with {tx.value_wei} wei attached; "
+                f"expected one from {self.sender.address} with none"
+            )
+        enforced = min_amount_out(swap.quote.amount_out, slippage_bps)
+        if enforced < floor:
+            raise SimulationRevert(
+                f"1inch now offers {swap.quote.amount_out} (minimum {enforced}), "
+                f"below our minimum {floor}"
+            )
+        try:  # a malformed answer fails this intent, never the engine
+            router = AsyncWeb3.to_checksum_address(tx.to)
+            data = bytes.fromhex(tx.data.removeprefix("0x"))
+        except ValueError as exc:
+            raise FatalError(f"1inch returned an unusable swap transaction: {exc}") from exc
+        await self.ensure_exact_allowance(intent.id, intent.token_in, router, intent.amount_in)
+        return TxRequest(to=router, data=data, purpose="swap")
+
+    async def _arb_request(self, intent: Intent) -> TxRequest:
+        executor = self.contracts.arb_executor
+        if executor is None:
+            raise FatalError("no ArbExecutor configured (execution.arb_executor)")
+        if intent.token_in.lower() != intent.token_out.lower():
+            raise FatalError("an arbitrage starts and ends in the same token")
+        hops = hops_from_route(intent.route, self.contracts.factories)
+        floor = max(
+            intent.min_amount_out - intent.amount_in,
+            min_profit(intent.predicted_profit, self.settings.slippage_bps),
+        )
+        deadline = self._deadline(intent)
+        held = await erc20_balance(self.w3, intent.token_in, executor)
+        if held >= intent.amount_in:
+            calldata = encode_execute(hops, intent.token_in, intent.amount_in, floor, deadline)
+        elif intent.route[0].kind == "v2":
+            # Not enough capital on the contract: borrow the first hop from the pair itself.
+            calldata = encode_execute_with_flash_loan(
+                hops, intent.token_in, intent.amount_in, floor, deadline
+            )
+        else:
+            raise SimulationRevert(
+                f"ArbExecutor holds {held} of {intent.token_in}, needs {intent.amount_in}"
+            )
+        return TxRequest(to=executor, data=calldata, purpose="arb")
+
+    async def ensure_exact_allowance(
+        self, intent_id: str | None, token: str, spender: str, amount: int
+    ) -> None:
+        """Make ``token.allowance(wallet, spender) == amount`` exactly (never unlimited): reset
+        to 0 first for tokens that require it; each approval is mined before returning."""
+        current = await erc20_allowance(self.w3, token, self.sender.address, spender)
+        if current == amount:
+            return
+        if current != 0 and token in self.settings.reset_allowance_tokens:
+            await self._approve(intent_id, token, spender, 0)
+        await self._approve(intent_id, token, spender, amount)
+        await self._step(STEP_APPROVED)
+
+    async def _approve(self, intent_id: str | None, token: str, spender: str, amount: int) -> None:
+        data = _erc20_call(SEL_APPROVE, ["address", "uint256"], [spender, amount])
+        sent = await self.sender.send(
+            TxRequest(to=token, data=data, purpose="approve"), intent_id=intent_id
+        )
+        receipt, _ = await self.sender.track(
+            sent,
+            timeout_s=self.settings.receipt_timeout_s,
+            stuck_after_s=self.settings.replace_after_s,
+            max_replacements=self.settings.max_replacements,
+        )
+        if receipt.status != 1:
+            raise SimulationRevert(f"approve of {token} reverted in {receipt.tx_hash}")
+
+    # -- settling -------------------------------------------------------------------------
+
+    async def _settle(
+        self, intent: Intent, trade_tx: TxRecord, receipt: Receipt, cross_check: bool
+    ) -> ExecutionOutcome:
+        if receipt.status != 1:
+            reason = await self.sender.replay_revert_reason(receipt.tx_hash)
+            await self.journal.set_intent_status(intent.id, IntentStatus.REVERTED, reason)
+            log.warning("intent %s reverted on chain in %s: %s", intent.id, receipt.tx_hash, reason)
+            return ExecutionOutcome(intent.id, IntentStatus.REVERTED, detail=reason)
+        gas_receipts = await _mined_receipts(
+            self.sender, await self.journal.txs_for_intent(intent.id)
+        )
+        fill = fill_from_receipt(intent, self.settings.mode, trade_tx, receipt, gas_receipts)
+        if cross_check:
+            await self._cross_check_balances(intent, trade_tx, receipt, fill)
+        await self.journal.record_fill(fill)
+        log.info(
+            "intent %s filled: out %d (predicted %d), profit %d (predicted %d)",
+            intent.id,
+            fill.amount_out,
+            fill.predicted_amount_out,
+            fill.profit,
+            fill.predicted_profit,
+        )
+        return ExecutionOutcome(intent.id, IntentStatus.FILLED, fill=fill)
+
+    async def _cross_check_balances(
+        self, intent: Intent, trade_tx: TxRecord, receipt: Receipt, fill: Fill
+    ) -> None:
+        """Compare the log-derived amounts with balance deltas across the receipt's block.
+
+        Only exact when nothing else in that block moved the same balances; a mismatch is
+        logged, the logs (which describe this transaction alone) stay authoritative.
+        """
+        account = _trade_account(intent, trade_tx)
+        block = receipt.block_number
+        try:
+            if intent.kind == "arb":
+                expected = {intent.token_in: fill.profit}
+            else:
+                expected = {intent.token_in: -fill.amount_in, intent.token_out: fill.amount_out}
+            for token, want in expected.items():
+                before = await erc20_balance(self.w3, token, account, block - 1)
+                after = await erc20_balance(self.w3, token, account, block)
+                if after - before != want:
+                    log.warning(
+                        "intent %s: %s balance delta %d differs from the logs' %d (other "
+                        "transactions in block %d?)",
+                        intent.id,
+                        token,
+                        after - before,
+                        want,
+                        block,
+                    )
+        except AgentError as exc:  # historical state may be pruned on a non-archive node
+            log.info("balance cross-check for %s skipped: %s", intent.id, exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Deployment
+
+
+async def deploy_arb_executor(
+    sender: TransactionSender,
+    v3_factory: str,
+    v2_init_code_hashes: Mapping[str, bytes],
+    timeout_s: float = 180.0,
+) -> str:
+    """Deploy ArbExecutor from ``sender``'s account (which becomes its owner); returns the
+    contract address. ``v2_init_code_hashes`` maps each accepted V2 factory to its pair
+    init-code hash. The creation transaction is simulated and journaled like any other."""
+    from agent.chain.arb_executor import encode_deployment, load_arb_executor_artifact
+
+    creation = encode_deployment(load_arb_executor_artifact(), v3_factory, v2_init_code_hashes)
+    sent = await sender.send(TxRequest(to=None, data=creation, purpose="deploy"))
+    receipt, _ = await sender.track(sent, timeout_s=timeout_s)
+    if receipt.status != 1 or receipt.contract_address is None:
+        raise FatalError(f"ArbExecutor deployment {receipt.tx_hash} failed")
+    return receipt.contract_address

@@ -1,0 +1,147 @@
+"""Shared by the executors: slippage floors, function selectors, ERC20 reads, DEX addresses
+and the outcome of an intent.
+
+Amounts are ``int`` in smallest units throughout; ``slippage_bps`` is in basis points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import encode
+from eth_utils.crypto import keccak
+from web3 import AsyncWeb3
+from web3.types import RPCEndpoint
+
+from agent.errors import SimulationRevert
+from agent.store.models import IntentStatus
+from agent.types import Fill, RouteHop
+
+BPS = 10_000
+
+
+def _selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+SEL_APPROVE = _selector("approve(address,uint256)")
+SEL_ALLOWANCE = _selector("allowance(address,address)")
+SEL_BALANCE_OF = _selector("balanceOf(address)")
+SEL_V2_SWAP_EXACT_TOKENS = _selector(
+    "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)"
+)
+SEL_V2_GET_AMOUNTS_OUT = _selector("getAmountsOut(uint256,address[])")
+SEL_V3_EXACT_INPUT_SINGLE = _selector(
+    "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))"
+)
+SEL_V3_EXACT_INPUT = _selector("exactInput((bytes,address,uint256,uint256,uint256))")
+SEL_QUOTE_EXACT_INPUT_SINGLE = _selector(
+    "quoteExactInputSingle((address,address,uint256,uint24,uint160))"
+)
+
+
+AGGREGATOR_KIND = "aggregator"
+NO_AGGREGATOR = "no 1inch client configured: an aggregator route cannot be executed here"
+
+
+def is_aggregator_route(route: Sequence[RouteHop]) -> bool:
+    """True when the route goes through an aggregator (1inch) instead of named pools."""
+    return any(hop.kind == AGGREGATOR_KIND for hop in route)
+
+
+def min_amount_out(predicted_amount_out: int, slippage_bps: int) -> int:
+    """``predicted_amount_out`` minus ``slippage_bps`` basis points, rounded down."""
+    return predicted_amount_out * (BPS - slippage_bps) // BPS
+
+
+def min_profit(predicted_profit: int, slippage_bps: int) -> int:
+    """The arbitrage profit floor: the prediction minus ``slippage_bps``, never below 0 (the
+    ArbExecutor then still refuses to lose money)."""
+    return max(0, predicted_profit * (BPS - slippage_bps) // BPS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Addresses
+
+
+@dataclass(frozen=True, slots=True)
+class DexContracts:
+    """Where the routers, factories and quoter of each DEX are, and our ArbExecutor.
+
+    ``routers`` / ``factories`` map a ``RouteHop.dex`` name ("uniswap_v2", "sushiswap",
+    "uniswap_v3") to the V2 Router02 / V3 SwapRouter and to the factory.
+    """
+
+    routers: Mapping[str, str]
+    factories: Mapping[str, str]
+    quoter_v2: str | None = None
+    arb_executor: str | None = None
+
+    @classmethod
+    def from_addresses(
+        cls, addresses: Mapping[str, str], arb_executor: str | None = None
+    ) -> DexContracts:
+        """From a deployment/registry address map ("uniswap_v2.router", ... as the devnet)."""
+        routers: dict[str, str] = {}
+        factories: dict[str, str] = {}
+        for key, address in addresses.items():
+            dex, _, role = key.partition(".")
+            if role in ("router", "swap_router"):
+                routers[dex] = address
+            elif role == "factory":
+                factories[dex] = address
+        return cls(routers, factories, addresses.get("uniswap_v3.quoter_v2"), arb_executor)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionOutcome:
+    """What became of an intent: its journal status, the fill when filled, and why if not."""
+
+    intent_id: str
+    status: IntentStatus
+    fill: Fill | None = None
+    detail: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Calldata
+
+
+def _erc20_call(selector: bytes, types: Sequence[str], args: Sequence[Any]) -> bytes:
+    return selector + encode(list(types), list(args))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading helpers
+
+
+async def _eth_call(
+    w3: AsyncWeb3[Any], to: str, data: bytes, block: int | str = "latest", sender: str | None = None
+) -> bytes:
+    params: dict[str, Any] = {"to": to, "data": "0x" + data.hex()}
+    if sender is not None:
+        params["from"] = sender
+    block_id = hex(block) if isinstance(block, int) else block
+    response = await w3.provider.make_request(RPCEndpoint("eth_call"), [params, block_id])
+    error = response.get("error")
+    if error is not None:
+        raise SimulationRevert(
+            str(error.get("message", error)) if isinstance(error, dict) else str(error)
+        )
+    return bytes.fromhex(str(response["result"]).removeprefix("0x"))
+
+
+async def erc20_balance(
+    w3: AsyncWeb3[Any], token: str, holder: str, block: int | str = "latest"
+) -> int:
+    """``token.balanceOf(holder)`` at ``block``, smallest units."""
+    out = await _eth_call(w3, token, _erc20_call(SEL_BALANCE_OF, ["address"], [holder]), block)
+    return int.from_bytes(out[:32], "big")
+
+
+async def erc20_allowance(w3: AsyncWeb3[Any], token: str, owner: str, spender: str) -> int:
+    """``token.allowance(owner, spender)``, smallest units."""
+    data = _erc20_call(SEL_ALLOWANCE, ["address", "address"], [owner, spender])
+    return int.from_bytes((await _eth_call(w3, token, data))[:32], "big")

@@ -1,0 +1,81 @@
+"""Settlement (shared by the live path and reconciliation): realised amounts of an intent from
+the ``Transfer`` logs of its trade receipt.
+
+Amounts are ``int`` in smallest units throughout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agent.chain.tx import Receipt, TransactionSender, net_token_flow, token_transfers
+from agent.errors import FatalError
+from agent.store.journal import TxRecord
+from agent.store.models import TxStatus
+from agent.types import Fill, Intent
+
+
+def _trade_account(intent: Intent, trade_tx: TxRecord) -> str:
+    """Whose balances the trade moves: the ArbExecutor for an arbitrage, the wallet for a swap."""
+    if intent.kind == "arb":
+        if trade_tx.to_address is None:
+            raise FatalError(f"arbitrage transaction {trade_tx.tx_hash} has no target")
+        return trade_tx.to_address
+    return trade_tx.sender
+
+
+def fill_from_receipt(
+    intent: Intent, mode: str, trade_tx: TxRecord, receipt: Receipt, gas_receipts: Sequence[Receipt]
+) -> Fill:
+    """Realised amounts of ``intent`` from the ``Transfer`` logs of its trade ``receipt``.
+
+    Arbitrage: what left the ArbExecutor in the start token is ``amount_in``, what came back is
+    ``amount_out``, the difference the profit. Swap: what left the wallet in ``token_in`` and
+    what reached it in ``token_out``. Gas sums every mined transaction of the intent (approvals
+    included), in wei.
+    """
+    account = _trade_account(intent, trade_tx)
+    if intent.kind == "arb":
+        outflow = sum(
+            amount
+            for sender, _, amount in token_transfers(receipt, intent.token_in)
+            if sender == account
+        )
+        inflow = sum(
+            amount
+            for _, recipient, amount in token_transfers(receipt, intent.token_in)
+            if recipient == account
+        )
+        amount_in, amount_out = outflow, inflow
+        profit = inflow - outflow
+    else:
+        amount_in = -net_token_flow(receipt, intent.token_in, account)
+        amount_out = net_token_flow(receipt, intent.token_out, account)
+        profit = 0
+    return Fill(
+        intent_id=intent.id,
+        mode=mode,
+        tx_hash=receipt.tx_hash,
+        token_in=intent.token_in,
+        token_out=intent.token_out,
+        amount_in=amount_in,
+        amount_out=amount_out,
+        profit=profit,
+        predicted_amount_in=intent.amount_in,
+        predicted_amount_out=intent.predicted_amount_out,
+        predicted_profit=intent.predicted_profit,
+        gas_used=sum(r.gas_used for r in gas_receipts),
+        gas_cost_wei=sum(r.gas_cost_wei for r in gas_receipts),
+        block_number=receipt.block_number,
+        predicted_profit_usd=intent.predicted_profit_usd,
+    )
+
+
+async def _mined_receipts(sender: TransactionSender, txs: Sequence[TxRecord]) -> list[Receipt]:
+    receipts = []
+    for tx in txs:
+        if tx.status in (TxStatus.MINED, TxStatus.REVERTED):
+            receipt = await sender.get_receipt(tx.tx_hash)
+            if receipt is not None:
+                receipts.append(receipt)
+    return receipts
