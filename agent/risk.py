@@ -42,21 +42,21 @@ and ``kill``, ``resume``, ``halt_trading`` and ``observe``:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from agent.alerts.base import RiskHalt
 from agent.errors import RiskRejected
 from agent.portfolio import DEFAULT_QUOTE_TOKENS, token_matches
+from agent.risk_controls import _MAX_REASON_CHARS
+from agent.risk_controls import ControlFiles as ControlFiles
+from agent.risk_controls import ControlState as ControlState
+from agent.risk_controls import HaltRecord as HaltRecord
 from agent.snapshot import MarketSnapshot, PortfolioView
 from agent.types import Intent, Opportunity, RouteHop
 
@@ -68,7 +68,6 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _WEI_PER_GWEI = 10**9
-_MAX_REASON_CHARS = 500
 
 
 class RejectReason(StrEnum):
@@ -169,134 +168,6 @@ class RiskLimits:
             max_snapshot_age_s=max_snapshot_age_s,
             default_slippage_bps=slippage_bps,
         )
-
-
-# -- persistent controls ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HaltRecord:
-    """A persisted halt. ``at`` is unix seconds; USD and percent as the gate saw them."""
-
-    reason: str
-    detail: str
-    at: float
-    equity_usd: float = 0.0
-    peak_equity_usd: float = 0.0
-    drawdown_pct: float = 0.0
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "reason": self.reason,
-                "detail": self.detail,
-                "at": self.at,
-                "at_iso": datetime.fromtimestamp(self.at, tz=UTC).isoformat(),
-                "equity_usd": self.equity_usd,
-                "peak_equity_usd": self.peak_equity_usd,
-                "drawdown_pct": self.drawdown_pct,
-            },
-            indent=2,
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> HaltRecord:
-        """Parse a halt file; an unreadable one still halts (fail closed)."""
-        try:
-            raw = json.loads(text)
-            return cls(
-                reason=str(raw["reason"]),
-                detail=str(raw.get("detail", "")),
-                at=float(raw.get("at", 0.0)),
-                equity_usd=float(raw.get("equity_usd", 0.0)),
-                peak_equity_usd=float(raw.get("peak_equity_usd", 0.0)),
-                drawdown_pct=float(raw.get("drawdown_pct", 0.0)),
-            )
-        except (ValueError, KeyError, TypeError):
-            return cls(reason="unknown", detail="halt file present but unreadable", at=0.0)
-
-
-@dataclass(frozen=True, slots=True)
-class ControlFiles:
-    """The kill-switch flag file and the halt file beside it. All file I/O of the gate is here.
-
-    Writes are atomic (temp file + fsync + rename) so a crash never leaves a half-written
-    control; a missing parent directory is created.
-    """
-
-    kill_switch_file: Path
-    halt_file: Path
-
-    @classmethod
-    def beside(cls, kill_switch_file: Path) -> ControlFiles:
-        """Controls for ``kill_switch_file``; the halt file is ``<name>.halted`` next to it."""
-        return cls(
-            kill_switch_file=kill_switch_file,
-            halt_file=kill_switch_file.with_name(kill_switch_file.name + ".halted"),
-        )
-
-    def read_pause(self) -> str | None:
-        """The pause reason when the kill switch is on, else None."""
-        try:
-            text = self.kill_switch_file.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return None
-        return text.strip()[:_MAX_REASON_CHARS] or "kill switch file present"
-
-    def write_pause(self, reason: str) -> None:
-        _atomic_write(self.kill_switch_file, reason.strip()[:_MAX_REASON_CHARS] + "\n")
-
-    def read_halt(self) -> HaltRecord | None:
-        try:
-            text = self.halt_file.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return None
-        return HaltRecord.from_json(text)
-
-    def write_halt(self, record: HaltRecord) -> None:
-        _atomic_write(self.halt_file, record.to_json() + "\n")
-
-    def clear(self) -> tuple[bool, bool]:
-        """Remove both files. Returns (was paused, was halted)."""
-        return _remove(self.kill_switch_file), _remove(self.halt_file)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _remove(path: Path) -> bool:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    return True
-
-
-@dataclass(frozen=True, slots=True)
-class ControlState:
-    """The gate's controls after ``refresh_controls``. ``resumed`` is True when a halt or a
-    pause was lifted from outside this process (``defi-agent resume``) during this refresh."""
-
-    paused: bool
-    pause_reason: str | None
-    halt: HaltRecord | None
-    resumed: bool = False
-
-    def describe(self) -> str:
-        """One line for ``status``, Telegram /status and logs."""
-        parts = []
-        if self.halt is not None:
-            parts.append(f"HALTED ({self.halt.reason}): {self.halt.detail}")
-        if self.pause_reason is not None:
-            parts.append(f"PAUSED: {self.pause_reason}")
-        return "; ".join(parts) or "trading"
 
 
 class Routed(Protocol):
