@@ -100,6 +100,9 @@ async def test_registry_converges_behind_a_faulty_endpoint(w3: Any, devnet: Devn
                 else:
                     assert pool.sqrt_price_x96 > 0 and pool.liquidity > 0
 
+        # Anvil announces an automined block a moment before it has stored its state; mine one
+        # more (empty) block so the reference reads below see a settled head.
+        await devnet.mine(1)
         # converge: keep refreshing the (still faulty) endpoint until one refresh succeeds
         for _ in range(50):
             head = int(await direct.call_raw("eth_blockNumber"), 16)
