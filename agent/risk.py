@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+_Control = TypeVar("_Control", str, HaltRecord)  # the pause reason or the halt record
 _WEI_PER_GWEI = 10**9
 
 
@@ -512,39 +513,53 @@ class RiskGate:
         return self.control_state(resumed=pause_lifted or halt_lifted)
 
     def _refresh_pause(self) -> bool:
-        readable, on_disk = self._read(self.controls.read_pause)
-        if not readable:
-            return False
-        if on_disk is not None:
-            self._pause_reason, self._pause_persisted = on_disk, True
-            return False
-        if self._pause_reason is None:
-            return False
-        if not self._pause_persisted:
-            reason = self._pause_reason
-            self._pause_persisted = self._write(lambda: self.controls.write_pause(reason))
-            return False
-        log.info("kill switch file removed: trading resumes")
-        self._pause_reason, self._pause_persisted = None, False
-        return True
+        self._pause_reason, self._pause_persisted, lifted = self._sync_control(
+            self.controls.read_pause,
+            self.controls.write_pause,
+            self._pause_reason,
+            self._pause_persisted,
+            "kill switch file removed: trading resumes",
+        )
+        return lifted
 
     def _refresh_halt(self) -> bool:
-        readable, on_disk = self._read(self.controls.read_halt)
+        self._halt, self._halt_persisted, lifted = self._sync_control(
+            self.controls.read_halt,
+            self.controls.write_halt,
+            self._halt,
+            self._halt_persisted,
+            "halt file removed: drawdown halt lifted",
+        )
+        if lifted:
+            self._notify_resume()
+        return lifted
+
+    def _sync_control(
+        self,
+        read: Callable[[], _Control | None],
+        write: Callable[[_Control], None],
+        value: _Control | None,
+        persisted: bool,
+        lifted_message: str,
+    ) -> tuple[_Control | None, bool, bool]:
+        """One persisted control against its file: ``(value, persisted, lifted)``.
+
+        The file wins when it holds a value; a value set here whose write failed is written
+        again; a persisted value whose file is gone was lifted (``defi-agent resume``). An
+        unreadable file changes nothing.
+        """
+        readable, on_disk = self._read(read)
         if not readable:
-            return False
+            return value, persisted, False
         if on_disk is not None:
-            self._halt, self._halt_persisted = on_disk, True
-            return False
-        if self._halt is None:
-            return False
-        if not self._halt_persisted:
-            halt = self._halt
-            self._halt_persisted = self._write(lambda: self.controls.write_halt(halt))
-            return False
-        log.info("halt file removed: drawdown halt lifted")
-        self._halt, self._halt_persisted = None, False
-        self._notify_resume()
-        return True
+            return on_disk, True, False
+        if value is None:
+            return None, False, False
+        if not persisted:
+            held = value
+            return value, self._write(lambda: write(held)), False
+        log.info(lifted_message)
+        return None, False, True
 
     def pause(self, reason: str = "paused by operator") -> None:
         """Kill switch on: no new trades until ``resume``. Persisted in the flag file, so it
