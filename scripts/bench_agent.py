@@ -53,17 +53,17 @@ from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector
 from rich.console import Console
 
-from agent.config import AgentConfig
+from agent.app.build import AgentParts, open_agent
+from agent.app.rehearsal import fund_and_deploy
+from agent.config.models import AgentConfig
 from agent.devnet import Devnet
 from agent.devnet.market import MarketSimulator
 from agent.devnet.node import DEV_ACCOUNTS
 from agent.dex.v2 import V2Pool
-from agent.engine import TickReport
-from agent.runtime import fund_and_deploy
-from agent.snapshot import MarketSnapshot, PortfolioView
+from agent.engine.loop import TickReport
+from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.types import Opportunity
-from agent.wallet import Signer
-from agent.wiring import AgentParts, open_agent
+from agent.wallet.keystore import Signer
 
 AGENT_ACCOUNT, AGENT_KEY = DEV_ACCOUNTS[3]
 GET_AMOUNTS_OUT = function_signature_to_4byte_selector("getAmountsOut(uint256,address[])")

@@ -58,7 +58,7 @@ from agent.execution import (  # noqa: E402
 )
 from agent.store import IntentStatus, Journal, TxStatus, init_db, session_factory  # noqa: E402
 from agent.types import Intent, RouteHop  # noqa: E402
-from agent.wallet import Signer  # noqa: E402
+from agent.wallet.keystore import Signer  # noqa: E402
 
 KEY_ENV = "CHAOS_PRIVATE_KEY"
 WALLET_INDEX = 9  # the last funded devnet account: no test or simulated trader uses it

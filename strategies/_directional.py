@@ -15,7 +15,7 @@ from typing import Protocol
 from agent.dex.errors import SwapRevert
 from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
-from agent.snapshot import MarketSnapshot, Pool
+from agent.market.snapshot import MarketSnapshot, Pool
 from agent.types import Fill, Opportunity, RouteHop, Token
 
 BPS = 10_000

@@ -32,7 +32,7 @@ from agent.dex.routes import (
 )
 from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
-from agent.snapshot import MarketSnapshot, Pool, PortfolioView
+from agent.market.snapshot import MarketSnapshot, Pool, PortfolioView
 from agent.types import Opportunity, RouteHop
 from strategies.base import BaseStrategy, StrategyParams
 

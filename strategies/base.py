@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from agent.snapshot import MarketSnapshot, PortfolioView
+from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.types import Fill, Opportunity
 
 

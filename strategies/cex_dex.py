@@ -17,7 +17,7 @@ from pydantic import Field
 from agent.dex.errors import SwapRevert
 from agent.dex.routes import Leg, marginal_rate, maximise, price_impact_bps, simulate
 from agent.dex.v2 import V2Pool
-from agent.snapshot import MarketSnapshot, Pool, PortfolioView
+from agent.market.snapshot import MarketSnapshot, Pool, PortfolioView
 from agent.types import Opportunity, RouteHop
 from strategies.base import BaseStrategy, StrategyParams
 

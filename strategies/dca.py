@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 from croniter import croniter
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from agent.snapshot import MarketSnapshot, PortfolioView
+from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.types import Opportunity, RouteHop
 from strategies._directional import (
     DEFAULT_SWAP_GAS,

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from agent.snapshot import MarketSnapshot, PortfolioView
+from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.types import Fill, Opportunity
 from strategies._directional import (
     DEFAULT_SWAP_GAS,

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.snapshot import MarketSnapshot, PortfolioView
+from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.types import Fill, Opportunity, Token, WhaleTrade
 from strategies._directional import (
     BPS,

@@ -15,7 +15,7 @@ from agent.alerts.discord import DiscordWebhookNotifier
 from agent.alerts.fanout import Channel
 from agent.alerts.telegram import TelegramBotApi, TelegramNotifier
 from agent.alerts.telegram_commands import TelegramCommandListener
-from agent.config import AlertsConfig, TelegramAlerts
+from agent.config.models import AlertsConfig, TelegramAlerts
 
 _LEVELS = {
     "debug": Severity.INFO,  # there are no debug alerts: "debug" means everything

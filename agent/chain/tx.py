@@ -30,7 +30,7 @@ from agent.chain.nonce import NonceManager
 from agent.errors import AgentError, FatalError, SimulationRevert, TemporaryError
 from agent.store.journal import Journal
 from agent.types import GasPrice
-from agent.wallet import Signer
+from agent.wallet.keystore import Signer
 
 log = logging.getLogger(__name__)
 

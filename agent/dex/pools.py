@@ -30,7 +30,7 @@ from agent.dex.v2 import DEFAULT_FEE_PIPS, V2Pool
 from agent.dex.v3 import FEE_TIERS_PIPS, TICK_SPACING_BY_FEE, V3Pool
 from agent.dex.v3_math import MAX_TICK, MIN_TICK
 from agent.errors import AgentError
-from agent.snapshot import PoolRef
+from agent.market.snapshot import PoolRef
 
 log = logging.getLogger(__name__)
 

@@ -122,7 +122,7 @@ class ExecutionSettings:
 
 
 def settings_from_config(execution: Any) -> tuple[ExecutionSettings, FeePolicy]:
-    """``ExecutionSettings`` and ``FeePolicy`` from ``agent.config.ExecutionConfig``."""
+    """``ExecutionSettings`` and ``FeePolicy`` from ``agent.config.models.ExecutionConfig``."""
     mode = "fork" if execution.mode == "demo" else str(execution.mode)
     settings = ExecutionSettings(
         mode=mode,

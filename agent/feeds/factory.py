@@ -1,4 +1,4 @@
-"""Real (credentialed) feed clients from ``agent.config.FeedsConfig``.
+"""Real (credentialed) feed clients from ``agent.config.models.FeedsConfig``.
 
 The engine owns the one ``aiohttp.ClientSession`` and passes it in; this module only builds
 clients and their :class:`Poller` objects (it starts nothing). The engine runs each poller's
@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from agent.config import FeedsConfig
+from agent.config.models import FeedsConfig
 from agent.errors import ConfigError
 from agent.feeds.cex import DEFAULT_POLICY as CEX_POLICY
 from agent.feeds.cex import CexClient

@@ -12,7 +12,7 @@ from web3 import AsyncWeb3
 from agent.chain.nonce import NonceManager
 from agent.chain.tx import FeePolicy, StepHook, TransactionSender
 from agent.store import Journal, init_db, session_factory
-from agent.wallet import Signer
+from agent.wallet.keystore import Signer
 
 GWEI = 10**9
 DEFAULT_POLICY = FeePolicy(max_fee_per_gas_cap_wei=500 * GWEI, priority_fee_wei=GWEI)

@@ -42,7 +42,7 @@ from agent.execution import (
 )
 from agent.store import IntentStatus, Journal, TxStatus
 from agent.types import Intent, RouteHop
-from agent.wallet import create_keystore
+from agent.wallet.keystore import create_keystore
 from tests.chain._execution_helpers import journal_at, make_sender
 from tests.conftest import load_abi
 

@@ -19,17 +19,18 @@ from typing import Any
 
 from rich.console import Console
 
-from agent.config import AgentConfig
-from agent.config_io import toml_dumps
+from agent.app.build import AgentParts, open_agent
+from agent.app.control import AgentControl
+from agent.app.rehearsal import fund_and_deploy
+from agent.config.loading import toml_dumps
+from agent.config.models import AgentConfig
 from agent.devnet import Devnet
 from agent.devnet.deploy import Deployment
 from agent.devnet.jsonrpc import JsonRpc
 from agent.devnet.node import DEV_ACCOUNTS
 from agent.devnet.traders import SwapResult, balance_of, swap_v2
-from agent.engine import TickReport
-from agent.runtime import fund_and_deploy
-from agent.wallet import Signer
-from agent.wiring import AgentControl, AgentParts, open_agent
+from agent.engine.loop import TickReport
+from agent.wallet.keystore import Signer
 
 # Dev accounts: [4..8] are the demo's simulated traders; the tests' gap opener and agent differ.
 GAPPER = DEV_ACCOUNTS[6][0]
@@ -178,7 +179,7 @@ class Chain:
 
     async def send_as(self, sender: str, to: str, data: str) -> None:
         """A transaction from any account (Anvil impersonation), mined and checked."""
-        from agent.runtime import _send_as
+        from agent.app.rehearsal import _send_as
 
         await _send_as(self.rpc, sender, {"to": to, "data": data})
 

@@ -16,7 +16,7 @@ from tests.e2e.harness import Chain, running_agent, tree_for, wait_for, write_co
 async def test_a_locked_journal_costs_one_block_not_the_pair(
     chain: Chain, workdir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="agent.engine")
+    caplog.set_level(logging.ERROR, logger="agent.engine.loop")
     tree = tree_for(
         rpc_url=chain.devnet.rpc_url,
         deployment_file=chain.deployment_file,

@@ -18,7 +18,7 @@ import pytest
 from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector
 
-from agent.config import AgentConfig
+from agent.config.models import AgentConfig
 from agent.devnet.node import DEV_ACCOUNTS
 from agent.execution import encode_router_swap
 from agent.store.db import init_db, session_factory

@@ -13,7 +13,7 @@ from typing import ClassVar
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector
 
-from agent.snapshot import MarketSnapshot, PortfolioView
+from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.store.models import IntentStatus
 from agent.types import Opportunity
 from strategies.base import BaseStrategy, StrategyParams

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from agent.app.build import open_agent
+from agent.app.rehearsal import fund_and_deploy
 from agent.cli import main as cli_main
-from agent.config import AgentConfig
-from agent.runtime import fund_and_deploy
+from agent.config.models import AgentConfig
 from agent.store.db import init_db, session_factory
 from agent.store.journal import Journal
 from agent.store.models import FINAL_INTENT_STATUSES, IntentStatus, TxStatus
-from agent.wallet import create_keystore
-from agent.wiring import open_agent
+from agent.wallet.keystore import create_keystore
 from tests.e2e.harness import Chain, tree_for, write_config
 
 PASSWORD_ENV = "E2E_KEYSTORE_PASSWORD"

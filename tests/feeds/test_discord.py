@@ -13,7 +13,7 @@ from agent.alerts.discord import SEVERITY_COLOR, DiscordWebhookNotifier, build_e
 from agent.alerts.fanout import AlertFanout, Channel
 from agent.alerts.telegram import TelegramBotApi, TelegramNotifier
 from agent.errors import TemporaryError
-from agent.metrics import AgentMetrics, HealthReport, MetricsServer
+from agent.metrics.server import AgentMetrics, HealthReport, MetricsServer
 from tests.fakes.discord_fake import DiscordWebhookFake
 from tests.fakes.telegram_fake import TelegramFake
 

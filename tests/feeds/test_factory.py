@@ -7,7 +7,7 @@ import logging
 import aiohttp
 import pytest
 
-from agent.config import FeedsConfig
+from agent.config.models import FeedsConfig
 from agent.errors import ConfigError
 from agent.feeds.factory import build_feeds
 from agent.types import Token

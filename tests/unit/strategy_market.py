@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from agent.dex.v2 import V2Pool
-from agent.snapshot import AggregatorQuote, MarketSnapshot, PoolRef, PortfolioView, SentimentScore
+from agent.market.snapshot import (
+    AggregatorQuote,
+    MarketSnapshot,
+    PoolRef,
+    PortfolioView,
+    SentimentScore,
+)
 from agent.types import GasPrice, Reading, Token, WhaleTrade
 
 WETH = "0x" + "11" * 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.dex.v2 import V2Pool, get_amount_out
 from agent.dex.v3 import V3Pool
-from agent.snapshot import MarketSnapshot, PoolRef, PortfolioView
+from agent.market.snapshot import MarketSnapshot, PoolRef, PortfolioView
 from agent.types import GasPrice, Token
 from strategies.arbitrage import ArbitrageParams, ArbitrageStrategy
 

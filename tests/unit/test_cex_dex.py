@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from agent.dex.v2 import V2Pool
-from agent.snapshot import CexQuote, MarketSnapshot, PoolRef, PortfolioView
+from agent.market.snapshot import CexQuote, MarketSnapshot, PoolRef, PortfolioView
 from agent.types import GasPrice, Reading, Token
 from strategies.cex_dex import CexDexParams, CexDexStrategy
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from agent.snapshot import AggregatorQuote
+from agent.market.snapshot import AggregatorQuote
 from agent.types import Reading
 from strategies.dca import DcaParams, DcaSchedule, DcaStrategy
 from tests.unit.strategy_market import (

@@ -29,9 +29,9 @@ from agent.alerts.base import (
 from agent.alerts.channels import build_channels, build_command_listener, telegram_api
 from agent.alerts.console import ConsoleNotifier
 from agent.alerts.fanout import AlertFanout, Channel
-from agent.config import AlertsConfig
+from agent.config.models import AlertsConfig
 from agent.errors import TemporaryError
-from agent.metrics import AgentMetrics
+from agent.metrics.server import AgentMetrics
 from agent.types import Token
 
 WETH = Token("0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2", "WETH", 18)

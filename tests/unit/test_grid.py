@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from agent.dex.v3 import V3Pool
 from agent.dex.v3_math import get_tick_at_sqrt_ratio
-from agent.snapshot import MarketSnapshot, PoolRef
+from agent.market.snapshot import MarketSnapshot, PoolRef
 from agent.types import Fill
 from strategies.grid import (
     ARMED,

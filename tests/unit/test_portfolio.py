@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.portfolio import NATIVE_TOKEN, Portfolio
-from agent.snapshot import MarketSnapshot
+from agent.market.portfolio import NATIVE_TOKEN, Portfolio
+from agent.market.snapshot import MarketSnapshot
 from agent.types import Fill, GasPrice, Token
 
 WETH = Token("0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2", "WETH", 18)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from agent.alerts.base import RiskHalt
-from agent.portfolio import Portfolio
-from agent.risk import (
+from agent.market.portfolio import Portfolio
+from agent.market.snapshot import MarketSnapshot, PortfolioView
+from agent.risk.gate import (
     CHECK_ORDER,
     Approved,
     ControlFiles,
@@ -25,7 +26,6 @@ from agent.risk import (
     RiskLimits,
     journal_rejection,
 )
-from agent.snapshot import MarketSnapshot, PortfolioView
 from agent.store import Journal, init_db, session_factory
 from agent.types import GasPrice, Intent, Opportunity, RouteHop, Token
 
@@ -387,9 +387,9 @@ def test_every_reason_is_reachable_and_the_order_is_documented() -> None:
         "exposure_token",
         "exposure_total",
     ]
-    import agent.risk
+    import agent.risk.gate
 
-    doc = agent.risk.__doc__ or ""
+    doc = agent.risk.gate.__doc__ or ""
     positions = [doc.index(f"``{reason}``") for reason in CHECK_ORDER]
     assert positions == sorted(positions)
 
@@ -551,7 +551,7 @@ def test_an_unreadable_halt_file_still_halts(controls: ControlFiles) -> None:
 
 
 def test_limits_from_the_risk_config(tmp_path: Path) -> None:
-    from agent.config import AgentConfig
+    from agent.config.models import AgentConfig
 
     config = AgentConfig.from_mapping(
         {
@@ -618,7 +618,7 @@ def defi_agent(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_pause_and_resume_control_a_running_gate(tmp_path: Path) -> None:
-    from agent.config import AgentConfig
+    from agent.config.models import AgentConfig
 
     config_file = tmp_path / "agent.toml"
     config_file.write_text(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.snapshot import SentimentScore
+from agent.market.snapshot import SentimentScore
 from agent.types import Reading, WhaleTrade
 from strategies.dca import DcaParams, DcaStrategy
 from strategies.whale_follow import WhaleFollowParams, WhaleFollowStrategy

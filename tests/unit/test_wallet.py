@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from agent.errors import WalletError
 from agent.store import Journal, init_db, session_factory
-from agent.wallet import (
+from agent.wallet.keystore import (
     Signer,
     create_keystore,
     load_password,

@@ -1,6 +1,6 @@
 """The tick loop: new block -> pools refreshed -> snapshot -> strategies -> risk -> execution.
 
-``Engine`` receives every part it uses (``agent.wiring`` builds them from config); it owns
+``Engine`` receives every part it uses (``agent.app.build`` builds them from config); it owns
 its tasks and runs them in one ``asyncio.TaskGroup``:
 
 - the block loop (websocket newHeads or polling, whichever iterator it is given);
@@ -29,10 +29,10 @@ from typing import Any, Protocol
 from agent.alerts.base import AlertEvent, StrategyError, TradeFilled, TradeReverted
 from agent.errors import AgentError
 from agent.execution import ExecutionOutcome, min_amount_out, min_profit
-from agent.metrics import AgentMetrics
-from agent.portfolio import Portfolio
-from agent.risk import Rejected, RiskGate, journal_rejection
-from agent.snapshot import MarketSnapshot, PortfolioView
+from agent.market.portfolio import Portfolio
+from agent.market.snapshot import MarketSnapshot, PortfolioView
+from agent.metrics.server import AgentMetrics
+from agent.risk.gate import Rejected, RiskGate, journal_rejection
 from agent.store.journal import Journal
 from agent.store.models import IntentStatus
 from agent.types import Fill, Intent, Opportunity

@@ -1,7 +1,7 @@
 """The text side of configuration: ``${VAR}`` expansion, ``.env`` reading, error messages that
 name each field by its dotted path, redaction of secrets and URLs, and TOML output.
 
-The schema lives in :mod:`agent.config`; nothing here knows its sections.
+The schema lives in :mod:`agent.config.models`; nothing here knows its sections.
 """
 
 from __future__ import annotations

@@ -28,9 +28,9 @@ from agent.chain.multicall import Call, Multicall
 from agent.chain.nonce import NonceManager
 from agent.chain.rpc import RpcClient, poll_new_blocks, subscribe_new_blocks
 from agent.chain.tx import TransactionSender
-from agent.config import AgentConfig
+from agent.config.models import AgentConfig
 from agent.dex.pools import PoolRegistry
-from agent.engine import Engine, EngineSettings, Executor
+from agent.engine.loop import Engine, EngineSettings, Executor
 from agent.errors import ConfigError
 from agent.execution import (
     ChainExecutor,
@@ -44,14 +44,14 @@ from agent.feeds.oneinch import OneInchClient, QuotePair
 from agent.feeds.readings import Poller
 from agent.feeds.sim import SimCexClient, SimOneInchClient, SimSentimentFeed
 from agent.feeds.whales import WhaleWatcher
-from agent.market import FeedBoard, MarketView
-from agent.metrics import AgentMetrics, HealthReport, MetricsServer
-from agent.portfolio import Portfolio
-from agent.risk import RiskGate
+from agent.market.builder import FeedBoard, MarketView
+from agent.market.portfolio import Portfolio
+from agent.metrics.server import AgentMetrics, HealthReport, MetricsServer
+from agent.risk.gate import RiskGate
 from agent.store.db import init_db, session_factory
 from agent.store.journal import Journal
 from agent.types import Token
-from agent.wallet import KeystorePassword, Signer, unlock_keystore
+from agent.wallet.keystore import KeystorePassword, Signer, unlock_keystore
 from strategies import STRATEGIES
 from strategies.base import Strategy
 
@@ -428,56 +428,3 @@ def _simulated_feeds(
     ):
         background.append(Poller(name, poll, interval).run)
     return board
-
-
-class AgentControl:
-    """The running agent's ``ControlSurface`` (Telegram /pause /resume /kill /status ...).
-
-    Pause and kill go through the risk gate's persisted controls, exactly like
-    ``defi-agent pause``; kill also asks the run loop to stop (``stop`` event).
-    """
-
-    def __init__(self, parts: AgentParts, stop: Any | None = None) -> None:
-        self.parts = parts
-        self.stop = stop
-
-    async def pause(self, reason: str) -> None:
-        self.parts.risk.pause(reason)
-
-    async def resume(self) -> None:
-        self.parts.risk.resume()
-
-    async def kill(self) -> None:
-        self.parts.risk.kill("killed from Telegram")
-        if self.stop is not None:
-            self.stop.set()
-
-    async def status_text(self) -> str:
-        risk = self.parts.risk
-        snapshot = self.parts.engine.last_snapshot
-        state = "halted" if risk.halt else "paused" if risk.paused else "trading"
-        block = snapshot.block if snapshot else "-"
-        report = self.parts.engine.report
-        return (
-            f"mode {self.parts.mode}, {state}; block {block}; "
-            f"trades {len(report.fills)} filled, {len(report.failures)} failed"
-        )
-
-    async def balance_text(self) -> str:
-        view = self.parts.portfolio.view()
-        lines = [f"equity ${view.equity_usd:,.2f} (drawdown {view.drawdown_pct:.2f}%)"]
-        for address, amount in sorted(view.balances.items()):
-            token = self.parts.tokens.get(address)
-            if token is not None and amount:
-                lines.append(f"{token.symbol}: {amount / 10**token.decimals:,.6f}")
-        return "\n".join(lines)
-
-    async def pnl_text(self) -> str:
-        fills = self.parts.engine.report.fills
-        predicted = sum(f.predicted_profit_usd or 0.0 for f in fills)
-        realised = sum(f.profit_usd or 0.0 for f in fills)
-        today = self.parts.portfolio.view().realized_pnl_today_usd
-        return (
-            f"{len(fills)} fills: predicted ${predicted:,.2f}, realised ${realised:,.2f}; "
-            f"today ${today:,.2f}"
-        )

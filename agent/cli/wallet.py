@@ -23,9 +23,8 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from web3 import AsyncWeb3
 
-from agent.cli import executor_app, keys_app
 from agent.errors import ConfigError, WalletError
-from agent.wallet import (
+from agent.wallet.keystore import (
     KeystorePassword,
     Signer,
     create_keystore,
@@ -38,7 +37,7 @@ from agent.wallet import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KEYSTORE = Path("keys/keystore.json")  # as agent.config.WalletConfig.keystore
+DEFAULT_KEYSTORE = Path("keys/keystore.json")  # as agent.config.models.WalletConfig.keystore
 DEFAULT_PASSWORD_ENV = "DEFI_AGENT_KEYSTORE_PASSWORD"
 
 KeystoreOption = Annotated[
@@ -68,7 +67,7 @@ def wallet_settings(config_path: Path | None, keystore: Path | None) -> WalletSe
         return WalletSettings(
             keystore if keystore is not None else DEFAULT_KEYSTORE, DEFAULT_PASSWORD_ENV, None
         )
-    from agent.config import AgentConfig  # only `--config` needs the config layer
+    from agent.config.models import AgentConfig  # only `--config` needs the config layer
 
     config = AgentConfig.load(config_path)
     wallet = config.wallet
@@ -120,7 +119,6 @@ def _secret_key_text() -> str:
     return sys.stdin.read()
 
 
-@keys_app.command("new")
 def keys_new(keystore: KeystoreOption = None, config: ConfigOption = None) -> None:
     """Create a new random key, encrypted in a v3 keystore (scrypt, mode 0600)."""
     settings = wallet_settings(config, keystore)
@@ -134,7 +132,6 @@ def keys_new(keystore: KeystoreOption = None, config: ConfigOption = None) -> No
     typer.echo(address)
 
 
-@keys_app.command("import")
 def keys_import(keystore: KeystoreOption = None, config: ConfigOption = None) -> None:
     """Import a hex private key or a BIP-39 mnemonic read from stdin (or a hidden prompt)."""
     settings = wallet_settings(config, keystore)
@@ -150,14 +147,12 @@ def keys_import(keystore: KeystoreOption = None, config: ConfigOption = None) ->
     typer.echo(address)
 
 
-@keys_app.command("address")
 def keys_address(keystore: KeystoreOption = None, config: ConfigOption = None) -> None:
     """Print the keystore's address (no password needed)."""
     settings = wallet_settings(config, keystore)
     typer.echo(read_keystore_address(settings.keystore_path))
 
 
-@keys_app.command("verify")
 def keys_verify(keystore: KeystoreOption = None, config: ConfigOption = None) -> None:
     """Unlock the keystore with the configured password and print its address."""
     settings = wallet_settings(config, keystore)
@@ -212,7 +207,6 @@ def _parse_hash_options(values: Sequence[str]) -> dict[str, bytes]:
     return parsed
 
 
-@executor_app.command("deploy")
 def executor_deploy(
     config: Annotated[
         Path, typer.Option("--config", help="agent.toml (chain, wallet, store).")
@@ -227,7 +221,7 @@ def executor_deploy(
     ] = None,
 ) -> None:
     """Deploy ArbExecutor from the keystore wallet (it becomes the owner); print its address."""
-    from agent.config import AgentConfig
+    from agent.config.models import AgentConfig
 
     agent_config = AgentConfig.load(config)
     settings = wallet_settings(config, keystore)
@@ -290,6 +284,3 @@ async def _deploy(agent_config: Any, signer: Signer, extra_hashes: Mapping[str, 
         await read_client.aclose()
         if submit_client is not read_client:
             await submit_client.aclose()
-
-
-__all__ = ["executor_app", "keys_app", "wallet_settings"]

@@ -14,7 +14,7 @@ Secrets (API keys, tokens, webhook URLs, passwords) are ``SecretStr``: they prin
 ``'**********'`` in reprs, in :meth:`AgentConfig.redacted_dump` and are never echoed in error
 messages. URLs are shown without credentials, paths or queries, since RPC providers put API keys
 there (``redact_url``). The text side (expansion, error messages, redaction, TOML output) lives in
-``agent.config_io``; this module holds the schema.
+``agent.config.loading``; this module holds the schema.
 
 Relative paths in the file are relative to the directory holding the config file.
 """
@@ -48,7 +48,7 @@ from pydantic import (
 )
 
 from agent.chain.registry import KNOWN_CHAIN_IDS, ChainAddresses, addresses_for
-from agent.config_io import (
+from agent.config.loading import (
     ENV_NAME,
     describe_validation_errors,
     devnet_rpc_urls,
@@ -755,11 +755,11 @@ def _within(field_path: str, ancestor: str) -> bool:
 def render_config_template(deployment_file: str = "anvil/deployments/devnet.json") -> str:
     """The annotated ``agent.toml`` written by ``defi-agent init``, set up for the devnet whose
     deployment file is ``deployment_file`` (relative to the config file, or absolute)."""
-    template = resources.files("agent").joinpath("templates/agent.example.toml")
+    template = resources.files("agent.config").joinpath("templates/agent.example.toml")
     text = template.read_text(encoding="utf-8")
     return text.replace("@DEPLOYMENT_FILE@", deployment_file)
 
 
 def render_env_example() -> str:
     """The ``.env.example`` written by ``defi-agent init``: variable names, never values."""
-    return resources.files("agent").joinpath("templates/env.example").read_text(encoding="utf-8")
+    return resources.files("agent.config").joinpath("templates/env.example").read_text(encoding="utf-8")

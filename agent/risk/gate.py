@@ -52,16 +52,16 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from agent.alerts.base import RiskHalt
 from agent.errors import RiskRejected
-from agent.portfolio import DEFAULT_QUOTE_TOKENS, token_matches
-from agent.risk_controls import _MAX_REASON_CHARS
-from agent.risk_controls import ControlFiles as ControlFiles
-from agent.risk_controls import ControlState as ControlState
-from agent.risk_controls import HaltRecord as HaltRecord
-from agent.snapshot import MarketSnapshot, PortfolioView
+from agent.market.portfolio import DEFAULT_QUOTE_TOKENS, token_matches
+from agent.market.snapshot import MarketSnapshot, PortfolioView
+from agent.risk.controls import _MAX_REASON_CHARS
+from agent.risk.controls import ControlFiles as ControlFiles
+from agent.risk.controls import ControlState as ControlState
+from agent.risk.controls import HaltRecord as HaltRecord
 from agent.types import Intent, Opportunity, RouteHop
 
 if TYPE_CHECKING:
-    from agent.config import RiskConfig
+    from agent.config.models import RiskConfig
     from agent.store.journal import Journal
 
 log = logging.getLogger(__name__)

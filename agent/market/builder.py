@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from agent.dex.pools import PoolRegistry
 from agent.dex.v2 import V2Pool
 from agent.errors import StaleDataError
-from agent.snapshot import (
+from agent.market.snapshot import (
     AggregatorQuote,
     CexQuote,
     MarketSnapshot,

@@ -7,7 +7,7 @@ written only by the gate's ``pause`` and ``kill``, ``resume``, ``halt_trading`` 
 * the halt file beside it (``<kill switch name>.halted``, JSON): a drawdown halt. It survives
   restarts; only ``resume`` (``defi-agent resume``, Telegram /resume) removes it.
 
-``agent.risk`` re-exports ``ControlFiles``, ``HaltRecord`` and ``ControlState``.
+``agent.risk.gate`` re-exports ``ControlFiles``, ``HaltRecord`` and ``ControlState``.
 """
 
 from __future__ import annotations

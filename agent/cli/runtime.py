@@ -12,15 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agent.cli import app
-
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The agent's agent.toml.")]
 EnvOption = Annotated[
     Path | None, typer.Option(help="The .env file (default: .env beside the config).")
 ]
 
 
-@app.command("run")
 def run(
     config: ConfigOption = Path("agent.toml"),
     env_file: EnvOption = None,
@@ -30,9 +27,9 @@ def run(
     ] = None,
 ) -> None:
     """Run the agent until SIGTERM/SIGINT; in-flight trades finish or stay journaled."""
-    from agent.config import AgentConfig
+    from agent.app.runner import run_agent
+    from agent.config.models import AgentConfig
     from agent.errors import ConfigError
-    from agent.runtime import run_agent
 
     if mode is not None and mode not in ("live", "paper", "fork"):
         raise ConfigError(f"--mode: must be live, paper or fork (got {mode!r})")
@@ -41,7 +38,6 @@ def run(
     typer.echo(f"stopped after {len(run_report.ticks)} blocks, {len(run_report.fills)} trades")
 
 
-@app.command("dry-run")
 def dry_run(
     config: ConfigOption = Path("agent.toml"),
     env_file: EnvOption = None,
@@ -53,8 +49,9 @@ def dry_run(
     out: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
 ) -> None:
     """Rehearse on an Anvil fork: fund the wallet there, run N blocks, print a report."""
-    from agent.config import AgentConfig
-    from agent.runtime import print_report, rehearse
+    from agent.app.rehearsal import rehearse
+    from agent.app.report import print_report
+    from agent.config.models import AgentConfig
 
     cfg = AgentConfig.load(config, env_file=env_file) if config.is_file() else None
     raw: dict[str, Any] | None = None
@@ -84,14 +81,14 @@ def _rehearsal_settings(raw: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in raw.items() if k in keep}
 
 
-@app.command("demo")
 def demo(
     blocks: Annotated[int, typer.Option(min=1, max=1_000, help="Blocks to run.")] = 45,
     out: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
 ) -> None:
     """A devnet with Uniswap, simulated traders opening price gaps, the agent trading them
     in fork mode with simulated feeds, and a report (trades, predicted vs realised, equity)."""
-    from agent.runtime import print_report, rehearse
+    from agent.app.rehearsal import rehearse
+    from agent.app.report import print_report
 
     console = Console()
     console.print(
@@ -103,8 +100,8 @@ def demo(
 
 
 def _journal_summary(config: Path, env_file: Path | None) -> dict[str, Any]:
-    from agent.config import AgentConfig
-    from agent.risk import ControlFiles
+    from agent.config.models import AgentConfig
+    from agent.risk.gate import ControlFiles
     from agent.store.db import init_db, session_factory
     from agent.store.journal import Journal
 
@@ -143,7 +140,6 @@ def _journal_summary(config: Path, env_file: Path | None) -> dict[str, Any]:
     return asyncio.run(read())
 
 
-@app.command("status")
 def status(config: ConfigOption = Path("agent.toml"), env_file: EnvOption = None) -> None:
     """Paused or halted, trades by status, unsettled transactions, equity (from the journal)."""
     summary = _journal_summary(config, env_file)
@@ -160,7 +156,6 @@ def status(config: ConfigOption = Path("agent.toml"), env_file: EnvOption = None
     console.print(table)
 
 
-@app.command("report")
 def report(
     config: ConfigOption = Path("agent.toml"),
     env_file: EnvOption = None,
@@ -169,7 +164,7 @@ def report(
     ),
 ) -> None:
     """PnL from the journal: predicted vs realised per trade, totals, an equity chart."""
-    from agent.runtime import plot_equity
+    from agent.app.report import plot_equity
 
     summary = _journal_summary(config, env_file)
     console = Console()

@@ -1,0 +1,186 @@
+"""The end-of-run report: trades with predicted vs realised profit, the equity chart, and the
+live table a rehearsal shows while it runs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from agent.app.build import AgentParts
+from agent.engine.loop import RunReport, TickReport
+from agent.types import Fill, Token
+
+log = logging.getLogger(__name__)
+
+
+# -- report ------------------------------------------------------------------------------------
+@dataclass
+class Report:
+    blocks: int
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    predicted_profit_usd: float = 0.0
+    realised_profit_usd: float = 0.0
+    equity_start_usd: float = 0.0
+    equity_end_usd: float = 0.0
+    tick_latency_ms: dict[str, float] = field(default_factory=dict)
+    rejections: dict[str, int] = field(default_factory=dict)
+    equity_png: str | None = None
+
+    @property
+    def profitable_arbitrages(self) -> int:
+        return sum(1 for t in self.trades if t["kind"] == "arb" and t["realised_profit"] > 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "blocks": self.blocks,
+            "trades": len(self.trades),
+            "profitable_arbitrages": self.profitable_arbitrages,
+            "exact_trades": sum(1 for t in self.trades if t["exact"]),  # realised == predicted
+            "failures": len(self.failures),
+            "predicted_profit_usd": round(self.predicted_profit_usd, 2),
+            "realised_profit_usd": round(self.realised_profit_usd, 2),
+            "equity_start_usd": round(self.equity_start_usd, 2),
+            "equity_end_usd": round(self.equity_end_usd, 2),
+            "tick_latency_ms": {k: round(v, 2) for k, v in self.tick_latency_ms.items()},
+            "rejections": self.rejections,
+            "equity_png": self.equity_png,
+        }
+
+
+def build_report(run: RunReport, parts: AgentParts, out_dir: Path | None) -> Report:
+    tokens = parts.tokens
+    report = Report(blocks=len(run.ticks), failures=list(run.failures))
+    for fill in run.fills:
+        token = tokens.get(fill.token_in)
+        report.trades.append(_trade_row(fill, token))
+        report.predicted_profit_usd += fill.predicted_profit_usd or 0.0
+        report.realised_profit_usd += fill.profit_usd or 0.0
+    for tick in run.ticks:
+        for reason, count in tick.rejected.items():
+            report.rejections[reason] = report.rejections.get(reason, 0) + count
+    if run.equity_usd:
+        report.equity_start_usd = run.equity_usd[0][1]
+        report.equity_end_usd = run.equity_usd[-1][1]
+    report.tick_latency_ms = run.tick_latency_ms()
+    if out_dir is not None and run.equity_usd:
+        report.equity_png = str(plot_equity(run.equity_usd, out_dir / "equity.png"))
+    return report
+
+
+def _trade_row(fill: Fill, token: Token | None) -> dict[str, Any]:
+    decimals = token.decimals if token else 18
+    return {
+        "intent": fill.intent_id,
+        "kind": "arb" if fill.token_in == fill.token_out else "swap",
+        "token": token.symbol if token else fill.token_in,
+        "amount_in": fill.amount_in / 10**decimals,
+        "predicted_profit": fill.predicted_profit,
+        "realised_profit": fill.profit,
+        "predicted_profit_usd": fill.predicted_profit_usd or 0.0,
+        "realised_profit_usd": fill.profit_usd or 0.0,
+        "exact": fill.profit == fill.predicted_profit,
+        "tx_hash": fill.tx_hash,
+        "block": fill.block_number,
+    }
+
+
+def plot_equity(points: list[tuple[int, float]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.plot([b for b, _ in points], [e for _, e in points], color="#1f77b4")
+    ax.set_xlabel("block")
+    ax.set_ylabel("equity (USD)")
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+    ax.set_title("defi-agent equity")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def print_report(console: Console, report: Report, title: str) -> None:
+    table = Table(
+        "block", "kind", "token", "amount in", "predicted", "realised", "exact", title=title
+    )
+    for t in report.trades:
+        table.add_row(
+            str(t["block"]),
+            t["kind"],
+            t["token"],
+            f"{t['amount_in']:,.4f}",
+            f"${t['predicted_profit_usd']:,.2f}",
+            f"${t['realised_profit_usd']:,.2f}",
+            "yes" if t["exact"] else "no",
+        )
+    console.print(table)
+    console.print(
+        f"blocks {report.blocks} · trades {len(report.trades)} · profitable arbitrages "
+        f"{report.profitable_arbitrages} · failed {len(report.failures)}"
+    )
+    console.print(
+        f"predicted PnL ${report.predicted_profit_usd:,.2f} · realised PnL "
+        f"${report.realised_profit_usd:,.2f} · equity ${report.equity_start_usd:,.0f} -> "
+        f"${report.equity_end_usd:,.0f}"
+    )
+    if report.rejections:
+        console.print(
+            "risk rejections: " + ", ".join(f"{k}={v}" for k, v in report.rejections.items())
+        )
+    latency = report.tick_latency_ms
+    console.print(
+        "tick latency (decisions, RPC excluded): "
+        f"median {latency.get('median', 0):.1f} ms, p95 {latency.get('p95', 0):.1f} ms"
+    )
+    if report.equity_png:
+        console.print(f"equity chart: {report.equity_png}")
+
+
+# -- the live table ----------------------------------------------------------------------------
+class LiveBoard:
+    def __init__(self, parts: AgentParts) -> None:
+        self.parts = parts
+        self.rows: list[TickReport] = []
+
+    def on_tick(self, tick: TickReport) -> None:
+        self.rows.append(tick)
+
+    def render(self) -> Table:
+        engine = self.parts.engine
+        fills = engine.report.fills
+        realised = sum(f.profit_usd or 0.0 for f in fills)
+        predicted = sum(f.predicted_profit_usd or 0.0 for f in fills)
+        view = self.parts.portfolio.view()
+        table = Table(
+            "block",
+            "opportunities",
+            "approved",
+            "started",
+            "rejected",
+            title=(
+                f"defi-agent demo · trades {len(fills)} · predicted ${predicted:,.2f} · "
+                f"realised ${realised:,.2f} · equity ${view.equity_usd:,.0f}"
+            ),
+        )
+        for tick in self.rows[-12:]:
+            rejected = ", ".join(f"{k}={v}" for k, v in tick.rejected.items()) or "-"
+            table.add_row(
+                str(tick.block),
+                str(tick.opportunities),
+                str(tick.approved),
+                str(tick.started),
+                rejected,
+            )
+        return table

@@ -1,0 +1,90 @@
+"""First-run commands: `init`, `config check`, `devnet up|down`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.cli.common import EXIT_BAD_USAGE_OR_CONFIG
+
+
+def devnet_up(
+    name: Annotated[str, typer.Option(help="Deployment name (anvil/deployments/NAME.json).")] = (
+        "devnet"
+    ),
+    extra_tokens: Annotated[
+        int, typer.Option(min=0, max=40, help="Extra alt tokens, for hundreds of pools.")
+    ] = 0,
+) -> None:
+    """Start Anvil with Uniswap V2/V3 deployed; print the RPC URL and addresses; Ctrl-C stops."""
+    import asyncio
+
+    from agent.devnet.serve import serve_devnet
+
+    asyncio.run(serve_devnet(name=name, extra_tokens=extra_tokens))
+
+
+def devnet_down(
+    name: Annotated[str, typer.Option(help="Deployment name given to `devnet up`.")] = "devnet",
+) -> None:
+    """Stop a devnet started with `defi-agent devnet up`."""
+    from agent.devnet.serve import stop_devnet
+
+    if stop_devnet(name):
+        typer.echo(f"devnet '{name}' is stopping")
+    else:
+        typer.echo(f"no running devnet named '{name}'")
+
+
+def init(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to write agent.toml and .env.example.")
+    ] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Write an annotated agent.toml (set up for the local devnet) and .env.example."""
+    from agent.chain.registry import default_deployment_path
+    from agent.config.models import render_config_template, render_env_example
+
+    directory = directory.expanduser()
+    config_path = directory / "agent.toml"
+    env_example_path = directory / ".env.example"
+    existing = [p for p in (config_path, env_example_path) if p.exists()]
+    if existing and not force:
+        names = " and ".join(str(p) for p in existing)
+        verb = "exists" if len(existing) == 1 else "exist"
+        typer.echo(f"error: {names} already {verb}; use --force to overwrite", err=True)
+        raise typer.Exit(EXIT_BAD_USAGE_OR_CONFIG)
+    directory.mkdir(parents=True, exist_ok=True)
+    # The devnet writes its deployment under the repository; point at it relative to the config
+    # when the config lives inside the repository, absolutely otherwise.
+    deployment = default_deployment_path()
+    try:
+        deployment_ref = str(deployment.relative_to(directory.resolve()))
+    except ValueError:
+        deployment_ref = str(deployment)
+    config_path.write_text(render_config_template(deployment_ref), encoding="utf-8")
+    env_example_path.write_text(render_env_example(), encoding="utf-8")
+    typer.echo(f"wrote {config_path} and {env_example_path}")
+    typer.echo("next: start the devnet with `defi-agent devnet up` (it keeps running), then")
+    typer.echo(f"      `defi-agent config check --config {config_path}` in another shell;")
+    typer.echo("      copy .env.example to .env for API keys and the keystore password.")
+
+
+def config_check(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The agent.toml to check.")] = (
+        Path("agent.toml")
+    ),
+    env_file: Annotated[
+        Path | None, typer.Option(help="The .env file (default: .env beside the config).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
+) -> None:
+    """Validate a config file and print the effective settings with every secret hidden."""
+    from agent.config.models import AgentConfig
+
+    loaded = AgentConfig.load(config, env_file=env_file)
+    typer.echo(loaded.redacted_dump("json" if as_json else "toml"), nl=False)
+    typer.echo(f"{config}: OK", err=True)

@@ -1,0 +1,2 @@
+"""Configuration: pydantic models of agent.toml (``models``), and loading it (``loading``:
+``${VAR}`` and ``.env`` expansion, validation errors by field path, redacted dumps)."""

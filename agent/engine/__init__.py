@@ -1,0 +1,1 @@
+"""The engine: the tick loop that owns the run's tasks (``loop``)."""

@@ -1,0 +1,2 @@
+"""Risk: the pure rules of the gate (``gate``) and the persisted operator controls
+(``controls``)."""

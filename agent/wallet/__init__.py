@@ -1,0 +1,1 @@
+"""The keystore and the Signer, the only holder of the key (``keystore``)."""
