@@ -23,6 +23,8 @@ from web3 import AsyncWeb3
 
 from agent.alerts.channels import build_channels, build_command_listener, telegram_api
 from agent.alerts.fanout import AlertFanout
+from agent.alerts.subscriber import AlertSubscriber
+from agent.chain.blocks import HeadMonitor
 from agent.chain.gas import GasOracle, GasPolicy
 from agent.chain.multicall import Call, Multicall
 from agent.chain.nonce import NonceManager
@@ -32,6 +34,9 @@ from agent.config.models import AgentConfig
 from agent.dex.pools import PoolRegistry
 from agent.engine.loop import Engine, EngineSettings, Executor
 from agent.errors import ConfigError
+from agent.events import EventBus
+from agent.events.daily import DailyLedger
+from agent.events.log import EventLog
 from agent.execution import (
     ChainExecutor,
     DexContracts,
@@ -43,10 +48,11 @@ from agent.feeds.factory import build_feeds
 from agent.feeds.oneinch import OneInchClient, QuotePair
 from agent.feeds.readings import Poller
 from agent.feeds.sim import SimCexClient, SimOneInchClient, SimSentimentFeed
+from agent.feeds.watch import FeedWatch
 from agent.feeds.whales import WhaleWatcher
 from agent.market.builder import FeedBoard, MarketView
 from agent.market.portfolio import Portfolio
-from agent.metrics.server import AgentMetrics, HealthReport, MetricsServer
+from agent.metrics.server import AgentMetrics, HealthReport, HealthState, MetricsServer
 from agent.risk.gate import RiskGate
 from agent.store.db import init_db, session_factory
 from agent.store.journal import Journal
@@ -79,14 +85,21 @@ class AgentParts:
     account: str | None
     arb_executor: str | None
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    events: EventBus = field(default_factory=EventBus)
+    health: HealthState = field(default_factory=HealthState)
+    heads: HeadMonitor | None = None  # None: the chain's head is not watched for stalls
 
     def blocks(self) -> AsyncIterator[int]:
         chain = self.cfg.chain
         use_ws = chain.ws_url is not None and self.cfg.engine.block_source in ("auto", "ws")
+        on_error = None if self.heads is None else self.heads.source_failed
+        source: AsyncIterator[int]
         if use_ws:
             assert chain.ws_url is not None
-            return subscribe_new_blocks(str(chain.ws_url))
-        return poll_new_blocks(self.rpc, chain.poll_interval_s)
+            source = subscribe_new_blocks(str(chain.ws_url))
+        else:
+            source = poll_new_blocks(self.rpc, chain.poll_interval_s, on_error=on_error)
+        return source if self.heads is None else self.heads.watch(source)
 
 
 class BalanceReader:
@@ -166,7 +179,14 @@ async def open_agent(
     console = console or Console()
     async with contextlib.AsyncExitStack() as stack:
         session = await stack.enter_async_context(aiohttp.ClientSession())
+        # One bus per agent: sources publish what happened, these subscribe.
+        events = EventBus()
         metrics = AgentMetrics()
+        metrics.subscribe(events)
+        health = HealthState()
+        health.subscribe(events)
+        EventLog(summary_every_s=cfg.logging.summary_every_s).subscribe(events)
+        DailyLedger(events).subscribe()
         rpc = RpcClient(
             [str(u) for u in cfg.chain.rpc_urls],
             session=session,
@@ -291,7 +311,9 @@ async def open_agent(
             reconciler = Reconciler(sender, journal)
             report = await reconciler.reconcile(wait_s=30.0)
             log.info("start-up reconciliation: %s", report)
-            executor = ChainExecutor(sender, journal, contracts, settings, aggregator=aggregator)
+            executor = ChainExecutor(
+                sender, journal, contracts, settings, aggregator=aggregator, events=events
+            )
             market.aggregator_executable = aggregator is not None
             holders = [signer.address] + (
                 [contracts.arb_executor] if contracts.arb_executor else []
@@ -304,9 +326,23 @@ async def open_agent(
         telegram = (
             telegram_api(cfg.alerts.telegram, session) if cfg.alerts.telegram.enabled else None
         )
-        alerts = AlertFanout(build_channels(cfg.alerts, session, console, telegram))
+        alerts = AlertFanout(
+            build_channels(cfg.alerts, session, console, telegram),
+            on_delivery=lambda record: metrics.record_alert_delivery(
+                record.channel, record.outcome
+            ),
+        )
         stack.push_async_callback(alerts.aclose)
         background.append(alerts.run)
+        AlertSubscriber(alerts, tokens).subscribe(events)
+        stall_after_s = cfg.chain.head_stall_after_s()
+        heads = None if stall_after_s is None else HeadMonitor(events, stall_after_s=stall_after_s)
+        if heads is not None:
+            background.append(heads.run)
+        if market.feeds is not None:
+            required = cfg.metrics.required_sources
+            watch = FeedWatch(events, market.feeds.readings, required=required)
+            background.append(watch.run)
         engine = Engine(
             EngineSettings(
                 mode=chain_mode,
@@ -327,6 +363,7 @@ async def open_agent(
             metrics=metrics,
             background=background,
             reconcile=None if reconciler is None else partial(reconciler.reconcile, wait_s=0.0),
+            events=events,
         )
         parts = AgentParts(
             cfg=cfg,
@@ -345,6 +382,9 @@ async def open_agent(
             account=account,
             arb_executor=contracts.arb_executor,
             background=background,
+            events=events,
+            health=health,
+            heads=heads,
         )
         if telegram is not None and control_factory is not None:
             listener = build_command_listener(cfg.alerts.telegram, telegram, control_factory(parts))
@@ -362,13 +402,10 @@ async def open_agent(
 
 
 def _health(parts: AgentParts) -> HealthReport:
-    snapshot = parts.engine.last_snapshot
-    return HealthReport(
+    return parts.health.report(
         halted=parts.risk.halt is not None,
         paused=parts.risk.paused,
-        stale_feeds=tuple(sorted(parts.registry.stale_pools)[:10]),
-        last_block=snapshot.block if snapshot else None,
-        last_tick_age_s=None,
+        stale_pools=len(parts.registry.stale_pools),
     )
 
 

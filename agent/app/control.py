@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from agent.app.build import AgentParts
+from agent.events import ControlAction
 
 log = logging.getLogger(__name__)
 
@@ -14,21 +15,29 @@ class AgentControl:
     """The running agent's ``ControlSurface`` (Telegram /pause /resume /kill /status ...).
 
     Pause and kill go through the risk gate's persisted controls, exactly like
-    ``defi-agent pause``; kill also asks the run loop to stop (``stop`` event).
+    ``defi-agent pause``; kill also asks the run loop to stop (``stop`` event). Every action is
+    published as a ``ControlAction`` by ``who`` (the surface it came through).
     """
 
-    def __init__(self, parts: AgentParts, stop: Any | None = None) -> None:
+    def __init__(self, parts: AgentParts, stop: Any | None = None, who: str = "telegram") -> None:
         self.parts = parts
         self.stop = stop
+        self.who = who
+
+    def _acted(self, action: str, detail: str = "") -> None:
+        self.parts.events.publish(ControlAction(who=self.who, action=action, detail=detail))
 
     async def pause(self, reason: str) -> None:
         self.parts.risk.pause(reason)
+        self._acted("pause", reason)
 
     async def resume(self) -> None:
         self.parts.risk.resume()
+        self._acted("resume")
 
     async def kill(self) -> None:
         self.parts.risk.kill("killed from Telegram")
+        self._acted("kill")
         if self.stop is not None:
             self.stop.set()
 

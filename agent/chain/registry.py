@@ -280,6 +280,12 @@ KNOWN_CHAIN_IDS: Mapping[str, int] = MappingProxyType(
 )
 
 
+# Seconds between blocks on the public chains we know: how long a silent head is normal.
+EXPECTED_BLOCK_TIME_S: Mapping[str, float] = MappingProxyType(
+    {"ethereum": 12.0, "arbitrum": 0.25, "base": 2.0, "optimism": 2.0, "polygon": 2.0}
+)
+
+
 def known_chains() -> list[str]:
     """Names accepted by :func:`addresses_for` without a deployment file, plus ``devnet``."""
     return [*_MAINNETS, DEVNET_CHAIN]

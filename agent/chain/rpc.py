@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import aiohttp
@@ -33,12 +33,16 @@ from web3.providers.async_base import AsyncJSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
 from agent.errors import AgentError, RateLimitedError, TemporaryError
+from agent.events import Throttle
 from agent.metrics.server import redact_endpoint
 
 log = logging.getLogger(__name__)
 
 # JSON-RPC error codes nodes and providers use for "slow down / try again"
 _RETRYABLE_RPC_CODES = frozenset({-32005, -32097, 429})
+
+# While an endpoint keeps failing, its failures are logged at most this often (seconds).
+_REPEAT_LOG_EVERY_S = 60.0
 
 RequestObserver = Callable[[str, str, bool, float], None]
 """Called after every HTTP request: (endpoint_url, method, ok, latency_s). May see a secret
@@ -70,6 +74,8 @@ class EndpointStats:
     calls: int = 0
     failures: int = 0
     cooldown_until: float = 0.0
+    failing: int = 0  # consecutive failed requests (0 while the endpoint answers)
+    failure_log: Throttle = field(default_factory=lambda: Throttle(_REPEAT_LOG_EVERY_S))
 
 
 class RpcClient:
@@ -219,11 +225,28 @@ class RpcClient:
             payload = await self._exchange(url, body)
             check(payload)
             ok = True
+            if stats.failing:
+                log.warning("rpc %s answers again after %d failure(s)", stats.label, stats.failing)
+                stats.failing = 0
+                stats.failure_log.reset()
             return payload
         except TemporaryError as exc:
             stats.failures += 1
+            stats.failing += 1
             stats.cooldown_until = time.monotonic() + self._cooldown_s
-            log.warning("rpc %s on %s failed: %s", method, stats.label, exc)
+            # An outage fails every retry of every request: log its start, then a line a minute.
+            if stats.failure_log.ready():
+                log.warning(
+                    "rpc %s on %s failed: %s (%d consecutive failure(s); repeats logged at "
+                    "most every %.0fs)",
+                    method,
+                    stats.label,
+                    exc,
+                    stats.failing,
+                    _REPEAT_LOG_EVERY_S,
+                )
+            else:
+                log.debug("rpc %s on %s failed: %s", method, stats.label, exc)
             raise
         finally:
             if self._on_request is not None:
@@ -359,20 +382,47 @@ class FailoverProvider(AsyncJSONBaseProvider):
 # --- new blocks ---------------------------------------------------------------------------
 
 
-async def poll_new_blocks(client: RpcClient, poll_interval_s: float = 1.0) -> AsyncIterator[int]:
+async def poll_new_blocks(
+    client: RpcClient,
+    poll_interval_s: float = 1.0,
+    *,
+    on_error: Callable[[BaseException], None] | None = None,
+    repeat_log_every_s: float = 60.0,
+) -> AsyncIterator[int]:
     """Yield the latest block number each time it changes, polling ``eth_blockNumber``.
 
-    Transient failures are logged and polled again; blocks skipped between two polls are not
-    yielded one by one (a refresh covers a range). Runs until the consumer stops iterating.
+    Transient failures are polled again; blocks skipped between two polls are not yielded one
+    by one (a refresh covers a range). The first failure is logged, then at most one line per
+    ``repeat_log_every_s`` while it lasts, and the recovery; ``on_error`` sees every failure.
+    Runs until the consumer stops iterating.
     """
     last: int | None = None
+    failures = 0
+    repeat = Throttle(repeat_log_every_s)
     while True:
         try:
             number = int(await client.call_raw("eth_blockNumber"), 16)
         except (TemporaryError, RpcResponseError) as exc:
-            log.warning("polling eth_blockNumber failed: %s", exc)
+            failures += 1
+            if on_error is not None:
+                on_error(exc)
+            if failures == 1:
+                repeat.ready()  # the interval starts at the first line
+                log.warning(
+                    "polling eth_blockNumber failed: %s (retrying every %gs; repeats logged "
+                    "at most every %gs)",
+                    exc,
+                    poll_interval_s,
+                    repeat_log_every_s,
+                )
+            elif repeat.ready():
+                log.warning("polling eth_blockNumber still failing (%d times): %s", failures, exc)
             await asyncio.sleep(poll_interval_s)
             continue
+        if failures:
+            log.warning("eth_blockNumber answers again after %d failed poll(s)", failures)
+            failures = 0
+            repeat.reset()
         if last is None or number > last:
             last = number
             yield number

@@ -27,6 +27,7 @@ def run(
     ] = None,
 ) -> None:
     """Run the agent until SIGTERM/SIGINT; in-flight trades finish or stay journaled."""
+    from agent.app.logs import configure_logging, redactor_for
     from agent.app.runner import run_agent
     from agent.config.models import AgentConfig
     from agent.errors import ConfigError
@@ -34,6 +35,7 @@ def run(
     if mode is not None and mode not in ("live", "paper", "fork"):
         raise ConfigError(f"--mode: must be live, paper or fork (got {mode!r})")
     cfg = AgentConfig.load(config, env_file=env_file)
+    configure_logging(cfg.logging, redactor_for(cfg))
     run_report = asyncio.run(run_agent(cfg, mode=mode))
     typer.echo(f"stopped after {len(run_report.ticks)} blocks, {len(run_report.fills)} trades")
 
@@ -49,11 +51,14 @@ def dry_run(
     out: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
 ) -> None:
     """Rehearse on an Anvil fork: fund the wallet there, run N blocks, print a report."""
+    from agent.app.logs import configure_logging, redactor_for
     from agent.app.rehearsal import rehearse
     from agent.app.report import print_report
-    from agent.config.models import AgentConfig
+    from agent.config.models import AgentConfig, LoggingConfig
 
     cfg = AgentConfig.load(config, env_file=env_file) if config.is_file() else None
+    # The report is the output here: without a config, only problems are logged.
+    configure_logging(cfg.logging if cfg else LoggingConfig(level="warning"), redactor_for(cfg))
     raw: dict[str, Any] | None = None
     if cfg is not None:
         raw = tomllib.loads(config.read_text())
@@ -87,9 +92,13 @@ def demo(
 ) -> None:
     """A devnet with Uniswap, simulated traders opening price gaps, the agent trading them
     in fork mode with simulated feeds, and a report (trades, predicted vs realised, equity)."""
+    from agent.app.logs import configure_logging
     from agent.app.rehearsal import rehearse
     from agent.app.report import print_report
+    from agent.config.models import LoggingConfig
 
+    # The live display is the output: only problems are logged (no config to say otherwise).
+    configure_logging(LoggingConfig(level="warning"))
     console = Console()
     console.print(
         f"[bold]defi-agent demo[/]: devnet + simulated market, {blocks} blocks (about "

@@ -47,7 +47,13 @@ from pydantic import (
     model_validator,
 )
 
-from agent.chain.registry import KNOWN_CHAIN_IDS, ChainAddresses, addresses_for
+from agent.chain.registry import (
+    DEVNET_CHAIN,
+    EXPECTED_BLOCK_TIME_S,
+    KNOWN_CHAIN_IDS,
+    ChainAddresses,
+    addresses_for,
+)
 from agent.config.loading import (
     ENV_NAME,
     describe_validation_errors,
@@ -177,6 +183,22 @@ class ChainConfig(_Section):
     poll_interval_s: float = Field(1.0, gt=0, le=60)
     request_timeout_s: float = Field(10.0, gt=0, le=120)
     deployment_file: ConfigPath | None = None
+    # Seconds between blocks; default: the registry's figure for a known chain, 12 for another,
+    # none for the devnet (it mines on demand, so a quiet head is normal there).
+    block_time_s: float | None = Field(None, gt=0, le=600)
+    # No new head for this long = stalled (alert, /health degraded); default 3 block times.
+    stall_after_s: float | None = Field(None, gt=0)
+
+    def head_stall_after_s(self) -> float | None:
+        """Seconds without a new head that count as a stall, or None: not watched (devnet)."""
+        if self.stall_after_s is not None:
+            return self.stall_after_s
+        block_time_s = self.block_time_s
+        if block_time_s is None:
+            if self.name == DEVNET_CHAIN:
+                return None
+            block_time_s = EXPECTED_BLOCK_TIME_S.get(self.name, 12.0)
+        return 3 * max(block_time_s, self.poll_interval_s)
 
     @field_validator("chain_id")
     @classmethod
@@ -530,6 +552,8 @@ class MetricsConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(9108, ge=1, le=65_535)
+    # Feed sources whose staleness turns /health degraded (default: every enabled feed).
+    required_sources: list[str] | None = None
 
 
 class StoreConfig(_Section):
@@ -553,9 +577,15 @@ class StoreConfig(_Section):
 
 
 class LoggingConfig(_Section):
+    """Console log (stderr) and an optional rotating file, in plain text or JSON lines."""
+
     level: LogLevel = "info"
     format: Literal["text", "json"] = "text"
     file: ConfigPath | None = None
+    file_max_mb: float = Field(10.0, gt=0)
+    file_backups: int = Field(5, ge=0, le=100)
+    # At INFO, one summary line per this many seconds of blocks (not one per block).
+    summary_every_s: float = Field(60.0, gt=0)
 
 
 # ---------------------------------------------------------------------------------------------

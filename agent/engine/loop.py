@@ -26,7 +26,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from agent.alerts.base import AlertEvent, StrategyError, TradeFilled, TradeReverted
+from agent import events as ev
+from agent.alerts.base import AlertEvent
 from agent.errors import AgentError
 from agent.execution import ExecutionOutcome, min_amount_out, min_profit
 from agent.market.portfolio import Portfolio
@@ -81,6 +82,7 @@ class TickReport:
     rejected: dict[str, int] = field(default_factory=dict)
     started: int = 0
     strategy_errors: int = 0
+    failed_strategies: list[str] = field(default_factory=list)
     rpc_s: float = 0.0
     decide_s: float = 0.0
 
@@ -155,6 +157,7 @@ class Engine:
         reconcile: Callable[[], Coroutine[Any, Any, object]] | None = None,
         reconcile_every_blocks: int = 50,
         clock: Callable[[], float] = time.time,
+        events: ev.EventBus | None = None,
     ) -> None:
         self.settings = settings
         self.market = market
@@ -171,6 +174,9 @@ class Engine:
         self.reconcile = reconcile
         self.reconcile_every_blocks = reconcile_every_blocks
         self.clock = clock
+        # what happened (ticks, refusals, trades, halts): alerts, metrics, /health and the log
+        # subscribe on this bus
+        self.events = events if events is not None else ev.EventBus()
         self.report = RunReport()
         self.last_snapshot: MarketSnapshot | None = None
         self._in_flight: dict[frozenset[str], int] = {}
@@ -310,6 +316,19 @@ class Engine:
             self.metrics.record_tick(report.decide_s)
             self.metrics.set_portfolio(view.equity_usd, view.drawdown_pct / 100)
             self.metrics.set_halted(self.risk.halt is not None)
+        self.events.publish(
+            ev.Tick(
+                block=block,
+                opportunities=report.opportunities,
+                approved=report.approved,
+                started=report.started,
+                refusals=tuple(sorted(report.rejected.items())),
+                failed_strategies=tuple(report.failed_strategies),
+                decide_s=report.decide_s,
+                equity_usd=view.equity_usd,
+                drawdown_ratio=view.drawdown_pct / 100,
+            )
+        )
         await self._persist_strategy_state()
         await self.journal.snapshot_equity(
             self.settings.mode, view.equity_usd, dict(view.balances), block_number=block
@@ -329,7 +348,7 @@ class Engine:
     def _watch_drawdown(self, view: PortfolioView) -> None:
         halt = self.risk.observe(view)  # the alert comes back once per halt
         if halt is not None:
-            self.alerts.post(halt)
+            self.events.publish(ev.Halt(reason=halt.reason, detail=halt.detail))
 
     async def _evaluate(
         self, snapshot: MarketSnapshot, view: PortfolioView, report: TickReport
@@ -352,6 +371,7 @@ class Engine:
                 )
             except Exception as exc:  # isolation: one strategy never stops the others
                 report.strategy_errors += 1
+                report.failed_strategies.append(strategy.name)
                 error_class = "Timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
                 log.error(
                     "strategy %s failed at block %d: %s",
@@ -362,7 +382,11 @@ class Engine:
                 )
                 if self.metrics is not None:
                     self.metrics.record_strategy_error(strategy.name, error_class)
-                self.alerts.post(StrategyError(strategy=strategy.name, error_class=error_class))
+                self.events.publish(
+                    ev.StrategyFailed(
+                        strategy=strategy.name, error_class=error_class, block=snapshot.block
+                    )
+                )
                 return []
 
         results = await asyncio.gather(*(one(s) for s in self.strategies))
@@ -389,6 +413,15 @@ class Engine:
             report.rejected[reason] = report.rejected.get(reason, 0) + 1
             if self.metrics is not None:
                 self.metrics.record_risk_rejection(reason)
+            self.events.publish(
+                ev.Refusal(
+                    reason=reason,
+                    strategy=opportunity.strategy,
+                    opportunity_id=opportunity.id,
+                    block=snapshot.block,
+                    detail=decision.detail,
+                )
+            )
             return decision
         report.approved += 1
         intent = intent_from(
@@ -447,13 +480,13 @@ class Engine:
                     # saved now, not at the next tick: a stop before it must not leave the
                     # strategy waiting on an order that already filled (a grid lot held twice)
                     await self._save_state(strategy)
-            self.alerts.post(
-                TradeFilled(
+            self.events.publish(
+                ev.TradeMined(
                     trade_id=intent.id,
                     strategy=intent.strategy,
                     route=route,
-                    tx_hash=fill.tx_hash or "",
-                    block_number=fill.block_number or 0,
+                    tx_hash=fill.tx_hash,
+                    block_number=fill.block_number,
                     predicted_profit_usd=intent.predicted_profit_usd,
                     realised_profit_usd=fill.profit_usd or 0.0,
                     gas_cost_usd=self._gas_usd(fill),
@@ -464,10 +497,9 @@ class Engine:
         self.report.failures.append((intent.id, reason))
         if outcome.status in (IntentStatus.REVERTED, IntentStatus.FAILED):
             self.risk.record_revert(intent, self.clock())
-            self.alerts.post(
-                TradeReverted(
-                    trade_id=intent.id, strategy=intent.strategy, route=route, reason=reason
-                )
+            ended = ev.TradeReverted if outcome.status == IntentStatus.REVERTED else ev.TradeFailed
+            self.events.publish(
+                ended(trade_id=intent.id, strategy=intent.strategy, route=route, reason=reason)
             )
             await self._did_not_happen(intent.id, intent)
         log.warning("trade %s ended %s: %s", intent.id, outcome.status, reason)

@@ -56,6 +56,7 @@ from agent.chain.tx import (
     TxRequest,
 )
 from agent.errors import AgentError, FatalError, SimulationRevert, TemporaryError
+from agent.events import EventBus, TradeSent
 from agent.execution.common import (
     NO_AGGREGATOR,
     SEL_APPROVE,
@@ -214,6 +215,7 @@ class ChainExecutor:
         on_step: StepHook | None = None,
         clock: Callable[[], float] = time.time,
         aggregator: SwapBuilder | None = None,
+        events: EventBus | None = None,
     ) -> None:
         if settings.mode not in ("live", "fork"):
             raise FatalError(f"ChainExecutor runs live or fork, not {settings.mode!r}")
@@ -224,6 +226,7 @@ class ChainExecutor:
         self._on_step = on_step
         self._clock = clock
         self.aggregator = aggregator
+        self.events = events
         self._allowance_locks: dict[tuple[str, str], asyncio.Lock] = {}
         if decode_arb_executor_error not in sender.revert_decoders:
             sender.revert_decoders = (*sender.revert_decoders, decode_arb_executor_error)
@@ -253,6 +256,7 @@ class ChainExecutor:
             async with self._spending_lock(intent):
                 request = await self._trade_request(intent)
                 sent = await self.sender.send(request, intent_id=intent.id)
+                self._published_sent(intent, sent.tx_hash)
                 receipt, winner = await self.sender.track(
                     sent,
                     timeout_s=self.settings.receipt_timeout_s,
@@ -278,6 +282,20 @@ class ChainExecutor:
         outcome = await self._settle(intent, trade_tx, receipt, cross_check=True)
         await self._step(STEP_SETTLED)
         return outcome
+
+    def _published_sent(self, intent: Intent, tx_hash: str) -> None:
+        if self.events is not None:
+            self.events.publish(
+                TradeSent(
+                    trade_id=intent.id,
+                    strategy=intent.strategy,
+                    route=" -> ".join(hop.dex for hop in intent.route),
+                    tx_hash=tx_hash,
+                    token_in=intent.token_in,
+                    amount_in_wei=intent.amount_in,
+                    predicted_profit_usd=intent.predicted_profit_usd,
+                )
+            )
 
     def _spending_lock(self, intent: Intent) -> asyncio.Lock:
         if intent.kind != "swap" or not intent.route:

@@ -154,6 +154,19 @@ class FeedBoard:
             )
         return scores
 
+    def readings(self) -> list[Reading[Any]]:
+        """Every feed's current readings, one per client and key (for the freshness watch)."""
+        found: list[Reading[Any]] = []
+        for client in self.cex:
+            found.extend(r for s in self.cex_symbols if (r := client.ticker(s)) is not None)
+        found.extend(self.aggregator_quotes().values())
+        found.extend(self.sentiment_scores().values())
+        if self.coingecko is not None:
+            found.extend(
+                r for s in self.coingecko_tokens if (r := self.coingecko.price_usd(s)) is not None
+            )
+        return found
+
     def external_prices_usd(self) -> dict[str, float]:
         if self.coingecko is None:
             return {}

@@ -7,6 +7,7 @@ RPC endpoints are reduced to their host (``redact_endpoint``), channels and feed
 
 from __future__ import annotations
 
+import errno
 import inspect
 import json
 import logging
@@ -27,6 +28,20 @@ from prometheus_client import (
     generate_latest,
 )
 
+from agent.errors import ConfigError
+from agent.events import (
+    HEAD_SOURCE,
+    Event,
+    EventBus,
+    FeedFresh,
+    FeedsChecked,
+    FeedStale,
+    HeadResumed,
+    HeadSeen,
+    HeadStalled,
+    Tick,
+    TradeSent,
+)
 from agent.types import Reading
 
 logger = logging.getLogger(__name__)
@@ -160,6 +175,18 @@ class AgentMetrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.head_block = Gauge(
+            "head_block",
+            "Latest chain head seen by the block source",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.head_stalled = Gauge(
+            "head_stalled",
+            "1 while the chain head has not advanced for a few block times",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
 
     # Recording helpers keep label spelling in one place.
 
@@ -212,6 +239,23 @@ class AgentMetrics:
     def set_halted(self, halted: bool) -> None:
         self.trading_halted.set(1 if halted else 0)
 
+    def subscribe(self, events: EventBus) -> None:
+        """Keep the gauges and counters that events drive up to date."""
+        events.subscribe(self._on_event, name="metrics")
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, FeedsChecked):
+            for source, age_s in event.ages_s:
+                self.set_feed_staleness(source, age_s)
+        elif isinstance(event, HeadSeen):
+            self.head_block.set(event.number)
+        elif isinstance(event, HeadStalled):
+            self.head_stalled.set(1)
+        elif isinstance(event, HeadResumed):
+            self.head_stalled.set(0)
+        elif isinstance(event, TradeSent):
+            self.record_trade("sent")
+
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
         return generate_latest(self.registry)
@@ -219,7 +263,9 @@ class AgentMetrics:
 
 @dataclass(frozen=True, slots=True)
 class HealthReport:
-    """What /health reports; ``status`` is ``ok`` unless trading is halted or a feed is stale."""
+    """What /health reports. ``status`` is ``degraded`` while trading is halted or a required
+    source is stale (``stale_feeds``: the chain head when it stopped advancing, required feeds);
+    ``stale_optional`` are stale sources that do not degrade it. Ages are seconds."""
 
     halted: bool = False
     paused: bool = False
@@ -227,6 +273,10 @@ class HealthReport:
     last_block: int | None = None
     last_tick_age_s: float | None = None
     details: dict[str, str] = field(default_factory=dict)
+    last_head: int | None = None
+    head_age_s: float | None = None
+    stale_optional: tuple[str, ...] = ()
+    stale_pools: int = 0
 
     @property
     def status(self) -> str:
@@ -238,10 +288,72 @@ class HealthReport:
             "halted": self.halted,
             "paused": self.paused,
             "stale_feeds": list(self.stale_feeds),
+            "stale_optional": list(self.stale_optional),
+            "stale_pools": self.stale_pools,
             "last_block": self.last_block,
-            "last_tick_age_s": self.last_tick_age_s,
+            "last_tick_age_s": _rounded(self.last_tick_age_s),
+            "last_head": self.last_head,
+            "head_age_s": _rounded(self.head_age_s),
             **({"details": self.details} if self.details else {}),
         }
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
+class HealthState:
+    """What /health needs to know, kept up to date from events (a bus subscriber).
+
+    Ages are measured on ``clock`` (``time.time`` seconds, the clock events are stamped with).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.last_head: int | None = None
+        self.last_head_at: float | None = None
+        self.head_stalled = False
+        self.last_tick_block: int | None = None
+        self.last_tick_at: float | None = None
+        self.stale: dict[str, bool] = {}  # stale source -> required
+
+    def subscribe(self, events: EventBus) -> None:
+        events.subscribe(self._on_event, name="health")
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, HeadSeen):
+            self.last_head, self.last_head_at = event.number, event.at
+        elif isinstance(event, HeadStalled):
+            self.head_stalled = True
+        elif isinstance(event, HeadResumed):
+            self.head_stalled = False
+        elif isinstance(event, Tick):
+            self.last_tick_block, self.last_tick_at = event.block, event.at
+        elif isinstance(event, FeedStale):
+            self.stale[event.source] = event.required
+        elif isinstance(event, FeedFresh):
+            self.stale.pop(event.source, None)
+
+    def report(
+        self, *, halted: bool = False, paused: bool = False, stale_pools: int = 0
+    ) -> HealthReport:
+        now = self._clock()
+        tick_age_s = None if self.last_tick_at is None else max(0.0, now - self.last_tick_at)
+        head_age_s = None if self.last_head_at is None else max(0.0, now - self.last_head_at)
+        required = sorted(source for source, needed in self.stale.items() if needed)
+        if self.head_stalled:
+            required.insert(0, HEAD_SOURCE)
+        return HealthReport(
+            halted=halted,
+            paused=paused,
+            stale_feeds=tuple(required),
+            stale_optional=tuple(sorted(s for s, needed in self.stale.items() if not needed)),
+            stale_pools=stale_pools,
+            last_block=self.last_tick_block,
+            last_tick_age_s=tick_age_s,
+            last_head=self.last_head,
+            head_age_s=head_age_s,
+        )
 
 
 HealthProvider = Callable[[], HealthReport | Awaitable[HealthReport]]
@@ -285,6 +397,17 @@ class MetricsServer:
         await runner.setup()
         try:
             await web.TCPSite(runner, self._host, self._requested_port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"metrics.port: {self._host}:{self._requested_port} is already in use "
+                    "(another agent running?); choose another port or set metrics.enabled = false"
+                ) from None
+            raise ConfigError(
+                f"metrics.host/metrics.port: cannot listen on {self._host}:"
+                f"{self._requested_port}: {exc.strerror or type(exc).__name__}"
+            ) from None
         except BaseException:
             await runner.cleanup()
             raise

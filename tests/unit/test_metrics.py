@@ -160,8 +160,12 @@ async def test_health_reports_ok_then_degraded(session: aiohttp.ClientSession) -
         "halted": False,
         "paused": False,
         "stale_feeds": [],
+        "stale_optional": [],
+        "stale_pools": 0,
         "last_block": 100,
         "last_tick_age_s": 1.5,
+        "last_head": None,
+        "head_age_s": None,
     }
     assert degraded["status"] == "degraded"
     assert degraded["halted"] is True

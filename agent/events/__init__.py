@@ -1,0 +1,53 @@
+"""Typed events (what happened) and the in-process bus that carries them.
+
+Sources publish: the block source (``HeadSeen``, ``HeadStalled``, ``HeadResumed``), the feed
+watch (``FeedStale``, ``FeedFresh``, ``FeedsChecked``), the executor (``TradeSent``) and the
+engine (``Tick``, ``Refusal``, ``StrategyFailed``, ``TradeMined``, ``TradeReverted``,
+``TradeFailed``, ``Halt``, ``DayClosed``); the control surface publishes ``ControlAction``.
+Alerts, metrics, /health and the log subscribe (``agent.app.build`` wires them).
+"""
+
+from agent.events.bus import EventBus, Throttle
+from agent.events.types import (
+    HEAD_SOURCE,
+    ControlAction,
+    DayClosed,
+    Event,
+    FeedFresh,
+    FeedsChecked,
+    FeedStale,
+    Halt,
+    HeadResumed,
+    HeadSeen,
+    HeadStalled,
+    Refusal,
+    StrategyFailed,
+    Tick,
+    TradeFailed,
+    TradeMined,
+    TradeReverted,
+    TradeSent,
+)
+
+__all__ = [
+    "HEAD_SOURCE",
+    "ControlAction",
+    "DayClosed",
+    "Event",
+    "EventBus",
+    "FeedFresh",
+    "FeedStale",
+    "FeedsChecked",
+    "Halt",
+    "HeadResumed",
+    "HeadSeen",
+    "HeadStalled",
+    "Refusal",
+    "StrategyFailed",
+    "Throttle",
+    "Tick",
+    "TradeFailed",
+    "TradeMined",
+    "TradeReverted",
+    "TradeSent",
+]

@@ -1,0 +1,238 @@
+"""What happened, as typed facts: the one vocabulary sources publish and subscribers read.
+
+Every event is a frozen dataclass with ``at`` (``time.time()`` seconds) and a ``kind`` string.
+Events carry no secrets: symbols, addresses, hashes, reasons, error classes and USD figures,
+never keys, tokens or URLs. Token amounts are ``int`` in the token's smallest units; USD figures
+are ``float`` (reporting only).
+
+Alerts render some of these events as cards (``agent.alerts.base``: ``FeedDown`` for
+``FeedStale`` and ``HeadStalled``, ``TradeFilled`` for ``TradeMined`` ...); the mapping lives in
+``agent.alerts.subscriber``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from typing import ClassVar
+
+# The source name block-source staleness is reported under (/health, alerts, metrics).
+HEAD_SOURCE = "rpc head"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of every event. ``at`` is when it happened, ``time.time()`` seconds."""
+
+    kind: ClassVar[str] = "event"
+
+    at: float = field(default_factory=time.time)
+
+
+# --- the block source -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeadSeen(Event):
+    """A new chain head (a block number higher than any seen before)."""
+
+    kind: ClassVar[str] = "head_seen"
+
+    number: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeadStalled(Event):
+    """No new head for ``stalled_for_s`` (past the stall threshold): published once per stall."""
+
+    kind: ClassVar[str] = "head_stalled"
+
+    last_head: int | None
+    stalled_for_s: float
+    error_class: str | None = None  # the block source's latest failure, if it is failing
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeadResumed(Event):
+    """The first new head after a stall."""
+
+    kind: ClassVar[str] = "head_resumed"
+
+    number: int
+    stalled_for_s: float
+
+
+# --- feeds ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedStale(Event):
+    """A feed source went stale (fresh -> stale transition); ``required`` ones degrade /health."""
+
+    kind: ClassVar[str] = "feed_stale"
+
+    source: str
+    stale_for_s: float
+    error: str | None = None  # redacted by the feed that recorded it
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedFresh(Event):
+    """A stale feed source has a fresh reading again (stale -> fresh transition)."""
+
+    kind: ClassVar[str] = "feed_fresh"
+
+    source: str
+    stale_for_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedsChecked(Event):
+    """Age of the latest good reading of every feed source (seconds), each time feeds are
+    checked: the staleness gauges read it."""
+
+    kind: ClassVar[str] = "feeds_checked"
+
+    ages_s: tuple[tuple[str, float], ...]
+
+
+# --- the executor ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradeSent(Event):
+    """A trade's transaction was broadcast; ``amount_in_wei`` is in ``token_in``'s units."""
+
+    kind: ClassVar[str] = "trade_sent"
+
+    trade_id: str
+    strategy: str
+    route: str
+    tx_hash: str
+    token_in: str  # address
+    amount_in_wei: int
+    predicted_profit_usd: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradeMined(Event):
+    """A trade filled (mined and settled, or a paper fill): realised beside predicted."""
+
+    kind: ClassVar[str] = "trade_mined"
+
+    trade_id: str
+    strategy: str
+    route: str
+    tx_hash: str | None
+    block_number: int | None
+    predicted_profit_usd: float
+    realised_profit_usd: float
+    gas_cost_usd: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradeReverted(Event):
+    """A trade's transaction was mined and reverted."""
+
+    kind: ClassVar[str] = "trade_reverted"
+
+    trade_id: str
+    strategy: str
+    route: str
+    reason: str
+    tx_hash: str | None = None
+    gas_cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradeFailed(Event):
+    """A trade ended before reaching the chain (simulation revert, refused broadcast, error)."""
+
+    kind: ClassVar[str] = "trade_failed"
+
+    trade_id: str
+    strategy: str
+    route: str
+    reason: str
+
+
+# --- the engine -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tick(Event):
+    """One block processed. ``refusals`` are (reason, count) pairs, sorted by reason;
+    ``failed_strategies`` the strategies that raised or timed out on this block."""
+
+    kind: ClassVar[str] = "tick"
+
+    block: int
+    opportunities: int
+    approved: int
+    started: int
+    refusals: tuple[tuple[str, int], ...] = ()
+    failed_strategies: tuple[str, ...] = ()
+    decide_s: float = 0.0
+    equity_usd: float = 0.0
+    drawdown_ratio: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refusal(Event):
+    """The risk gate refused an opportunity with one machine-readable reason."""
+
+    kind: ClassVar[str] = "refusal"
+
+    reason: str
+    strategy: str
+    opportunity_id: str
+    block: int
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrategyFailed(Event):
+    """A strategy raised or timed out on a block (only the error class: messages may hold data)."""
+
+    kind: ClassVar[str] = "strategy_failed"
+
+    strategy: str
+    error_class: str
+    block: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Halt(Event):
+    """Trading halted (drawdown, daily loss) until an explicit resume: once per halt."""
+
+    kind: ClassVar[str] = "halt"
+
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControlAction(Event):
+    """An operator acted on the running agent: ``who`` (e.g. ``telegram:424242``), ``action``
+    (pause, resume, kill) and an optional detail (the pause reason)."""
+
+    kind: ClassVar[str] = "control_action"
+
+    who: str
+    action: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DayClosed(Event):
+    """A UTC day ended (seen at the first tick of the next): its trades and PnL, USD."""
+
+    kind: ClassVar[str] = "day_closed"
+
+    day: date
+    pnl_usd: float
+    trades: int
+    equity_usd: float
+    drawdown_ratio: float = 0.0
