@@ -187,6 +187,17 @@ async def open_agent(
         health.subscribe(events)
         EventLog(summary_every_s=cfg.logging.summary_every_s).subscribe(events)
         DailyLedger(events).subscribe()
+        built: list[AgentParts] = []  # the parts, once built: /health reads them
+        if cfg.metrics.enabled:
+            # Listen first: a busy port is a configuration error found before any connection.
+            server = MetricsServer(
+                metrics,
+                lambda: _health(health, built),
+                host=cfg.metrics.host,
+                port=cfg.metrics.port,
+            )
+            await server.start()
+            stack.push_async_callback(server.stop)
         rpc = RpcClient(
             [str(u) for u in cfg.chain.rpc_urls],
             session=session,
@@ -392,17 +403,15 @@ async def open_agent(
                 # The engine copied its background list when it was built: hand it over there.
                 engine.background.append(listener.run)
                 background.append(listener.run)
-        if cfg.metrics.enabled:
-            server = MetricsServer(
-                metrics, lambda: _health(parts), host=cfg.metrics.host, port=cfg.metrics.port
-            )
-            await server.start()
-            stack.push_async_callback(server.stop)
+        built.append(parts)
         yield parts
 
 
-def _health(parts: AgentParts) -> HealthReport:
-    return parts.health.report(
+def _health(health: HealthState, built: list[AgentParts]) -> HealthReport:
+    if not built:  # still starting: nothing ticked yet
+        return health.report()
+    parts = built[0]
+    return health.report(
         halted=parts.risk.halt is not None,
         paused=parts.risk.paused,
         stale_pools=len(parts.registry.stale_pools),

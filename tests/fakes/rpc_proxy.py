@@ -3,7 +3,8 @@
 With probability ``failure_rate`` a request gets one of the faults an RPC provider really shows:
 HTTP 500, HTTP 429, a connection reset, a reply slower than the client's timeout, a truncated
 body, garbled JSON. Everything else is forwarded unchanged. It records what it did, so a test
-can check that faults really happened.
+can check that faults really happened. ``cut()`` makes it drop every connection (a dead
+endpoint) until ``restore()``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class FaultyRpcProxy:
         self.rng = random.Random(seed)
         self.requests = 0
         self.injected: Counter[str] = Counter()
+        self.down = False
+        self.dropped_while_down = 0
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.url = ""
@@ -80,8 +83,20 @@ class FaultyRpcProxy:
         ) as upstream:
             return await upstream.read()
 
+    def cut(self) -> None:
+        """Every request from now on has its connection reset (the node is unreachable)."""
+        self.down = True
+
+    def restore(self) -> None:
+        self.down = False
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        if self.down:
+            self.dropped_while_down += 1
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         body = await request.read()
         fault = self.rng.choice(self.faults) if self.rng.random() < self.failure_rate else None
         if fault is None:

@@ -198,3 +198,19 @@ def test_missing_config_file_exits_2(tmp_path: Path, args: tuple[str, ...]) -> N
     result = run(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert "defi-agent init" in result.stderr
+
+
+def test_busy_metrics_port_is_a_one_line_config_error(tmp_path: Path) -> None:
+    import socket
+
+    config = init_for_local_devnet(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config.write_text(config.read_text().replace("port = 9108", f"port = {port}"))
+        result = run("run", "--config", str(config), "--mode", "paper", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: metrics.port:") and str(port) in last
