@@ -94,6 +94,14 @@ async def test_gap_is_arbitraged_in_the_next_block_for_exactly_the_predicted_pro
         fields = {f["name"]: f["value"] for f in discord_alert()[0]["fields"]}  # type: ignore[attr-defined]
         assert fields["trade"] == fill.intent_id
         assert fields["realised"] == fields["predicted"]
+        # the broadcast was announced too, once, with the transaction it sent
+        sent = [
+            m.visible_text
+            for m in telegram.messages_to(OPERATOR_CHAT_ID)
+            if "Trade sent" in m.visible_text
+        ]
+        assert len(sent) == 1 and fill.intent_id in sent[0]
+        assert (fill.tx_hash or "")[:10] in sent[0]
 
     # The profit really is in the ArbExecutor: in WETH or USDC, whichever the cycle started in.
     weth_after = await chain.balance("WETH", chain.arb_executor)

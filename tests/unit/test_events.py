@@ -3,8 +3,10 @@ stops advancing, a feed going stale, a strategy failing) alerts once, not once p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -348,3 +350,40 @@ async def test_a_busy_metrics_port_is_a_config_error_naming_the_key() -> None:
             await second.start()
     finally:
         await first.stop()
+
+
+async def test_a_dead_rpc_is_logged_when_it_starts_not_on_every_poll(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+
+    from agent.chain.rpc import RpcClient, poll_new_blocks
+
+    caplog.set_level(logging.DEBUG, logger="agent.chain.rpc")
+    with socket_closed() as dead_url:
+        failures: list[BaseException] = []
+        async with RpcClient([dead_url], max_attempts=1, timeout_s=2.0) as client:
+            heads = poll_new_blocks(client, 0.001, on_error=failures.append)
+            polling = asyncio.ensure_future(anext(aiter(heads)))
+            async with asyncio.timeout(60):
+                while len(failures) < 30:
+                    await asyncio.sleep(0.01)
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+            await heads.aclose()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2, warnings  # the endpoint's first failure, the poll's first failure
+    assert "polling eth_blockNumber failed" in warnings[1]
+    assert "repeats logged at most every 60s" in warnings[1]
+
+
+@contextlib.contextmanager
+def socket_closed() -> Iterator[str]:
+    """A URL on 127.0.0.1 where nothing listens (the port was free a moment ago)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    yield f"http://127.0.0.1:{port}/"
