@@ -792,4 +792,8 @@ def render_config_template(deployment_file: str = "anvil/deployments/devnet.json
 
 def render_env_example() -> str:
     """The ``.env.example`` written by ``defi-agent init``: variable names, never values."""
-    return resources.files("agent.config").joinpath("templates/env.example").read_text(encoding="utf-8")
+    return (
+        resources.files("agent.config")
+        .joinpath("templates/env.example")
+        .read_text(encoding="utf-8")
+    )
