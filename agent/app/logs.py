@@ -20,6 +20,7 @@ from pydantic import BaseModel, SecretStr
 
 from agent.config.loading import redact_url
 from agent.config.models import AgentConfig, LoggingConfig
+from agent.errors import ConfigError
 from agent.feeds.resilience import Redactor
 
 Redact = Callable[[str], str]
@@ -55,7 +56,7 @@ def redactor_for(cfg: AgentConfig | None) -> Redact:
         _walk(cfg, secrets, urls)
         try:
             password = cfg.keystore_password()
-        except Exception:  # an unreadable password file is reported by the command, not here
+        except ConfigError:  # an unreadable password file is reported by the command, not here
             password = None
         if password is not None:
             secrets.append(password.get_secret_value())

@@ -387,3 +387,28 @@ def socket_closed() -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     yield f"http://127.0.0.1:{port}/"
+
+
+def test_the_log_redactor_knows_every_secret_of_the_config(tmp_path: Path) -> None:
+    from agent.app.logs import redactor_for
+    from agent.config.models import AgentConfig
+
+    rpc_url = "https://eth-mainnet.example/v2/Zk3yQ9pLmN4rT7wX2cV5"
+    bot_token = "987654:ZZyyXXwwVVuuTTss-secret"
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        "[chain]\n"
+        'name = "ethereum"\n'
+        "chain_id = 1\n"
+        'rpc_urls = ["${RPC_URL}"]\n'
+        "[alerts.telegram]\n"
+        "enabled = true\n"
+        'bot_token = "${TELEGRAM_BOT_TOKEN}"\n'
+        "chat_id = 42\n"
+    )
+    cfg = AgentConfig.load(config, environ={"RPC_URL": rpc_url, "TELEGRAM_BOT_TOKEN": bot_token})
+    redact = redactor_for(cfg)
+
+    line = redact(f"POST {rpc_url} failed; bot{bot_token}/sendMessage answered 401")
+    assert "Zk3yQ9pLmN4rT7wX2cV5" not in line and bot_token not in line
+    assert "eth-mainnet.example" in line  # the host stays: operators need to know which node
