@@ -315,7 +315,7 @@ class Engine:
         if self.metrics is not None:
             self.metrics.record_tick(report.decide_s)
             self.metrics.set_portfolio(view.equity_usd, view.drawdown_pct / 100)
-            self.metrics.set_halted(self.risk.halt is not None)
+            self.metrics.set_halted(self.risk.halt is not None or self.risk.paused)
         self.events.publish(
             ev.Tick(
                 block=block,

@@ -140,6 +140,16 @@ async def test_dead_rpc_degrades_health_and_alerts_once_per_transition(
                 assert len(telegram_titles(down_title)) == 1
                 assert len(discord_titles(down_title)) == 1
                 assert not engine.done()
+                # the alert deliveries and the head are on the metrics page too
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    page = await response.text()
+                for channel in ("telegram", "discord"):
+                    sent = f'defi_agent_alerts_total{{channel="{channel}",outcome="sent"}} '
+                    assert any(
+                        line.startswith(sent) and float(line.split()[-1]) >= 2
+                        for line in page.splitlines()
+                    ), page
+                assert "defi_agent_head_stalled 0.0" in page
             finally:
                 stop.set()
                 async with asyncio.timeout(30):
