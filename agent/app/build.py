@@ -29,6 +29,7 @@ from agent.chain.gas import GasOracle, GasPolicy
 from agent.chain.multicall import Call, Multicall
 from agent.chain.nonce import NonceManager
 from agent.chain.rpc import RpcClient, poll_new_blocks, subscribe_new_blocks
+from agent.chain.tokens import resolve_tokens
 from agent.chain.tx import TransactionSender
 from agent.config.models import AgentConfig
 from agent.dex.pools import PoolRegistry
@@ -131,15 +132,11 @@ class PaperBalances:
         return await self.journal.paper_balances()
 
 
-def _tokens(cfg: AgentConfig) -> dict[str, Token]:
-    addresses = cfg.chain_addresses()
-    tokens: dict[str, Token] = {}
-    for ref in cfg.market.tokens:
-        token = addresses.token(ref)
-        if token is None:
-            raise ConfigError(f"market.tokens: unknown token {ref!r} on chain {cfg.chain.name}")
-        tokens[token.address] = token
-    return tokens
+async def _tokens(cfg: AgentConfig, multicall: Multicall) -> dict[str, Token]:
+    """``market.tokens`` (symbols or 0x addresses) with decimals and symbols read on chain."""
+    return await resolve_tokens(
+        cfg.market.tokens, cfg.chain_addresses(), cfg.market.token_addresses, multicall
+    )
 
 
 def build_strategies(cfg: AgentConfig) -> list[Strategy]:
@@ -208,8 +205,8 @@ async def open_agent(
         )
         w3 = rpc.web3()
         addresses = cfg.chain_addresses()
-        tokens = _tokens(cfg)
         multicall = Multicall(rpc, max_calls_per_chunk=cfg.market.multicall_batch_size)
+        tokens = await _tokens(cfg, multicall)
         dexes = set(cfg.market.dexes)
         v2_factories: dict[str, str] = {
             d.name: d.factory for d in addresses.v2_dexes().values() if d.name in dexes
@@ -286,7 +283,9 @@ async def open_agent(
         journal = Journal(session_factory(engine_db))
 
         contracts = DexContracts.from_addresses(
-            _address_map(addresses), str(cfg.execution.arb_executor or "") or None
+            _address_map(addresses),
+            str(cfg.execution.arb_executor or "") or None,
+            router_kinds={d.name: k for d in addresses.v3_dexes().values() if (k := d.router_kind)},
         )
         settings, fee_policy = settings_from_config(cfg.execution)
         executor: Executor
@@ -294,10 +293,12 @@ async def open_agent(
         reconciler: Reconciler | None = None
         portfolio = Portfolio(tokens)
         if chain_mode == "paper":
+            # paper_balances may name a token by a symbol only market.tokens resolved
+            by_ref = {k.upper(): t for a, t in tokens.items() for k in (a, t.symbol)}
             paper = {
                 t.address: t.to_units(str(amount))
                 for ref, amount in cfg.execution.paper_balances.items()
-                if (t := addresses.token(ref)) is not None
+                if (t := by_ref.get(ref.upper()) or addresses.token(ref)) is not None
             }
             await journal.seed_paper_balances(paper)
             executor = PaperExecutor(w3, journal, contracts, settings.slippage_bps)
@@ -427,7 +428,7 @@ def _address_map(addresses: Any) -> dict[str, str]:
             flat[f"{dex.name}.router"] = dex.router02
     for dex in addresses.v3_dexes().values():
         flat[f"{dex.name}.factory"] = dex.factory
-        router = dex.swap_router or dex.swap_router02
+        router = dex.router
         if router:
             flat[f"{dex.name}.swap_router"] = router
         if dex.quoter_v2:

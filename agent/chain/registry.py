@@ -7,9 +7,17 @@ USDC contracts. Every address is EIP-55 checksummed; a DEX that is not deployed 
 explicit ``None``, never a missing key.
 
 Two V3 routers exist and their ABIs differ: ``SwapRouter`` (periphery 1.0, ``deadline`` inside
-the params struct) and ``SwapRouter02`` (swap-router-contracts, no deadline in the struct). The
-devnet deploys ``SwapRouter``; mainnets are used through ``SwapRouter02``. Callers must pick the
-ABI that matches the field they use.
+the params struct) and ``SwapRouter02`` (swap-router-contracts, no deadline in the struct; the
+deadline goes into ``multicall(uint256 deadline, bytes[])``). ``V3Dex.router`` and
+``V3Dex.router_kind`` say which one the agent uses on a chain: SwapRouter where it exists (the
+devnet, Ethereum, Arbitrum, Optimism, Polygon), SwapRouter02 elsewhere (Base has no SwapRouter).
+
+Each DEX also carries its CREATE2 init-code hash (a V2 pair's, a V3 pool's): forks such as
+SushiSwap compile their own pair, so its hash differs from Uniswap's, and anything that derives
+a pair address or checks a callback's sender (the ArbExecutor) needs the DEX's own.
+
+Tokens: the major tokens of each chain (WETH, native and bridged USDC, USDT, DAI, WBTC, ...),
+by symbol. Bridged USDC is ``USDC.e`` (``USDbC`` on Base) so that it can sit beside native USDC.
 """
 
 from __future__ import annotations
@@ -31,6 +39,23 @@ DEVNET_CHAIN = "devnet"
 # Anvil's default chain id; a devnet deployment file may say otherwise.
 DEVNET_CHAIN_ID = 31337
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# CREATE2 init-code hashes: keccak256 of the pair/pool creation code each factory deploys.
+UNISWAP_V2_PAIR_INIT_CODE_HASH = bytes.fromhex(
+    "96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f"
+)
+UNISWAP_V3_POOL_INIT_CODE_HASH = bytes.fromhex(
+    "e34f199b19b2b4f47f68442619d555527d244f78a3297ea89325f843f87b8b54"
+)
+# SushiSwap's pair (its own build of the V2 pair), hardcoded in Sushi's UniswapV2Library.
+SUSHISWAP_V2_PAIR_INIT_CODE_HASH = bytes.fromhex(
+    "e18a34eb0e04b04f7a0ac29a6e80748dca96319b42c54d679cb821dca90c6303"
+)
+
+# The V3 router ABIs (see the module docstring).
+RouterKind = Literal["swap_router", "swap_router02"]
+SWAP_ROUTER: RouterKind = "swap_router"
+SWAP_ROUTER02: RouterKind = "swap_router02"
 DEFAULT_DEPLOYMENTS_DIR = _REPO_ROOT / "anvil" / "deployments"
 
 
@@ -41,6 +66,7 @@ class V2Dex:
     name: str
     factory: str
     router02: str | None
+    pair_init_code_hash: bytes = UNISWAP_V2_PAIR_INIT_CODE_HASH
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +80,19 @@ class V3Dex:
     swap_router: str | None
     swap_router02: str | None
     position_manager: str | None
+    pool_init_code_hash: bytes = UNISWAP_V3_POOL_INIT_CODE_HASH
+
+    @property
+    def router_kind(self) -> RouterKind | None:
+        """Which router the agent swaps through: SwapRouter where deployed, else SwapRouter02."""
+        if self.swap_router is not None:
+            return SWAP_ROUTER
+        return SWAP_ROUTER02 if self.swap_router02 is not None else None
+
+    @property
+    def router(self) -> str | None:
+        """The address of the router :attr:`router_kind` names."""
+        return self.swap_router if self.swap_router is not None else self.swap_router02
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +136,10 @@ class ChainAddresses:
     pools: tuple[DeployedPool, ...] = ()
     # Every flat name -> address from a deployment file (e.g. "arb_executor" once deployed).
     extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Pair init-code hash per V2 DEX name where it is not Uniswap's.
+    v2_pair_init_code_hashes: Mapping[str, bytes] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def v2_dexes(self) -> dict[str, V2Dex]:
         """The V2-style DEXes deployed on this chain, by the names config uses."""
@@ -109,7 +152,15 @@ class ChainAddresses:
             dexes["sushiswap"] = V2Dex(
                 "sushiswap", self.sushiswap_v2_factory, self.sushiswap_v2_router02
             )
-        return dexes
+        return {
+            name: V2Dex(
+                dex.name,
+                dex.factory,
+                dex.router02,
+                self.v2_pair_init_code_hashes.get(name, UNISWAP_V2_PAIR_INIT_CODE_HASH),
+            )
+            for name, dex in dexes.items()
+        }
 
     def v3_dexes(self) -> dict[str, V3Dex]:
         """The V3-style DEXes deployed on this chain, by the names config uses."""
@@ -176,7 +227,11 @@ _ETHEREUM = ChainAddresses(
     tokens=_tokens(
         Token("0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2", "WETH", 18),
         Token("0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", "USDC", 6),
+        Token("0xdAC17F958D2ee523a2206206994597C13D831ec7", "USDT", 6),
+        Token("0x6B175474E89094C44Da98b954EedeAC495271d0F", "DAI", 18),
+        Token("0x2260FAC5E5542a773Aa44fBCfeDf7C193bc2C599", "WBTC", 8),
     ),
+    v2_pair_init_code_hashes=MappingProxyType({"sushiswap": SUSHISWAP_V2_PAIR_INIT_CODE_HASH}),
 )
 
 _ARBITRUM = ChainAddresses(
@@ -198,7 +253,13 @@ _ARBITRUM = ChainAddresses(
     tokens=_tokens(
         Token("0x82aF49447D8a07e3bd95BD0d56f35241523fBab1", "WETH", 18),
         Token("0xaf88d065e77c8cC2239327C5EDb3A432268e5831", "USDC", 6),
+        Token("0xFF970A61A04b1cA14834A43f5dE4533eBDDB5CC8", "USDC.e", 6),
+        Token("0xFd086bC7CD5C481DCC9C85ebE478A1C0b69FCbb9", "USDT", 6),
+        Token("0xDA10009cBd5D07dd0CeCc66161FC93D7c9000da1", "DAI", 18),
+        Token("0x2f2a2543B76A4166549F7aaB2e75Bef0aefC5B0f", "WBTC", 8),
+        Token("0x912CE59144191C1204E64559FE8253a0e49E6548", "ARB", 18),
     ),
+    v2_pair_init_code_hashes=MappingProxyType({"sushiswap": SUSHISWAP_V2_PAIR_INIT_CODE_HASH}),
 )
 
 _BASE = ChainAddresses(
@@ -221,7 +282,12 @@ _BASE = ChainAddresses(
     tokens=_tokens(
         Token(_OP_STACK_WETH, "WETH", 18),
         Token("0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "USDC", 6),
+        # Bridged USDC from before native USDC; its own symbol on chain is USDbC.
+        Token("0xd9aAEc86B65D86f6A7B5B1b0c42FFA531710b6CA", "USDbC", 6),
+        Token("0x50c5725949A6F0c72E6C4a641F24049A917DB0Cb", "DAI", 18),
+        Token("0xcbB7C0000aB88B473b1f5aFd9ef808440eed33Bf", "cbBTC", 8),
     ),
+    v2_pair_init_code_hashes=MappingProxyType({"sushiswap": SUSHISWAP_V2_PAIR_INIT_CODE_HASH}),
 )
 
 _OPTIMISM = ChainAddresses(
@@ -243,7 +309,13 @@ _OPTIMISM = ChainAddresses(
     tokens=_tokens(
         Token(_OP_STACK_WETH, "WETH", 18),
         Token("0x0b2C639c533813f4Aa9D7837CAf62653d097Ff85", "USDC", 6),
+        Token("0x7F5c764cBc14f9669B88837ca1490cCa17c31607", "USDC.e", 6),
+        Token("0x94b008aA00579c1307B0EF2c499aD98a8ce58e58", "USDT", 6),
+        Token("0xDA10009cBd5D07dd0CeCc66161FC93D7c9000da1", "DAI", 18),
+        Token("0x68f180fcCe6836688e9084f035309E29Bf0A2095", "WBTC", 8),
+        Token("0x4200000000000000000000000000000000000042", "OP", 18),
     ),
+    v2_pair_init_code_hashes=MappingProxyType({"sushiswap": SUSHISWAP_V2_PAIR_INIT_CODE_HASH}),
 )
 
 _POLYGON = ChainAddresses(
@@ -267,7 +339,12 @@ _POLYGON = ChainAddresses(
         Token("0x0d500B1d8E8eF31E21C99d1Db9A6444d3ADf1270", "WPOL", 18),
         Token("0x7ceB23fD6bC0adD59E62ac25578270cFf1b9f619", "WETH", 18),
         Token("0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359", "USDC", 6),
+        Token("0x2791Bca1f2de4661ED88A30C99A7a9449Aa84174", "USDC.e", 6),
+        Token("0xc2132D05D31c914a87C6611C10748AEb04B58e8F", "USDT", 6),
+        Token("0x8f3Cf7ad23Cd3CaDbD9735AFf958023239c6A063", "DAI", 18),
+        Token("0x1BFD67037B42Cf73acF2047067bd4F2C47D9BfD6", "WBTC", 8),
     ),
+    v2_pair_init_code_hashes=MappingProxyType({"sushiswap": SUSHISWAP_V2_PAIR_INIT_CODE_HASH}),
 )
 
 _MAINNETS: Mapping[str, ChainAddresses] = MappingProxyType(
@@ -328,7 +405,9 @@ def load_deployment(path: Path, chain: str = DEVNET_CHAIN) -> ChainAddresses:
     """Read a deployment JSON written by the devnet into :class:`ChainAddresses`.
 
     Format: ``{"chain_id", "rpc_url", "addresses": {flat name -> address},
-    "tokens": {symbol: {"address", "decimals"}}, "pools": [...]}``. Flat names the agent uses:
+    "tokens": {symbol: {"address", "decimals"}}, "pools": [...],
+    "init_code_hashes": {V2 DEX name -> 0x pair init-code hash} (optional)}``.
+    Flat names the agent uses:
     ``uniswap_v2.factory``, ``uniswap_v2.router``, ``sushiswap.factory``, ``sushiswap.router``,
     ``uniswap_v3.factory``, ``uniswap_v3.quoter_v2``, ``uniswap_v3.swap_router``,
     ``uniswap_v3.swap_router02``, ``uniswap_v3.position_manager``, ``multicall3``.
@@ -433,6 +512,18 @@ def _parse_deployment(raw: dict[str, Any], path: Path, chain: str) -> ChainAddre
             )
         )
 
+    init_code_hashes: dict[str, bytes] = {}
+    raw_hashes = raw.get("init_code_hashes", {})
+    if not isinstance(raw_hashes, dict):
+        problems.append("init_code_hashes: expected an object of V2 DEX name -> 0x hash")
+        raw_hashes = {}
+    for dex_name, value in raw_hashes.items():
+        digits = value.removeprefix("0x") if isinstance(value, str) else ""
+        if len(digits) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            problems.append(f"init_code_hashes.{dex_name}: expected 0x and 64 hex digits")
+            continue
+        init_code_hashes[str(dex_name)] = bytes.fromhex(digits)
+
     weth_token = tokens.get("WETH")
     weth = weth_token.address if weth_token is not None else flat.get("WETH")
     usdc_token = tokens.get("USDC")
@@ -466,4 +557,5 @@ def _parse_deployment(raw: dict[str, Any], path: Path, chain: str) -> ChainAddre
         rpc_url=rpc_url,
         pools=tuple(pools),
         extra=MappingProxyType(flat),
+        v2_pair_init_code_hashes=MappingProxyType(init_code_hashes),
     )

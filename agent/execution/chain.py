@@ -60,9 +60,14 @@ from agent.events import EventBus, TradeSent
 from agent.execution.common import (
     NO_AGGREGATOR,
     SEL_APPROVE,
+    SEL_MULTICALL_DEADLINE,
     SEL_V2_SWAP_EXACT_TOKENS,
+    SEL_V3_02_EXACT_INPUT,
+    SEL_V3_02_EXACT_INPUT_SINGLE,
     SEL_V3_EXACT_INPUT,
     SEL_V3_EXACT_INPUT_SINGLE,
+    SWAP_ROUTER,
+    SWAP_ROUTER02,
     DexContracts,
     ExecutionOutcome,
     _erc20_call,
@@ -165,11 +170,21 @@ def _single_dex(route: Sequence[RouteHop]) -> tuple[str, str]:
 
 
 def encode_router_swap(
-    intent: Intent, recipient: str, amount_out_minimum: int, deadline: int
+    intent: Intent,
+    recipient: str,
+    amount_out_minimum: int,
+    deadline: int,
+    router_kind: str = SWAP_ROUTER,
 ) -> bytes:
     """Router calldata for a directional swap: V2 ``swapExactTokensForTokens``, V3
-    ``exactInputSingle`` (one hop) or ``exactInput`` (several hops)."""
+    ``exactInputSingle`` (one hop) or ``exactInput`` (several hops) in the ABI of
+    ``router_kind``: SwapRouter's (deadline in the params) or SwapRouter02's (see
+    :func:`encode_swap_router02`)."""
     _, kind = _single_dex(intent.route)
+    if kind == "v3" and router_kind == SWAP_ROUTER02:
+        return encode_swap_router02(intent, recipient, amount_out_minimum, deadline)
+    if kind == "v3" and router_kind != SWAP_ROUTER:
+        raise FatalError(f"unknown V3 router kind {router_kind!r}")
     if kind == "v2":
         path = [intent.route[0].token_in, *(hop.token_out for hop in intent.route)]
         return SEL_V2_SWAP_EXACT_TOKENS + encode(
@@ -197,6 +212,36 @@ def encode_router_swap(
         ["(bytes,address,uint256,uint256,uint256)"],
         [(encode_v3_path(intent.route), recipient, deadline, intent.amount_in, amount_out_minimum)],
     )
+
+
+def encode_swap_router02(
+    intent: Intent, recipient: str, amount_out_minimum: int, deadline: int
+) -> bytes:
+    """SwapRouter02 calldata for a V3 swap: ``multicall(deadline, [exactInputSingle(...)])``
+    (or ``exactInput`` for several hops); its structs carry no deadline, the multicall
+    enforces it."""
+    if len(intent.route) == 1:
+        hop = intent.route[0]
+        swap = SEL_V3_02_EXACT_INPUT_SINGLE + encode(
+            ["(address,address,uint24,address,uint256,uint256,uint160)"],
+            [
+                (
+                    hop.token_in,
+                    hop.token_out,
+                    hop.fee_pips,
+                    recipient,
+                    intent.amount_in,
+                    amount_out_minimum,
+                    0,
+                )
+            ],
+        )
+    else:
+        swap = SEL_V3_02_EXACT_INPUT + encode(
+            ["(bytes,address,uint256,uint256)"],
+            [(encode_v3_path(intent.route), recipient, intent.amount_in, amount_out_minimum)],
+        )
+    return SEL_MULTICALL_DEADLINE + encode(["uint256", "bytes[]"], [deadline, [swap]])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,7 +379,11 @@ class ChainExecutor:
             min_amount_out(intent.predicted_amount_out, self.settings.slippage_bps),
         )
         calldata = encode_router_swap(
-            intent, self.sender.address, amount_out_minimum, self._deadline(intent)
+            intent,
+            self.sender.address,
+            amount_out_minimum,
+            self._deadline(intent),
+            self.contracts.router_kinds.get(dex, SWAP_ROUTER),
         )
         return TxRequest(to=router, data=calldata, purpose="swap")
 

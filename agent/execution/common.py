@@ -7,7 +7,7 @@ Amounts are ``int`` in smallest units throughout; ``slippage_bps`` is in basis p
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_abi import encode
@@ -37,6 +37,15 @@ SEL_V3_EXACT_INPUT_SINGLE = _selector(
     "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))"
 )
 SEL_V3_EXACT_INPUT = _selector("exactInput((bytes,address,uint256,uint256,uint256))")
+# SwapRouter02 (swap-router-contracts): no deadline in the structs; it goes into multicall.
+SEL_V3_02_EXACT_INPUT_SINGLE = _selector(
+    "exactInputSingle((address,address,uint24,address,uint256,uint256,uint160))"
+)
+SEL_V3_02_EXACT_INPUT = _selector("exactInput((bytes,address,uint256,uint256))")
+SEL_MULTICALL_DEADLINE = _selector("multicall(uint256,bytes[])")
+# V3 router kinds (agent.chain.registry.SWAP_ROUTER / SWAP_ROUTER02).
+SWAP_ROUTER = "swap_router"
+SWAP_ROUTER02 = "swap_router02"
 SEL_QUOTE_EXACT_INPUT_SINGLE = _selector(
     "quoteExactInputSingle((address,address,uint256,uint24,uint160))"
 )
@@ -78,21 +87,36 @@ class DexContracts:
     factories: Mapping[str, str]
     quoter_v2: str | None = None
     arb_executor: str | None = None
+    # V3 DEX name -> "swap_router" or "swap_router02": which ABI its router speaks.
+    router_kinds: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_addresses(
-        cls, addresses: Mapping[str, str], arb_executor: str | None = None
+        cls,
+        addresses: Mapping[str, str],
+        arb_executor: str | None = None,
+        router_kinds: Mapping[str, str] | None = None,
     ) -> DexContracts:
-        """From a deployment/registry address map ("uniswap_v2.router", ... as the devnet)."""
+        """From a deployment/registry address map ("uniswap_v2.router", ... as the devnet).
+
+        A V3 DEX swaps through its ``swap_router`` when one is listed, else through its
+        ``swap_router02``; ``router_kinds`` overrides what the keys imply."""
         routers: dict[str, str] = {}
         factories: dict[str, str] = {}
+        kinds: dict[str, str] = {}
         for key, address in addresses.items():
             dex, _, role = key.partition(".")
             if role in ("router", "swap_router"):
                 routers[dex] = address
+                if role == SWAP_ROUTER:
+                    kinds[dex] = SWAP_ROUTER
+            elif role == SWAP_ROUTER02 and f"{dex}.{SWAP_ROUTER}" not in addresses:
+                routers[dex] = address
+                kinds[dex] = SWAP_ROUTER02
             elif role == "factory":
                 factories[dex] = address
-        return cls(routers, factories, addresses.get("uniswap_v3.quoter_v2"), arb_executor)
+        kinds.update(router_kinds or {})
+        return cls(routers, factories, addresses.get("uniswap_v3.quoter_v2"), arb_executor, kinds)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,8 @@ PUBLIC_CHAINS = {"ethereum": 1, "arbitrum": 42161, "base": 8453, "optimism": 10,
 ADDRESS_FIELDS = [
     f.name
     for f in dataclasses.fields(ChainAddresses)
-    if f.name not in {"chain", "chain_id", "tokens", "rpc_url", "pools", "extra"}
+    if f.name
+    not in {"chain", "chain_id", "tokens", "rpc_url", "pools", "extra", "v2_pair_init_code_hashes"}
 ]
 # Contracts every public chain we support must have (no None allowed).
 REQUIRED_EVERYWHERE = {
