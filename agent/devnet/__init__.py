@@ -137,13 +137,7 @@ class Devnet:
             elif load_state:
                 self._read_saved_deployment()
             else:
-                self.deployment = await deploy_stack(
-                    self.rpc,
-                    name=self.name,
-                    chain_id=self.chain_id,
-                    rpc_url=self.rpc_url,
-                    extra_tokens=self.extra_tokens,
-                )
+                self.deployment = await self._deploy(self.rpc)
                 if self.state_file is not None:
                     await self.save_state(self.state_file)
             if self.block_time_s:
@@ -159,6 +153,20 @@ class Devnet:
             await self.stop()
             raise
         return self
+
+    async def _deploy(self, rpc: JsonRpc) -> Deployment:
+        """Deploy onto the fresh node (subclasses deploy something else)."""
+        return await deploy_stack(
+            rpc,
+            name=self.name,
+            chain_id=self.chain_id,
+            rpc_url=self.rpc_url,
+            extra_tokens=self.extra_tokens,
+        )
+
+    def _state_key(self) -> str:
+        """Guards a saved state: changes whenever what ``_deploy`` would produce changes."""
+        return _state_key(self.extra_tokens)
 
     async def stop(self) -> None:
         if self.rpc is not None:
@@ -186,7 +194,7 @@ class Devnet:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(gzip.decompress(bytes.fromhex(state_hex.removeprefix("0x"))))
         tmp.replace(path)
-        meta = {"key": _state_key(self.extra_tokens), "deployment": self._deployment.to_json()}
+        meta = {"key": self._state_key(), "deployment": self._deployment.to_json()}
         _meta_path(path).write_text(json.dumps(meta))
 
     def _saved_state_usable(self) -> bool:
@@ -195,7 +203,7 @@ class Devnet:
         if not (self.state_file.is_file() and meta_path.is_file()):
             return False
         meta = json.loads(meta_path.read_text())
-        return bool(meta.get("key") == _state_key(self.extra_tokens))
+        return bool(meta.get("key") == self._state_key())
 
     def _read_saved_deployment(self) -> None:
         assert self.state_file is not None
