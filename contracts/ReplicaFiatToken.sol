@@ -11,16 +11,19 @@ pragma solidity ^0.8.28;
 contract ReplicaFiatToken {
     uint256 private constant _BLACKLISTED = 1 << 255;
 
+    // Storage in FiatTokenV2_2's order, so the balance mapping is slot 9 as on Ethereum.
     address public owner;
-    address public masterMinter;
+    address public pauser;
     address public blacklister;
+    mapping(address => bool) internal _deprecatedBlacklisted;
     string public name;
     string public symbol;
     uint8 public decimals;
     string public currency;
-    uint256 internal totalSupply_;
-    mapping(address => mapping(address => uint256)) internal allowed;
+    address public masterMinter;
     mapping(address => uint256) internal balanceAndBlacklistStates;
+    mapping(address => mapping(address => uint256)) internal allowed;
+    uint256 internal totalSupply_;
 
     event Transfer(address indexed from, address indexed to, uint256 value);
     event Approval(address indexed owner, address indexed spender, uint256 value);
@@ -42,6 +45,7 @@ contract ReplicaFiatToken {
         owner = owner_;
         masterMinter = owner_;
         blacklister = owner_;
+        pauser = owner_;
     }
 
     function totalSupply() external view returns (uint256) {

@@ -9,15 +9,15 @@ pragma solidity ^0.8.28;
 /// @dev No constructor: the replica installs the runtime code at USDT's address and calls
 ///      `initialize`.
 contract ReplicaTetherToken {
-    string public name;
-    string public symbol;
-    uint256 public decimals;
-    uint256 public _totalSupply;
+    // Storage in TetherToken's order where it matters: balances is slot 2 as on Ethereum.
     address public owner;
-
+    uint256 public _totalSupply;
     mapping(address => uint256) public balances;
     mapping(address => mapping(address => uint256)) public allowed;
     mapping(address => bool) public isBlackListed;
+    string public name;
+    string public symbol;
+    uint256 public decimals;
 
     event Transfer(address indexed from, address indexed to, uint256 value);
     event Approval(address indexed owner, address indexed spender, uint256 value);

@@ -76,3 +76,23 @@ async def w3(devnet: Devnet) -> AsyncIterator[AsyncWeb3]:
     finally:
         await web3.provider.disconnect()
         await devnet.revert(snapshot_id)
+
+
+@pytest.fixture(scope="session")
+async def ethereum_replica(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Devnet]:
+    """A replica of Ethereum (chain id 1, canonical addresses), deployed once per session."""
+    from agent.devnet.replica import Replica
+
+    base = tmp_path_factory.getbasetemp()
+    async with Replica("ethereum", state_file=base / "replica-state" / "ethereum.json") as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
+async def base_replica(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Devnet]:
+    """A replica of Base (chain id 8453, Base's addresses, SwapRouter02 only)."""
+    from agent.devnet.replica import Replica
+
+    base = tmp_path_factory.getbasetemp()
+    async with Replica("base", state_file=base / "replica-state" / "base.json") as node:
+        yield node
