@@ -365,6 +365,7 @@ def _ethereum() -> ReplicaProfile:
             ("WBTC", "WETH", 500, 8_000_000),
             ("WBTC", "WETH", 3000, 4_000_000),
             ("WBTC", "USDC", 3000, 4_000_000),
+            ("WBTC", "USDT", 3000, 3_000_000),
             ("USDC", "USDT", 100, 10_000_000),
             ("DAI", "USDC", 100, 5_000_000),
             ("WETH", "DAI", 3000, 3_000_000),
