@@ -309,3 +309,59 @@ async def test_v2_reserves_are_at_realistic_prices(ethereum_replica: Devnet) -> 
             assert 2_980 < usdt_per_eth < 3_000  # 0.3% fee below 3,000
     finally:
         await w3.provider.disconnect()
+
+
+async def test_market_tokens_by_symbol_declared_symbol_or_address_are_read_on_chain(
+    ethereum_replica: Devnet,
+) -> None:
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    from agent.chain.multicall import Multicall
+    from agent.chain.rpc import RpcClient
+    from agent.chain.tokens import resolve_tokens
+    from agent.errors import ConfigError
+    from agent.types import Token
+
+    reg = addresses_for("ethereum")
+    client = RpcClient([ethereum_replica.rpc_url])
+    multicall = Multicall(client)
+    try:
+        tokens = await resolve_tokens(
+            ["WBTC", "USDC", PAXG.lower(), "steth"], reg, {"stETH": STETH}, multicall
+        )
+        assert {(t.symbol, t.decimals) for t in tokens.values()} == {
+            ("WBTC", 8),
+            ("USDC", 6),
+            ("PAXG", 18),  # not in the registry: the symbol comes from the chain
+            ("stETH", 18),
+        }
+        assert set(tokens) == {reg.tokens["WBTC"].address, reg.usdc, PAXG, STETH}
+
+        nothing_there = "0x000000000000000000000000000000000000bEEF"
+        with pytest.raises(ConfigError, match="no decimals"):
+            await resolve_tokens(["WETH", nothing_there], reg, {}, multicall)
+        with pytest.raises(ConfigError, match="unknown token 'LINK'"):
+            await resolve_tokens(["WETH", "LINK"], reg, {}, multicall)
+        # A registry that is wrong about a token is caught by the chain's answer.
+        wrong = replace(
+            reg, tokens=MappingProxyType({**reg.tokens, "USDC": Token(reg.usdc, "USDC", 18)})
+        )
+        with pytest.raises(ConfigError, match="6 decimals on chain, the registry says 18"):
+            await resolve_tokens(["USDC"], wrong, {}, multicall)
+    finally:
+        await client.aclose()
+
+
+async def test_a_second_replica_starts_from_the_saved_state(
+    ethereum_replica: Devnet, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from agent.devnet.replica import Replica
+
+    state = tmp_path_factory.getbasetemp() / "replica-state" / "ethereum.json"
+    async with Replica("ethereum", state_file=state) as again:
+        assert again.loaded_from_state
+        assert int(await again.call("eth_chainId"), 16) == 1
+        assert again.addresses == ethereum_replica.addresses
+        v3_factory = addresses_for("ethereum").v3_dexes()["uniswap_v3"].factory
+        assert len(await again.call("eth_getCode", [v3_factory, "latest"])) > 2
