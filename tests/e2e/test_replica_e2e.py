@@ -3,8 +3,8 @@
 so every address comes from the registry.
 
 * Paper: DCA buys WBTC with USDT through the pools; the fill is the chain's own quote.
-* Fork: DCA spends USDT (approvals without return values) for WETH, then USDC for WBTC; the
-  wallet's balances move by exactly the fills.
+* Fork and live: DCA spends USDT (approvals without return values) for WETH and WBTC, and USDC
+  for WBTC; the wallet's balances move by exactly the fills.
 * Fork: the arbitrage strategy closes a SushiSwap/Uniswap V2 WETH-USDT gap through an
   ArbExecutor deployed with each DEX's own pair init-code hash, for exactly the predicted profit.
 * Base: a V3 directional swap fills through SwapRouter02 (Base has no SwapRouter).
@@ -148,26 +148,31 @@ async def test_paper_run_on_the_ethereum_replica_buys_wbtc_with_usdt(
 
 
 @pytest.mark.parametrize(
-    ("buy", "spend", "amount"), [("WETH", "USDT", 5_000), ("WBTC", "USDC", 9_000)]
+    ("mode", "buy", "spend", "amount"),
+    [
+        ("fork", "WETH", "USDT", 5_000),
+        ("fork", "WBTC", "USDC", 9_000),
+        ("live", "WBTC", "USDT", 12_000),
+    ],
 )
-async def test_fork_run_on_the_ethereum_replica_fills_dca_buys(
-    ethereum: Devnet, workdir: Path, buy: str, spend: str, amount: int
+async def test_fork_and_live_runs_on_the_ethereum_replica_fill_dca_buys(
+    ethereum: Devnet, workdir: Path, mode: str, buy: str, spend: str, amount: int
 ) -> None:
     assert ethereum.rpc is not None
     tokens = addresses_for("ethereum").tokens
     tree = replica_tree(
-        ethereum, workdir, tokens=ETHEREUM_TOKENS, strategies=dca(buy, spend, amount)
+        ethereum, workdir, tokens=ETHEREUM_TOKENS, strategies=dca(buy, spend, amount), mode=mode
     )
     cfg = write_config(workdir / "agent.toml", tree, {})
     spent_before = await balance_of(ethereum.rpc, tokens[spend].address, AGENT_ACCOUNT)
     bought_before = await balance_of(ethereum.rpc, tokens[buy].address, AGENT_ACCOUNT)
-    async with running_agent(cfg) as agent:
+    async with running_agent(cfg, mode=mode) as agent:
         report = await agent.tick()
         assert report.started == 1, report.rejected
         fills = agent.parts.engine.report.fills
         assert len(fills) == 1, agent.parts.engine.report.failures
         fill = fills[0]
-        assert fill.mode == "fork" and fill.tx_hash is not None
+        assert fill.mode == mode and fill.tx_hash is not None
         assert fill.amount_out >= fill.predicted_amount_out * 9_970 // 10_000
         record = await agent.parts.journal.get_intent(fill.intent_id)
         assert record.status == IntentStatus.FILLED
