@@ -17,13 +17,24 @@ def devnet_up(
     extra_tokens: Annotated[
         int, typer.Option(min=0, max=40, help="Extra alt tokens, for hundreds of pools.")
     ] = 0,
+    replica: Annotated[
+        str | None,
+        typer.Option(
+            help="Replicate a real chain instead (ethereum, base, arbitrum): its chain id and "
+            "contracts at their real addresses; stop it with `devnet down --name CHAIN`."
+        ),
+    ] = None,
 ) -> None:
     """Start Anvil with Uniswap V2/V3 deployed; print the RPC URL and addresses; Ctrl-C stops."""
     import asyncio
 
+    from agent.devnet.replica import PROFILES
     from agent.devnet.serve import serve_devnet
 
-    asyncio.run(serve_devnet(name=name, extra_tokens=extra_tokens))
+    if replica is not None and replica not in PROFILES:
+        typer.echo(f"--replica: expected one of {', '.join(PROFILES)}", err=True)
+        raise typer.Exit(EXIT_BAD_USAGE_OR_CONFIG)
+    asyncio.run(serve_devnet(name=name, extra_tokens=extra_tokens, replica=replica))
 
 
 def devnet_down(

@@ -30,21 +30,39 @@ def _print_devnet(console: Console, devnet: Devnet) -> None:
     console.print(f"pools: {v2} V2, {len(devnet.pools) - v2} V3")
     if devnet.deployments_dir is not None:
         console.print(f"deployment: {devnet.deployments_dir / (devnet.name + '.json')}")
+    else:  # a replica: the agent finds everything through the registry, as on the real chain
+        console.print(
+            f'agent.toml: [chain] name = "{devnet.name}", chain_id = {devnet.chain_id}, '
+            f'rpc_urls = ["{devnet.rpc_url}"], and no deployment_file'
+        )
 
 
 async def serve_devnet(
-    *, name: str = "devnet", extra_tokens: int = 0, console: Console | None = None
+    *,
+    name: str = "devnet",
+    extra_tokens: int = 0,
+    replica: str | None = None,
+    console: Console | None = None,
 ) -> None:
-    """Run a devnet until SIGINT or SIGTERM (or ``defi-agent devnet down``), then stop Anvil."""
+    """Run a devnet (or, with ``replica``, a replica of that real chain) until SIGINT or SIGTERM
+    (or ``defi-agent devnet down``), then stop Anvil."""
     console = console or Console()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with Devnet(name=name, extra_tokens=extra_tokens) as devnet:
+        if replica is not None:
+            from agent.devnet.replica import Replica
+
+            node: Devnet = Replica(replica)
+            name = replica
+        else:
+            node = Devnet(name=name, extra_tokens=extra_tokens)
+        async with node as devnet:
             _print_devnet(console, devnet)
             pid_path = pid_file(name)
+            pid_path.parent.mkdir(parents=True, exist_ok=True)
             pid_path.write_text(str(os.getpid()))
             console.print("Press Ctrl-C to stop.", style="dim")
             try:

@@ -75,3 +75,40 @@ def test_devnet_up_serves_multicall3_and_stops_on_ctrl_c() -> None:
             proc.kill()
             proc.wait()
         (ROOT / "anvil" / "deployments" / f"{name}.json").unlink(missing_ok=True)
+
+
+def test_devnet_up_replica_serves_base_at_its_chain_id_until_devnet_down() -> None:
+    proc = subprocess.Popen(
+        [CLI, "devnet", "up", "--replica", "base"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        output = "".join(lines)
+        match = re.search(r"RPC URL: (http://127\.0\.0\.1:\d+)", output)
+        assert match, output
+        rpc_url = match.group(1)
+        assert 'name = "base", chain_id = 8453' in output and "no deployment_file" in output
+        assert _rpc(rpc_url, "eth_chainId", []) == hex(8453)
+        swap_router02 = "0x2626664c2603336E57B271c5C0b26F421741e481"
+        assert len(str(_rpc(rpc_url, "eth_getCode", [swap_router02, "latest"]))) > 2
+
+        down = subprocess.run(
+            [CLI, "devnet", "down", "--name", "base"], capture_output=True, text=True, timeout=30
+        )
+        assert "is stopping" in down.stdout, down.stdout + down.stderr
+        rest, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0, rest
+        assert _rpc_refused(rpc_url)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
