@@ -8,7 +8,13 @@ walk, for the simulated CEX feed. Everything is seeded and reproducible.
 
 Transactions are sent by Anvil's unlocked dev accounts through the real routers, without
 waiting for each receipt (approve and swap land in the same block in nonce order); receipts
-of the previous step are checked on the next one.
+of the previous step are checked on the next one (``reverted`` counts the failures).
+
+It runs on the devnet and on the chain replicas alike: V2 swaps use Router02's
+fee-on-transfer-supporting function (the replicas carry a fee-on-transfer and a rebasing
+token), an allowance a failed swap left behind is reset to 0 before the next approval (the
+replicas' USDT refuses non-zero to non-zero), and V3 swaps go through SwapRouter02 where a chain
+has no SwapRouter (Base).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class MarketSimulator:
     gapper: str = DEV_ACCOUNTS[4][0]
     whale: str = DEV_ACCOUNTS[8][0]
     steps: int = 0
+    reverted: int = 0
     cex_drift: dict[str, float] = field(default_factory=dict)
     _pending: list[tuple[str, str]] = field(default_factory=list)
     _rng: random.Random = field(init=False)
@@ -115,8 +122,23 @@ class MarketSimulator:
         await self._swap_v2(
             self.whale, "uniswap_v2", [a["USDC"], a["WETH"]], self._units("USDC", self.whale_usd)
         )
+        usdc_v3 = [
+            p
+            for p in self.deployment.pools
+            if p.kind == "v3"
+            and a["USDC"] in (p.token0, p.token1)
+            and a["WETH"] not in (p.token0, p.token1)
+        ]
+        # USDC -> WBTC where that pool exists (the devnet, Ethereum), else another USDC pool
+        pool = next(
+            (p for p in usdc_v3 if a.get("WBTC") in (p.token0, p.token1) and p.fee_pips == 3000),
+            usdc_v3[0] if usdc_v3 else None,
+        )
+        if pool is None:
+            return 1
+        token_out = pool.token1 if pool.token0 == a["USDC"] else pool.token0
         await self._swap_v3(
-            self.whale, a["USDC"], a["WBTC"], 3000, self._units("USDC", self.whale_usd / 2)
+            self.whale, a["USDC"], token_out, pool.fee_pips, self._units("USDC", self.whale_usd / 2)
         )
         return 2
 
@@ -130,7 +152,8 @@ class MarketSimulator:
         router = self.deployment.addresses[f"{dex}.router"]
         await self._approve(trader, path[0], router, amount_in)
         data = _calldata(
-            "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)",
+            "swapExactTokensForTokensSupportingFeeOnTransferTokens"
+            "(uint256,uint256,address[],address,uint256)",
             ["uint256", "uint256", "address[]", "address", "uint256"],
             [amount_in, 0, path, trader, _FAR_DEADLINE],
         )
@@ -139,16 +162,40 @@ class MarketSimulator:
     async def _swap_v3(
         self, trader: str, token_in: str, token_out: str, fee_pips: int, amount_in: int
     ) -> None:
-        router = self.deployment.addresses["uniswap_v3.swap_router"]
+        a = self.deployment.addresses
+        if "uniswap_v3.swap_router" in a:
+            router = a["uniswap_v3.swap_router"]
+            data = _calldata(
+                "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))",
+                ["(address,address,uint24,address,uint256,uint256,uint256,uint160)"],
+                [(token_in, token_out, fee_pips, trader, _FAR_DEADLINE, amount_in, 0, 0)],
+            )
+        else:  # SwapRouter02: no deadline in the params
+            router = a["uniswap_v3.swap_router02"]
+            data = _calldata(
+                "exactInputSingle((address,address,uint24,address,uint256,uint256,uint160))",
+                ["(address,address,uint24,address,uint256,uint256,uint160)"],
+                [(token_in, token_out, fee_pips, trader, amount_in, 0, 0)],
+            )
         await self._approve(trader, token_in, router, amount_in)
-        data = _calldata(
-            "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))",
-            ["(address,address,uint24,address,uint256,uint256,uint256,uint160)"],
-            [(token_in, token_out, fee_pips, trader, _FAR_DEADLINE, amount_in, 0, 0)],
-        )
         await self._send(trader, router, data, "uniswap_v3 swap")
 
     async def _approve(self, trader: str, token: str, spender: str, amount: int) -> None:
+        leftover = await self.rpc.call(
+            "eth_call",
+            [
+                {
+                    "to": token,
+                    "data": _calldata(
+                        "allowance(address,address)", ["address", "address"], [trader, spender]
+                    ),
+                },
+                "latest",
+            ],
+        )
+        if int(leftover, 16) != 0:  # a reverted swap left it: USDT-like tokens need 0 first
+            zero = _calldata("approve(address,uint256)", ["address", "uint256"], [spender, 0])
+            await self._send(trader, token, zero, "approve")
         data = _calldata("approve(address,uint256)", ["address", "uint256"], [spender, amount])
         await self._send(trader, token, data, "approve")
 
@@ -161,6 +208,7 @@ class MarketSimulator:
             if receipt is None:
                 self._pending.append((tx_hash, label))  # not mined yet: look again next step
             elif int(receipt["status"], 16) != 1:
+                self.reverted += 1
                 log.warning("simulated %s reverted (tx %s)", label, tx_hash)
 
 

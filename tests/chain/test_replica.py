@@ -365,3 +365,24 @@ async def test_a_second_replica_starts_from_the_saved_state(
         assert again.addresses == ethereum_replica.addresses
         v3_factory = addresses_for("ethereum").v3_dexes()["uniswap_v3"].factory
         assert len(await again.call("eth_getCode", [v3_factory, "latest"])) > 2
+
+
+@pytest.mark.parametrize("chain", ["ethereum", "base"])
+async def test_the_simulated_market_trades_on_the_replicas_without_reverts(
+    chain: str, ethereum_replica: Devnet, base_replica: Devnet
+) -> None:
+    from agent.devnet.market import MarketSimulator
+
+    replica = ethereum_replica if chain == "ethereum" else base_replica
+    assert replica.rpc is not None and replica.deployment is not None
+    snapshot = await replica.snapshot()
+    try:
+        simulator = MarketSimulator(replica.rpc, replica.deployment, gap_every=3, whale_every=4)
+        sent = 0
+        for _ in range(13):  # every pool kind and token, gaps and whale trades included
+            sent += await simulator.step()
+        await simulator.step()  # checks the last step's receipts
+        assert sent >= 30
+        assert simulator.reverted == 0
+    finally:
+        await replica.revert(snapshot)
