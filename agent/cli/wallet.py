@@ -256,7 +256,13 @@ async def _deploy(agent_config: Any, signer: Signer, extra_hashes: Mapping[str, 
             )
         v2_hashes: dict[str, bytes] = {}
         for name, dex in addresses.v2_dexes().items():
-            candidates = [h for h in (extra_hashes.get(name), UNISWAP_V2_PAIR_INIT_CODE_HASH) if h]
+            # the operator's, then the registry's for this DEX (Sushi's own), then Uniswap's
+            known = (
+                extra_hashes.get(name),
+                dex.pair_init_code_hash,
+                UNISWAP_V2_PAIR_INIT_CODE_HASH,
+            )
+            candidates = [h for h in dict.fromkeys(known) if h]
             verified = await verify_v2_init_code_hash(w3, dex.factory, candidates)
             if verified is None:
                 log.warning(
