@@ -655,6 +655,36 @@ class AgentConfig(_Section):
         raise_if(problems)
         return self
 
+    @model_validator(mode="after")
+    def _market_tokens_known(self) -> AgentConfig:
+        """On a public chain, every symbol in market.tokens is the registry's or declared in
+        market.token_addresses (0x addresses always pass; decimals are checked on chain).
+        Only a list the operator wrote is judged: the default names WBTC, which Base lacks."""
+        if self.chain.deployment_file is not None or self.chain.name not in KNOWN_CHAIN_IDS:
+            return self
+        if "tokens" not in self.market.model_fields_set:
+            return self
+        registry = addresses_for(self.chain.name)
+        declared = {symbol.upper() for symbol in self.market.token_addresses}
+        unknown = [
+            ref
+            for ref in self.market.tokens
+            if not ref.startswith("0x")
+            and ref.upper() not in declared
+            and registry.token(ref) is None
+        ]
+        if unknown:
+            raise_if(
+                [
+                    (
+                        "market.tokens",
+                        f"unknown on {self.chain.name}: {', '.join(unknown)} (give a 0x address "
+                        "or add it to [market.token_addresses])",
+                    )
+                ]
+            )
+        return self
+
     # --- loading --------------------------------------------------------------------------
 
     @classmethod

@@ -440,3 +440,23 @@ def test_env_example_lists_every_template_variable_without_values() -> None:
         m.group(1) for m in re.finditer(r"^[^#\n]*\$\{([A-Z0-9_]+)", render_config_template(), re.M)
     }
     assert referenced <= names
+
+
+def test_market_tokens_on_a_public_chain_are_registry_symbols_declared_ones_or_addresses(
+    tmp_path: Path,
+) -> None:
+    tokens = 'tokens = ["WETH", "USDT", "LINK", "0x514910771AF9Ca656af840dff83E8264EcF986CA"]'
+    problems = problems_of(tmp_path, PUBLIC + "\n[market]\n" + tokens + "\n")
+    assert "market.tokens: unknown on ethereum: LINK" in problems
+    assert "0x5149" not in problems  # an address is checked on chain at start-up instead
+    declared = (
+        PUBLIC
+        + '\n[market]\ntokens = ["WETH", "USDC.e", "link"]\n'
+        + '[market.token_addresses]\nLINK = "0x514910771AF9Ca656af840dff83E8264EcF986CA"\n'
+    )
+    arbitrum = declared.replace('"ethereum"', '"arbitrum"').replace(
+        "chain_id = 1", "chain_id = 42161"
+    )
+    cfg = load(tmp_path, arbitrum)
+    assert cfg.market.tokens == ["WETH", "USDC.e", "link"]
+    assert "USDC.e" in problems_of(tmp_path, declared)  # bridged USDC is not on Ethereum
