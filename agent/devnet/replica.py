@@ -17,6 +17,9 @@ How each contract gets to its canonical address:
   code, with the scratch address replaced by the canonical one (NoDelegateCall's immutable), and
   its storage are copied to the canonical address. Behaviour is the same; only the creation
   transaction differs from the real chain.
+* Multicall3 is our own implementation (``contracts/Multicall3.sol``, the same interface) and
+  WETH9 the build in ``@uniswap/v2-periphery``: both are created by the real deployer at the
+  real nonce, but their bytecode is not byte-for-byte the mainnet one.
 * Tokens are ours (``contracts/Replica*.sol``), installed with ``anvil_setCode`` at the real
   token's address and set up with ``initialize``: a USDT-like token (no return values,
   non-zero to non-zero approvals revert), a FiatToken-like USDC (balance packed with a blacklist

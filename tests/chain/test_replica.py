@@ -386,3 +386,23 @@ async def test_the_simulated_market_trades_on_the_replicas_without_reverts(
         assert simulator.reverted == 0
     finally:
         await replica.revert(snapshot)
+
+
+async def test_arbitrum_replica_carries_native_and_bridged_usdc_and_uniswap() -> None:
+    from agent.devnet.replica import Replica
+
+    reg = addresses_for("arbitrum")
+    async with Replica("arbitrum") as arbitrum:
+        assert arbitrum.rpc is not None
+        assert int(await arbitrum.call("eth_chainId"), 16) == 42161
+        v3 = reg.v3_dexes()["uniswap_v3"]
+        for address in (reg.multicall3, reg.weth, v3.factory, v3.swap_router, v3.quoter_v2):
+            assert address is not None
+            assert len(await arbitrum.call("eth_getCode", [address, "latest"])) > 2
+        decimals = call_data("decimals()", [], [])
+        for symbol in ("USDC", "USDC.e", "USDT", "WBTC", "ARB"):
+            token = reg.tokens[symbol]
+            answer = await eth_call(arbitrum.rpc, token.address, decimals)
+            assert int.from_bytes(answer, "big") == token.decimals
+            assert await balance(arbitrum.rpc, token.address, HOLDER) > 0
+        assert reg.tokens["USDC.e"].address != reg.usdc
