@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.dex.errors import SwapRevert
 from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
+from agent.errors import SwapRevert
 from agent.market.snapshot import MarketSnapshot, Pool
 from agent.types import Fill, Opportunity, RouteHop, Token
 

@@ -19,7 +19,6 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from agent.dex.errors import SwapRevert
 from agent.dex.routes import (
     Leg,
     cycle_profit,
@@ -32,6 +31,7 @@ from agent.dex.routes import (
 )
 from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
+from agent.errors import SwapRevert
 from agent.market.snapshot import MarketSnapshot, Pool, PortfolioView
 from agent.types import Opportunity, RouteHop
 from strategies.base import BaseStrategy, StrategyParams

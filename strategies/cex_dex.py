@@ -14,9 +14,9 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from agent.dex.errors import SwapRevert
 from agent.dex.routes import Leg, marginal_rate, maximise, price_impact_bps, simulate
 from agent.dex.v2 import V2Pool
+from agent.errors import SwapRevert
 from agent.market.snapshot import MarketSnapshot, Pool, PortfolioView
 from agent.types import Opportunity, RouteHop
 from strategies.base import BaseStrategy, StrategyParams

@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime
 from enum import IntEnum
 from typing import ClassVar, Protocol, runtime_checkable
 
-from agent.errors import FatalError
 from agent.types import Token
 
 
@@ -313,6 +312,29 @@ class StrategyError(AlertEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SourceFailed(AlertEvent):
+    """A background source (feed poller, CEX stream, alert worker, Telegram poller) raised; the
+    engine restarts it with backoff. Sent once per outage, not once per restart; only the
+    error class travels (messages may hold data)."""
+
+    kind: ClassVar[str] = "source_failed"
+    severity: ClassVar[Severity] = Severity.ERROR
+
+    source: str
+    error_class: str
+    restart_in_s: float
+
+    def title(self) -> str:
+        return f"Source failed: {self.source}"
+
+    def summary(self) -> str:
+        return "restarting with backoff; trading goes on without it"
+
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        return (("error", self.error_class), ("next restart in", _duration(self.restart_in_s)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DailySummary(AlertEvent):
     kind: ClassVar[str] = "daily_summary"
     severity: ClassVar[Severity] = Severity.INFO
@@ -348,11 +370,3 @@ class Notifier(Protocol):
     async def send(self, event: AlertEvent) -> None: ...
 
     async def aclose(self) -> None: ...
-
-
-class AlertDeliveryError(FatalError):
-    """A channel refused a message for good (bad token, unknown webhook, invalid body).
-
-    Retryable failures use ``TemporaryError`` / ``RateLimitedError`` instead. Messages of all
-    three are safe to log: channels build them without tokens or URLs.
-    """

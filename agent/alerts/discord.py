@@ -19,9 +19,9 @@ from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 from yarl import URL
 
-from agent.alerts.base import AlertCard, AlertDeliveryError, AlertEvent, Severity
+from agent.alerts.base import AlertCard, AlertEvent, Severity
 from agent.alerts.ratelimit import Clock, Redactor, Sleep, retry_wait
-from agent.errors import RateLimitedError, TemporaryError
+from agent.errors import AlertDeliveryError, RateLimitedError, TemporaryError
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ when it starts failing, and again only after it has evaluated cleanly.
 | TradeReverted / TradeFailed   | TradeReverted     |
 | Halt                          | RiskHalt          |
 | StrategyFailed                | StrategyError     |
+| SourceFailed                  | SourceFailed      |
 | DayClosed                     | DailySummary      |
 """
 
@@ -107,6 +108,13 @@ class AlertSubscriber:
                 return cards.RiskHalt(reason=event.reason, detail=event.detail, at=event.at)
             case ev.StrategyFailed():
                 return self._strategy_card(event)
+            case ev.SourceFailed():  # the engine publishes it once per outage
+                return cards.SourceFailed(
+                    source=event.source,
+                    error_class=event.error_class,
+                    restart_in_s=event.restart_in_s,
+                    at=event.at,
+                )
             case ev.Tick():
                 # a strategy that evaluated cleanly on this block may alert again next time
                 for strategy in list(self._failing):

@@ -24,9 +24,9 @@ import aiohttp
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
-from agent.alerts.base import AlertCard, AlertDeliveryError, AlertEvent, Severity
+from agent.alerts.base import AlertCard, AlertEvent, Severity
 from agent.alerts.ratelimit import Clock, Redactor, Sleep, TokenBucket, retry_wait
-from agent.errors import RateLimitedError, TemporaryError
+from agent.errors import AlertDeliveryError, RateLimitedError, TemporaryError
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.alerts.base import AlertDeliveryError
 from agent.alerts.control import ControlSurface
 from agent.alerts.ratelimit import Clock, Sleep
 from agent.alerts.telegram import TelegramBotApi, render_plain_html
-from agent.errors import RateLimitedError, TemporaryError
+from agent.errors import AlertDeliveryError, RateLimitedError, TemporaryError
 
 logger = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from web3 import AsyncWeb3
 from agent.alerts.channels import build_channels, build_command_listener, telegram_api
 from agent.alerts.fanout import AlertFanout
 from agent.alerts.subscriber import AlertSubscriber
+from agent.app.logs import redactor_for
 from agent.chain.blocks import HeadMonitor
 from agent.chain.gas import GasOracle, GasPolicy
 from agent.chain.multicall import Call, Multicall
@@ -376,6 +377,7 @@ async def open_agent(
             background=background,
             reconcile=None if reconciler is None else partial(reconciler.reconcile, wait_s=0.0),
             events=events,
+            redact=redactor_for(cfg),
         )
         parts = AgentParts(
             cfg=cfg,

@@ -18,17 +18,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from agent.errors import ConfigError
+from agent.errors import OhlcvError
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 _TIME_COLUMNS = ("timestamp", "ts", "time", "date", "datetime", "open_time")
 _SECONDS_PER_YEAR = 365.25 * 86_400
-
-
-class OhlcvError(ConfigError):
-    """The candle data is missing, unreadable or malformed (a usage problem: exit code 2)."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from eth_abi import decode, encode
 from eth_abi.exceptions import DecodingError
 from eth_utils import function_signature_to_4byte_selector
 
-from agent.errors import AgentError
+from agent.errors import AgentError, MulticallError
 
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
 
@@ -77,10 +77,6 @@ class MulticallResult:
     block_number: int | None
     results: list[CallResult]
     rpc_calls: int
-
-
-class MulticallError(AgentError):
-    """A batch could not be read at a single consistent block."""
 
 
 class Multicall:

@@ -32,7 +32,13 @@ from web3 import AsyncWeb3, WebSocketProvider
 from web3.providers.async_base import AsyncJSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
-from agent.errors import AgentError, RateLimitedError, TemporaryError
+from agent.errors import (
+    AgentError,
+    RateLimitedError,
+    RpcResponseError,
+    RpcTransportError,
+    TemporaryError,
+)
 from agent.events import Throttle
 from agent.metrics.server import redact_endpoint
 
@@ -47,21 +53,6 @@ _REPEAT_LOG_EVERY_S = 60.0
 RequestObserver = Callable[[str, str, bool, float], None]
 """Called after every HTTP request: (endpoint_url, method, ok, latency_s). May see a secret
 URL: hand it to ``AgentMetrics.record_rpc_request``, which redacts it."""
-
-
-class RpcTransportError(TemporaryError):
-    """The request did not produce a usable answer (network, HTTP status, bad body)."""
-
-
-class RpcResponseError(AgentError):
-    """The node answered with a JSON-RPC error object (``code``, ``message``, ``data``)."""
-
-    def __init__(self, method: str, error: dict[str, Any]) -> None:
-        self.method = method
-        self.code = int(error.get("code", 0))
-        self.rpc_message = str(error.get("message", ""))
-        self.data = error.get("data")
-        super().__init__(f"{method}: {self.code} {self.rpc_message}")
 
 
 @dataclass

@@ -27,7 +27,15 @@ from web3.types import RPCEndpoint
 
 from agent.chain.gas import GasOracle
 from agent.chain.nonce import NonceManager
-from agent.errors import AgentError, FatalError, SimulationRevert, TemporaryError
+from agent.errors import (
+    AgentError,
+    BroadcastRejected,
+    FatalError,
+    FeeCapExceeded,
+    NonceTooLow,
+    SimulationRevert,
+    TemporaryError,
+)
 from agent.store.journal import Journal
 from agent.types import GasPrice
 from agent.wallet.keystore import Signer
@@ -61,22 +69,6 @@ STEP_REBROADCAST = "tx_rebroadcast"
 
 RevertDecoder = Callable[[bytes], str | None]
 StepHook = Callable[[str], Awaitable[None]]
-
-
-class FeeCapExceeded(TemporaryError):
-    """The fees the network needs are above the configured cap; try again later."""
-
-
-class BroadcastRejected(AgentError):
-    """The submit RPC refused the signed transaction (``reason`` is its message)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"broadcast rejected: {reason}")
-        self.reason = reason
-
-
-class NonceTooLow(BroadcastRejected):
-    """The nonce was already used on chain (by another process, or a crash we recovered from)."""
 
 
 class FeeOracle(Protocol):

@@ -21,7 +21,7 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from agent.chain.registry import DEVNET_CHAIN, default_deployment_path, load_deployment
-from agent.errors import ConfigError
+from agent.errors import ConfigError, FieldProblems
 
 REDACTED = "**********"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -31,12 +31,6 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Field-level problems raised from model validators. Pydantic reports a model validator's error
 # at the model's own location; these carry the field (relative to that model) so the message
 # can name ``risk.max_trade_usd`` instead of just ``risk``.
-
-
-class FieldProblems(ValueError):
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
-        self.problems = problems
 
 
 def raise_if(problems: list[tuple[str, str]]) -> None:

@@ -12,14 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from agent.errors import FatalError
-
-
-class JsonRpcError(FatalError):
-    def __init__(self, method: str, error: Any) -> None:
-        super().__init__(f"{method}: {error}")
-        self.method = method
-        self.error = error
+from agent.errors import JsonRpcError
 
 
 class JsonRpc:

@@ -29,7 +29,7 @@ from agent.chain.multicall import Call, CallResult, JsonRpcBatcher, Multicall, W
 from agent.dex.v2 import DEFAULT_FEE_PIPS, V2Pool
 from agent.dex.v3 import FEE_TIERS_PIPS, TICK_SPACING_BY_FEE, V3Pool
 from agent.dex.v3_math import MAX_TICK, MIN_TICK
-from agent.errors import AgentError
+from agent.errors import AgentError, PoolReadError
 from agent.market.snapshot import PoolRef
 
 log = logging.getLogger(__name__)
@@ -239,10 +239,6 @@ def _touched_ticks(reply: dict[str, Any]) -> tuple[dict[str, set[int]], str | No
             return {}, "eth_getLogs returned an undecodable log"
         touched.setdefault(pool, set()).update((lower, upper))
     return touched, None
-
-
-class PoolReadError(AgentError):
-    """A pool's state could not be read (call reverted, not a pool, transport failure)."""
 
 
 # --- the registry ------------------------------------------------------------------------------

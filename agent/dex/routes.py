@@ -12,9 +12,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from agent.dex.errors import SwapRevert
 from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
+from agent.errors import SwapRevert
 
 Pool = V2Pool | V3Pool
 _Q96 = float(2**96)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agent.dex.errors import InsufficientLiquidity, SwapRevert
+from agent.errors import InsufficientLiquidity, SwapRevert
 
 if TYPE_CHECKING:
     from web3 import AsyncWeb3

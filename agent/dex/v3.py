@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.dex.errors import InsufficientLiquidity, SwapRevert
 from agent.dex.v3_math import (
     MAX_SQRT_RATIO,
     MAX_TICK,
@@ -31,6 +30,7 @@ from agent.dex.v3_math import (
     get_sqrt_ratio_at_tick,
     get_tick_at_sqrt_ratio,
 )
+from agent.errors import InsufficientLiquidity, SwapRevert
 
 if TYPE_CHECKING:
     from web3 import AsyncWeb3

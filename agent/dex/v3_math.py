@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agent.dex.errors import SwapRevert
+from agent.errors import SwapRevert
 
 MAX_UINT256 = (1 << 256) - 1
 MAX_UINT160 = (1 << 160) - 1

@@ -8,6 +8,14 @@ its tasks and runs them in one ``asyncio.TaskGroup``:
 - whatever background tasks it is handed (feed pollers, the alert worker, the Telegram
   command poller, the metrics server), cancelled and awaited on the way out.
 
+Nothing a trade or a background source raises reaches the TaskGroup (which would cancel the
+run): a trade task that raises, whatever the class, is logged (with a redacted traceback when
+the class is unexpected), its intent journaled ``failed`` with the reason (the journal write
+retried while the database is temporarily unavailable), counted, published as ``TradeFailed``
+(alerted), and the next block trades; a background source that raises is restarted with
+exponential backoff, logged at every failure and published as ``SourceFailed`` (alerted) once
+per outage (``agent.errors`` states the whole contract).
+
 Strategies run in isolation: each in a worker thread with a timeout; an exception or a timeout
 in one is logged, counted, alerted and never stops the others or the loop. On stop (SIGTERM or
 SIGINT through ``stop``), the loop takes no new block, waits up to ``shutdown_grace_s`` for
@@ -21,14 +29,22 @@ import asyncio
 import logging
 import statistics
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
 from agent import events as ev
 from agent.alerts.base import AlertEvent
-from agent.errors import AgentError
+from agent.errors import AgentError, TemporaryError
 from agent.execution import ExecutionOutcome, min_amount_out, min_profit
 from agent.market.portfolio import Portfolio
 from agent.market.snapshot import MarketSnapshot, PortfolioView
@@ -40,6 +56,12 @@ from agent.types import Fill, Intent, Opportunity
 from strategies.base import Strategy
 
 log = logging.getLogger(__name__)
+
+BackgroundJob = Callable[[], Coroutine[Any, Any, None]]
+# Journaling a failed trade while the database is locked: attempts, and the first wait (doubled
+# each time). SQLite already waits out a lock for its busy_timeout inside each attempt.
+FAILURE_JOURNAL_ATTEMPTS = 4
+FAILURE_JOURNAL_WAIT_S = 0.5
 
 
 class Executor(Protocol):
@@ -70,6 +92,10 @@ class EngineSettings:
     strategy_timeout_s: float = 2.0
     max_in_flight_per_pair: int = 1
     shutdown_grace_s: float = 10.0
+    # A background source that raises is restarted after this delay, doubled per failure up to
+    # the maximum; one that ran that long before failing starts a new outage (a new alert).
+    restart_initial_s: float = 1.0
+    restart_max_s: float = 60.0
 
 
 @dataclass
@@ -102,6 +128,17 @@ class RunReport:
             "median": statistics.median(values),
             "p95": values[min(len(values) - 1, int(len(values) * 0.95))],
         }
+
+
+def job_name(job: BackgroundJob) -> str:
+    """A background job's name for logs and alerts: its owner's ``source`` or ``name``
+    (``cex:binance``, ``sim-1inch``) and the method (``watch``, ``run``)."""
+    owner = getattr(job, "__self__", None)
+    method = getattr(job, "__name__", "job")
+    label = getattr(owner, "source", None) or getattr(owner, "name", None)
+    if isinstance(label, str) and label:
+        return f"{label} {method}"
+    return getattr(job, "__qualname__", method)
 
 
 def _pairs_of(intent: Intent) -> frozenset[frozenset[str]]:
@@ -152,12 +189,13 @@ class Engine:
         alerts: AlertSink,
         balances: BalanceSource | None = None,
         metrics: AgentMetrics | None = None,
-        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+        background: Sequence[BackgroundJob] = (),
         on_tick: Callable[[TickReport], None] | None = None,
         reconcile: Callable[[], Coroutine[Any, Any, object]] | None = None,
         reconcile_every_blocks: int = 50,
         clock: Callable[[], float] = time.time,
         events: ev.EventBus | None = None,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.settings = settings
         self.market = market
@@ -177,6 +215,9 @@ class Engine:
         # what happened (ticks, refusals, trades, halts): alerts, metrics, /health and the log
         # subscribe on this bus
         self.events = events if events is not None else ev.EventBus()
+        # Removes the configuration's secrets from tracebacks and reasons before they are
+        # logged, journaled or published (an exception text may quote a URL with its key).
+        self.redact = redact
         self.report = RunReport()
         self.last_snapshot: MarketSnapshot | None = None
         self._in_flight: dict[frozenset[str], int] = {}
@@ -201,7 +242,10 @@ class Engine:
         stop = stop or asyncio.Event()
         await self._start_strategies()
         async with asyncio.TaskGroup() as group:
-            background = [group.create_task(job()) for job in self.background]
+            background = [
+                group.create_task(self._supervised(job), name=f"background {job_name(job)}")
+                for job in self.background
+            ]
             try:
                 await self._block_loop(group, blocks, stop, max_blocks)
             finally:
@@ -243,10 +287,8 @@ class Engine:
             seen += 1
             try:
                 await self.tick(block, group)
-            except AgentError as exc:  # a bad block never kills the agent
-                log.warning("tick at block %d failed: %s", block, exc)
-            except Exception:  # nor does a bug in one tick: logged with its traceback
-                log.exception("tick at block %d crashed", block)
+            except Exception as exc:  # a bad block, or a bug in one tick, never kills the agent
+                self._log_failure(f"tick at block {block}", exc)
 
     async def _drain_trades(self) -> None:
         if not self._trade_tasks:
@@ -451,15 +493,26 @@ class Engine:
             details={"route": opportunity.note, "gas_cost_usd": opportunity.gas_cost_usd},
         )
 
+    # -- one trade, isolated -------------------------------------------------------------------
     async def _execute(self, intent: Intent, pairs: frozenset[frozenset[str]]) -> None:
+        """Run one trade task: nothing it raises reaches the TaskGroup (only cancellation)."""
+        try:
+            await self._trade(intent, pairs)
+        except Exception as exc:  # the outcome is settled; only its bookkeeping failed
+            self._log_failure(f"trade {intent.id} bookkeeping", exc)
+
+    async def _trade(self, intent: Intent, pairs: frozenset[frozenset[str]]) -> None:
         route = " -> ".join(hop.dex for hop in intent.route)
+        crash: Exception | None = None
         try:
             outcome = await self.executor.execute(intent)
-        except AgentError as exc:  # the executor journals; a bug in one trade never kills the loop
-            outcome = ExecutionOutcome(intent.id, IntentStatus.FAILED, detail=str(exc))
+        except Exception as exc:  # whatever the class: this trade fails, the agent trades on
+            crash = exc
         finally:
             for pair in pairs:
                 self._in_flight[pair] -= 1
+        if crash is not None:
+            outcome = await self._trade_crashed(intent, crash)
         if self.metrics is not None:
             self.metrics.record_trade(str(outcome.status))
         fill = outcome.fill
@@ -503,6 +556,85 @@ class Engine:
             )
             await self._did_not_happen(intent.id, intent)
         log.warning("trade %s ended %s: %s", intent.id, outcome.status, reason)
+
+    async def _trade_crashed(self, intent: Intent, exc: Exception) -> ExecutionOutcome:
+        """The outcome of a trade whose executor raised: journaled ``failed`` with the reason,
+        unless a transaction of it is already on its way to the chain (then reconciliation
+        settles it and it stays ``submitted``)."""
+        reason = self._reason(exc)
+        self._log_failure(f"trade {intent.id}", exc)
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(TemporaryError),
+                stop=stop_after_attempt(FAILURE_JOURNAL_ATTEMPTS),
+                wait=wait_exponential(multiplier=FAILURE_JOURNAL_WAIT_S),
+                reraise=True,
+            ):
+                with attempt:
+                    status = await self.journal.record_failure(intent, self.settings.mode, reason)
+        except AgentError as journal_exc:
+            # Journaled before broadcast or never sent: start-up reconciliation settles a row
+            # left pending; a row never written means nothing of this trade reached the chain.
+            log.error(
+                "trade %s failed (%s) and the journal could not record it: %s",
+                intent.id,
+                reason,
+                self._reason(journal_exc),
+            )
+            status = IntentStatus.FAILED
+        return ExecutionOutcome(intent.id, status, detail=reason)
+
+    def _reason(self, exc: BaseException) -> str:
+        """What failed, for the journal and the alert: our errors' messages are written for
+        that; anything else is named by its class, with its (redacted, shortened) message."""
+        if isinstance(exc, AgentError):
+            return self.redact(str(exc))
+        text = str(exc)
+        return self.redact(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:300]
+
+    def _log_failure(self, what: str, exc: Exception) -> None:
+        """One line for the failures we name (``AgentError``); a redacted traceback for the rest."""
+        if isinstance(exc, AgentError):
+            log.warning("%s failed: %s", what, self._reason(exc))
+        else:
+            log.error(
+                "%s crashed: %s\n%s",
+                what,
+                self._reason(exc),
+                self.redact("".join(traceback.format_exception(exc))).rstrip(),
+            )
+
+    # -- background sources --------------------------------------------------------------------
+    async def _supervised(self, job: BackgroundJob) -> None:
+        """Run ``job`` until it returns or is cancelled; restart it with backoff when it raises.
+
+        Every failure is logged; the first of an outage is published (``SourceFailed``). A job
+        that ran for at least ``restart_max_s`` before failing had recovered: its next failure
+        is a new outage.
+        """
+        name = job_name(job)
+        delay_s = self.settings.restart_initial_s
+        published = False
+        while True:
+            started = time.monotonic()
+            try:
+                await job()
+            except Exception as exc:
+                if time.monotonic() - started >= self.settings.restart_max_s:
+                    delay_s, published = self.settings.restart_initial_s, False
+                self._log_failure(f"{name} (restarting in {delay_s:.1f}s)", exc)
+                if not published:
+                    self.events.publish(
+                        ev.SourceFailed(
+                            source=name, error_class=type(exc).__name__, restart_in_s=delay_s
+                        )
+                    )
+                    published = True
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, self.settings.restart_max_s)
+                continue
+            log.info("%s finished", name)
+            return
 
     def _priced(self, fill: Fill, intent: Intent) -> Fill:
         """The fill with USD figures at the latest snapshot's prices, where it has none."""

@@ -2,8 +2,9 @@
 
 Sources publish: the block source (``HeadSeen``, ``HeadStalled``, ``HeadResumed``), the feed
 watch (``FeedStale``, ``FeedFresh``, ``FeedsChecked``), the executor (``TradeSent``) and the
-engine (``Tick``, ``Refusal``, ``StrategyFailed``, ``TradeMined``, ``TradeReverted``,
-``TradeFailed``, ``Halt``, ``DayClosed``); the control surface publishes ``ControlAction``.
+engine (``Tick``, ``Refusal``, ``StrategyFailed``, ``SourceFailed``, ``TradeMined``,
+``TradeReverted``, ``TradeFailed``, ``Halt``, ``DayClosed``); the control surface publishes
+``ControlAction``.
 Alerts, metrics, /health and the log subscribe (``agent.app.build`` wires them).
 """
 
@@ -21,6 +22,7 @@ from agent.events.types import (
     HeadSeen,
     HeadStalled,
     Refusal,
+    SourceFailed,
     StrategyFailed,
     Tick,
     TradeFailed,
@@ -43,6 +45,7 @@ __all__ = [
     "HeadSeen",
     "HeadStalled",
     "Refusal",
+    "SourceFailed",
     "StrategyFailed",
     "Throttle",
     "Tick",

@@ -98,6 +98,18 @@ class FeedsChecked(Event):
     ages_s: tuple[tuple[str, float], ...]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceFailed(Event):
+    """A background source (feed poller, CEX stream, alert worker, Telegram poller) raised and
+    is restarted in ``restart_in_s``: published once per outage, not once per restart."""
+
+    kind: ClassVar[str] = "source_failed"
+
+    source: str
+    error_class: str
+    restart_in_s: float
+
+
 # --- the executor ---------------------------------------------------------------------------
 
 

@@ -48,14 +48,8 @@ from agent.chain.arb_executor import (
     encode_execute_with_flash_loan,
     hops_from_route,
 )
-from agent.chain.tx import (
-    BroadcastRejected,
-    FeePolicy,
-    Receipt,
-    TransactionSender,
-    TxRequest,
-)
-from agent.errors import AgentError, FatalError, SimulationRevert, TemporaryError
+from agent.chain.tx import FeePolicy, Receipt, TransactionSender, TxRequest
+from agent.errors import AgentError, BroadcastRejected, FatalError, SimulationRevert, TemporaryError
 from agent.events import EventBus, TradeSent
 from agent.execution.common import (
     NO_AGGREGATOR,

@@ -14,7 +14,7 @@ from typing import Any
 from eth_abi import decode, encode
 from web3 import AsyncWeb3
 
-from agent.errors import FatalError, SimulationRevert
+from agent.errors import FatalError, InsufficientPaperBalance, SimulationRevert
 from agent.execution.common import (
     AGGREGATOR_KIND,
     SEL_QUOTE_EXACT_INPUT_SINGLE,
@@ -25,7 +25,7 @@ from agent.execution.common import (
     min_amount_out,
     min_profit,
 )
-from agent.store.journal import InsufficientPaperBalance, Journal
+from agent.store.journal import Journal
 from agent.store.models import IntentStatus
 from agent.types import Fill, Intent, RouteHop
 

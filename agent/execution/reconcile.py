@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from web3 import AsyncWeb3
 
-from agent.chain.tx import BroadcastRejected, Receipt, TransactionSender
+from agent.chain.tx import Receipt, TransactionSender
+from agent.errors import BroadcastRejected
 from agent.execution.settlement import _mined_receipts, fill_from_receipt
 from agent.store.journal import Journal, TxRecord
 from agent.store.models import IntentStatus, TxStatus

@@ -36,14 +36,19 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from agent.errors import AgentError, ConfigError, FatalError, RateLimitedError
-from agent.feeds.http import (
+from agent.errors import (
+    AgentError,
+    CexRejected,
+    ConfigError,
     HttpStatusError,
+    RateLimitedError,
+    ResponseShapeError,
+    ServerError,
+)
+from agent.feeds.http import (
     ReadingBook,
     RedactingLogger,
     Redactor,
-    ResponseShapeError,
-    ServerError,
     SourceGuard,
     SourcePolicy,
     describe_error,
@@ -96,10 +101,6 @@ SPOT_ONLY_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 DEFAULT_POLICY = SourcePolicy(rate_per_s=5.0, burst=5, timeout_s=10.0, max_age_s=15.0)
-
-
-class CexRejected(FatalError):
-    """The exchange refused the request (unknown symbol, bad parameters, auth)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,10 @@ from typing import Any, Literal
 
 import aiohttp
 
-from agent.errors import AgentError, ConfigError
+from agent.errors import AgentError, ConfigError, ResponseShapeError
 from agent.feeds.http import (
     HttpSource,
     ReadingBook,
-    ResponseShapeError,
     SourcePolicy,
     describe_error,
     read_into,

@@ -34,7 +34,11 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
-from agent.errors import RateLimitedError
+from agent.errors import (
+    HttpStatusError,
+    RateLimitedError,
+    ServerError,
+)
 from agent.feeds.readings import (
     Poller,
     PollStats,
@@ -49,13 +53,9 @@ from agent.feeds.resilience import (
     REDACTED,
     SENSITIVE_NAMES,
     CircuitBreaker,
-    CircuitOpenError,
     Clock,
-    HttpStatusError,
     RedactingLogger,
     Redactor,
-    ResponseShapeError,
-    ServerError,
     SourceGuard,
     SourcePolicy,
     SourceStats,
@@ -68,16 +68,12 @@ __all__ = [
     "REDACTED",
     "SENSITIVE_NAMES",
     "CircuitBreaker",
-    "CircuitOpenError",
     "HttpSource",
-    "HttpStatusError",
     "PollStats",
     "Poller",
     "ReadingBook",
     "RedactingLogger",
     "Redactor",
-    "ResponseShapeError",
-    "ServerError",
     "SourceGuard",
     "SourcePolicy",
     "SourceStats",

@@ -34,7 +34,15 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from agent.errors import AgentError, FatalError, RateLimitedError, TemporaryError
+from agent.errors import (
+    AgentError,
+    CircuitOpenError,
+    HttpStatusError,
+    RateLimitedError,
+    ResponseShapeError,
+    ServerError,
+    TemporaryError,
+)
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -74,33 +82,6 @@ _SENSITIVE_QUERY_RE = re.compile(
 
 # --------------------------------------------------------------------------------------------
 # errors
-
-
-class HttpStatusError(FatalError):
-    """A 4xx other than 429: the request itself is wrong (or unauthorised); retrying won't help."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class ServerError(TemporaryError):
-    """5xx, a timeout, a dropped connection or a body that is not JSON: worth a retry.
-
-    ``retry_after_s`` is set when a 503 carried ``Retry-After``.
-    """
-
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class CircuitOpenError(TemporaryError):
-    """The source failed repeatedly; calls fail fast until the cool-down has passed."""
-
-
-class ResponseShapeError(TemporaryError):
-    """The response parsed but lacks a field or has the wrong type (schema drift)."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,15 +18,8 @@ from typing import Any
 
 import aiohttp
 
-from agent.errors import ConfigError
-from agent.feeds.http import (
-    HttpSource,
-    ReadingBook,
-    ResponseShapeError,
-    SourcePolicy,
-    read_into,
-    require,
-)
+from agent.errors import ConfigError, ResponseShapeError
+from agent.feeds.http import HttpSource, ReadingBook, SourcePolicy, read_into, require
 from agent.types import Reading
 
 DEFAULT_BASE_URL = "https://api.twitter.com/2"

@@ -1,13 +1,12 @@
 """Persistence: async SQLAlchemy engine, alembic migrations and the execution journal."""
 
 from agent.store.db import create_engine, init_db, session_factory
-from agent.store.journal import IntentRecord, InvalidTransition, Journal, TxRecord
+from agent.store.journal import IntentRecord, Journal, TxRecord
 from agent.store.models import IntentStatus, TxStatus
 
 __all__ = [
     "IntentRecord",
     "IntentStatus",
-    "InvalidTransition",
     "Journal",
     "TxRecord",
     "TxStatus",

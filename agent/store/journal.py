@@ -11,20 +11,36 @@ Order of writes for one trade (what makes a crash at any instant recoverable):
 Statuses follow the explicit machines in ``agent.store.models``; an invalid transition raises
 ``InvalidTransition``; repeating the current status is a no-op (reconciliation may replay a step
 that completed just before a crash).
+
+Database errors are translated here, at the journal boundary, for every method: a database that
+is locked or unreachable raises ``JournalUnavailable`` (temporary: the same write may succeed a
+moment later), one that refuses the write (a constraint, a type) raises ``JournalRejected``
+(fatal). Their messages name the driver's error without SQL, parameters or database URLs.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agent.errors import AgentError, FatalError
+from agent.errors import (
+    AgentError,
+    InsufficientPaperBalance,
+    InvalidTransition,
+    JournalNotFound,
+    JournalRejected,
+    JournalUnavailable,
+)
 from agent.store.models import (
     FINAL_INTENT_STATUSES,
     FINAL_TX_STATUSES,
@@ -44,18 +60,6 @@ from agent.store.models import (
     utc_now,
 )
 from agent.types import Fill, Intent, RouteHop
-
-
-class InvalidTransition(FatalError):
-    """A status change the state machine does not allow (a bug, or a corrupted journal)."""
-
-
-class InsufficientPaperBalance(AgentError):
-    """The paper portfolio cannot pay for a paper fill."""
-
-
-class JournalNotFound(FatalError):
-    """The intent or transaction named is not in the journal."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +214,53 @@ def _fill_from_row(row: FillRow) -> Fill:
     )
 
 
+# ``scheme://user:password@host``: the credentials part of a URL inside a driver's message
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s@]+@")
+
+
+def journal_error(exc: BaseException) -> AgentError:
+    """``exc`` (a SQLAlchemy or driver error) as ``JournalUnavailable`` or ``JournalRejected``.
+
+    Only the driver's own first line travels, with any URL in it stripped of credentials: a
+    SQLAlchemy message also carries the SQL and its parameters, and a PostgreSQL URL a password.
+    """
+    cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    lines = str(cause).strip().splitlines()
+    text = _URL_CREDENTIALS.sub("***@", lines[0] if lines else "")[:200]
+    detail = f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+    unavailable = isinstance(
+        exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError | OSError
+    ) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated)
+    if unavailable:
+        return JournalUnavailable(f"journal unavailable: {detail}")
+    return JournalRejected(f"journal refused the write: {detail}")
+
+
+@contextlib.asynccontextmanager
+async def _translated(
+    opening: AbstractAsyncContextManager[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    try:
+        async with opening as session:
+            yield session
+    except (sa_exc.SQLAlchemyError, OSError) as exc:
+        raise journal_error(exc) from None
+
+
+class _TranslatingSessions:
+    """The session factory, with every database error raised inside a session (or by its
+    commit) translated by :func:`journal_error`: each journal method gets the contract."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    def __call__(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return _translated(self._sessions())
+
+    def begin(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return _translated(self._sessions.begin())
+
+
 class Journal:
     """Repository over the store's tables; one committed DB transaction per method call.
 
@@ -219,7 +270,7 @@ class Journal:
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+        self._sessions = _TranslatingSessions(sessions)
         self._write_lock = asyncio.Lock()
 
     # -- opportunities, intents -----------------------------------------------------------
@@ -290,6 +341,61 @@ class Journal:
         async with self._write_lock, self._sessions.begin() as session:
             row = await self._intent_row(session, intent_id)
             return self._transition_intent(row, status, detail)
+
+    async def record_failure(self, intent: Intent, mode: str, reason: str) -> IntentStatus:
+        """Journal that ``intent`` failed with ``reason``, wherever it got to; returns the
+        status it is left in.
+
+        Not journaled yet (``record_intent`` itself failed): it is written as ``failed``.
+        Pending, or submitted with nothing on its way to the chain: it moves to ``failed``.
+        Submitted with a transaction signed or sent: it stays ``submitted`` (that transaction
+        may still be mined; reconciliation settles it). Already final: left as it is.
+        """
+        async with self._write_lock, self._sessions.begin() as session:
+            row = await session.scalar(
+                select(IntentRow).where(IntentRow.id == intent.id).with_for_update()
+            )
+            if row is None:
+                session.add(
+                    IntentRow(
+                        id=intent.id,
+                        opportunity_id=intent.opportunity_id,
+                        strategy=intent.strategy,
+                        kind=intent.kind,
+                        mode=mode,
+                        token_in=intent.token_in,
+                        token_out=intent.token_out,
+                        amount_in=intent.amount_in,
+                        min_amount_out=intent.min_amount_out,
+                        predicted_amount_out=intent.predicted_amount_out,
+                        predicted_profit=intent.predicted_profit,
+                        predicted_profit_usd=intent.predicted_profit_usd,
+                        deadline=intent.deadline,
+                        route=_route_to_json(intent.route),
+                        status=IntentStatus.FAILED,
+                        status_detail=reason,
+                        status_history=[
+                            _history_entry(IntentStatus.PENDING, None),
+                            _history_entry(IntentStatus.FAILED, reason),
+                        ],
+                    )
+                )
+                return IntentStatus.FAILED
+            status = IntentStatus(row.status)
+            if status in FINAL_INTENT_STATUSES:
+                return status
+            in_flight = await session.scalar(
+                select(TransactionRow.id)
+                .where(
+                    TransactionRow.intent_id == intent.id,
+                    TransactionRow.status.in_([str(TxStatus.SIGNED), str(TxStatus.SENT)]),
+                )
+                .limit(1)
+            )
+            if in_flight is not None:
+                return status
+            self._transition_intent(row, IntentStatus.FAILED, reason)
+            return IntentStatus.FAILED
 
     async def get_intent(self, intent_id: str) -> IntentRecord:
         async with self._sessions() as session:

@@ -24,11 +24,11 @@ from eth_utils import function_signature_to_4byte_selector
 from agent.chain.multicall import Call, Multicall
 from agent.chain.rpc import RpcClient
 from agent.devnet import Devnet
-from agent.dex.errors import SwapRevert
 from agent.dex.pools import PoolRegistry
 from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
 from agent.dex.v3_math import MAX_SQRT_RATIO, MIN_SQRT_RATIO, get_sqrt_ratio_at_tick
+from agent.errors import SwapRevert
 
 pytestmark = pytest.mark.chain
 

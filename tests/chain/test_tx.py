@@ -19,16 +19,9 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from agent.chain.gas import GasOracle
 from agent.chain.rpc import RpcClient
-from agent.chain.tx import (
-    BroadcastRejected,
-    FeeCapExceeded,
-    FeePolicy,
-    Fees,
-    TxRequest,
-    custom_error_decoder,
-)
+from agent.chain.tx import FeePolicy, Fees, TxRequest, custom_error_decoder
 from agent.devnet import Devnet
-from agent.errors import SimulationRevert
+from agent.errors import BroadcastRejected, FeeCapExceeded, SimulationRevert
 from agent.store import TxStatus
 from tests.chain._execution_helpers import journal_at, make_sender
 from tests.fakes.rpc_proxy import FaultyRpcProxy

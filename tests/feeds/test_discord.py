@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from agent.alerts.base import AlertCard, AlertDeliveryError, RiskHalt, Severity, TradeFilled
+from agent.alerts.base import AlertCard, RiskHalt, Severity, TradeFilled
 from agent.alerts.discord import SEVERITY_COLOR, DiscordWebhookNotifier, build_embed
 from agent.alerts.fanout import AlertFanout, Channel
 from agent.alerts.telegram import TelegramBotApi, TelegramNotifier
-from agent.errors import TemporaryError
+from agent.errors import AlertDeliveryError, TemporaryError
 from agent.metrics.server import AgentMetrics, HealthReport, MetricsServer
 from tests.fakes.discord_fake import DiscordWebhookFake
 from tests.fakes.telegram_fake import TelegramFake

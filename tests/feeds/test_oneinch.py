@@ -10,8 +10,8 @@ import traceback
 import aiohttp
 import pytest
 
-from agent.errors import AgentError
-from agent.feeds.http import HttpStatusError, Poller, SourcePolicy
+from agent.errors import AgentError, HttpStatusError
+from agent.feeds.http import Poller, SourcePolicy
 from agent.feeds.oneinch import OneInchClient, QuotePair
 from tests.fakes.http_fakes import OneInchFake, http_date_in
 

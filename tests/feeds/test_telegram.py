@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from agent.alerts.base import AlertDeliveryError, RiskHalt, TradeFilled, TradeReverted
+from agent.alerts.base import RiskHalt, TradeFilled, TradeReverted
 from agent.alerts.telegram import TELEGRAM_MAX_MESSAGE_CHARS, TelegramBotApi, TelegramNotifier
 from agent.alerts.telegram_commands import TelegramCommandListener
-from agent.errors import TemporaryError
+from agent.errors import AlertDeliveryError, TemporaryError
 from tests.fakes.telegram_fake import TelegramFake
 
 BOT_TOKEN = "7000000001:AAH-fake_Token-zQ9xW3vL8mK2pR5sT7uY1a"

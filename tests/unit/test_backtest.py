@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.backtest.data import Candles, OhlcvError, generate_ohlcv, load_ohlcv
+from agent.backtest.data import Candles, generate_ohlcv, load_ohlcv
 from agent.backtest.engine import run_dca, run_grid
 from agent.backtest.execution import BacktestSettings, CostModel
 from agent.backtest.metrics import compute_metrics
 from agent.backtest.report import REPORT_FILES, result_metrics, write_report
 from agent.backtest.walkforward import walk_forward, walk_forward_splits
 from agent.cli import main
+from agent.errors import OhlcvError
 from strategies.dca import DcaParams
 from strategies.grid import GridParams
 

@@ -12,14 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import (
-    IntentStatus,
-    InvalidTransition,
-    Journal,
-    TxStatus,
-    init_db,
-    session_factory,
-)
+from agent.errors import InvalidTransition
+from agent.store import IntentStatus, Journal, TxStatus, init_db, session_factory
 from agent.types import Fill, Intent, RouteHop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -338,7 +332,7 @@ async def test_migrations_match_the_models(db_path: Path) -> None:
 
 
 async def test_paper_fill_moves_the_virtual_portfolio_atomically(journal: Journal) -> None:
-    from agent.store.journal import InsufficientPaperBalance
+    from agent.errors import InsufficientPaperBalance
 
     assert await journal.seed_paper_balances({USDC: 10_000 * 10**6, WETH: 2 * 10**18})
     assert not await journal.seed_paper_balances({USDC: 1})  # seeding happens once

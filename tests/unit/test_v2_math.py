@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from agent.dex.errors import InsufficientLiquidity, SwapRevert
 from agent.dex.v2 import V2Pool, get_amount_in, get_amount_out
+from agent.errors import InsufficientLiquidity, SwapRevert
 
 E18 = 10**18
 TOKEN0 = "0x000000000000000000000000000000000000000A"

@@ -11,7 +11,6 @@ import random
 
 import pytest
 
-from agent.dex.errors import SwapRevert
 from agent.dex.v3_math import (
     MAX_SQRT_RATIO,
     MAX_TICK,
@@ -35,6 +34,7 @@ from agent.dex.v3_math import (
     next_initialized_tick_within_one_word,
     ticks_from_bitmap,
 )
+from agent.errors import SwapRevert
 
 Q128 = 1 << 128
 E18 = 10**18

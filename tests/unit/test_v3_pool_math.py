@@ -12,7 +12,6 @@ import random
 
 import pytest
 
-from agent.dex.errors import InsufficientLiquidity, SwapRevert
 from agent.dex.v3 import TICK_SPACING_BY_FEE, V3Pool
 from agent.dex.v3_math import (
     MAX_SQRT_RATIO,
@@ -24,6 +23,7 @@ from agent.dex.v3_math import (
     get_tick_at_sqrt_ratio,
     swap_reference,
 )
+from agent.errors import InsufficientLiquidity, SwapRevert
 
 TOKEN0 = "0x000000000000000000000000000000000000000A"
 TOKEN1 = "0x000000000000000000000000000000000000000b"
