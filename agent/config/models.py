@@ -367,6 +367,8 @@ class CexFeed(_Section):
     max_age_s: float = Field(15.0, gt=0)
     token_map: dict[str, TokenRef] = Field(default_factory=lambda: {"ETH": "WETH", "BTC": "WBTC"})
     credentials: dict[str, CexCredentials] = Field(default_factory=dict)
+    # exchange id -> origin replacing the exchange's API hosts, paths kept (a proxy; tests' fakes)
+    api_urls: dict[str, HttpUrl] = Field(default_factory=dict)
 
     @field_validator("symbols")
     @classmethod
@@ -382,6 +384,11 @@ class CexFeed(_Section):
             [
                 (f"credentials.{name}", f"exchange not in exchanges {self.exchanges}")
                 for name in self.credentials
+                if name not in self.exchanges
+            ]
+            + [
+                (f"api_urls.{name}", f"exchange not in exchanges {self.exchanges}")
+                for name in self.api_urls
                 if name not in self.exchanges
             ]
         )

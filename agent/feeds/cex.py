@@ -453,11 +453,20 @@ class CexClient:
         """Stream tickers and books over websockets until cancelled (``use_websocket`` only).
 
         Each symbol gets its own loop; a failed watch marks the symbol stale and retries after
-        a backoff (ccxt reconnects the stream on the next watch call).
+        a backoff (ccxt reconnects the stream on the next watch call). When the markets cannot
+        be loaded, every symbol is marked stale with the error and the error is raised: the
+        engine restarts this watch with backoff.
         """
         if not self.use_websocket:
             raise ConfigError(f"feeds.cex.{self.exchange_id}: websocket streaming not available")
-        await self._call("load_markets", self.exchange.load_markets)
+        try:
+            await self._call("load_markets", self.exchange.load_markets)
+        except Exception as exc:
+            error = describe_error(exc, self.redactor)
+            for symbol in self.symbols:
+                self.tickers_book.fail(symbol, error)
+                self.books_book.fail(symbol, error)
+            raise
         async with asyncio.TaskGroup() as group:
             for symbol in self.symbols:
                 group.create_task(self._watch_loop(symbol, ticker=True))

@@ -125,6 +125,7 @@ def build_feeds(
                 cfg.cex.symbols,
                 api_key=_secret(credentials.api_key) if credentials else None,
                 secret=_secret(credentials.secret) if credentials else None,
+                api_urls=cfg.cex.api_urls.get(exchange_id),
                 policy=policy,
                 use_websocket=cfg.cex.use_websocket,
             )
