@@ -186,27 +186,34 @@ async def test_a_locked_journal_and_a_dead_cex_stream_cost_one_trade_not_the_age
 
 class KeyErrorOnFirstTrade:
     """An Executor (the engine's dependency) whose first trade hits a ``KeyError``, as a bug in
-    one code path would; later trades go to the real executor."""
+    one code path would (its key a secret URL, as a lookup by endpoint would have); later trades
+    go to the real executor."""
 
-    def __init__(self, real: Executor) -> None:
+    def __init__(self, real: Executor, missing_key: str) -> None:
         self.real = real
+        self.missing_key = missing_key
         self.raised = 0
 
     async def execute(self, intent: Intent) -> ExecutionOutcome:
         if self.raised == 0:
             self.raised += 1
-            return {}[intent.route[0].pool]  # type: ignore[no-any-return]
+            routers_by_endpoint: dict[str, ExecutionOutcome] = {}
+            return routers_by_endpoint[self.missing_key]
         return await self.real.execute(intent)
 
 
 async def test_a_trade_that_raises_a_key_error_fails_alone(
-    chain: Chain, workdir: Path, caplog: pytest.LogCaptureFixture
+    chain: Chain,
+    workdir: Path,
+    discord: DiscordWebhookFake,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="agent.engine.loop")
-    cfg = write_config(workdir / "agent.toml", chain.tree(workdir), {})
+    tree = chain.tree(workdir, discord_url=discord.webhook_url)
+    cfg = write_config(workdir / "agent.toml", tree, {"DISCORD_WEBHOOK_URL": discord.webhook_url})
     async with running_agent(cfg) as agent:
         engine = agent.parts.engine
-        crashing = KeyErrorOnFirstTrade(engine.executor)
+        crashing = KeyErrorOnFirstTrade(engine.executor, missing_key=discord.webhook_url)
         engine.executor = crashing
 
         gap = await chain.open_gap("sushiswap", usd=60_000.0)
@@ -218,9 +225,17 @@ async def test_a_trade_that_raises_a_key_error_fails_alone(
         assert (record.status, record.status_detail) == (IntentStatus.FAILED, reason)
         crash_logs = [r.getMessage() for r in caplog.records if intent_id in r.getMessage()]
         assert any("crashed" in m and "Traceback" in m and "KeyError" in m for m in crash_logs)
+        failed_trades = agent.parts.metrics.registry.get_sample_value(
+            "defi_agent_trades_total", {"status": "failed"}
+        )
+        assert failed_trades == 1
 
         again = await chain.open_gap("uniswap_v2", usd=60_000.0)
         report = await agent.tick(again.block)
         assert report.started == 1, report
         (fill,) = engine.report.fills
         assert fill.profit == fill.predicted_profit > 0
+    # The webhook's token never reached the log, the journal or an alert.
+    assert discord.webhook_token not in reason
+    assert not any(discord.webhook_token in r.getMessage() for r in caplog.records)
+    assert discord.webhook_token not in str(discord.delivered)
