@@ -156,6 +156,10 @@ async def test_a_locked_journal_and_a_dead_cex_stream_cost_one_trade_not_the_age
         cex_eth = snapshot.cex[weth]
         assert cex_eth.is_stale() and cex_eth.value is None
         assert cex_eth.error is not None and "cex:binance" in cex_eth.error
+        # ... and reported stale where operators look: /health and a feed-down alert.
+        await wait_for(lambda: bool(alerts_titled("Feed down: cex:binance")))
+        health = agent.parts.health.report()
+        assert health.status == "degraded" and "cex:binance" in health.stale_feeds
 
         with journal_locked_when_an_intent_is_written(workdir / "journal.db") as released:
             gap = await chain.open_gap("sushiswap", usd=60_000.0)
@@ -180,6 +184,7 @@ async def test_a_locked_journal_and_a_dead_cex_stream_cost_one_trade_not_the_age
         # Still down, still restarted, reported once per outage (not once per restart).
         assert restarts() >= 3
         assert len(alerts_titled("Source failed: cex:binance watch")) == 1
+        assert len(alerts_titled("Feed down: cex:binance")) == 1
         assert agent.task is not None and not agent.task.done()
     assert not any("Traceback" in r.getMessage() for r in caplog.records)
 
