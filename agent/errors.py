@@ -16,9 +16,9 @@ The contract:
   the feeds, JSON-RPC errors in ``agent.chain.rpc``.
 - Whatever a trade task raises, this hierarchy or not, is contained by the engine: logged with a
   redacted traceback (unexpected classes only), journaled ``failed`` with its reason, counted,
-  alerted; the next block trades. A background source (feed poller, CEX stream, alert worker,
-  Telegram poller) that raises is restarted with backoff and reported once per outage; it never
-  ends the engine.
+  published as ``TradeFailed`` (alerted); the next block trades. A background source (feed
+  poller, CEX stream, alert worker, Telegram poller) that raises is restarted with backoff and
+  published as ``SourceFailed`` (alerted) once per outage; it never ends the engine.
 - Messages never carry secrets: callers pass addresses, hashes and field names, never keys,
   passwords, tokens, webhook URLs or database URLs.
 """
