@@ -131,7 +131,9 @@ class Fill:
     ``amount_in`` / ``amount_out`` are realised (from the receipt's Transfer logs and balance
     deltas, or from local math in paper mode); ``profit`` is realised, in ``token_in`` units, on
     the same definition as ``Intent.predicted_profit``. ``gas_cost_wei`` is gas_used x effective
-    gas price, in wei of the native coin.
+    gas price, in wei of the native coin. ``profit_usd`` is ``profit`` in USD at the prices of
+    the fill's block (journaled with the fill; the figure the fill alert shows).
+    ``opportunity_id`` names the opportunity the intent was made from.
     """
 
     intent_id: str
@@ -150,6 +152,26 @@ class Fill:
     block_number: int | None = None
     predicted_profit_usd: float | None = None
     profit_usd: float | None = None
+    opportunity_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotFilled:
+    """A proposal that will not fill and traded nothing: refused by the risk gate, skipped
+    because its token pair was busy, failed before the chain, or reverted.
+
+    ``intent_id`` is the intent's id when one was started, else the opportunity's id (a
+    strategy matches either to what it proposed). Amounts are the predicted ones, in smallest
+    units. ``reason`` is the refusal reason or the failure, for logs.
+    """
+
+    intent_id: str
+    opportunity_id: str | None
+    token_in: str
+    token_out: str
+    predicted_amount_in: int
+    predicted_amount_out: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

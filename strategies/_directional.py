@@ -16,7 +16,7 @@ from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
 from agent.errors import SwapRevert
 from agent.market.snapshot import MarketSnapshot, Pool
-from agent.types import Fill, Opportunity, RouteHop, Token
+from agent.types import Fill, NotFilled, Opportunity, RouteHop, Token
 
 BPS = 10_000
 Q96 = 1 << 96
@@ -277,13 +277,16 @@ class PendingSwap(Protocol):
     def amount_in(self) -> int: ...
 
 
-def match_pending(pending: Mapping[str, PendingSwap], fill: Fill) -> str | None:
+def match_pending(pending: Mapping[str, PendingSwap], fill: Fill | NotFilled) -> str | None:
     """The id of the pending swap ``fill`` settles, or None when it is not ours.
 
-    The engine names an intent ``<opportunity id>-<suffix>``, so a fill matches by id first,
-    then by direction and the predicted input amount (which the engine copies from the
-    opportunity unchanged).
+    A fill names its opportunity; one that does not (journaled before fills carried it)
+    matches by the intent id, which the engine names ``<opportunity id>-<suffix>``, then by
+    direction and the predicted input amount (which the engine copies from the opportunity
+    unchanged).
     """
+    if fill.opportunity_id is not None and fill.opportunity_id in pending:
+        return fill.opportunity_id
     for order_id in pending:
         if fill.intent_id == order_id or fill.intent_id.startswith(order_id + "-"):
             return order_id

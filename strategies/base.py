@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 from agent.market.snapshot import MarketSnapshot, PortfolioView
-from agent.types import Fill, Opportunity
+from agent.types import Fill, NotFilled, Opportunity
 
 
 class StrategyParams(BaseModel):
@@ -42,7 +42,7 @@ class Strategy(Protocol):
 
     def on_start(self, state: Mapping[str, Any] | None) -> None: ...
 
-    def on_fill(self, fill: Fill) -> None: ...
+    def on_fill(self, fill: Fill | NotFilled) -> None: ...
 
     def state(self) -> dict[str, Any]: ...
 
@@ -62,11 +62,11 @@ class BaseStrategy(Generic[ParamsT]):
     def on_start(self, state: Mapping[str, Any] | None) -> None:
         """Restore persisted state (``None`` on a first start)."""
 
-    def on_fill(self, fill: Fill) -> None:
-        """Called after one of this strategy's proposals settled: filled, or with nothing
-        traded (``amount_out == 0``) when it was refused by the risk gate, skipped because
-        its pair was busy, failed or reverted (``intent_id`` is then the opportunity id or
-        the intent id)."""
+    def on_fill(self, fill: Fill | NotFilled) -> None:
+        """Called after one of this strategy's proposals settled: a ``Fill`` when it traded,
+        a ``NotFilled`` when it was refused by the risk gate, skipped because its pair was
+        busy, failed or reverted (``intent_id`` is then the opportunity id or the intent id),
+        so the strategy can re-arm at once instead of waiting for its proposal to expire."""
 
     def state(self) -> dict[str, Any]:
         """JSON-serialisable state to persist after each tick (empty when stateless)."""

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 from pydantic import Field, ValidationInfo, field_validator
 
 from agent.market.snapshot import MarketSnapshot, PortfolioView
-from agent.types import Fill, Opportunity
+from agent.types import Fill, NotFilled, Opportunity
 from strategies._directional import (
     DEFAULT_SWAP_GAS,
     ExactSwap,
@@ -644,8 +644,8 @@ class GridStrategy(BaseStrategy[GridParams]):
             )
         return opportunities
 
-    def on_fill(self, fill: Fill) -> None:
-        """Settle the lot the fill belongs to; a reverted or empty fill re-arms it."""
+    def on_fill(self, fill: Fill | NotFilled) -> None:
+        """Settle the lot the fill belongs to; a proposal that did not fill re-arms it."""
         book = self.book
         if book is None:
             return
@@ -656,7 +656,7 @@ class GridStrategy(BaseStrategy[GridParams]):
             return
         self._proposed.pop(order_id, None)
         order = book.pending[order_id]
-        if fill.amount_out <= 0:
+        if isinstance(fill, NotFilled) or fill.amount_out <= 0:
             book.cancel(order_id)
         elif order.side == "buy":
             book.apply_fill(order_id, fill.amount_out, fill.amount_in)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator, model_validator
 
 from agent.market.snapshot import MarketSnapshot, PortfolioView
-from agent.types import Fill, Opportunity, Token, WhaleTrade
+from agent.types import Fill, NotFilled, Opportunity, Token, WhaleTrade
 from strategies._directional import (
     BPS,
     DEFAULT_SWAP_GAS,
@@ -169,14 +169,14 @@ class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
 
     # --- fills --------------------------------------------------------------------------
 
-    def on_fill(self, fill: Fill) -> None:
+    def on_fill(self, fill: Fill | NotFilled) -> None:
         """Record an entry as a position, or close the position an exit sold."""
         pending_id = match_pending(self.pending, fill)
         if pending_id is None:
             return
         pending = self.pending.pop(pending_id)
-        if fill.amount_out <= 0:
-            return  # reverted: an entry is dropped, an exit is retried on a later tick
+        if isinstance(fill, NotFilled) or fill.amount_out <= 0:
+            return  # did not fill: an entry is dropped, an exit is retried on a later tick
         if pending.kind == "entry":
             self.positions[pending.id] = Position(
                 id=pending.id,

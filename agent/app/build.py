@@ -8,17 +8,21 @@ Components never build each other; they receive what they use from here.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
+from types import TracebackType
 from typing import Any
 
 import aiohttp
 from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 from web3 import AsyncWeb3
 
 from agent.alerts.channels import build_channels, build_command_listener, telegram_api
@@ -35,7 +39,7 @@ from agent.chain.tx import TransactionSender
 from agent.config.models import AgentConfig
 from agent.dex.pools import PoolRegistry
 from agent.engine.loop import Engine, EngineSettings, Executor
-from agent.errors import ConfigError
+from agent.errors import AgentError, ConfigError
 from agent.events import EventBus
 from agent.events.daily import DailyLedger
 from agent.events.log import EventLog
@@ -57,7 +61,7 @@ from agent.market.portfolio import Portfolio
 from agent.metrics.server import AgentMetrics, HealthReport, HealthState, MetricsServer
 from agent.risk.gate import RiskGate
 from agent.store.db import init_db, session_factory
-from agent.store.journal import Journal
+from agent.store.journal import HEARTBEAT_INTERVAL_S, Journal
 from agent.types import Token
 from agent.wallet.keystore import KeystorePassword, Signer, unlock_keystore
 from strategies import STRATEGIES
@@ -90,6 +94,7 @@ class AgentParts:
     events: EventBus = field(default_factory=EventBus)
     health: HealthState = field(default_factory=HealthState)
     heads: HeadMonitor | None = None  # None: the chain's head is not watched for stalls
+    run_id: int | None = None  # the journal's record of this run
 
     def blocks(self) -> AsyncIterator[int]:
         chain = self.cfg.chain
@@ -336,6 +341,13 @@ async def open_agent(
         risk = RiskGate.from_config(
             cfg.risk, slippage_bps=cfg.execution.slippage_bps, on_resume=portfolio.reset_peak
         )
+        # From here on the journal's rows belong to this run; the run is closed on the way out
+        # (before the database is disposed), whatever ends it.
+        run_id = await journal.start_run(
+            chain_mode, cfg.chain.name, cfg.chain.chain_id, config_hash(cfg)
+        )
+        stack.push_async_exit(partial(_finish_run, journal, run_id))
+        background.append(partial(_heartbeat, journal, run_id))
         telegram = (
             telegram_api(cfg.alerts.telegram, session) if cfg.alerts.telegram.enabled else None
         )
@@ -399,6 +411,7 @@ async def open_agent(
             events=events,
             health=health,
             heads=heads,
+            run_id=run_id,
         )
         if telegram is not None and control_factory is not None:
             listener = build_command_listener(cfg.alerts.telegram, telegram, control_factory(parts))
@@ -408,6 +421,44 @@ async def open_agent(
                 background.append(listener.run)
         built.append(parts)
         yield parts
+
+
+def config_hash(cfg: AgentConfig) -> str:
+    """sha256 of the redacted effective configuration: two runs with the same settings share it
+    (secrets do not enter it, so rotating a key does not change it)."""
+    return hashlib.sha256(cfg.redacted_dump("json").encode()).hexdigest()
+
+
+async def _heartbeat(journal: Journal, run_id: int) -> None:
+    """Between blocks too (a quiet chain is not a dead agent): the run is alive."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+        try:
+            await journal.heartbeat(run_id)
+        except (AgentError, SQLAlchemyError) as exc:  # a busy journal never stops the agent
+            log.warning("run heartbeat not journaled: %s", type(exc).__name__)
+
+
+async def _finish_run(
+    journal: Journal,
+    run_id: int,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    _traceback: TracebackType | None,
+) -> bool:
+    """Exit callback: journal why the run ended (never the exception's message: it may carry
+    a URL); the exception, if any, goes on."""
+    if exc is None:
+        reason = "stopped"
+    elif isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+        reason = "interrupted"
+    else:
+        reason = f"failed: {type(exc).__name__}"
+    try:
+        await journal.finish_run(run_id, reason)
+    except (AgentError, SQLAlchemyError) as error:
+        log.warning("run %d end not journaled: %s", run_id, type(error).__name__)
+    return False
 
 
 def _health(health: HealthState, built: list[AgentParts]) -> HealthReport:

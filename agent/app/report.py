@@ -1,9 +1,11 @@
 """The end-of-run report: trades with predicted vs realised profit, the equity chart, and the
-live table a rehearsal shows while it runs."""
+live table a rehearsal shows while it runs; and what ``status`` and ``report`` read from the
+journal for one run (the latest by default) or for all of them."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,8 @@ from rich.table import Table
 
 from agent.app.build import AgentParts
 from agent.engine.loop import RunReport, TickReport
+from agent.errors import ConfigError
+from agent.store.journal import EquitySnapshot, Journal, JournalNotFound, RunRecord
 from agent.types import Fill, Token
 
 log = logging.getLogger(__name__)
@@ -90,7 +94,11 @@ def _trade_row(fill: Fill, token: Token | None) -> dict[str, Any]:
     }
 
 
-def plot_equity(points: list[tuple[int, float]], path: Path) -> Path:
+def plot_equity(
+    points: list[tuple[int, float]] | Mapping[str, list[tuple[int, float]]], path: Path
+) -> Path:
+    """Equity (USD) by block; a mapping draws one labelled line per run (block numbers of
+    separate runs need not follow each other: a devnet restarts at block 0)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,7 +106,12 @@ def plot_equity(points: list[tuple[int, float]], path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.plot([b for b, _ in points], [e for _, e in points], color="#1f77b4")
+    if isinstance(points, Mapping):
+        for label, line in points.items():
+            ax.plot([b for b, _ in line], [e for _, e in line], label=label)
+        ax.legend(loc="best", fontsize="small")
+    else:
+        ax.plot([b for b, _ in points], [e for _, e in points], color="#1f77b4")
     ax.set_xlabel("block")
     ax.set_ylabel("equity (USD)")
     ax.ticklabel_format(axis="y", style="plain", useOffset=False)
@@ -184,3 +197,128 @@ class LiveBoard:
                 rejected,
             )
         return table
+
+
+# -- the journal, per run (`status`, `report`) -----------------------------------------------
+RECENT_BLOCKS = 100  # `status` counts the refusals of this many blocks up to the last one
+
+
+@dataclass
+class JournalSummary:
+    """What the journal holds for one run (``run``), or for all runs (``run is None``).
+
+    ``latest`` is the most recent run whatever was selected: it says whether an agent is
+    running now. Refusal counts are by reason, most frequent first.
+    """
+
+    run: RunRecord | None
+    latest: RunRecord | None
+    runs: list[RunRecord]
+    intents: dict[str, int]
+    transactions_not_final: int
+    fills: list[Fill]
+    fill_runs: dict[str, int | None]  # intent id -> run id
+    equity: list[EquitySnapshot]
+    refusals: dict[str, int]
+    refusals_recent: dict[str, int]
+    recent_since_block: int | None
+
+    @property
+    def scope(self) -> str:
+        if self.run is not None:
+            return f"run {self.run.id}"
+        return "all runs" if self.runs else "the whole journal (no run recorded)"
+
+    @property
+    def predicted_profit_usd(self) -> float:
+        return sum(f.predicted_profit_usd or 0.0 for f in self.fills)
+
+    @property
+    def realised_profit_usd(self) -> float:
+        return sum(f.profit_usd or 0.0 for f in self.fills)
+
+    def equity_lines(self) -> dict[str, list[tuple[int, float]]]:
+        """Equity points (block, USD) per run, each in its own line."""
+        lines: dict[str, list[tuple[int, float]]] = {}
+        for i, point in enumerate(self.equity):
+            label = "no run" if point.run_id is None else f"run {point.run_id}"
+            block = point.block_number if point.block_number is not None else i
+            lines.setdefault(label, []).append((block, point.equity_usd))
+        return lines
+
+
+async def read_journal(
+    journal: Journal, run_id: int | None = None, all_runs: bool = False
+) -> JournalSummary:
+    """The journal for run ``run_id``, for every run (``all_runs``), or by default for the latest
+    run (the whole journal when no run was ever recorded). ``ConfigError`` for an unknown run."""
+    if run_id is not None and all_runs:
+        raise ConfigError("--run and --all: pick one")
+    runs = await journal.list_runs()
+    latest = runs[-1] if runs else None
+    run: RunRecord | None = None
+    if run_id is not None:
+        try:
+            run = await journal.get_run(run_id)
+        except JournalNotFound:
+            known = f"runs {runs[0].id}-{runs[-1].id}" if runs else "no run recorded"
+            raise ConfigError(f"--run {run_id}: not in the journal ({known})") from None
+    elif not all_runs:
+        run = latest
+    scope = None if run is None else run.id
+    intents = await journal.list_intents(run_id=scope)
+    by_status: dict[str, int] = {}
+    for record in intents:
+        by_status[str(record.status)] = by_status.get(str(record.status), 0) + 1
+    since = None
+    if run is not None and run.last_block is not None:
+        since = run.last_block - RECENT_BLOCKS + 1
+    return JournalSummary(
+        run=run,
+        latest=latest,
+        runs=runs,
+        intents=by_status,
+        transactions_not_final=len(await journal.list_non_final()),
+        fills=await journal.list_fills(run_id=scope),
+        fill_runs=await journal.fill_runs(),
+        equity=await journal.equity_history(run_id=scope),
+        refusals=await journal.rejection_counts(run_id=scope),
+        refusals_recent=await journal.rejection_counts(run_id=scope, since_block=since)
+        if since is not None
+        else {},
+        recent_since_block=since,
+    )
+
+
+def signed_usd(value_usd: float) -> str:
+    """``+12.34 USD``: the way the fill alert writes a profit, so the two read the same."""
+    return f"{value_usd:+,.2f} USD"
+
+
+def run_json(run: RunRecord) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "mode": run.mode,
+        "chain": run.chain_name,
+        "chain_id": run.chain_id,
+        "config_hash": run.config_hash,
+        "started_at": run.started_at.isoformat(),
+        "stopped_at": None if run.stopped_at is None else run.stopped_at.isoformat(),
+        "stop_reason": run.stop_reason,
+        "last_block": run.last_block,
+    }
+
+
+def fill_json(fill: Fill, run_id: int | None) -> dict[str, Any]:
+    return {
+        "run": run_id,
+        "intent": fill.intent_id,
+        "opportunity": fill.opportunity_id,
+        "mode": fill.mode,
+        "tx_hash": fill.tx_hash,
+        "block": fill.block_number,
+        "predicted_profit": str(fill.predicted_profit),  # token_in units, exact
+        "realised_profit": str(fill.profit),
+        "predicted_profit_usd": fill.predicted_profit_usd,
+        "realised_profit_usd": fill.profit_usd,
+    }

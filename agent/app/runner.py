@@ -58,6 +58,8 @@ async def run_agent(
             run = await parts.engine.run(parts.blocks(), stop=stop)
             reason = "signal" if stop.is_set() else "block source ended"
             await parts.alerts.send(AgentStopped(reason=reason))
+            if parts.run_id is not None:  # `status` says why it stopped
+                await parts.journal.finish_run(parts.run_id, f"stopped: {reason}")
             return run
     finally:
         remove_signal_handlers()

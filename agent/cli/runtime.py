@@ -1,12 +1,16 @@
-"""CLI commands that run the agent: ``run``, ``dry-run``, ``demo``, ``status``, ``report``."""
+"""CLI commands that run the agent: ``run``, ``dry-run``, ``demo``, ``status``, ``report``.
+
+``status`` and ``report`` read the journal of the latest run unless ``--run ID`` or ``--all``
+says otherwise: paper, fork and devnet runs sharing one journal are never mixed by default."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +20,15 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The agent's 
 EnvOption = Annotated[
     Path | None, typer.Option(help="The .env file (default: .env beside the config).")
 ]
+RunOption = Annotated[
+    int | None,
+    typer.Option("--run", min=1, help="The run to show (default: the latest; ids in `--all`)."),
+]
+AllOption = Annotated[bool, typer.Option("--all", help="Every run of the journal together.")]
+
+if TYPE_CHECKING:
+    from agent.app.report import JournalSummary
+    from agent.store.journal import RunRecord
 
 
 def run(
@@ -108,61 +121,105 @@ def demo(
     print_report(console, report, "demo: trades")
 
 
-def _journal_summary(config: Path, env_file: Path | None) -> dict[str, Any]:
+def _read_journal(
+    config: Path, env_file: Path | None, run_id: int | None, all_runs: bool
+) -> tuple[Any, JournalSummary]:
+    """The config and what its journal holds for the selected run (see ``read_journal``)."""
+    from agent.app.report import read_journal
     from agent.config.models import AgentConfig
-    from agent.risk.gate import ControlFiles
     from agent.store.db import init_db, session_factory
     from agent.store.journal import Journal
 
     cfg = AgentConfig.load(config, env_file=env_file)
 
-    async def read() -> dict[str, Any]:
+    async def read() -> JournalSummary:
         engine = await init_db(cfg.store.url)
         try:
-            journal = Journal(session_factory(engine))
-            intents = await journal.list_intents()
-            fills = await journal.list_fills()
-            equity = await journal.equity_history()
-            non_final = await journal.list_non_final()
+            return await read_journal(Journal(session_factory(engine)), run_id, all_runs)
         finally:
             await engine.dispose()
-        by_status: dict[str, int] = {}
-        for record in intents:
-            by_status[str(record.status)] = by_status.get(str(record.status), 0) + 1
-        controls = ControlFiles.beside(cfg.risk.kill_switch_file)
-        halt = controls.read_halt()
-        return {
-            "mode": cfg.execution.mode,
-            "chain": cfg.chain.name,
-            "paused": controls.read_pause(),
-            "halted": None if halt is None else f"{halt.reason}: {halt.detail}",
-            "intents": by_status,
-            "transactions_not_final": len(non_final),
-            "fills": len(fills),
-            "predicted_profit_usd": sum(f.predicted_profit_usd or 0.0 for f in fills),
-            "realised_profit_usd": sum(f.profit_usd or 0.0 for f in fills),
-            "equity_usd": equity[-1].equity_usd if equity else None,
-            "equity_points": [(e.block_number or i, e.equity_usd) for i, e in enumerate(equity)],
-            "fill_rows": fills,
-        }
 
-    return asyncio.run(read())
+    return cfg, asyncio.run(read())
 
 
-def status(config: ConfigOption = Path("agent.toml"), env_file: EnvOption = None) -> None:
-    """Paused or halted, trades by status, unsettled transactions, equity (from the journal)."""
-    summary = _journal_summary(config, env_file)
-    console = Console()
-    table = Table("", "", title="defi-agent status")
-    table.add_row("mode / chain", f"{summary['mode']} / {summary['chain']}")
-    table.add_row("paused", str(summary["paused"] or "no"))
-    table.add_row("halted", str(summary["halted"] or "no"))
-    table.add_row("intents", ", ".join(f"{k}={v}" for k, v in summary["intents"].items()) or "-")
-    table.add_row("transactions not final", str(summary["transactions_not_final"]))
-    table.add_row("fills", str(summary["fills"]))
-    equity = summary["equity_usd"]
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _run_line(run: RunRecord) -> str:
+    return (
+        f"{run.id} · {run.mode} on {run.chain_name} (chain id {run.chain_id}) · started "
+        f"{_when(run.started_at)} · config {run.config_hash[:12]}"
+    )
+
+
+def _liveness(run: RunRecord | None, now: datetime) -> str:
+    """Whether an agent is running, from the latest run's heartbeat."""
+    if run is None:
+        return "no run recorded"
+    heartbeat_age = _age((now - run.heartbeat_at).total_seconds())
+    if run.is_running(now):
+        return f"running (run {run.id}, heartbeat {heartbeat_age} ago)"
+    if run.stopped_at is not None:
+        return (
+            f"not running (run {run.id} {run.stop_reason or 'stopped'} at {_when(run.stopped_at)})"
+        )
+    return f"not running (run {run.id}: no heartbeat for {heartbeat_age}; killed or crashed)"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason}={n}" for reason, n in counts.items()) or "none"
+
+
+def status(
+    config: ConfigOption = Path("agent.toml"),
+    env_file: EnvOption = None,
+    run: RunOption = None,
+    all_runs: AllOption = False,
+) -> None:
+    """Is an agent running, what it runs, its last block, why it refused trades, paused or
+    halted, trades by status, unsettled transactions, equity (from the journal)."""
+    from agent.app.report import RECENT_BLOCKS, signed_usd
+    from agent.risk.gate import ControlFiles
+
+    cfg, summary = _read_journal(config, env_file, run, all_runs)
+    now = datetime.now(UTC)
+    shown = summary.run
+    controls = ControlFiles.beside(cfg.risk.kill_switch_file)
+    halt = controls.read_halt()
+    table = Table("", "", title=f"defi-agent status · {summary.scope}")
+    table.add_row("agent", _liveness(summary.latest, now))
+    table.add_row("run", "-" if shown is None else _run_line(shown))
+    if shown is not None:
+        last = "-"
+        if shown.last_block is not None and shown.last_block_at is not None:
+            age = _age((now - shown.last_block_at).total_seconds())
+            last = f"{shown.last_block} ({age} ago)"
+        table.add_row("last block", last)
+    if summary.recent_since_block is not None:
+        table.add_row(f"refusals, last {RECENT_BLOCKS} blocks", _counts(summary.refusals_recent))
+    table.add_row("refusals" + ("" if shown is None else ", whole run"), _counts(summary.refusals))
+    table.add_row("paused", str(controls.read_pause() or "no"))
+    table.add_row("halted", "no" if halt is None else f"{halt.reason}: {halt.detail}")
+    table.add_row("intents", _counts(summary.intents) if summary.intents else "-")
+    table.add_row("transactions not final", str(summary.transactions_not_final))
+    table.add_row(
+        "fills",
+        f"{len(summary.fills)} · predicted {signed_usd(summary.predicted_profit_usd)} · "
+        f"realised {signed_usd(summary.realised_profit_usd)}",
+    )
+    equity = summary.equity[-1].equity_usd if summary.equity else None
     table.add_row("equity", "-" if equity is None else f"${equity:,.2f}")
-    console.print(table)
+    Console(width=max(120, Console().width)).print(table)
 
 
 def report(
@@ -171,27 +228,53 @@ def report(
     out: Annotated[Path, typer.Option(help="Folder for report.json and equity.png.")] = Path(
         "reports/latest"
     ),
+    run: RunOption = None,
+    all_runs: AllOption = False,
 ) -> None:
-    """PnL from the journal: predicted vs realised per trade, totals, an equity chart."""
-    from agent.app.report import plot_equity
+    """PnL from the journal: predicted vs realised USD per fill (the realised figure is the
+    one its alert showed), totals, an equity chart; the latest run unless told otherwise."""
+    from agent.app.report import fill_json, plot_equity, run_json, signed_usd
 
-    summary = _journal_summary(config, env_file)
-    console = Console()
-    table = Table("intent", "tx", "predicted", "realised", title="fills")
-    for fill in summary["fill_rows"]:
+    cfg, summary = _read_journal(config, env_file, run, all_runs)
+    console = Console(width=max(120, Console().width))
+    if summary.run is not None:
+        console.print(f"run {_run_line(summary.run)}")
+    table = Table(
+        "run", "block", "intent", "tx", "predicted", "realised", title=f"fills · {summary.scope}"
+    )
+    for fill in summary.fills:
         table.add_row(
-            fill.intent_id[:32],
+            str(summary.fill_runs.get(fill.intent_id) or "-"),
+            "-" if fill.block_number is None else str(fill.block_number),
+            fill.intent_id[:40],
             (fill.tx_hash or "paper")[:14],
-            f"${fill.predicted_profit_usd or 0:,.2f}",
-            f"${fill.profit_usd or 0:,.2f}",
+            "-" if fill.predicted_profit_usd is None else signed_usd(fill.predicted_profit_usd),
+            "-" if fill.profit_usd is None else signed_usd(fill.profit_usd),
         )
     console.print(table)
     console.print(
-        f"predicted ${summary['predicted_profit_usd']:,.2f} · realised "
-        f"${summary['realised_profit_usd']:,.2f}"
+        f"predicted {signed_usd(summary.predicted_profit_usd)} · realised "
+        f"{signed_usd(summary.realised_profit_usd)}"
     )
     out.mkdir(parents=True, exist_ok=True)
-    if summary["equity_points"]:
-        console.print(f"equity chart: {plot_equity(summary['equity_points'], out / 'equity.png')}")
-    body = {k: v for k, v in summary.items() if k not in ("fill_rows", "equity_points")}
+    lines = summary.equity_lines()
+    if lines:
+        chart = plot_equity(lines, out / "equity.png")
+        console.print(f"equity chart: {chart}")
+    shown = summary.run
+    body = {
+        "scope": summary.scope,
+        "run": None if shown is None else run_json(shown),
+        "runs": [r.id for r in summary.runs] if shown is None else [shown.id],
+        "mode": cfg.execution.mode if shown is None else shown.mode,
+        "chain": cfg.chain.name if shown is None else shown.chain_name,
+        "intents": summary.intents,
+        "transactions_not_final": summary.transactions_not_final,
+        "fills": len(summary.fills),
+        "trades": [fill_json(f, summary.fill_runs.get(f.intent_id)) for f in summary.fills],
+        "predicted_profit_usd": summary.predicted_profit_usd,
+        "realised_profit_usd": summary.realised_profit_usd,
+        "refusals": summary.refusals,
+        "equity_usd": summary.equity[-1].equity_usd if summary.equity else None,
+    }
     (out / "report.json").write_text(json.dumps(body, indent=2, default=str) + "\n")

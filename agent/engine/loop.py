@@ -31,6 +31,7 @@ import statistics
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -52,7 +53,7 @@ from agent.metrics.server import AgentMetrics
 from agent.risk.gate import Rejected, RiskGate, journal_rejection
 from agent.store.journal import Journal
 from agent.store.models import IntentStatus
-from agent.types import Fill, Intent, Opportunity
+from agent.types import Fill, Intent, NotFilled, Opportunity
 from strategies.base import Strategy
 
 log = logging.getLogger(__name__)
@@ -220,10 +221,13 @@ class Engine:
         self.redact = redact
         self.report = RunReport()
         self.last_snapshot: MarketSnapshot | None = None
+        # the latest few snapshots: a fill is priced at its own block's prices when it settles
+        # after the engine has moved on
+        self._recent_snapshots: deque[MarketSnapshot] = deque(maxlen=16)
         self._in_flight: dict[frozenset[str], int] = {}
         self._trade_tasks: set[asyncio.Task[None]] = set()
         self._evaluating: dict[str, asyncio.Future[list[Opportunity]]] = {}
-        self._fills_for: dict[str, list[Fill]] = {}
+        self._fills_for: dict[str, list[Fill | NotFilled]] = {}
 
     @property
     def trades_in_flight(self) -> int:
@@ -319,6 +323,7 @@ class Engine:
         report.rpc_s = snapshot_rpc_s + time.perf_counter() - balances_started
         decide_started = time.perf_counter() - (snapshot_s - snapshot_rpc_s)
         self.last_snapshot = snapshot
+        self._recent_snapshots.append(snapshot)
         self.risk.refresh_controls()
         view = self.portfolio.mark(snapshot)
         self._watch_drawdown(view)
@@ -335,9 +340,9 @@ class Engine:
                 await self._journal_opportunity(opportunity)
                 if isinstance(decision, Rejected):
                     await journal_rejection(self.journal, opportunity, decision)
-                    await self._did_not_happen(opportunity.id, opportunity)
+                    await self._did_not_happen(opportunity.id, opportunity, str(decision.reason))
                 elif decision is None:  # its pair is busy: the strategy proposes it again
-                    await self._did_not_happen(opportunity.id, opportunity)
+                    await self._did_not_happen(opportunity.id, opportunity, "pair busy")
                 else:
                     intent, pairs = decision
                     task = group.create_task(
@@ -375,6 +380,8 @@ class Engine:
         await self.journal.snapshot_equity(
             self.settings.mode, view.equity_usd, dict(view.balances), block_number=block
         )
+        if self.journal.run_id is not None:  # `status`: the agent is alive at this block
+            await self.journal.heartbeat(self.journal.run_id, block)
         if self.on_tick is not None:
             self.on_tick(report)
         if (
@@ -545,6 +552,10 @@ class Engine:
                     gas_cost_usd=self._gas_usd(fill),
                 )
             )
+            if fill.profit_usd is not None:  # `report` shows the figure the alert showed
+                await self.journal.set_fill_usd(
+                    intent.id, fill.profit_usd, fill.predicted_profit_usd
+                )
             return
         reason = outcome.detail or str(outcome.status)
         self.report.failures.append((intent.id, reason))
@@ -554,7 +565,7 @@ class Engine:
             self.events.publish(
                 ended(trade_id=intent.id, strategy=intent.strategy, route=route, reason=reason)
             )
-            await self._did_not_happen(intent.id, intent)
+            await self._did_not_happen(intent.id, intent, reason)
         log.warning("trade %s ended %s: %s", intent.id, outcome.status, reason)
 
     async def _trade_crashed(self, intent: Intent, exc: Exception) -> ExecutionOutcome:
@@ -637,8 +648,12 @@ class Engine:
             return
 
     def _priced(self, fill: Fill, intent: Intent) -> Fill:
-        """The fill with USD figures at the latest snapshot's prices, where it has none."""
+        """The fill with USD figures, where it has none, at the prices of its block (the
+        latest snapshot at or before it; the latest one when the fill's block is unknown)."""
         snapshot = self.last_snapshot
+        if fill.block_number is not None:
+            at_or_before = [s for s in self._recent_snapshots if s.block <= fill.block_number]
+            snapshot = at_or_before[-1] if at_or_before else snapshot
         if snapshot is None or fill.profit_usd is not None:
             return fill
         return replace(
@@ -666,22 +681,22 @@ class Engine:
             except Exception:  # a strategy bug in on_fill is logged, the fill stays journaled
                 log.exception("strategy %s failed in on_fill", strategy.name)
 
-    async def _did_not_happen(self, trade_id: str, proposal: Opportunity | Intent) -> None:
+    async def _did_not_happen(
+        self, trade_id: str, proposal: Opportunity | Intent, reason: str
+    ) -> None:
         """Tell the strategy its proposal will not fill (refused, skipped for a busy pair,
-        failed or reverted): ``on_fill`` with nothing traded (``amount_out == 0``), as the
-        Strategy protocol promises, so it can re-arm at once instead of waiting for expiry."""
-        nothing = Fill(
+        failed or reverted): ``on_fill`` with a ``NotFilled``, as the Strategy protocol
+        promises, so it can re-arm at once instead of waiting for expiry."""
+        nothing = NotFilled(
             intent_id=trade_id,
-            mode=self.settings.mode,
-            tx_hash=None,
+            opportunity_id=proposal.id
+            if isinstance(proposal, Opportunity)
+            else proposal.opportunity_id,
             token_in=proposal.token_in,
             token_out=proposal.token_out,
-            amount_in=0,
-            amount_out=0,
-            profit=0,
             predicted_amount_in=proposal.amount_in,
             predicted_amount_out=proposal.predicted_amount_out,
-            predicted_profit=proposal.predicted_profit,
+            reason=reason,
         )
         self._fills_for.setdefault(proposal.strategy, []).append(nothing)
         for strategy in self.strategies:

@@ -126,6 +126,7 @@ class PaperExecutor:
                 predicted_amount_out=intent.predicted_amount_out,
                 predicted_profit=intent.predicted_profit,
                 predicted_profit_usd=intent.predicted_profit_usd,
+                opportunity_id=intent.opportunity_id,
                 block_number=block,
             )
             await self.journal.record_fill(fill, move_paper_balances=True)

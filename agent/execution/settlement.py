@@ -68,6 +68,7 @@ def fill_from_receipt(
         gas_cost_wei=sum(r.gas_cost_wei for r in gas_receipts),
         block_number=receipt.block_number,
         predicted_profit_usd=intent.predicted_profit_usd,
+        opportunity_id=intent.opportunity_id,
     )
 
 

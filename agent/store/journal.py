@@ -7,6 +7,12 @@ Order of writes for one trade (what makes a crash at any instant recoverable):
 3. ``mark_sent``          -- after the submit RPC accepted it
 4. ``mark_mined`` / ``mark_reverted`` / ``mark_dropped`` / ``mark_replaced``
 5. ``record_fill``        -- realised amounts beside predicted ones; intent ``filled``
+6. ``set_fill_usd``       -- the realised profit in USD at the fill's block (the engine prices it)
+
+A run (one start of the agent) is opened with ``start_run``, kept alive with ``heartbeat`` and
+closed with ``finish_run``. ``start_run`` binds the journal to the run: opportunities, intents,
+equity snapshots and rejections written afterwards carry its id; a fill or a rejection of an
+intent carries the intent's run (reconciliation may settle a trade of an earlier run).
 
 Statuses follow the explicit machines in ``agent.store.models``; an invalid transition raises
 ``InvalidTransition``; repeating the current status is a no-op (reconciliation may replay a step
@@ -26,11 +32,11 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent.errors import (
@@ -54,6 +60,7 @@ from agent.store.models import (
     OpportunityRow,
     PaperBalanceRow,
     RiskRejectionRow,
+    RunRow,
     StrategyStateRow,
     TransactionRow,
     TxStatus,
@@ -106,6 +113,53 @@ class EquitySnapshot:
     equity_usd: float
     balances: dict[str, int]
     block_number: int | None
+    run_id: int | None = None
+
+
+# A running agent writes a heartbeat at every block and at least this often between blocks.
+HEARTBEAT_INTERVAL_S = 10.0
+# A run whose heartbeat is older than this is not running (killed, crashed, or hung).
+HEARTBEAT_STALE_S = 3 * HEARTBEAT_INTERVAL_S
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One start of the agent as journaled. ``mode`` is what ran (``--mode`` over the config);
+    ``last_block_at`` is when the agent processed ``last_block`` (its wall clock)."""
+
+    id: int
+    mode: str
+    chain_name: str
+    chain_id: int
+    config_hash: str
+    started_at: datetime
+    stopped_at: datetime | None
+    stop_reason: str | None
+    heartbeat_at: datetime
+    last_block: int | None
+    last_block_at: datetime | None
+
+    def is_running(self, now: datetime, stale_after_s: float = HEARTBEAT_STALE_S) -> bool:
+        """Not stopped and its heartbeat is fresh."""
+        return self.stopped_at is None and now - self.heartbeat_at <= timedelta(
+            seconds=stale_after_s
+        )
+
+
+def _run_record(row: RunRow) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        mode=row.mode,
+        chain_name=row.chain_name,
+        chain_id=row.chain_id,
+        config_hash=row.config_hash,
+        started_at=row.started_at,
+        stopped_at=row.stopped_at,
+        stop_reason=row.stop_reason,
+        heartbeat_at=row.heartbeat_at,
+        last_block=row.last_block,
+        last_block_at=row.last_block_at,
+    )
 
 
 def _history_entry(status: str, detail: str | None) -> dict[str, Any]:
@@ -211,6 +265,7 @@ def _fill_from_row(row: FillRow) -> Fill:
         block_number=row.block_number,
         predicted_profit_usd=row.profit_predicted_usd,
         profit_usd=row.profit_realised_usd,
+        opportunity_id=row.opportunity_id,
     )
 
 
@@ -272,6 +327,62 @@ class Journal:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = _TranslatingSessions(sessions)
         self._write_lock = asyncio.Lock()
+        self.run_id: int | None = None  # the run this journal writes for (``start_run``)
+
+    # -- runs -----------------------------------------------------------------------------
+
+    async def start_run(self, mode: str, chain_name: str, chain_id: int, config_hash: str) -> int:
+        """Record a new run (``mode`` as it actually runs) and bind this journal to it: rows
+        written from now on carry its id. Returns the run id."""
+        async with self._write_lock, self._sessions.begin() as session:
+            now = utc_now()
+            row = RunRow(
+                mode=mode,
+                chain_name=chain_name,
+                chain_id=chain_id,
+                config_hash=config_hash,
+                started_at=now,
+                heartbeat_at=now,
+            )
+            session.add(row)
+            await session.flush()
+            run_id = row.id
+        self.run_id = run_id
+        return run_id
+
+    async def heartbeat(self, run_id: int, block: int | None = None) -> None:
+        """The run is alive; with ``block``, that block has just been processed."""
+        async with self._write_lock, self._sessions.begin() as session:
+            row = await self._run_row(session, run_id)
+            now = utc_now()
+            row.heartbeat_at = now
+            if block is not None:
+                row.last_block = block
+                row.last_block_at = now
+
+    async def finish_run(self, run_id: int, reason: str) -> None:
+        """The run stopped (``reason``: why, for ``status``). Finishing twice keeps the first."""
+        async with self._write_lock, self._sessions.begin() as session:
+            row = await self._run_row(session, run_id)
+            if row.stopped_at is None:
+                row.stopped_at = utc_now()
+                row.stop_reason = reason
+
+    async def get_run(self, run_id: int) -> RunRecord:
+        async with self._sessions() as session:
+            return _run_record(await self._run_row(session, run_id))
+
+    async def latest_run(self) -> RunRecord | None:
+        """The most recently started run, or ``None`` when no run was ever recorded."""
+        async with self._sessions() as session:
+            row = await session.scalar(select(RunRow).order_by(RunRow.id.desc()).limit(1))
+            return None if row is None else _run_record(row)
+
+    async def list_runs(self) -> list[RunRecord]:
+        """Every run, oldest first."""
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(RunRow).order_by(RunRow.id))).all()
+            return [_run_record(r) for r in rows]
 
     # -- opportunities, intents -----------------------------------------------------------
 
@@ -298,6 +409,7 @@ class Journal:
             session.add(
                 OpportunityRow(
                     id=opportunity_id,
+                    run_id=self.run_id,
                     strategy=strategy,
                     kind=kind,
                     token_in=token_in,
@@ -317,6 +429,7 @@ class Journal:
                 IntentRow(
                     id=intent.id,
                     opportunity_id=intent.opportunity_id,
+                    run_id=self.run_id,
                     strategy=intent.strategy,
                     kind=intent.kind,
                     mode=mode,
@@ -402,13 +515,15 @@ class Journal:
             return _intent_record(await self._intent_row(session, intent_id))
 
     async def list_intents(
-        self, statuses: Sequence[IntentStatus] | None = None
+        self, statuses: Sequence[IntentStatus] | None = None, run_id: int | None = None
     ) -> list[IntentRecord]:
-        """Intents (optionally only those in ``statuses``), oldest first."""
+        """Intents (optionally only those in ``statuses``, of run ``run_id``), oldest first."""
         async with self._sessions() as session:
             query = select(IntentRow).order_by(IntentRow.created_at, IntentRow.id)
             if statuses is not None:
                 query = query.where(IntentRow.status.in_([str(s) for s in statuses]))
+            if run_id is not None:
+                query = query.where(IntentRow.run_id == run_id)
             rows = (await session.scalars(query)).all()
             return [_intent_record(r) for r in rows]
 
@@ -572,6 +687,8 @@ class Journal:
             session.add(
                 FillRow(
                     intent_id=fill.intent_id,
+                    run_id=row.run_id,
+                    opportunity_id=fill.opportunity_id or row.opportunity_id,
                     tx_hash=fill.tx_hash,
                     mode=fill.mode,
                     token_in=fill.token_in,
@@ -589,6 +706,20 @@ class Journal:
                     block_number=fill.block_number,
                 )
             )
+            return True
+
+    async def set_fill_usd(
+        self, intent_id: str, profit_usd: float, predicted_profit_usd: float | None = None
+    ) -> bool:
+        """Store the fill's realised profit in USD (priced at its block) and, when given, the
+        predicted one. Returns False when the intent has no fill."""
+        async with self._write_lock, self._sessions.begin() as session:
+            row = await session.scalar(select(FillRow).where(FillRow.intent_id == intent_id))
+            if row is None:
+                return False
+            row.profit_realised_usd = profit_usd
+            if predicted_profit_usd is not None:
+                row.profit_predicted_usd = predicted_profit_usd
             return True
 
     async def seed_paper_balances(self, balances: Mapping[str, int]) -> bool:
@@ -631,12 +762,21 @@ class Journal:
             row = await session.scalar(select(FillRow).where(FillRow.intent_id == intent_id))
             return None if row is None else _fill_from_row(row)
 
-    async def list_fills(self, mode: str | None = None) -> list[Fill]:
+    async def list_fills(self, mode: str | None = None, run_id: int | None = None) -> list[Fill]:
+        """Fills (optionally of ``mode``, of run ``run_id``), oldest first."""
         async with self._sessions() as session:
             query = select(FillRow).order_by(FillRow.id)
             if mode is not None:
                 query = query.where(FillRow.mode == mode)
+            if run_id is not None:
+                query = query.where(FillRow.run_id == run_id)
             return [_fill_from_row(r) for r in (await session.scalars(query)).all()]
+
+    async def fill_runs(self) -> dict[str, int | None]:
+        """The run of every fill: intent id -> run id (None: journaled outside any run)."""
+        async with self._sessions() as session:
+            rows = (await session.execute(select(FillRow.intent_id, FillRow.run_id))).all()
+            return {intent_id: run_id for intent_id, run_id in rows}
 
     async def record_rejection(
         self,
@@ -646,16 +786,28 @@ class Journal:
         opportunity_id: str | None = None,
         intent_id: str | None = None,
     ) -> None:
-        """Store a risk-gate refusal; a journaled pending intent moves to ``rejected``."""
+        """Store a risk-gate refusal; a journaled pending intent moves to ``rejected``.
+
+        The row carries the intent's run (else this journal's) and the refused opportunity's
+        block, so ``rejection_counts`` can tell the refusals of recent blocks."""
         async with self._write_lock, self._sessions.begin() as session:
+            run_id = self.run_id
             if intent_id is not None:
                 row = await session.get(IntentRow, intent_id)
                 if row is not None:
                     self._transition_intent(row, IntentStatus.REJECTED, reason)
+                    run_id = row.run_id if row.run_id is not None else run_id
+            opportunity = (
+                None
+                if opportunity_id is None
+                else await session.get(OpportunityRow, opportunity_id)
+            )
             session.add(
                 RiskRejectionRow(
                     opportunity_id=opportunity_id,
                     intent_id=intent_id,
+                    run_id=run_id,
+                    block_number=None if opportunity is None else opportunity.block_number,
                     strategy=strategy,
                     reason=reason,
                     detail=detail,
@@ -669,6 +821,23 @@ class Journal:
                 query = query.where(RiskRejectionRow.reason == reason)
             return len((await session.scalars(query)).all())
 
+    async def rejection_counts(
+        self, run_id: int | None = None, since_block: int | None = None
+    ) -> dict[str, int]:
+        """Refusals by reason, most frequent first: of run ``run_id`` (all runs when None),
+        of opportunities at ``since_block`` or later (every block when None)."""
+        async with self._sessions() as session:
+            count = func.count(RiskRejectionRow.id)
+            query = select(RiskRejectionRow.reason, count).group_by(RiskRejectionRow.reason)
+            if run_id is not None:
+                query = query.where(RiskRejectionRow.run_id == run_id)
+            if since_block is not None:
+                query = query.where(RiskRejectionRow.block_number >= since_block)
+            rows = (
+                await session.execute(query.order_by(count.desc(), RiskRejectionRow.reason))
+            ).all()
+            return {str(reason): int(n) for reason, n in rows}
+
     async def snapshot_equity(
         self,
         mode: str,
@@ -680,6 +849,7 @@ class Journal:
         async with self._write_lock, self._sessions.begin() as session:
             session.add(
                 EquitySnapshotRow(
+                    run_id=self.run_id,
                     mode=mode,
                     equity_usd=equity_usd,
                     balances={token: str(int(amount)) for token, amount in balances.items()},
@@ -687,12 +857,16 @@ class Journal:
                 )
             )
 
-    async def equity_history(self, mode: str | None = None) -> list[EquitySnapshot]:
-        """Equity snapshots, oldest first."""
+    async def equity_history(
+        self, mode: str | None = None, run_id: int | None = None
+    ) -> list[EquitySnapshot]:
+        """Equity snapshots (optionally of ``mode``, of run ``run_id``), oldest first."""
         async with self._sessions() as session:
             query = select(EquitySnapshotRow).order_by(EquitySnapshotRow.id)
             if mode is not None:
                 query = query.where(EquitySnapshotRow.mode == mode)
+            if run_id is not None:
+                query = query.where(EquitySnapshotRow.run_id == run_id)
             return [
                 EquitySnapshot(
                     taken_at=r.taken_at,
@@ -700,6 +874,7 @@ class Journal:
                     equity_usd=r.equity_usd,
                     balances={t: int(v) for t, v in r.balances.items()},
                     block_number=r.block_number,
+                    run_id=r.run_id,
                 )
                 for r in (await session.scalars(query)).all()
             ]
@@ -738,6 +913,13 @@ class Journal:
         )
         if row is None:
             raise JournalNotFound(f"intent {intent_id} is not in the journal")
+        return row
+
+    @staticmethod
+    async def _run_row(session: AsyncSession, run_id: int) -> RunRow:
+        row = await session.get(RunRow, run_id)
+        if row is None:
+            raise JournalNotFound(f"run {run_id} is not in the journal")
         return row
 
     @staticmethod

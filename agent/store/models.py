@@ -152,12 +152,36 @@ class Base(DeclarativeBase):
     pass
 
 
+class RunRow(Base):
+    """One start of the agent: what ran (the mode actually used, not the config's), where, with
+    which configuration, and whether it is still alive (``heartbeat_at``, the last block).
+
+    Rows of a run carry its id in ``run_id`` (an indexed integer rather than a foreign key: see
+    migration 0003); NULL for rows journaled before runs were recorded or outside any run.
+    """
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    mode: Mapped[str] = mapped_column(String(16))  # "live" | "fork" | "paper"
+    chain_name: Mapped[str] = mapped_column(String(64))
+    chain_id: Mapped[int] = mapped_column(Integer)
+    config_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the redacted config
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, index=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    last_block: Mapped[int | None] = mapped_column(Integer)
+    last_block_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 class OpportunityRow(Base):
     """A scored opportunity a strategy produced (kept whether or not it was traded)."""
 
     __tablename__ = "opportunities"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     strategy: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -176,6 +200,7 @@ class IntentRow(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     opportunity_id: Mapped[str | None] = mapped_column(ForeignKey("opportunities.id"))
+    run_id: Mapped[int | None] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     strategy: Mapped[str] = mapped_column(String(64), index=True)
@@ -232,6 +257,9 @@ class FillRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     intent_id: Mapped[str] = mapped_column(ForeignKey("intents.id"), unique=True)
+    # the intent's run and opportunity, copied so reports read fills without joins
+    run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    opportunity_id: Mapped[str | None] = mapped_column(String(64))
     tx_hash: Mapped[str | None] = mapped_column(String(66))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     mode: Mapped[str] = mapped_column(String(16))
@@ -256,6 +284,7 @@ class EquitySnapshotRow(Base):
     __tablename__ = "equity_snapshots"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int | None] = mapped_column(Integer, index=True)
     taken_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, index=True)
     mode: Mapped[str] = mapped_column(String(16))
     equity_usd: Mapped[float] = mapped_column(Float)
@@ -296,6 +325,8 @@ class RiskRejectionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, index=True)
     opportunity_id: Mapped[str | None] = mapped_column(ForeignKey("opportunities.id"))
     intent_id: Mapped[str | None] = mapped_column(ForeignKey("intents.id"))
+    run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    block_number: Mapped[int | None] = mapped_column(Integer)  # the refused opportunity's block
     strategy: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(64), index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
