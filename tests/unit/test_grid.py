@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from agent.dex.v3 import V3Pool
 from agent.dex.v3_math import get_tick_at_sqrt_ratio
 from agent.market.snapshot import MarketSnapshot, PoolRef
-from agent.types import Fill
+from agent.types import Fill, NotFilled
 from strategies.grid import (
     ARMED,
     HOLDING,
@@ -222,6 +222,33 @@ def test_live_grid_buys_with_exact_pool_amounts_and_survives_a_restart() -> None
     restarted.on_fill(fill_for(sell.id, WETH, USDC, sell.amount_in, sell.predicted_amount_out))
     assert restarted.book.inventory == 0
     assert restarted.book.realized_quote == sell.predicted_amount_out - buy.amount_in > 0
+
+
+def test_a_buy_that_did_not_fill_re_arms_its_lot() -> None:
+    strategy = GridStrategy(live_params())
+    strategy.on_start(None)
+    wallet = portfolio(weth=10, usdc=100_000)
+    strategy.evaluate(snapshot(weth_usdc(3_010.0), block=1), wallet)
+    (buy,) = strategy.evaluate(snapshot(weth_usdc(2_990.0), block=2), wallet)
+    # the risk gate refused it: nothing traded, nothing held, nothing left pending
+    strategy.on_fill(
+        NotFilled(
+            intent_id=buy.id,
+            opportunity_id=buy.id,
+            token_in=buy.token_in,
+            token_out=buy.token_out,
+            predicted_amount_in=buy.amount_in,
+            predicted_amount_out=buy.predicted_amount_out,
+            reason="exposure_trade",
+        )
+    )
+    assert strategy.book is not None
+    assert (strategy.book.pending, strategy.book.inventory) == ({}, 0)
+    # the lot buys again at its next crossing, not before
+    assert strategy.evaluate(snapshot(weth_usdc(2_990.0), block=3), wallet) == []
+    strategy.evaluate(snapshot(weth_usdc(3_010.0), block=4), wallet)
+    (again,) = strategy.evaluate(snapshot(weth_usdc(2_990.0), block=5), wallet)
+    assert (again.token_in, again.amount_in) == (buy.token_in, buy.amount_in)
 
 
 def test_live_grid_refuses_a_fill_worse_than_the_slippage_limit() -> None:

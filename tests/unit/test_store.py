@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -369,3 +371,165 @@ async def test_paper_fill_moves_the_virtual_portfolio_atomically(journal: Journa
     assert await journal.paper_balances() == {USDC: 7_000 * 10**6, WETH: 3 * 10**18}
     assert await journal.get_fill("p2") is None
     assert (await journal.get_intent("p2")).status == IntentStatus.PENDING
+
+
+def arb_fill(intent: Intent, mode: str, tx_hash: str | None = None) -> Fill:
+    return Fill(
+        intent_id=intent.id,
+        mode=mode,
+        tx_hash=tx_hash,
+        token_in=intent.token_in,
+        token_out=intent.token_out,
+        amount_in=intent.amount_in,
+        amount_out=intent.predicted_amount_out,
+        profit=intent.predicted_profit,
+        predicted_amount_in=intent.amount_in,
+        predicted_amount_out=intent.predicted_amount_out,
+        predicted_profit=intent.predicted_profit,
+        block_number=12,
+    )
+
+
+async def test_runs_keep_paper_and_fork_rows_apart(db_path: Path) -> None:
+    """A paper run, then a fork run (another process) on one journal: each run's opportunities,
+    intents, fills, equity and refusals are its own; the fill keeps its opportunity and the USD
+    it was priced at; a run records its liveness and why it stopped."""
+    from agent.store.journal import JournalNotFound
+
+    engine = await init_db(f"sqlite:///{db_path}")
+    try:
+        paper = Journal(session_factory(engine))
+        paper_run = await paper.start_run("paper", "devnet", 31337, "a" * 64)
+        assert paper.run_id == paper_run
+        await paper.record_opportunity("opp-p", "arbitrage", "arb", WETH, 10**18, 5, 1.0, 11)
+        await paper.record_opportunity("opp-refused", "arbitrage", "arb", WETH, 10**18, 5, 1.0, 11)
+        await paper.record_rejection("arbitrage", "exposure_trade", "", "opp-refused")
+        intent = replace(make_intent("paper-1"), opportunity_id="opp-p")
+        await paper.record_intent(intent, mode="paper")
+        assert await paper.record_fill(arb_fill(intent, "paper"))
+        assert await paper.set_fill_usd("paper-1", 41.25, 40.0)
+        await paper.snapshot_equity("paper", 10_000.0, {WETH: 10**18}, 11)
+        await paper.heartbeat(paper_run, 11)
+        await paper.finish_run(paper_run, "stopped: signal")
+        await paper.finish_run(paper_run, "failed: later")  # the first reason stays
+        # an intent of the paper run still open when it stopped (settled later)
+        late = make_intent("paper-late")
+        await paper.record_intent(late, mode="paper")
+
+        fork = Journal(session_factory(engine))  # the next start, a new process
+        fork_run = await fork.start_run("fork", "devnet", 31337, "b" * 64)
+        for reason, block in (
+            ("exposure_trade", 30),
+            ("gas_price_cap", 31),
+            ("exposure_trade", 200),
+        ):
+            opp = f"opp-{reason}-{block}"
+            await fork.record_opportunity(opp, "arbitrage", "arb", WETH, 10**18, 5, 1.0, block)
+            await fork.record_rejection("arbitrage", reason, "", opp)
+        fork_intent = replace(make_intent("fork-1"), opportunity_id="opp-exposure_trade-30")
+        await fork.record_intent(fork_intent, mode="fork")
+        await sign_one(fork, "fork-1", "0x" + "0f" * 32, nonce=0)
+        assert await fork.record_fill(arb_fill(fork_intent, "fork", "0x" + "0f" * 32))
+        await fork.snapshot_equity("fork", 50_000.0, {WETH: 2 * 10**18}, 200)
+        await fork.heartbeat(fork_run, 200)
+        # reconciliation in the fork run settles the paper run's leftover: it stays the paper run's
+        assert await fork.record_fill(arb_fill(late, "paper"))
+
+        assert [f.intent_id for f in await fork.list_fills(run_id=paper_run)] == [
+            "paper-1",
+            "paper-late",
+        ]
+        (fork_fill,) = await fork.list_fills(run_id=fork_run)
+        assert fork_fill.intent_id == "fork-1"
+        assert fork_fill.opportunity_id == "opp-exposure_trade-30"  # from the fill's intent
+        assert len(await fork.list_fills()) == 3
+        assert await fork.fill_runs() == {
+            "paper-1": paper_run,
+            "paper-late": paper_run,
+            "fork-1": fork_run,
+        }
+        paper_fill = await fork.get_fill("paper-1")
+        assert paper_fill is not None
+        assert (paper_fill.profit_usd, paper_fill.predicted_profit_usd) == (41.25, 40.0)
+        assert paper_fill.opportunity_id == "opp-p"
+        assert not await fork.set_fill_usd("no-such-intent", 1.0)
+
+        assert [i.intent.id for i in await fork.list_intents(run_id=fork_run)] == ["fork-1"]
+        assert [e.equity_usd for e in await fork.equity_history(run_id=paper_run)] == [10_000.0]
+        assert [e.equity_usd for e in await fork.equity_history(run_id=fork_run)] == [50_000.0]
+        assert await fork.rejection_counts(run_id=paper_run) == {"exposure_trade": 1}
+        assert await fork.rejection_counts(run_id=fork_run) == {
+            "exposure_trade": 2,
+            "gas_price_cap": 1,
+        }
+        # the refusals of recent blocks: by the refused opportunity's block
+        assert await fork.rejection_counts(run_id=fork_run, since_block=101) == {
+            "exposure_trade": 1
+        }
+        assert await fork.rejection_counts() == {"exposure_trade": 3, "gas_price_cap": 1}
+
+        runs = await fork.list_runs()
+        assert [(r.id, r.mode) for r in runs] == [(paper_run, "paper"), (fork_run, "fork")]
+        latest = await fork.latest_run()
+        assert latest is not None and latest.id == fork_run
+        assert (latest.last_block, latest.config_hash) == (200, "b" * 64)
+        assert latest.last_block_at is not None
+        assert latest.is_running(latest.heartbeat_at)
+        assert not latest.is_running(latest.heartbeat_at + timedelta(minutes=5))
+        stopped = await fork.get_run(paper_run)
+        assert stopped.stop_reason == "stopped: signal" and stopped.stopped_at is not None
+        assert not stopped.is_running(stopped.heartbeat_at)
+        with pytest.raises(JournalNotFound):
+            await fork.get_run(fork_run + 1)
+    finally:
+        await engine.dispose()
+
+
+def alembic(db: Path, *args: str) -> None:
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "alembic"),
+            "-c",
+            str(REPO_ROOT / "agent/store/alembic.ini"),
+            "-x",
+            f"url=sqlite:///{db}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=db.parent,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+async def test_runs_migration_reverses_and_upgrades_a_populated_journal(tmp_path: Path) -> None:
+    """0003 down and up again on a journal with a trade in it (rows that reference intents and
+    opportunities): nothing is lost, and rows journaled before runs belong to no run."""
+    db = tmp_path / "old.db"
+    engine = await init_db(f"sqlite:///{db}")
+    try:
+        journal = Journal(session_factory(engine))
+        await journal.record_opportunity("opp-old", "arbitrage", "arb", WETH, 10**18, 5, 1.0, 7)
+        intent = replace(make_intent("before-runs"), opportunity_id="opp-old")
+        await journal.record_intent(intent, mode="fork")
+        await sign_one(journal, intent.id, "0x" + "aa" * 32, nonce=1)
+        assert await journal.record_fill(arb_fill(intent, "fork", "0x" + "aa" * 32))
+    finally:
+        await engine.dispose()
+
+    alembic(db, "downgrade", "0002")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM fills").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (1,)
+        assert "run_id" not in {r[1] for r in conn.execute("PRAGMA table_info(intents)")}
+
+    engine = await init_db(f"sqlite:///{db}")  # 0002 -> 0003 with the rows in place
+    try:
+        journal = Journal(session_factory(engine))
+        (fill,) = await journal.list_fills()
+        assert (fill.intent_id, fill.profit) == ("before-runs", intent.predicted_profit)
+        assert await journal.fill_runs() == {"before-runs": None}
+        assert await journal.latest_run() is None
+    finally:
+        await engine.dispose()

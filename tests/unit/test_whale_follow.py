@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agent.types import Fill, WhaleTrade
+from agent.types import Fill, NotFilled, WhaleTrade
 from strategies.whale_follow import WhaleFollowParams, WhaleFollowStrategy
 from tests.unit.strategy_market import (
     NOW,
@@ -169,6 +169,44 @@ def test_take_profit_exit_sells_the_whole_position_and_closes_it() -> None:
     strategy.on_fill(settled(exit_.id, UNI, USDC, held, exit_.predicted_amount_out, 108))
     assert strategy.positions == {}
     assert int(strategy.realized[-1]["profit"]) == exit_.predicted_amount_out - paid > 0
+
+
+def test_a_follow_or_exit_that_did_not_fill_holds_nothing_new() -> None:
+    strategy = WhaleFollowStrategy(params())
+    (follow,) = strategy.evaluate(
+        snapshot(uni_usdc(10.0), block=100, whale_trades=(whale_buy(100_000, block=100),)),
+        portfolio(usdc=50_000),
+    )
+    refused = NotFilled(
+        intent_id=follow.id,
+        opportunity_id=follow.id,
+        token_in=follow.token_in,
+        token_out=follow.token_out,
+        predicted_amount_in=follow.amount_in,
+        predicted_amount_out=follow.predicted_amount_out,
+        reason="exposure_trade",
+    )
+    strategy.on_fill(refused)
+    assert (strategy.positions, strategy.pending) == ({}, {})
+
+    strategy = WhaleFollowStrategy(params())
+    _, held = enter(strategy)
+    (exit_,) = strategy.evaluate(snapshot(uni_usdc(10.8), block=106), portfolio())
+    strategy.on_fill(
+        NotFilled(
+            intent_id=f"{exit_.id}-0a0a0a",
+            opportunity_id=exit_.id,
+            token_in=exit_.token_in,
+            token_out=exit_.token_out,
+            predicted_amount_in=exit_.amount_in,
+            predicted_amount_out=exit_.predicted_amount_out,
+            reason="reverted",
+        )
+    )
+    # the exit reverted: the position is still held and the exit is proposed again
+    assert [p.amount for p in strategy.positions.values()] == [held]
+    (retry,) = strategy.evaluate(snapshot(uni_usdc(10.8), block=107), portfolio())
+    assert (retry.token_in, retry.amount_in) == (exit_.token_in, held)
 
 
 def test_stop_loss_and_time_limit_exits() -> None:
