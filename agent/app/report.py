@@ -108,7 +108,8 @@ def plot_equity(
     fig, ax = plt.subplots(figsize=(8, 3.5))
     if isinstance(points, Mapping):
         for label, line in points.items():
-            ax.plot([b for b, _ in line], [e for _, e in line], label=label)
+            marker = "o" if len(line) < 3 else None  # a run of one block is still seen
+            ax.plot([b for b, _ in line], [e for _, e in line], label=label, marker=marker)
         ax.legend(loc="best", fontsize="small")
     else:
         ax.plot([b for b, _ in points], [e for _, e in points], color="#1f77b4")
@@ -239,9 +240,12 @@ class JournalSummary:
 
     def equity_lines(self) -> dict[str, list[tuple[int, float]]]:
         """Equity points (block, USD) per run, each in its own line."""
+        modes = {run.id: run.mode for run in self.runs}
         lines: dict[str, list[tuple[int, float]]] = {}
         for i, point in enumerate(self.equity):
             label = "no run" if point.run_id is None else f"run {point.run_id}"
+            if point.run_id in modes:
+                label += f" ({modes[point.run_id]})"
             block = point.block_number if point.block_number is not None else i
             lines.setdefault(label, []).append((block, point.equity_usd))
         return lines

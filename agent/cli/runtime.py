@@ -142,6 +142,12 @@ def _read_journal(
     return cfg, asyncio.run(read())
 
 
+def _console() -> Console:
+    """The terminal's console; wide when printing to a file or a pipe (rows stay one line)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
 def _age(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 120:
@@ -219,7 +225,7 @@ def status(
     )
     equity = summary.equity[-1].equity_usd if summary.equity else None
     table.add_row("equity", "-" if equity is None else f"${equity:,.2f}")
-    Console(width=max(120, Console().width)).print(table)
+    _console().print(table)
 
 
 def report(
@@ -236,7 +242,7 @@ def report(
     from agent.app.report import fill_json, plot_equity, run_json, signed_usd
 
     cfg, summary = _read_journal(config, env_file, run, all_runs)
-    console = Console(width=max(120, Console().width))
+    console = _console()
     if summary.run is not None:
         console.print(f"run {_run_line(summary.run)}")
     table = Table(
