@@ -118,8 +118,13 @@ async def test_sigterm_during_a_trade_exits_0_and_leaves_the_journal_reconcilabl
             assert await parts.journal.list_non_final() == []
 
         # What the operator then reads: `defi-agent report` from the same journal (the CLI's
-        # own entry point, in a thread: it runs its own event loop).
+        # own entry point, in a thread: it runs its own event loop), for the run that made the
+        # trade: the reconciled fill belongs to it, not to the restart that settled it.
+        stopped, restart = await journal.list_runs()
+        assert stopped.stop_reason == "stopped: signal" and restart.stopped_at is not None
+        assert await journal.fill_runs() == {intent.intent.id: stopped.id}
         argv = ["report", "--config", str(config_path), "--out", str(workdir / "report")]
+        argv += ["--run", str(stopped.id)]
         assert await asyncio.to_thread(cli_main, argv) == 0
         summary = json.loads((workdir / "report" / "report.json").read_text())
         assert summary["fills"] == 1 and summary["transactions_not_final"] == 0
