@@ -792,16 +792,14 @@ class Journal:
         block, so ``rejection_counts`` can tell the refusals of recent blocks."""
         async with self._write_lock, self._sessions.begin() as session:
             run_id = self.run_id
+            refused = opportunity_id
             if intent_id is not None:
                 row = await session.get(IntentRow, intent_id)
                 if row is not None:
                     self._transition_intent(row, IntentStatus.REJECTED, reason)
                     run_id = row.run_id if row.run_id is not None else run_id
-            opportunity = (
-                None
-                if opportunity_id is None
-                else await session.get(OpportunityRow, opportunity_id)
-            )
+                    refused = refused or row.opportunity_id
+            opportunity = None if refused is None else await session.get(OpportunityRow, refused)
             session.add(
                 RiskRejectionRow(
                     opportunity_id=opportunity_id,

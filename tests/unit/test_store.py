@@ -430,6 +430,12 @@ async def test_runs_keep_paper_and_fork_rows_apart(db_path: Path) -> None:
         await fork.record_intent(fork_intent, mode="fork")
         await sign_one(fork, "fork-1", "0x" + "0f" * 32, nonce=0)
         assert await fork.record_fill(arb_fill(fork_intent, "fork", "0x" + "0f" * 32))
+        # refused just before signing: the intent's opportunity dates the refusal
+        await fork.record_opportunity("opp-signing", "arbitrage", "arb", WETH, 10**18, 5, 1.0, 199)
+        await fork.record_intent(
+            replace(make_intent("fork-2"), opportunity_id="opp-signing"), "fork"
+        )
+        await fork.record_rejection("arbitrage", "paused", "", intent_id="fork-2")
         await fork.snapshot_equity("fork", 50_000.0, {WETH: 2 * 10**18}, 200)
         await fork.heartbeat(fork_run, 200)
         # reconciliation in the fork run settles the paper run's leftover: it stays the paper run's
@@ -454,19 +460,28 @@ async def test_runs_keep_paper_and_fork_rows_apart(db_path: Path) -> None:
         assert paper_fill.opportunity_id == "opp-p"
         assert not await fork.set_fill_usd("no-such-intent", 1.0)
 
-        assert [i.intent.id for i in await fork.list_intents(run_id=fork_run)] == ["fork-1"]
+        assert [i.intent.id for i in await fork.list_intents(run_id=fork_run)] == [
+            "fork-1",
+            "fork-2",
+        ]
         assert [e.equity_usd for e in await fork.equity_history(run_id=paper_run)] == [10_000.0]
         assert [e.equity_usd for e in await fork.equity_history(run_id=fork_run)] == [50_000.0]
         assert await fork.rejection_counts(run_id=paper_run) == {"exposure_trade": 1}
         assert await fork.rejection_counts(run_id=fork_run) == {
             "exposure_trade": 2,
             "gas_price_cap": 1,
+            "paused": 1,
         }
         # the refusals of recent blocks: by the refused opportunity's block
         assert await fork.rejection_counts(run_id=fork_run, since_block=101) == {
-            "exposure_trade": 1
+            "exposure_trade": 1,
+            "paused": 1,
         }
-        assert await fork.rejection_counts() == {"exposure_trade": 3, "gas_price_cap": 1}
+        assert await fork.rejection_counts() == {
+            "exposure_trade": 3,
+            "gas_price_cap": 1,
+            "paused": 1,
+        }
 
         runs = await fork.list_runs()
         assert [(r.id, r.mode) for r in runs] == [(paper_run, "paper"), (fork_run, "fork")]
