@@ -214,3 +214,22 @@ def test_busy_metrics_port_is_a_one_line_config_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: metrics.port:") and str(port) in last
+
+
+def test_status_and_report_on_a_journal_without_runs_and_bad_run_choices(tmp_path: Path) -> None:
+    config = init_for_local_devnet(tmp_path)
+    status = run("status", "--config", str(config), cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "no run recorded" in status.stdout
+    report = run("report", "--config", str(config), "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["trades"] == []
+
+    unknown = run("status", "--config", str(config), "--run", "5", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines()[-1] == (
+        "error: --run 5: not in the journal (no run recorded)"
+    )
+    both = run("report", "--config", str(config), "--run", "1", "--all", cwd=tmp_path)
+    assert both.returncode == 2
+    assert "--run and --all: pick one" in both.stderr and "Traceback" not in both.stderr
