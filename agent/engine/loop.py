@@ -222,8 +222,9 @@ class Engine:
         self.report = RunReport()
         self.last_snapshot: MarketSnapshot | None = None
         # the latest few snapshots: a fill is priced at its own block's prices when it settles
-        # after the engine has moved on
-        self._recent_snapshots: deque[MarketSnapshot] = deque(maxlen=16)
+        # after the engine has moved on (a receipt takes a block or two; pools left unchanged
+        # are shared between snapshots, so keeping a few costs little)
+        self._recent_snapshots: deque[MarketSnapshot] = deque(maxlen=4)
         self._in_flight: dict[frozenset[str], int] = {}
         self._trade_tasks: set[asyncio.Task[None]] = set()
         self._evaluating: dict[str, asyncio.Future[list[Opportunity]]] = {}
@@ -648,12 +649,13 @@ class Engine:
             return
 
     def _priced(self, fill: Fill, intent: Intent) -> Fill:
-        """The fill with USD figures, where it has none, at the prices of its block (the
-        latest snapshot at or before it; the latest one when the fill's block is unknown)."""
+        """The fill with USD figures, where it has none, at the prices of its block: the
+        latest snapshot at or before it (the oldest kept when the fill is older still; the
+        latest when its block is unknown)."""
         snapshot = self.last_snapshot
-        if fill.block_number is not None:
+        if fill.block_number is not None and self._recent_snapshots:
             at_or_before = [s for s in self._recent_snapshots if s.block <= fill.block_number]
-            snapshot = at_or_before[-1] if at_or_before else snapshot
+            snapshot = at_or_before[-1] if at_or_before else self._recent_snapshots[0]
         if snapshot is None or fill.profit_usd is not None:
             return fill
         return replace(
