@@ -208,12 +208,11 @@ RECENT_BLOCKS = 100  # `status` counts the refusals of this many blocks up to th
 class JournalSummary:
     """What the journal holds for one run (``run``), or for all runs (``run is None``).
 
-    ``latest`` is the most recent run whatever was selected: it says whether an agent is
-    running now. Refusal counts are by reason, most frequent first.
+    ``runs`` are every run of the journal whatever was selected (whether an agent is running
+    now). Refusal counts are by reason, most frequent first.
     """
 
     run: RunRecord | None
-    latest: RunRecord | None
     runs: list[RunRecord]
     intents: dict[str, int]
     transactions_not_final: int
@@ -259,7 +258,6 @@ async def read_journal(
     if run_id is not None and all_runs:
         raise ConfigError("--run and --all: pick one")
     runs = await journal.list_runs()
-    latest = runs[-1] if runs else None
     run: RunRecord | None = None
     if run_id is not None:
         try:
@@ -268,7 +266,7 @@ async def read_journal(
             known = f"runs {runs[0].id}-{runs[-1].id}" if runs else "no run recorded"
             raise ConfigError(f"--run {run_id}: not in the journal ({known})") from None
     elif not all_runs:
-        run = latest
+        run = runs[-1] if runs else None
     scope = None if run is None else run.id
     intents = await journal.list_intents(run_id=scope)
     by_status: dict[str, int] = {}
@@ -279,7 +277,6 @@ async def read_journal(
         since = run.last_block - RECENT_BLOCKS + 1
     return JournalSummary(
         run=run,
-        latest=latest,
         runs=runs,
         intents=by_status,
         transactions_not_final=len(await journal.list_non_final()),

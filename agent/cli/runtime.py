@@ -168,18 +168,24 @@ def _run_line(run: RunRecord) -> str:
     )
 
 
-def _liveness(run: RunRecord | None, now: datetime) -> str:
-    """Whether an agent is running, from the latest run's heartbeat."""
-    if run is None:
+def _liveness(runs: list[RunRecord], now: datetime) -> str:
+    """Whether an agent is running on this journal: every run with a fresh heartbeat, else
+    how the latest run ended."""
+    running = [r for r in runs if r.is_running(now)]
+    if running:
+        return "; ".join(
+            f"running (run {r.id}, heartbeat {_age((now - r.heartbeat_at).total_seconds())} ago)"
+            for r in reversed(running)
+        )
+    if not runs:
         return "no run recorded"
-    heartbeat_age = _age((now - run.heartbeat_at).total_seconds())
-    if run.is_running(now):
-        return f"running (run {run.id}, heartbeat {heartbeat_age} ago)"
+    run = runs[-1]
     if run.stopped_at is not None:
         return (
             f"not running (run {run.id} {run.stop_reason or 'stopped'} at {_when(run.stopped_at)})"
         )
-    return f"not running (run {run.id}: no heartbeat for {heartbeat_age}; killed or crashed)"
+    silent = _age((now - run.heartbeat_at).total_seconds())
+    return f"not running (run {run.id}: no heartbeat for {silent}; killed or crashed)"
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -203,7 +209,7 @@ def status(
     controls = ControlFiles.beside(cfg.risk.kill_switch_file)
     halt = controls.read_halt()
     table = Table("", "", title=f"defi-agent status · {summary.scope}")
-    table.add_row("agent", _liveness(summary.latest, now))
+    table.add_row("agent", _liveness(summary.runs, now))
     table.add_row("run", "-" if shown is None else _run_line(shown))
     if shown is not None:
         last = "-"
