@@ -15,8 +15,8 @@ from rich.table import Table
 
 from agent.app.build import AgentParts
 from agent.engine.loop import RunReport, TickReport
-from agent.errors import ConfigError
-from agent.store.journal import EquitySnapshot, Journal, JournalNotFound, RunRecord
+from agent.errors import ConfigError, JournalNotFound
+from agent.store.journal import EquitySnapshot, Journal, RunRecord
 from agent.types import Fill, Token
 
 log = logging.getLogger(__name__)
