@@ -2,7 +2,7 @@
 pragma solidity ^0.8.28;
 
 /// @title ArbExecutor
-/// @notice Owner-only, atomic multi-hop arbitrage across Uniswap V2 pairs and V3 pools.
+/// @notice Executor-only, atomic multi-hop arbitrage across Uniswap V2 pairs and V3 pools.
 /// @dev A route is a cycle of hops that starts and ends in `startToken`. It is funded either from
 ///      this contract's own balance (`execute`) or by a V2 flash swap on the first hop
 ///      (`executeWithFlashLoan`). Either way the call reverts with `InsufficientProfit` unless this
@@ -22,9 +22,12 @@ pragma solidity ^0.8.28;
 ///      CREATE2 address from a registered V2 factory and its init-code hash. Every hop's pool must
 ///      equal its derived address, so calldata cannot route funds to an arbitrary contract.
 ///
-///      No approvals are ever granted and there is no delegatecall. Only the owner (the deployer,
-///      immutable: redeploy to change it) can execute, register V2 factories and withdraw tokens
-///      or ETH. Hop.kind: 0 = Uniswap V2 pair, 1 = Uniswap V3 pool. Hop.feePips is
+///      No approvals are ever granted and there is no delegatecall. Two roles: the executor (the
+///      hot trading key, the deployer at first) runs routes and may sweep funds, but only ever to
+///      the owner; the owner (set at deployment, immutable, may be a cold address) is where
+///      withdrawals go, and alone registers V2 factories and replaces the executor. A stolen
+///      trading key can therefore trade (never at a loss: the profit check) but never withdraw
+///      anywhere else. Hop.kind: 0 = Uniswap V2 pair, 1 = Uniswap V3 pool. Hop.feePips is
 ///      in hundredths of a basis point (3000 = 0.3 %), also for V2 pairs.
 contract ArbExecutor {
     struct Hop {
@@ -50,6 +53,8 @@ contract ArbExecutor {
 
     address public immutable owner;
     address public immutable v3Factory;
+    /// @notice The key that runs routes (the agent's hot wallet); the owner may replace it.
+    address public executor;
 
     /// @notice Init-code hash of the pair contract per accepted V2 factory; zero = not accepted.
     mapping(address factory => bytes32 initCodeHash) public v2InitCodeHash;
@@ -60,8 +65,10 @@ contract ArbExecutor {
 
     event ArbitrageExecuted(address indexed startToken, uint256 amountIn, uint256 profit);
     event V2FactorySet(address indexed factory, bytes32 initCodeHash);
+    event ExecutorSet(address indexed executor);
 
     error NotOwner();
+    error NotExecutor();
     error DeadlineExpired(uint256 deadline, uint256 timestamp);
     error InvalidHop(uint256 index);
     error BrokenRoute(uint256 index);
@@ -79,12 +86,30 @@ contract ArbExecutor {
         _;
     }
 
+    modifier onlyExecutor() {
+        if (msg.sender != executor) revert NotExecutor();
+        _;
+    }
+
+    modifier onlyOwnerOrExecutor() {
+        if (msg.sender != owner && msg.sender != executor) revert NotExecutor();
+        _;
+    }
+
+    /// @param owner_ Where withdrawals go (may be a cold address); zero = the deployer.
     /// @param v3Factory_ Uniswap V3 factory whose pools V3 hops may use.
     /// @param v2Factories V2 factories whose pairs V2 hops may use.
     /// @param v2InitCodeHashes Pair init-code hash of each factory, same order.
-    constructor(address v3Factory_, address[] memory v2Factories, bytes32[] memory v2InitCodeHashes) {
+    constructor(
+        address owner_,
+        address v3Factory_,
+        address[] memory v2Factories,
+        bytes32[] memory v2InitCodeHashes
+    ) {
         if (v2Factories.length != v2InitCodeHashes.length) revert LengthMismatch();
-        owner = msg.sender;
+        owner = owner_ == address(0) ? msg.sender : owner_;
+        executor = msg.sender;
+        emit ExecutorSet(msg.sender);
         v3Factory = v3Factory_;
         for (uint256 i; i < v2Factories.length; ++i) {
             _setV2Factory(v2Factories[i], v2InitCodeHashes[i]);
@@ -93,7 +118,7 @@ contract ArbExecutor {
 
     receive() external payable {}
 
-    // ------------------------------------------------------------------ entry points (owner)
+    // ------------------------------------------------------------------ entry points (executor)
 
     /// @notice Runs `hops` with `amountIn` (smallest units of `startToken`) from this contract's
     ///         own balance. Reverts unless the balance of `startToken` ends >= start + minProfit.
@@ -104,7 +129,7 @@ contract ArbExecutor {
         uint256 amountIn,
         uint256 minProfit,
         uint256 deadline
-    ) external onlyOwner returns (uint256 profit) {
+    ) external onlyExecutor returns (uint256 profit) {
         _checkDeadline(deadline);
         Hop[] memory route = hops;
         _validateRoute(route, startToken);
@@ -125,7 +150,7 @@ contract ArbExecutor {
         uint256 amountIn,
         uint256 minProfit,
         uint256 deadline
-    ) external onlyOwner returns (uint256 profit) {
+    ) external onlyExecutor returns (uint256 profit) {
         _checkDeadline(deadline);
         Hop[] memory route = hops;
         _validateRoute(route, startToken);
@@ -184,15 +209,21 @@ contract ArbExecutor {
         _setV2Factory(factory, initCodeHash);
     }
 
-    /// @notice Sends `amount` (smallest units) of `token` to `to`.
-    function withdrawToken(address token, address to, uint256 amount) external onlyOwner {
-        _safeTransfer(token, to, amount);
+    /// @notice Replaces the trading key (a lost or rotated hot wallet).
+    function setExecutor(address executor_) external onlyOwner {
+        executor = executor_;
+        emit ExecutorSet(executor_);
     }
 
-    /// @notice Sends `amount` wei of ETH to `to`.
-    function withdrawEth(address payable to, uint256 amount) external onlyOwner {
-        (bool success,) = to.call{value: amount}("");
-        if (!success) revert EthTransferFailed(to, amount);
+    /// @notice Sends `amount` (smallest units) of `token` to the owner, never anywhere else.
+    function withdrawToken(address token, uint256 amount) external onlyOwnerOrExecutor {
+        _safeTransfer(token, owner, amount);
+    }
+
+    /// @notice Sends `amount` wei of ETH to the owner, never anywhere else.
+    function withdrawEth(uint256 amount) external onlyOwnerOrExecutor {
+        (bool success,) = payable(owner).call{value: amount}("");
+        if (!success) revert EthTransferFailed(owner, amount);
     }
 
     // ------------------------------------------------------------------ route execution

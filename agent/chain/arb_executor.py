@@ -43,13 +43,17 @@ _EXECUTE_SIGNATURE = f"execute({','.join(_EXECUTE_ARG_TYPES)})"
 _FLASH_SIGNATURE = f"executeWithFlashLoan({','.join(_EXECUTE_ARG_TYPES)})"
 EXECUTE_SELECTOR = keccak(text=_EXECUTE_SIGNATURE)[:4]
 EXECUTE_WITH_FLASH_LOAN_SELECTOR = keccak(text=_FLASH_SIGNATURE)[:4]
-_CONSTRUCTOR_ARG_TYPES = ("address", "address[]", "bytes32[]")
+_CONSTRUCTOR_ARG_TYPES = ("address", "address", "address[]", "bytes32[]")
+WITHDRAW_TOKEN_SELECTOR = keccak(text="withdrawToken(address,uint256)")[:4]
+WITHDRAW_ETH_SELECTOR = keccak(text="withdrawEth(uint256)")[:4]
+_ZERO_ADDRESS = "0x" + "00" * 20
 
 # Custom errors of the contract: selector -> (name, argument names, argument types).
 _ERRORS: dict[bytes, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     keccak(text=f"{name}({','.join(types)})")[:4]: (name, names, types)
     for name, names, types in (
         ("NotOwner", (), ()),
+        ("NotExecutor", (), ()),
         ("DeadlineExpired", ("deadline", "timestamp"), ("uint256", "uint256")),
         ("InvalidHop", ("index",), ("uint256",)),
         ("BrokenRoute", ("index",), ("uint256",)),
@@ -186,9 +190,14 @@ def encode_execute_with_flash_loan(
 
 
 def encode_deployment(
-    artifact: ArbExecutorArtifact, v3_factory: str, v2_init_code_hashes: Mapping[str, bytes]
+    artifact: ArbExecutorArtifact,
+    v3_factory: str,
+    v2_init_code_hashes: Mapping[str, bytes],
+    owner: str | None = None,
 ) -> bytes:
-    """Creation code plus constructor arguments; the deploying account becomes the owner.
+    """Creation code plus constructor arguments. The deploying account becomes the executor
+    (the key that trades); ``owner`` (where withdrawals go, may be a cold address) defaults to
+    the deployer too.
 
     ``v2_init_code_hashes`` maps each accepted V2 factory to its pair init-code hash (32 bytes).
     """
@@ -196,8 +205,20 @@ def encode_deployment(
     hashes = [v2_init_code_hashes[factory] for factory in factories]
     if any(len(h) != 32 for h in hashes):
         raise ValueError("every V2 init-code hash must be 32 bytes")
-    arguments: bytes = encode(_CONSTRUCTOR_ARG_TYPES, [v3_factory, factories, hashes])
+    arguments: bytes = encode(
+        _CONSTRUCTOR_ARG_TYPES, [owner or _ZERO_ADDRESS, v3_factory, factories, hashes]
+    )
     return artifact.bytecode + arguments
+
+
+def encode_withdraw_token(token: str, amount: int) -> bytes:
+    """Calldata of ``withdrawToken``: ``amount`` (smallest units) of ``token`` to the owner."""
+    return WITHDRAW_TOKEN_SELECTOR + encode(["address", "uint256"], [token, amount])
+
+
+def encode_withdraw_eth(amount_wei: int) -> bytes:
+    """Calldata of ``withdrawEth``: ``amount_wei`` of ETH to the owner."""
+    return WITHDRAW_ETH_SELECTOR + encode(["uint256"], [amount_wei])
 
 
 def decode_arb_executor_error(revert_data: bytes) -> str | None:

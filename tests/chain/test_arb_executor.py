@@ -40,7 +40,8 @@ def get_amount_out(amount_in: int, reserve_in: int, reserve_out: int, fee_pips: 
 
 
 class Setup:
-    """The deployed executor, its owner, the route and the accounts a test plays with."""
+    """The deployed executor, its executor key (``owner``: the deployer, the hot key that trades),
+    its cold owner (withdrawals), the route and the accounts a test plays with."""
 
     def __init__(self, w3: AsyncWeb3, devnet: Devnet, executor: str) -> None:
         a = devnet.addresses
@@ -49,6 +50,7 @@ class Setup:
         self.owner = devnet.accounts[1][0]
         self.trader = devnet.accounts[2][0]
         self.stranger = devnet.accounts[3][0]
+        self.cold_owner = devnet.accounts[7][0]
         self.executor = executor
         self.contract: AsyncContract = w3.eth.contract(
             address=executor, abi=load_arb_executor_artifact().abi
@@ -173,6 +175,7 @@ async def setup(w3: AsyncWeb3, devnet: Devnet) -> Setup:
             a["uniswap_v2.factory"]: UNISWAP_V2_PAIR_INIT_CODE_HASH,
             a["sushiswap.factory"]: UNISWAP_V2_PAIR_INIT_CODE_HASH,
         },
+        owner=devnet.accounts[7][0],
     )
     receipt = await send(w3, {"from": owner, "data": creation})
     assert receipt["status"] == 1
@@ -344,43 +347,62 @@ async def test_v2_flash_callback_started_by_a_stranger_is_rejected(setup: Setup)
     assert await token_snapshot(setup) == before
 
 
-async def test_only_the_owner_executes_and_withdraws(setup: Setup) -> None:
+async def test_only_the_executor_key_trades_and_only_the_owner_administers(setup: Setup) -> None:
     w3, contract = setup.w3, setup.contract
     await fund_executor(setup, 5 * 10**18)
     await open_price_gap(setup)
-    calls = [
+    trading = [
         encode_execute(setup.route, setup.weth, 10**18, 0, FAR_DEADLINE),
         encode_execute_with_flash_loan(setup.route, setup.weth, 10**18, 0, FAR_DEADLINE),
-        contract.encode_abi("withdrawToken", [setup.weth, setup.stranger, 10**18]),
-        contract.encode_abi("withdrawEth", [setup.stranger, 0]),
-        contract.encode_abi("setV2Factory", [setup.stranger, b"\x11" * 32]),
+        contract.encode_abi("withdrawToken", [setup.weth, 10**18]),
+        contract.encode_abi("withdrawEth", [0]),
     ]
-    for calldata in calls:
+    for calldata in trading:
         tx = {"from": setup.stranger, "to": setup.executor, "data": calldata}
-        assert await revert_reason(w3, tx) == "NotOwner()"
+        assert await revert_reason(w3, tx) == "NotExecutor()"
+    administration = [
+        contract.encode_abi("setV2Factory", [setup.stranger, b"\x11" * 32]),
+        contract.encode_abi("setExecutor", [setup.stranger]),
+    ]
+    for caller in (setup.stranger, setup.owner):  # the hot trading key cannot either
+        for calldata in administration:
+            tx = {"from": caller, "to": setup.executor, "data": calldata}
+            assert await revert_reason(w3, tx) == "NotOwner()"
     assert await balance_of(w3, setup.weth, setup.executor) == 5 * 10**18
+    assert await contract.functions.executor().call() == setup.owner
 
 
-async def test_owner_withdraws_tokens_and_eth(setup: Setup) -> None:
+async def test_withdrawals_go_to_the_cold_owner_whoever_asks(setup: Setup) -> None:
     w3, contract = setup.w3, setup.contract
     await fund_executor(setup, 5 * 10**18)
     receipt = await send(w3, {"from": setup.trader, "to": setup.executor, "value": 3 * 10**18})
     assert receipt["status"] == 1
-    recipient = setup.devnet.accounts[4][0]
-    weth_before = await balance_of(w3, setup.weth, recipient)
-    eth_before = await w3.eth.get_balance(recipient)
+    cold = setup.cold_owner
+    weth_before = await balance_of(w3, setup.weth, cold)
+    eth_before = await w3.eth.get_balance(cold)
+    hot_weth_before = await balance_of(w3, setup.weth, setup.owner)
 
+    # the hot trading key asks: the funds still go to the owner, nowhere else
     for calldata in (
-        contract.encode_abi("withdrawToken", [setup.weth, recipient, 2 * 10**18]),
-        contract.encode_abi("withdrawEth", [recipient, 3 * 10**18]),
+        contract.encode_abi("withdrawToken", [setup.weth, 2 * 10**18]),
+        contract.encode_abi("withdrawEth", [3 * 10**18]),
     ):
         receipt = await send(w3, {"from": setup.owner, "to": setup.executor, "data": calldata})
         assert receipt["status"] == 1
 
-    assert await balance_of(w3, setup.weth, recipient) == weth_before + 2 * 10**18
+    assert await balance_of(w3, setup.weth, cold) == weth_before + 2 * 10**18
     assert await balance_of(w3, setup.weth, setup.executor) == 3 * 10**18
-    assert await w3.eth.get_balance(recipient) == eth_before + 3 * 10**18
+    assert await w3.eth.get_balance(cold) == eth_before + 3 * 10**18
     assert await w3.eth.get_balance(setup.executor) == 0
+    assert await balance_of(w3, setup.weth, setup.owner) == hot_weth_before
+
+    # the cold owner rotates the trading key; the old one can no longer trade
+    rotate = contract.encode_abi("setExecutor", [setup.trader])
+    receipt = await send(w3, {"from": cold, "to": setup.executor, "data": rotate})
+    assert receipt["status"] == 1
+    calldata = encode_execute(setup.route, setup.weth, 10**18, 0, FAR_DEADLINE)
+    tx = {"from": setup.owner, "to": setup.executor, "data": calldata}
+    assert await revert_reason(w3, tx) == "NotExecutor()"
 
 
 async def test_expired_deadline_and_forged_routes_are_refused(setup: Setup) -> None:

@@ -147,7 +147,9 @@ def test_multicall3_abi_is_canonical() -> None:
         assert "0x" + keccak(text=signature)[:4].hex() == selector, signature
 
 
-@pytest.mark.parametrize("name", ["ArbExecutor", "Multicall3", "TestERC20"])
+@pytest.mark.parametrize(
+    "name", ["ArbExecutor", "BalanceProbe", "DevnetAggregationRouterV6", "Multicall3", "TestERC20"]
+)
 def test_our_contracts_carry_deployable_bytecode(name: str) -> None:
     document = _load(name)
     assert document["contractName"] == name
