@@ -188,6 +188,22 @@ class InsufficientLiquidity(SwapRevert):
     """The pool cannot deliver the requested amount (the quoter and router would revert)."""
 
 
+class SigningRefused(FatalError):
+    """The signing policy refused a transaction before the key saw it; ``reason`` says why.
+    ``rule`` names the check: "risk" (the gate's last look: paused, halted), "target",
+    "calldata", "simulation" or "balance_change"."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(f"signing refused ({rule}): {reason}")
+        self.rule = rule
+        self.reason = reason
+
+
+class UnknownRouterCall(FatalError, ValueError):
+    """Calldata that is not one of the 1inch AggregationRouterV6 functions the agent accepts
+    (or does not decode as one)."""
+
+
 class RiskRejected(FatalError):
     """The risk gate refused an intent; ``reason`` is machine-readable (e.g. ``gas_price_cap``)."""
 

@@ -243,6 +243,35 @@ class TradeReverted(AlertEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SigningRefusedAlert(AlertEvent):
+    """The signing policy refused a transaction the agent was about to sign: nothing was signed
+    or sent. A ``calldata``/``target``/``balance_change`` refusal of a 1inch answer means the
+    API (or something between it and us) offered a transaction the agent did not ask for."""
+
+    kind: ClassVar[str] = "signing_refused"
+    severity: ClassVar[Severity] = Severity.CRITICAL
+
+    purpose: str
+    rule: str
+    reason: str
+    trade_id: str | None = None
+    target: str | None = None
+
+    def title(self) -> str:
+        return f"Refused to sign a {self.purpose} transaction"
+
+    def summary(self) -> str:
+        return self.reason
+
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        return (
+            ("rule", self.rule),
+            ("trade", self.trade_id or "-"),
+            ("to", self.target or "-"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RiskHalt(AlertEvent):
     """Trading is halted (drawdown, daily loss, kill switch) until an explicit resume."""
 

@@ -50,6 +50,7 @@ from agent.execution import (
     Reconciler,
     settings_from_config,
 )
+from agent.execution.policy import SigningPolicy
 from agent.feeds.factory import build_feeds
 from agent.feeds.oneinch import OneInchClient, QuotePair
 from agent.feeds.readings import Poller
@@ -297,6 +298,7 @@ async def open_agent(
         executor: Executor
         account: str | None = None
         reconciler: Reconciler | None = None
+        sender: TransactionSender | None = None
         portfolio = Portfolio(tokens)
         if chain_mode == "paper":
             # paper_balances may name a token by a symbol only market.tokens resolved
@@ -358,6 +360,18 @@ async def open_agent(
             ),
         )
         stack.push_async_callback(alerts.aclose)
+        if sender is not None:
+            # Between every caller and the key, with the gate's last look before each signature.
+            sender.guard = SigningPolicy(
+                w3,
+                sender.address,
+                contracts,
+                oneinch_router=addresses.oneinch_router,
+                watched_tokens=list(tokens),
+                journal=journal,
+                risk=risk,
+                on_refusal=alerts.post,
+            )
         background.append(alerts.run)
         AlertSubscriber(alerts, tokens).subscribe(events)
         stall_after_s = cfg.chain.head_stall_after_s()

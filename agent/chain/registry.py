@@ -35,6 +35,8 @@ from agent.errors import ConfigError
 from agent.types import Token
 
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
+# 1inch's AggregationRouterV6: the same address on every chain 1inch serves (CREATE3).
+ONEINCH_ROUTER_V6 = "0x111111125421cA6dc452d289314280a0f8842A65"
 DEVNET_CHAIN = "devnet"
 # Anvil's default chain id; a devnet deployment file may say otherwise.
 DEVNET_CHAIN_ID = 31337
@@ -140,6 +142,8 @@ class ChainAddresses:
     v2_pair_init_code_hashes: Mapping[str, bytes] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # The router 1inch's /swap transactions may call (the signing policy's allowlist).
+    oneinch_router: str | None = None
 
     def v2_dexes(self) -> dict[str, V2Dex]:
         """The V2-style DEXes deployed on this chain, by the names config uses."""
@@ -224,6 +228,7 @@ _ETHEREUM = ChainAddresses(
     uniswap_v3_position_manager=_V3_POSITION_MANAGER,
     sushiswap_v2_factory="0xC0AEe478e3658e2610c5F7A4A2E1777cE9e4f2Ac",
     sushiswap_v2_router02="0xd9e1cE17f2641f24aE83637ab66a2cca9C378B9F",
+    oneinch_router=ONEINCH_ROUTER_V6,
     tokens=_tokens(
         Token("0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2", "WETH", 18),
         Token("0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", "USDC", 6),
@@ -250,6 +255,7 @@ _ARBITRUM = ChainAddresses(
     uniswap_v3_position_manager=_V3_POSITION_MANAGER,
     sushiswap_v2_factory=_SUSHI_V2_FACTORY,
     sushiswap_v2_router02=_SUSHI_V2_ROUTER02,
+    oneinch_router=ONEINCH_ROUTER_V6,
     tokens=_tokens(
         Token("0x82aF49447D8a07e3bd95BD0d56f35241523fBab1", "WETH", 18),
         Token("0xaf88d065e77c8cC2239327C5EDb3A432268e5831", "USDC", 6),
@@ -279,6 +285,7 @@ _BASE = ChainAddresses(
     uniswap_v3_position_manager="0x03a520b32C04BF3bEEf7BEb72E919cf822Ed34f1",
     sushiswap_v2_factory="0x71524B4f93c58fcbF659783284E38825f0622859",
     sushiswap_v2_router02="0x6BDED42c6DA8FBf0d2bA55B2fa120C5e0c8D7891",
+    oneinch_router=ONEINCH_ROUTER_V6,
     tokens=_tokens(
         Token(_OP_STACK_WETH, "WETH", 18),
         Token("0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "USDC", 6),
@@ -306,6 +313,7 @@ _OPTIMISM = ChainAddresses(
     uniswap_v3_position_manager=_V3_POSITION_MANAGER,
     sushiswap_v2_factory="0xFbc12984689e5f15626Bad03Ad60160Fe98B303C",
     sushiswap_v2_router02="0x2ABf469074dc0b54d793850807E6eb5Faf2625b1",
+    oneinch_router=ONEINCH_ROUTER_V6,
     tokens=_tokens(
         Token(_OP_STACK_WETH, "WETH", 18),
         Token("0x0b2C639c533813f4Aa9D7837CAf62653d097Ff85", "USDC", 6),
@@ -335,6 +343,7 @@ _POLYGON = ChainAddresses(
     uniswap_v3_position_manager=_V3_POSITION_MANAGER,
     sushiswap_v2_factory=_SUSHI_V2_FACTORY,
     sushiswap_v2_router02=_SUSHI_V2_ROUTER02,
+    oneinch_router=ONEINCH_ROUTER_V6,
     tokens=_tokens(
         Token("0x0d500B1d8E8eF31E21C99d1Db9A6444d3ADf1270", "WPOL", 18),
         Token("0x7ceB23fD6bC0adD59E62ac25578270cFf1b9f619", "WETH", 18),
@@ -558,4 +567,5 @@ def _parse_deployment(raw: dict[str, Any], path: Path, chain: str) -> ChainAddre
         pools=tuple(pools),
         extra=MappingProxyType(flat),
         v2_pair_init_code_hashes=MappingProxyType(init_code_hashes),
+        oneinch_router=flat.get("oneinch.router"),
     )

@@ -33,11 +33,12 @@ from agent.errors import (
     FatalError,
     FeeCapExceeded,
     NonceTooLow,
+    SigningRefused,
     SimulationRevert,
     TemporaryError,
 )
 from agent.store.journal import Journal
-from agent.types import GasPrice
+from agent.types import GasPrice, Intent
 from agent.wallet.keystore import Signer
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,12 @@ STEP_REBROADCAST = "tx_rebroadcast"
 
 RevertDecoder = Callable[[bytes], str | None]
 StepHook = Callable[[str], Awaitable[None]]
+
+
+# How long a receipt may lag behind the account nonce (Anvil right after mining, RPC load
+# balancers mixing nodes) before a transaction whose nonce was used is called lost. Tracking,
+# "nonce too low" handling and start-up reconciliation all use it.
+RECEIPT_GRACE_S = 5.0
 
 
 class FeeOracle(Protocol):
@@ -195,15 +202,49 @@ class Fees:
 
 
 @dataclass(frozen=True, slots=True)
+class TxMandate:
+    """What a transaction is meant to do; the signing guard holds its calldata and simulated
+    balance changes to it. Amounts in smallest units.
+
+    ``action``: "approve" (allowance of exactly ``amount`` of ``token`` for ``spender``), "swap"
+    (a router swap of ``intent``), "aggregator_swap" (1inch), each paying the wallet at least
+    ``min_out`` of the intent's ``token_out``; "arb" (ArbExecutor, profit at least ``min_out``);
+    "withdraw" (ArbExecutor sweep of at most ``amount`` of ``token`` to its owner); "deploy";
+    "cancel" (0-value transfer to ourselves).
+    """
+
+    action: str
+    intent: Intent | None = None
+    token: str | None = None
+    spender: str | None = None
+    amount: int = 0
+    min_out: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TxRequest:
     """What to send: ``to`` (``None`` deploys ``data`` as creation code), calldata, value in wei.
-    ``gas_limit`` skips estimation when set. ``purpose`` labels the journal row."""
+    ``gas_limit`` skips estimation when set. ``purpose`` labels the journal row; ``mandate``
+    says what the transaction is meant to do (the signing guard refuses it otherwise)."""
 
     to: str | None
     data: bytes = b""
     value_wei: int = 0
     gas_limit: int | None = None
     purpose: str = "call"
+    mandate: TxMandate | None = None
+
+
+class SigningGuard(Protocol):
+    """Decides, immediately before the key signs, whether ``request`` is what the agent meant
+    (``agent.execution.policy.SigningPolicy``). Raises to refuse; nothing is signed then."""
+
+    async def check(self, request: TxRequest) -> None: ...
+
+    async def vet(self, request: TxRequest) -> None:
+        """The checks that need no simulation (target, calldata), to run before a trade's
+        approval is granted."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +352,8 @@ class TransactionSender:
         on_step: StepHook | None = None,
         receipt_poll_s: float = 0.1,
         mempool_check_s: float = 10.0,
+        guard: SigningGuard | None = None,
+        receipt_grace_s: float = RECEIPT_GRACE_S,
     ) -> None:
         if nonces.address != signer.address:
             raise FatalError(f"nonce manager is for {nonces.address}, signer is {signer.address}")
@@ -326,6 +369,9 @@ class TransactionSender:
         self._on_step = on_step
         self.receipt_poll_s = receipt_poll_s
         self.mempool_check_s = mempool_check_s  # how often tracking checks for eviction
+        # Between every caller and the key: nothing is signed that it refuses.
+        self.guard = guard
+        self.receipt_grace_s = receipt_grace_s
 
     @property
     def address(self) -> str:
@@ -457,6 +503,8 @@ class TransactionSender:
         nonce_is_new: bool = True,
     ) -> SentTx:
         try:
+            if self.guard is not None:
+                await self.guard.check(request)
             signed = self.signer.sign_transaction(self._tx_fields(request, nonce, gas_limit, fees))
             await self._step(STEP_SIGNED)
             if self.journal is not None:
@@ -518,16 +566,44 @@ class TransactionSender:
                 return tx_hash
             # A retried send whose first attempt reached the node (its reply was lost) is
             # refused as "nonce too low": it is ours and on its way, not a failure. Treating it
-            # as one would sign the trade again under a new nonce and send it twice.
-            if await self._rpc(self.read_w3, "eth_getTransactionByHash", [tx_hash]) is not None:
+            # as one would sign the trade again under a new nonce and send it twice. A lagging
+            # read node may not know it yet: "nonce too low" gets the receipt grace.
+            grace_s = self.receipt_grace_s if isinstance(exc, NonceTooLow) else 0.0
+            if await self._known_within(tx_hash, grace_s):
                 log.info("broadcast of %s was refused, but the node already has it", tx_hash)
                 return tx_hash
             raise
         return str(result)
 
+    async def _known_within(self, tx_hash: str, grace_s: float) -> bool:
+        """Whether the read node knows ``tx_hash`` (pending or mined) within ``grace_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while True:
+            if await self._rpc(self.read_w3, "eth_getTransactionByHash", [tx_hash]) is not None:
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(self.receipt_poll_s)
+
+    async def past_deadline(self, request: TxRequest) -> bool:
+        """Whether the latest block is past the deadline of the intent ``request`` serves (the
+        chain's clock, which the contracts check): such a transaction can only revert."""
+        intent = request.mandate.intent if request.mandate is not None else None
+        if intent is None:
+            return False
+        block = await self.read_w3.eth.get_block("latest")
+        return int(block["timestamp"]) >= intent.deadline
+
     async def replace(self, sent: SentTx, fees: Fees | None = None) -> SentTx:
         """Re-sign ``sent``'s request with the same nonce and fees bumped by the policy (or
-        ``fees``), journal it, broadcast it. Either of the two may mine, never both."""
+        ``fees``), journal it, broadcast it. Either of the two may mine, never both.
+
+        The replacement is simulated first (``SimulationRevert``: nothing signed) and passes
+        the signing guard like any transaction."""
+        if await self.past_deadline(sent.request):
+            raise SimulationRevert(f"deadline of {sent.tx_hash}'s intent has passed")
+        await self.simulate(sent.request)
         new_fees = fees or await self._replacement_fees(sent.fees)
         log.warning("replacing %s (nonce %d) with higher fees", sent.tx_hash, sent.nonce)
         return await self._sign_journal_broadcast(
@@ -537,8 +613,14 @@ class TransactionSender:
     async def cancel(self, sent: SentTx) -> SentTx:
         """Replace ``sent`` with a 0-value transfer to ourselves at the same nonce."""
         request = TxRequest(
-            to=self.address, data=b"", value_wei=0, gas_limit=21_000, purpose="cancel"
+            to=self.address,
+            data=b"",
+            value_wei=0,
+            gas_limit=21_000,
+            purpose="cancel",
+            mandate=TxMandate("cancel"),
         )
+        await self.simulate(request)
         new_fees = await self._replacement_fees(sent.fees)
         log.warning("cancelling %s (nonce %d)", sent.tx_hash, sent.nonce)
         return await self._sign_journal_broadcast(
@@ -669,7 +751,9 @@ class TransactionSender:
             try:
                 attempts.append(await self.replace(attempts[-1]))
                 last_signed = loop.time()
-            except (FeeCapExceeded, BroadcastRejected) as exc:
+            except (FeeCapExceeded, BroadcastRejected, SimulationRevert, SigningRefused) as exc:
+                # not replaced (too expensive, would revert now, or refused by the guard): the
+                # transaction already sent stays the one that may mine
                 log.warning("could not replace %s: %s", attempts[-1].tx_hash, exc)
                 max_replacements = len(attempts) - 1
 
@@ -693,6 +777,9 @@ class TransactionSender:
         if mined_nonce > attempts[-1].nonce:
             return  # mined (the receipt shows up on the next poll) or taken by another sender
         newest = attempts[-1]
+        if await self.past_deadline(newest.request):
+            log.warning("%s left the mempool after its deadline; not rebroadcast", newest.tx_hash)
+            return
         log.warning("%s (nonce %d) left the mempool; rebroadcasting", newest.tx_hash, newest.nonce)
         try:
             await self.broadcast(newest.raw_tx)

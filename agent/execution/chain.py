@@ -48,7 +48,7 @@ from agent.chain.arb_executor import (
     encode_execute_with_flash_loan,
     hops_from_route,
 )
-from agent.chain.tx import FeePolicy, Receipt, TransactionSender, TxRequest
+from agent.chain.tx import FeePolicy, Receipt, TransactionSender, TxMandate, TxRequest
 from agent.errors import AgentError, BroadcastRejected, FatalError, SimulationRevert, TemporaryError
 from agent.events import EventBus, TradeSent
 from agent.execution.common import (
@@ -367,7 +367,6 @@ class ChainExecutor:
         router = self.contracts.routers.get(dex)
         if router is None:
             raise FatalError(f"no router known for {dex}")
-        await self.ensure_exact_allowance(intent.id, intent.token_in, router, intent.amount_in)
         amount_out_minimum = max(
             intent.min_amount_out,
             min_amount_out(intent.predicted_amount_out, self.settings.slippage_bps),
@@ -379,7 +378,23 @@ class ChainExecutor:
             self._deadline(intent),
             self.contracts.router_kinds.get(dex, SWAP_ROUTER),
         )
-        return TxRequest(to=router, data=calldata, purpose="swap")
+        request = TxRequest(
+            to=router,
+            data=calldata,
+            purpose="swap",
+            mandate=TxMandate("swap", intent, min_out=amount_out_minimum),
+        )
+        await self._vet(request)
+        await self.ensure_exact_allowance(
+            intent.id, intent.token_in, router, intent.amount_in, intent=intent
+        )
+        return request
+
+    async def _vet(self, request: TxRequest) -> None:
+        """The signing guard's target and calldata checks, before any approval is granted for
+        this trade (the full check, with simulation, runs again immediately before signing)."""
+        if self.sender.guard is not None:
+            await self.sender.guard.vet(request)
 
     async def _aggregator_request(self, intent: Intent) -> TxRequest:
         """The 1inch swap transaction for ``intent`` (see the module docstring)."""
@@ -417,8 +432,18 @@ class ChainExecutor:
             data = bytes.fromhex(tx.data.removeprefix("0x"))
         except ValueError as exc:
             raise FatalError(f"1inch returned an unusable swap transaction: {exc}") from exc
-        await self.ensure_exact_allowance(intent.id, intent.token_in, router, intent.amount_in)
-        return TxRequest(to=router, data=data, purpose="swap")
+        request = TxRequest(
+            to=router,
+            data=data,
+            purpose="swap",
+            mandate=TxMandate("aggregator_swap", intent, min_out=floor),
+        )
+        # 1inch's answer is held to the intent before the router 1inch named gets an allowance
+        await self._vet(request)
+        await self.ensure_exact_allowance(
+            intent.id, intent.token_in, router, intent.amount_in, intent=intent
+        )
+        return request
 
     async def _arb_request(self, intent: Intent) -> TxRequest:
         executor = self.contracts.arb_executor
@@ -444,25 +469,41 @@ class ChainExecutor:
             raise SimulationRevert(
                 f"ArbExecutor holds {held} of {intent.token_in}, needs {intent.amount_in}"
             )
-        return TxRequest(to=executor, data=calldata, purpose="arb")
+        return TxRequest(
+            to=executor,
+            data=calldata,
+            purpose="arb",
+            mandate=TxMandate("arb", intent, min_out=floor),
+        )
 
     async def ensure_exact_allowance(
-        self, intent_id: str | None, token: str, spender: str, amount: int
+        self,
+        intent_id: str | None,
+        token: str,
+        spender: str,
+        amount: int,
+        *,
+        intent: Intent | None = None,
     ) -> None:
         """Make ``token.allowance(wallet, spender) == amount`` exactly (never unlimited): reset
-        to 0 first for tokens that require it; each approval is mined before returning."""
+        to 0 first for tokens that require it; each approval is mined before returning.
+        ``intent`` is the trade the allowance is for (the signing guard holds it to it)."""
         current = await erc20_allowance(self.w3, token, self.sender.address, spender)
         if current == amount:
             return
         if current != 0 and token in self.settings.reset_allowance_tokens:
-            await self._approve(intent_id, token, spender, 0)
-        await self._approve(intent_id, token, spender, amount)
+            await self._approve(intent_id, token, spender, 0, intent)
+        await self._approve(intent_id, token, spender, amount, intent)
         await self._step(STEP_APPROVED)
 
-    async def _approve(self, intent_id: str | None, token: str, spender: str, amount: int) -> None:
+    async def _approve(
+        self, intent_id: str | None, token: str, spender: str, amount: int, intent: Intent | None
+    ) -> None:
         data = _erc20_call(SEL_APPROVE, ["address", "uint256"], [spender, amount])
+        mandate = TxMandate("approve", intent, token=token, spender=spender, amount=amount)
         sent = await self.sender.send(
-            TxRequest(to=token, data=data, purpose="approve"), intent_id=intent_id
+            TxRequest(to=token, data=data, purpose="approve", mandate=mandate),
+            intent_id=intent_id,
         )
         receipt, _ = await self.sender.track(
             sent,
@@ -541,14 +582,20 @@ async def deploy_arb_executor(
     v3_factory: str,
     v2_init_code_hashes: Mapping[str, bytes],
     timeout_s: float = 180.0,
+    owner: str | None = None,
 ) -> str:
-    """Deploy ArbExecutor from ``sender``'s account (which becomes its owner); returns the
-    contract address. ``v2_init_code_hashes`` maps each accepted V2 factory to its pair
-    init-code hash. The creation transaction is simulated and journaled like any other."""
+    """Deploy ArbExecutor from ``sender``'s account (which becomes its executor, the key that
+    trades); ``owner`` (where withdrawals go; default the sender) may be a cold address.
+    Returns the contract address. ``v2_init_code_hashes`` maps each accepted V2 factory to its
+    pair init-code hash. The creation transaction is simulated and journaled like any other."""
     from agent.chain.arb_executor import encode_deployment, load_arb_executor_artifact
 
-    creation = encode_deployment(load_arb_executor_artifact(), v3_factory, v2_init_code_hashes)
-    sent = await sender.send(TxRequest(to=None, data=creation, purpose="deploy"))
+    creation = encode_deployment(
+        load_arb_executor_artifact(), v3_factory, v2_init_code_hashes, owner=owner
+    )
+    sent = await sender.send(
+        TxRequest(to=None, data=creation, purpose="deploy", mandate=TxMandate("deploy"))
+    )
     receipt, _ = await sender.track(sent, timeout_s=timeout_s)
     if receipt.status != 1 or receipt.contract_address is None:
         raise FatalError(f"ArbExecutor deployment {receipt.tx_hash} failed")

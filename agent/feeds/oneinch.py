@@ -8,6 +8,9 @@ Endpoints (``Authorization: Bearer <key>``), base ``https://api.1inch.dev/swap/v
 
 Amounts are decimal strings of the smallest unit on the wire and ``int`` here. ``slippage`` is
 a percentage (``0.5`` = 0.5 %), allowed range 0..50.
+
+``decode_router_call`` reads the calldata ``/swap`` returns for AggregationRouterV6 (the
+``swap`` and ``unoswap`` families), so the signing policy can hold it to the intent.
 """
 
 from __future__ import annotations
@@ -20,8 +23,12 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import aiohttp
+from eth_abi import decode
+from eth_abi.exceptions import DecodingError
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, UnknownRouterCall
 from agent.feeds.http import (
     HttpSource,
     ReadingBook,
@@ -215,3 +222,77 @@ def _parse_quote(payload: Any, src: str, dst: str, amount_in: int) -> OneInchQuo
         amount_out=require_int(payload, "dstAmount"),
         gas=int(gas) if isinstance(gas, int) and not isinstance(gas, bool) else None,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# AggregationRouterV6 calldata
+
+_SWAP_DESCRIPTION = "(address,address,address,address,uint256,uint256,uint256)"
+SEL_SWAP = keccak(text=f"swap(address,{_SWAP_DESCRIPTION},bytes)")[:4]
+# ``Address`` in the router's ABI is a uint256: the address in the low 160 bits, flags above.
+_UNOSWAP_FAMILY: dict[bytes, tuple[str, bool, int]] = {
+    # selector -> (name, has a receiver first, number of pools)
+    keccak(text=f"{name}({','.join(['uint256'] * arity)})")[:4]: (name, to, pools)
+    for name, to, pools, arity in (
+        ("unoswap", False, 1, 4),
+        ("unoswap2", False, 2, 5),
+        ("unoswap3", False, 3, 6),
+        ("unoswapTo", True, 1, 5),
+        ("unoswapTo2", True, 2, 6),
+        ("unoswapTo3", True, 3, 7),
+    )
+}
+# SwapDescription.flags: partial fills change what minReturnAmount means (pro rata), extra ETH
+# means value attached. Neither is a trade the agent asks for.
+SWAP_FLAG_PARTIAL_FILL = 1 << 0
+SWAP_FLAG_REQUIRES_EXTRA_ETH = 1 << 1
+_ADDRESS_MASK = (1 << 160) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class RouterCall:
+    """What an AggregationRouterV6 call does, as far as its calldata says. Amounts in smallest
+    units. ``dst_token`` is ``None`` for the unoswap family (the pools decide it; the simulated
+    balance change proves it); ``receiver`` is ``None`` when the router pays ``msg.sender``."""
+
+    function: str
+    src_token: str
+    dst_token: str | None
+    amount: int
+    min_return: int
+    receiver: str | None
+    flags: int = 0
+
+
+def decode_router_call(calldata: bytes) -> RouterCall:
+    """Decode ``swap(executor, desc, data)`` or an ``unoswap*``; ``UnknownRouterCall`` for any
+    other selector or malformed arguments."""
+    selector, payload = calldata[:4], calldata[4:]
+    try:
+        if selector == SEL_SWAP:
+            _, desc, _ = decode(["address", _SWAP_DESCRIPTION, "bytes"], payload)
+            src, dst, _, dst_receiver, amount, min_return, flags = desc
+            receiver = None if int(dst_receiver, 16) == 0 else to_checksum_address(dst_receiver)
+            return RouterCall(
+                "swap",
+                to_checksum_address(src),
+                to_checksum_address(dst),
+                int(amount),
+                int(min_return),
+                receiver,
+                int(flags),
+            )
+        family = _UNOSWAP_FAMILY.get(selector)
+        if family is not None:
+            name, has_receiver, pools = family
+            words = decode(["uint256"] * (3 + pools + int(has_receiver)), payload)
+            to = _address(words[0]) if has_receiver else None
+            token, amount, min_return = words[int(has_receiver) : int(has_receiver) + 3]
+            return RouterCall(name, _address(token), None, int(amount), int(min_return), to)
+    except (DecodingError, ValueError, OverflowError) as exc:
+        raise UnknownRouterCall(f"malformed 1inch router calldata: {exc}") from None
+    raise UnknownRouterCall(f"unknown 1inch router function 0x{selector.hex()}")
+
+
+def _address(word: int) -> str:
+    return to_checksum_address((word & _ADDRESS_MASK).to_bytes(20, "big"))

@@ -1,12 +1,15 @@
 """DCA's 1inch route executed honestly: through the 1inch client's ``/swap`` (a local fake of the
-documented API whose router is a real router on the devnet), with an exact approval to the
-router 1inch names, our minimum output enforced, simulation before signing; and refused with a
-clear reason wherever no 1inch swap can be built (no client, paper mode)."""
+documented API whose router is the devnet's AggregationRouterV6 stand-in, answering with real v6
+``swap`` calldata), with an exact approval to the router 1inch names, our minimum output
+enforced, simulation before signing; refused with a clear reason wherever no 1inch swap can be
+built (no client, paper mode); and refused by the signing policy, with nothing signed, when
+1inch's answer is not the swap we asked for."""
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector
 from web3 import AsyncWeb3
 
+from agent.alerts.base import AlertEvent, SigningRefusedAlert
 from agent.chain.tx import TransactionSender
 from agent.devnet import Devnet
 from agent.execution import (
@@ -29,11 +33,13 @@ from agent.execution import (
     erc20_allowance,
     erc20_balance,
 )
+from agent.execution.policy import SIGNING_REFUSED, SigningPolicy
 from agent.feeds.http import SourcePolicy
 from agent.feeds.oneinch import OneInchClient
 from agent.store import IntentStatus, Journal
 from agent.types import Intent, RouteHop
 from tests.chain._execution_helpers import journal_at, make_sender
+from tests.conftest import ROOT
 from tests.fakes.http_fakes import FakeServer
 
 pytestmark = pytest.mark.chain
@@ -48,18 +54,61 @@ def _selector(signature: str) -> bytes:
     return function_signature_to_4byte_selector(signature)
 
 
+SWAP_DESCRIPTION = "(address,address,address,address,uint256,uint256,uint256)"
+V6_SWAP = _selector(f"swap(address,{SWAP_DESCRIPTION},bytes)")
+ATTACKER = "0x000000000000000000000000000000000000dEaD"
+
+# What the fake answers, given the honest v6 transaction's fields: (to, calldata).
+Tamper = Callable[["HonestSwap"], tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class HonestSwap:
+    """The fields of the transaction an honest 1inch would return for one ``/swap`` request."""
+
+    router: str
+    executor: str
+    src: str
+    dst: str
+    amount: int
+    min_return: int
+    receiver: str
+
+    def calldata(
+        self,
+        *,
+        receiver: str | None = None,
+        min_return: int | None = None,
+        selector: bytes = V6_SWAP,
+    ) -> bytes:
+        desc = (
+            self.src,
+            self.dst,
+            self.executor,
+            receiver or self.receiver,
+            self.amount,
+            self.min_return if min_return is None else min_return,
+            0,
+        )
+        return selector + encode(["address", SWAP_DESCRIPTION, "bytes"], [self.executor, desc, b""])
+
+
 @dataclass
 class OneInchSwapFake:
     """``/swap`` of the 1inch API v6.0 answering with a transaction to ``router``.
 
-    On the devnet the "1inch router" is Uniswap's Router02: the transaction is a real
-    ``swapExactTokensForTokens`` paying ``from`` with 1inch's minimum return (``dstAmount``
-    less ``slippage`` percent). ``dst_amounts`` are set by the test; requests are recorded.
+    On the devnet the "1inch router" is ``DevnetAggregationRouterV6`` (the real router's ``swap``
+    ABI, executing through Uniswap's Router02 as its ``executor``): the transaction is a real v6
+    ``swap(executor, desc, data)`` paying ``from`` at least 1inch's minimum return (``dstAmount``
+    less ``slippage`` percent). ``dst_amounts`` are set by the test; ``tamper`` rewrites the
+    answer as a compromised API would; requests are recorded.
     """
 
     router: str
+    executor: str
     server: FakeServer = field(default_factory=lambda: FakeServer("1inch"))
     dst_amounts: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    tamper: Tamper | None = None
 
     def __post_init__(self) -> None:
         self.server.route(f"/swap/v6.0/{CHAIN_ID}/swap", self._swap)
@@ -71,16 +120,17 @@ class OneInchSwapFake:
         # 1inch's minReturn: the quoted output less the slippage percentage, rounded down
         slippage_bps = int(float(q["slippage"]) * 100)
         min_return = dst_amount * (10_000 - slippage_bps) // 10_000
-        data = _selector("swapExactTokensForTokens(uint256,uint256,address[],address,uint256)")
-        data += encode(
-            ["uint256", "uint256", "address[]", "address", "uint256"],
-            [amount, min_return, [q["src"], q["dst"]], q["from"], FAR_DEADLINE],
+        honest = HonestSwap(
+            self.router, self.executor, q["src"], q["dst"], amount, min_return, q["from"]
+        )
+        to, data = (
+            (honest.router, honest.calldata()) if self.tamper is None else self.tamper(honest)
         )
         return {
             "dstAmount": str(dst_amount),
             "tx": {
                 "from": q["from"],
-                "to": self.router,
+                "to": to,
                 "data": "0x" + data.hex(),
                 "value": "0",
                 "gas": 250_000,
@@ -97,6 +147,7 @@ class Env:
     sender: TransactionSender
     fake: OneInchSwapFake
     oneinch: OneInchClient
+    alerts: list[AlertEvent]
 
     @property
     def wallet(self) -> str:
@@ -112,10 +163,22 @@ class Env:
         )
 
 
+async def deploy_oneinch_router(w3: AsyncWeb3, deployer: str) -> str:
+    """The devnet's AggregationRouterV6 stand-in (contracts/DevnetAggregationRouterV6.sol)."""
+    artifact = json.loads((ROOT / "abis" / "DevnetAggregationRouterV6.json").read_text())
+    tx_hash = await w3.eth.send_transaction({"from": deployer, "data": artifact["bytecode"]})
+    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash)
+    assert receipt["status"] == 1
+    return str(receipt["contractAddress"])
+
+
 @pytest.fixture
 async def env(w3: AsyncWeb3, devnet: Devnet, tmp_path: Path) -> AsyncIterator[Env]:
+    a = devnet.addresses
     _, key = devnet.accounts[5]
-    fake = OneInchSwapFake(router=devnet.addresses["uniswap_v2.router"])
+    router = await deploy_oneinch_router(w3, devnet.accounts[0][0])
+    fake = OneInchSwapFake(router=router, executor=a["uniswap_v2.router"])
+    alerts: list[AlertEvent] = []
     async with (
         journal_at(tmp_path / "agent.db") as journal,
         fake.server,
@@ -128,7 +191,17 @@ async def env(w3: AsyncWeb3, devnet: Devnet, tmp_path: Path) -> AsyncIterator[En
             base_url=f"{fake.server.url}/swap/v6.0",
             policy=SourcePolicy(rate_per_s=100.0, burst=10, max_attempts=1),
         )
-        yield Env(w3, devnet, journal, await make_sender(w3, key, journal), fake, oneinch)
+        sender = await make_sender(w3, key, journal)
+        sender.guard = SigningPolicy(
+            w3,
+            sender.address,
+            DexContracts.from_addresses(a),
+            oneinch_router=router,
+            watched_tokens=[a["USDC"], a["WETH"], a["DAI"]],
+            journal=journal,
+            on_refusal=alerts.append,
+        )
+        yield Env(w3, devnet, journal, sender, fake, oneinch, alerts)
 
 
 def oneinch_intent(env: Env, amount_in: int, predicted_out: int) -> Intent:
@@ -176,11 +249,12 @@ async def test_1inch_route_is_built_by_1inch_approved_exactly_and_filled(env: En
     assert (outcome.fill.amount_in, outcome.fill.amount_out) == (amount_in, out)
     assert await erc20_balance(env.w3, a["WETH"], env.wallet) == weth_before + out
     # the approval went to the router 1inch named, for exactly amount_in, and was used up
-    assert await erc20_allowance(env.w3, a["USDC"], env.wallet, a["uniswap_v2.router"]) == 0
+    assert await erc20_allowance(env.w3, a["USDC"], env.wallet, env.fake.router) == 0
     approve_tx, swap_tx = await env.journal.txs_for_intent(outcome.intent_id)
     assert (approve_tx.purpose, swap_tx.purpose) == ("approve", "swap")
     assert swap_tx.to_address is not None
-    assert swap_tx.to_address.lower() == a["uniswap_v2.router"].lower()
+    assert swap_tx.to_address.lower() == env.fake.router.lower()
+    assert env.alerts == []
     (asked,) = env.fake.server.requests_to(f"/swap/v6.0/{CHAIN_ID}/swap")
     assert asked.query["from"].lower() == env.wallet.lower()
     assert asked.query["amount"] == str(amount_in)
@@ -203,7 +277,7 @@ async def test_1inch_offering_less_than_our_minimum_is_refused_before_anything_i
     assert outcome.status == IntentStatus.FAILED
     assert outcome.detail is not None and "below our minimum" in outcome.detail
     assert await env.w3.eth.get_transaction_count(env.wallet) == nonce_before
-    assert await erc20_allowance(env.w3, a["USDC"], env.wallet, a["uniswap_v2.router"]) == 0
+    assert await erc20_allowance(env.w3, a["USDC"], env.wallet, env.fake.router) == 0
     record = await env.journal.get_intent(outcome.intent_id)
     assert record.status == IntentStatus.FAILED
 
@@ -250,3 +324,84 @@ async def test_1inch_unavailable_or_answering_nonsense_fails_the_intent_not_the_
 
     assert await env.w3.eth.get_transaction_count(env.wallet) == nonce_before
     assert API_KEY not in (down.detail or "") + (nonsense.detail or "")
+
+
+def _transfer_whole_balance(balance: int) -> Tamper:
+    """(a) ``to`` = the token we sell, ``data`` = ``transfer(attacker, our whole balance)``."""
+
+    def tamper(honest: HonestSwap) -> tuple[str, bytes]:
+        transfer = _selector("transfer(address,uint256)")
+        return honest.src, transfer + encode(["address", "uint256"], [ATTACKER, balance])
+
+    return tamper
+
+
+def _other_receiver(honest: HonestSwap) -> tuple[str, bytes]:
+    """(b) the real router, but the output paid to someone else."""
+    return honest.router, honest.calldata(receiver=ATTACKER)
+
+
+def _minimum_return_of_one(honest: HonestSwap) -> tuple[str, bytes]:
+    """(c) the real router with ``minReturn = 1``: a sandwich could take everything."""
+    return honest.router, honest.calldata(min_return=1)
+
+
+def _unknown_selector(honest: HonestSwap) -> tuple[str, bytes]:
+    """(d) the real router, a function the agent never uses."""
+    return honest.router, honest.calldata(selector=bytes.fromhex("deadbeef"))
+
+
+@pytest.mark.parametrize(
+    ("case", "rule", "words"),
+    [
+        ("token_transfer", "target", "not the chain's 1inch router"),
+        ("other_receiver", "calldata", "not our wallet"),
+        ("minimum_below_floor", "calldata", "below our floor"),
+        ("unknown_selector", "calldata", "unknown 1inch router function 0xdeadbeef"),
+    ],
+)
+async def test_a_1inch_answer_that_is_not_our_swap_is_never_signed(
+    env: Env, case: str, rule: str, words: str
+) -> None:
+    a = env.devnet.addresses
+    amount_in = 2_500 * 10**6
+    out = await router_output(env, amount_in)
+    env.fake.dst_amounts[(a["USDC"].lower(), a["WETH"].lower(), amount_in)] = out
+    usdc_before = await erc20_balance(env.w3, a["USDC"], env.wallet)
+    weth_before = await erc20_balance(env.w3, a["WETH"], env.wallet)
+    attacker_before = await erc20_balance(env.w3, a["USDC"], ATTACKER)
+    nonce_before = await env.w3.eth.get_transaction_count(env.wallet)
+    env.fake.tamper = {
+        "token_transfer": _transfer_whole_balance(usdc_before),
+        "other_receiver": _other_receiver,
+        "minimum_below_floor": _minimum_return_of_one,
+        "unknown_selector": _unknown_selector,
+    }[case]
+
+    outcome = await env.executor().execute(oneinch_intent(env, amount_in, out))
+
+    # nothing signed, nothing broadcast, no allowance granted, balances unchanged on chain
+    assert outcome.status == IntentStatus.FAILED
+    assert await env.w3.eth.get_transaction_count(env.wallet) == nonce_before
+    assert await env.journal.txs_for_intent(outcome.intent_id) == []
+    assert await erc20_balance(env.w3, a["USDC"], env.wallet) == usdc_before
+    assert await erc20_balance(env.w3, a["WETH"], env.wallet) == weth_before
+    assert await erc20_balance(env.w3, a["USDC"], ATTACKER) == attacker_before
+    for spender in (env.fake.router, a["USDC"]):
+        assert await erc20_allowance(env.w3, a["USDC"], env.wallet, spender) == 0
+    # the refusal is journaled with its reason and alerted
+    record = await env.journal.get_intent(outcome.intent_id)
+    assert record.status == IntentStatus.FAILED
+    assert record.status_detail is not None and words in record.status_detail
+    assert await env.journal.count_rejections(SIGNING_REFUSED) == 1
+    (alert,) = env.alerts
+    assert isinstance(alert, SigningRefusedAlert)
+    assert (alert.rule, alert.trade_id) == (rule, outcome.intent_id)
+    assert words in alert.reason
+
+    # the honest answer still trades
+    env.fake.tamper = None
+    honest = await env.executor().execute(oneinch_intent(env, amount_in, out))
+    assert honest.status == IntentStatus.FILLED, honest.detail
+    assert await erc20_balance(env.w3, a["WETH"], env.wallet) == weth_before + out
+    assert await erc20_balance(env.w3, a["USDC"], env.wallet) == usdc_before - amount_in
