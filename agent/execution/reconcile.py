@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from web3 import AsyncWeb3
 
-from agent.chain.tx import Receipt, TransactionSender
+from agent.chain.tx import RECEIPT_GRACE_S, Receipt, TransactionSender
 from agent.errors import BroadcastRejected
 from agent.execution.settlement import _mined_receipts, fill_from_receipt
 from agent.store.journal import Journal, TxRecord
@@ -51,7 +51,8 @@ class Reconciler:
     * none has, but the account's mined nonce has passed it -> dropped (its nonce went to a
       transaction we did not journal);
     * still pending in the node's pool -> keep tracking; unknown to the node -> rebroadcast the
-      newest one (the highest fees) and track it.
+      newest one (the highest fees) and track it, unless the deadline of the intent it serves
+      has passed on chain (it could only revert and cost gas): then it is marked dropped.
 
     Then every non-final intent: no transaction -> cancelled (interrupted before signing);
     trade mined -> fill from its receipt; trade reverted -> reverted; otherwise cancelled.
@@ -59,7 +60,10 @@ class Reconciler:
     """
 
     def __init__(
-        self, sender: TransactionSender, journal: Journal, receipt_grace_s: float = 5.0
+        self,
+        sender: TransactionSender,
+        journal: Journal,
+        receipt_grace_s: float = RECEIPT_GRACE_S,
     ) -> None:
         self.sender = sender
         self.journal = journal
@@ -140,6 +144,13 @@ class Reconciler:
                     await self.journal.mark_sent(tx.tx_hash)
         if not in_pool:
             newest = non_final[-1]
+            expired = await self._deadline_passed(newest)
+            if expired is not None:
+                for tx in non_final:
+                    await self.journal.mark_dropped(tx.tx_hash, expired)
+                    report.dropped += 1
+                report.notes.append(f"{newest.tx_hash} not rebroadcast: {expired}")
+                return []
             try:
                 await self.sender.broadcast(newest.raw_tx)
             except BroadcastRejected as exc:
@@ -156,6 +167,17 @@ class Reconciler:
             report.rebroadcast += 1
             log.warning("rebroadcast %s (nonce %d)", newest.tx_hash, nonce)
         return hashes
+
+    async def _deadline_passed(self, tx: TxRecord) -> str | None:
+        """Why ``tx`` must not be rebroadcast (its intent's deadline passed on chain), or None.
+        The chain's clock decides: it is what the contracts check."""
+        if tx.intent_id is None:
+            return None
+        intent = (await self.journal.get_intent(tx.intent_id)).intent
+        block = await self.sender.read_w3.eth.get_block("latest")
+        if int(block["timestamp"]) < intent.deadline:
+            return None
+        return f"the deadline {intent.deadline} of intent {intent.id} has passed; not rebroadcast"
 
     async def _reconcile_intents(self, report: ReconcileReport) -> None:
         for record in await self.journal.list_non_final_intents():

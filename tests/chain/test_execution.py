@@ -40,6 +40,7 @@ from agent.execution import (
     erc20_allowance,
     erc20_balance,
 )
+from agent.execution.policy import SigningPolicy
 from agent.store import IntentStatus, Journal, TxStatus
 from agent.types import Intent, RouteHop
 from agent.wallet.keystore import create_keystore
@@ -78,6 +79,17 @@ class Env:
     def token(self, symbol: str) -> str:
         return self.devnet.addresses[symbol]
 
+    def guarded(self, arb_executor: str | None = None) -> DexContracts:
+        """The contracts with ``arb_executor``; the sender's signing policy allowlists them."""
+        contracts = replace(self.contracts, arb_executor=arb_executor)
+        self.sender.guard = SigningPolicy(
+            self.w3,
+            self.wallet,
+            contracts,
+            watched_tokens=[self.token(s) for s in ("WETH", "USDC", "DAI")],
+        )
+        return contracts
+
 
 @pytest.fixture
 async def env(w3: AsyncWeb3, devnet: Devnet, tmp_path: Path) -> AsyncIterator[Env]:
@@ -85,9 +97,11 @@ async def env(w3: AsyncWeb3, devnet: Devnet, tmp_path: Path) -> AsyncIterator[En
     db = tmp_path / "agent.db"
     async with journal_at(db) as journal:
         sender = await make_sender(w3, key, journal)
-        yield Env(
+        env = Env(
             w3, devnet, journal, sender, DexContracts.from_addresses(devnet.addresses), key, db
         )
+        env.guarded()  # every trade of these tests passes the signing policy
+        yield env
 
 
 def v2_hop(env: Env, dex: str, token_in: str, token_out: str) -> RouteHop:
@@ -200,7 +214,7 @@ async def test_arbitrage_realises_the_predicted_profit_to_the_wei(env: Env) -> N
     outcome = await ChainExecutor(
         env.sender,
         env.journal,
-        replace(env.contracts, arb_executor=executor),
+        env.guarded(executor),
         ExecutionSettings(mode="fork", slippage_bps=0, receipt_timeout_s=30),
     ).execute(intent)
 
@@ -229,7 +243,7 @@ async def test_arbitrage_above_the_available_profit_reverts_and_nothing_moves(en
     outcome = await ChainExecutor(
         env.sender,
         env.journal,
-        replace(env.contracts, arb_executor=executor),
+        env.guarded(executor),
         ExecutionSettings(mode="fork", slippage_bps=0, receipt_timeout_s=30),
     ).execute(intent)
 
@@ -265,7 +279,7 @@ async def test_arbitrage_without_capital_borrows_through_a_v2_flash_swap(env: En
     outcome = await ChainExecutor(
         env.sender,
         env.journal,
-        replace(env.contracts, arb_executor=executor),
+        env.guarded(executor),
         ExecutionSettings(mode="fork", slippage_bps=0, receipt_timeout_s=30),
     ).execute(intent)
 
