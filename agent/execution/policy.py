@@ -190,7 +190,7 @@ class SigningPolicy:
         if mandate.action in ("approve", "swap", "aggregator_swap", "arb", "withdraw"):
             assert request.to is not None  # the static checks made sure
             changes = await self.simulate_balances(request.to, request.data, mandate)
-            problem_text = self._balance_problem(mandate, changes)
+            problem_text = self.balance_problem(mandate, changes)
             if problem_text is not None:
                 await self._refuse(request, "balance_change", problem_text)
 
@@ -399,7 +399,7 @@ class SigningPolicy:
                 changes.append(BalanceChange(token, holder, int(before[k]), int(after[k])))
         return changes
 
-    def _balance_problem(self, mandate: TxMandate, changes: Sequence[BalanceChange]) -> str | None:
+    def balance_problem(self, mandate: TxMandate, changes: Sequence[BalanceChange]) -> str | None:
         """What in ``changes`` the mandate does not allow, or ``None``."""
         intent = mandate.intent
         allowed_loss: dict[tuple[str, str], int] = {}
