@@ -450,10 +450,11 @@ async def test_reconciliation_after_a_crash_at_each_step(env: Env, crash_step: s
     assert outcome.status == IntentStatus.FILLED, outcome.detail
 
 
-async def test_cli_executor_deploy_from_the_keystore(
+async def test_cli_executor_deploy_with_a_cold_owner_and_withdraw_to_it(
     w3: AsyncWeb3, devnet: Devnet, tmp_path: Path
 ) -> None:
     address, key = devnet.accounts[4]
+    cold_owner = devnet.accounts[8][0]
     keystore = tmp_path / "keystore.json"
     create_keystore(keystore, SecretStr("pw-for-deploy"), bytes.fromhex(key[2:]), scrypt_n=2**12)
     deployment = tmp_path / "devnet.json"
@@ -475,25 +476,47 @@ password_env = "DEPLOY_TEST_PASSWORD"
 url = "sqlite+aiosqlite:///{tmp_path / "agent.db"}"
 """
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agent",
-        "executor",
-        "deploy",
-        "--config",
-        str(config),
-        cwd=tmp_path,
-        env={**os.environ, "DEPLOY_TEST_PASSWORD": "pw-for-deploy", "PYTHONPATH": str(REPO_ROOT)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await process.communicate()
-    assert process.returncode == 0, stderr.decode()
-    executor = stdout.decode().strip().splitlines()[-1]
+
+    async def cli(*arguments: str) -> tuple[str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agent",
+            *arguments,
+            "--config",
+            str(config),
+            cwd=tmp_path,
+            env={
+                **os.environ,
+                "DEPLOY_TEST_PASSWORD": "pw-for-deploy",
+                "PYTHONPATH": str(REPO_ROOT),
+            },
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await process.communicate()
+        assert process.returncode == 0, stderr.decode()
+        assert "pw-for-deploy" not in (stdout + stderr).decode()
+        assert key[2:] not in (stdout + stderr).decode().lower()
+        return stdout.decode(), stderr.decode()
+
+    stdout, _ = await cli("executor", "deploy", "--owner", cold_owner)
+    executor = stdout.strip().splitlines()[-1]
     assert AsyncWeb3.is_checksum_address(executor)
     assert len(await w3.eth.get_code(executor)) > 0
     contract = w3.eth.contract(address=executor, abi=load_abi("ArbExecutor"))
-    assert await contract.functions.owner().call() == address
-    assert "pw-for-deploy" not in (stdout + stderr).decode()
-    assert key[2:] not in (stdout + stderr).decode().lower()
+    assert await contract.functions.owner().call() == cold_owner
+    assert await contract.functions.executor().call() == address  # the keystore key trades
+
+    # profits pile up in the executor; `executor withdraw` (the hot key) sweeps them to the owner
+    weth = devnet.addresses["WETH"]
+    await transfer_token(w3, weth, devnet.accounts[2][0], executor, 3 * 10**18)
+    cold_before = await erc20_balance(w3, weth, cold_owner)
+    hot_before = await erc20_balance(w3, weth, address)
+    with config.open("a") as tail:
+        tail.write(f'\n[execution]\narb_executor = "{executor}"\n')
+    stdout, _ = await cli("executor", "withdraw", "--token", "WETH")
+    assert f"swept {3 * 10**18}" in stdout and cold_owner in stdout
+    assert await erc20_balance(w3, weth, executor) == 0
+    assert await erc20_balance(w3, weth, cold_owner) == cold_before + 3 * 10**18
+    assert await erc20_balance(w3, weth, address) == hot_before
