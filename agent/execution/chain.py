@@ -8,8 +8,9 @@ Chain execution of one intent (``ChainExecutor.execute``):
    ArbExecutor spends its own balance;
 3. calldata with ``amountOutMinimum`` = the local prediction minus the slippage limit (floored)
    and a deadline; for arbitrage ``minProfit`` = the predicted profit minus the slippage limit;
-4. ``TransactionSender.send``: simulate, sign, journal, broadcast; ``track``: receipt,
-   replacement when stuck;
+4. ``TransactionSender.send``: simulate, the signing guard (``agent.execution.policy``: the risk
+   gate's last look, target, calldata, simulated balance changes, each request carrying its
+   ``TxMandate``), sign, journal, broadcast; ``track``: receipt, replacement when stuck;
 5. settle: realised amounts from the receipt's ``Transfer`` logs, cross-checked against the
    balance delta between the block before and the block of the receipt, stored beside the
    predicted amounts.
@@ -19,8 +20,10 @@ Aggregator (1inch) routes: a swap intent whose single hop has ``kind == "aggrega
 one (a real 1inch client, live or fork): the returned transaction must come from our wallet and
 carry no ETH; 1inch's router enforces a minimum output derived from the same ``slippage_bps``,
 so the swap is refused unless that minimum (1inch's ``dstAmount`` less the slippage) is at
-least our own floor; then the exact approval of ``amount_in`` goes to the router 1inch named,
-and the transaction is simulated before it is signed, like every other. Without a 1inch client
+least our own floor; the signing policy then holds the answer to the intent (the chain's 1inch
+router, v6 calldata with our tokens, amount, receiver and floor) before the exact approval of
+``amount_in`` goes to that router, and again, with the simulated balance changes, immediately
+before the swap is signed. Without a 1inch client
 (simulated feeds) and in paper mode (no ``eth_call`` can verify a 1inch route) the intent fails
 at once with a clear reason; the wiring also tells the strategies so
 (``MarketSnapshot.aggregator_executable``), so DCA does not propose such routes there.
