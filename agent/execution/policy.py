@@ -74,6 +74,7 @@ from agent.feeds.oneinch import (
     SWAP_FLAG_REQUIRES_EXTRA_ETH,
     decode_router_call,
 )
+from agent.risk.gate import Rejected, RiskDecision
 from agent.store.journal import Journal
 from agent.types import Intent
 
@@ -89,7 +90,7 @@ class IntentGate(Protocol):
 
     def refresh_controls(self) -> object: ...
 
-    def check_intent(self, intent: Intent) -> Any: ...
+    def check_intent(self, intent: Intent) -> RiskDecision: ...
 
 
 @cache
@@ -179,10 +180,11 @@ class SigningPolicy:
         if mandate.intent is not None and self.risk is not None:
             self.risk.refresh_controls()
             decision = self.risk.check_intent(mandate.intent)
-            if not getattr(decision, "approved", True):
-                reason = str(getattr(decision, "reason", "risk"))
-                detail = str(getattr(decision, "detail", ""))
-                await self._refuse(request, "risk", f"{reason}: {detail}", journal_reason=reason)
+            if isinstance(decision, Rejected):
+                reason = str(decision.reason)
+                await self._refuse(
+                    request, "risk", f"{reason}: {decision.detail}", journal_reason=reason
+                )
         problem = self._static_problem(request, mandate)
         if problem is not None:
             rule, reason = problem
