@@ -576,12 +576,14 @@ class TransactionSender:
         return str(result)
 
     async def _known_within(self, tx_hash: str, grace_s: float) -> bool:
-        """Whether the read node knows ``tx_hash`` (pending or mined) within ``grace_s``."""
+        """Whether the read node has a receipt for ``tx_hash`` or knows it as pending, within
+        ``grace_s`` seconds (a node behind the one that took it learns of it late)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
         while True:
-            if await self._rpc(self.read_w3, "eth_getTransactionByHash", [tx_hash]) is not None:
-                return True
+            for method in ("eth_getTransactionReceipt", "eth_getTransactionByHash"):
+                if await self._rpc(self.read_w3, method, [tx_hash]) is not None:
+                    return True
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(self.receipt_poll_s)

@@ -165,7 +165,7 @@ async def test_nothing_is_rebroadcast_after_its_deadline(
 
 class _LaggingReadNode(FaultyRpcProxy):
     """A read node behind the one that took our transaction: the first ``lag`` lookups of a
-    transaction by hash answer "unknown"."""
+    transaction or its receipt answer "unknown"."""
 
     def __init__(self, upstream_url: str, lag: int) -> None:
         super().__init__(upstream_url, failure_rate=0.0)
@@ -174,7 +174,8 @@ class _LaggingReadNode(FaultyRpcProxy):
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         call = json.loads(body)
-        if call.get("method") == "eth_getTransactionByHash" and self.lag > 0:
+        lookups = ("eth_getTransactionByHash", "eth_getTransactionReceipt")
+        if call.get("method") in lookups and self.lag > 0:
             self.lag -= 1
             reply = {"jsonrpc": "2.0", "id": call["id"], "result": None}
             return web.json_response(reply)
@@ -192,13 +193,16 @@ async def test_nonce_too_low_from_a_lagging_read_node_does_not_send_the_trade_tw
     async with (
         _FirstReplyLost(devnet.rpc_url, failure_rate=1.0, faults=("truncated",)) as submit_proxy,
         RpcClient([submit_proxy.url], backoff_initial_s=0.01) as submit,
-        _LaggingReadNode(devnet.rpc_url, lag=3) as read_proxy,
+        _LaggingReadNode(devnet.rpc_url, lag=4) as read_proxy,
         journal_at(tmp_path / "agent.db") as journal,
     ):
         lagging = AsyncWeb3(AsyncHTTPProvider(read_proxy.url))
-        sender = await make_sender(lagging, key, journal, submit_w3=submit.web3())
-        request = TxRequest(to=address, data=b"", value_wei=1, gas_limit=21_000, purpose="swap")
-        sent = await sender.send(request, simulate=False)
+        try:
+            sender = await make_sender(lagging, key, journal, submit_w3=submit.web3())
+            request = TxRequest(to=address, value_wei=1, gas_limit=21_000, purpose="swap")
+            sent = await sender.send(request, simulate=False)
+        finally:
+            await lagging.provider.disconnect()
 
         assert submit_proxy.injected["truncated"] == 1
         assert read_proxy.lag == 0  # the read node really lagged
