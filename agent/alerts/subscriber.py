@@ -11,6 +11,7 @@ when it starts failing, and again only after it has evaluated cleanly.
 | TradeSent                     | TradeSent         |
 | TradeMined                    | TradeFilled       |
 | TradeReverted / TradeFailed   | TradeReverted     |
+| SigningRefusal (not "risk")   | SigningRefused    |
 | Halt                          | RiskHalt          |
 | StrategyFailed                | StrategyError     |
 | SourceFailed                  | SourceFailed      |
@@ -102,6 +103,19 @@ class AlertSubscriber:
                     strategy=event.strategy,
                     route=event.route,
                     reason=event.reason,
+                    at=event.at,
+                )
+            case ev.SigningRefusal():
+                # the gate's refusals (pause, halt) are alerted where they are raised; the
+                # policy's are a transaction someone tried to make us sign
+                if event.rule == "risk":
+                    return None
+                return cards.SigningRefusedAlert(
+                    purpose=event.purpose,
+                    rule=event.rule,
+                    reason=event.reason,
+                    trade_id=event.trade_id,
+                    target=event.target,
                     at=event.at,
                 )
             case ev.Halt():

@@ -370,7 +370,7 @@ async def open_agent(
                 watched_tokens=list(tokens),
                 journal=journal,
                 risk=risk,
-                on_refusal=alerts.post,
+                events=events,
             )
         background.append(alerts.run)
         AlertSubscriber(alerts, tokens).subscribe(events)

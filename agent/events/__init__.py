@@ -1,10 +1,10 @@
 """Typed events (what happened) and the in-process bus that carries them.
 
 Sources publish: the block source (``HeadSeen``, ``HeadStalled``, ``HeadResumed``), the feed
-watch (``FeedStale``, ``FeedFresh``, ``FeedsChecked``), the executor (``TradeSent``) and the
-engine (``Tick``, ``Refusal``, ``StrategyFailed``, ``SourceFailed``, ``TradeMined``,
-``TradeReverted``, ``TradeFailed``, ``Halt``, ``DayClosed``); the control surface publishes
-``ControlAction``.
+watch (``FeedStale``, ``FeedFresh``, ``FeedsChecked``), the executor (``TradeSent``), the
+signing policy (``SigningRefusal``) and the engine (``Tick``, ``Refusal``, ``StrategyFailed``,
+``SourceFailed``, ``TradeMined``, ``TradeReverted``, ``TradeFailed``, ``Halt``, ``DayClosed``);
+the control surface publishes ``ControlAction``.
 Alerts, metrics, /health and the log subscribe (``agent.app.build`` wires them).
 """
 
@@ -22,6 +22,7 @@ from agent.events.types import (
     HeadSeen,
     HeadStalled,
     Refusal,
+    SigningRefusal,
     SourceFailed,
     StrategyFailed,
     Tick,
@@ -45,6 +46,7 @@ __all__ = [
     "HeadSeen",
     "HeadStalled",
     "Refusal",
+    "SigningRefusal",
     "SourceFailed",
     "StrategyFailed",
     "Throttle",

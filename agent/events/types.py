@@ -170,6 +170,22 @@ class TradeFailed(Event):
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SigningRefusal(Event):
+    """The signing policy refused a transaction before the key saw it: nothing was signed or
+    sent. ``rule``: "risk" (the gate's last look: paused, halted), "target", "calldata",
+    "simulation" or "balance_change"; ``purpose`` the transaction's (swap, approve, arb ...)."""
+
+    kind: ClassVar[str] = "signing_refusal"
+
+    purpose: str
+    rule: str
+    reason: str
+    trade_id: str | None = None
+    strategy: str | None = None
+    target: str | None = None  # address
+
+
 # --- the engine -----------------------------------------------------------------------------
 
 

@@ -27,8 +27,9 @@ signs (every new transaction, every replacement, every cancel). It refuses, with
    a node that refuses them gets a refusal (fail closed), never an unchecked signature.
 
 A refusal is logged, journaled as a rejection (``record_rejection``, reason ``signing_refused``
-or the gate's reason, the detail naming the intent) and alerted (``SigningRefusedAlert``,
-critical); the executor journals the intent ``failed`` with the same reason. It never reaches
+or the gate's reason, the detail naming the intent) and published on the event bus
+(``SigningRefusal``; alerts make it a critical ``SigningRefusedAlert``, except the gate's own
+refusals); the executor journals the intent ``failed`` with the same reason. It never reaches
 the network.
 
 Amounts are ``int`` in smallest units throughout.
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -51,7 +52,6 @@ from eth_utils.crypto import keccak
 from web3 import AsyncWeb3
 from web3.types import RPCEndpoint
 
-from agent.alerts.base import AlertEvent, SigningRefusedAlert
 from agent.chain.arb_executor import (
     EXECUTE_SELECTOR,
     EXECUTE_WITH_FLASH_LOAN_SELECTOR,
@@ -62,6 +62,7 @@ from agent.chain.arb_executor import (
 )
 from agent.chain.tx import TxMandate, TxRequest, _revert_data_from_error, decode_revert
 from agent.errors import ConfigError, SigningRefused, SimulationRevert, UnknownRouterCall
+from agent.events import EventBus, SigningRefusal
 from agent.execution.common import (
     SEL_APPROVE,
     SEL_V2_SWAP_EXACT_TOKENS,
@@ -132,8 +133,8 @@ class SigningPolicy:
     """Holds every transaction to its ``TxMandate`` before the key signs (module docstring).
 
     ``wallet`` is the signing account; ``watched_tokens`` the tokens whose balances must not
-    fall unless the mandate says so; ``risk`` the gate for the last look; ``on_refusal``
-    receives the alert (``AlertFanout.post``).
+    fall unless the mandate says so; ``risk`` the gate for the last look; ``events``
+    receives each refusal as an event (``SigningRefusal``; alerts subscribe).
     """
 
     def __init__(
@@ -146,7 +147,7 @@ class SigningPolicy:
         watched_tokens: Iterable[str] = (),
         journal: Journal | None = None,
         risk: IntentGate | None = None,
-        on_refusal: Callable[[AlertEvent], object] | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self.w3 = w3
         self.wallet: str = to_checksum_address(wallet)
@@ -161,7 +162,7 @@ class SigningPolicy:
         self.watched_tokens = tuple(dict.fromkeys(to_checksum_address(t) for t in watched_tokens))
         self.journal = journal
         self.risk = risk
-        self.on_refusal = on_refusal
+        self.events = events
 
     @property
     def spenders(self) -> set[str]:
@@ -457,15 +458,14 @@ class SigningPolicy:
                 reason=journal_reason,
                 detail=f"intent {intent.id}, {request.purpose}: {reason}",
             )
-        # The gate's refusals (pause, halt) are alerted where they are raised; the policy's are
-        # a transaction someone tried to make us sign.
-        if self.on_refusal is not None and rule != "risk":
-            self.on_refusal(
-                SigningRefusedAlert(
+        if self.events is not None:
+            self.events.publish(
+                SigningRefusal(
                     purpose=request.purpose,
                     rule=rule,
                     reason=reason,
                     trade_id=intent.id if intent else None,
+                    strategy=intent.strategy if intent else None,
                     target=request.to,
                 )
             )

@@ -22,8 +22,10 @@ from eth_utils import function_signature_to_4byte_selector
 from web3 import AsyncWeb3
 
 from agent.alerts.base import AlertEvent, SigningRefusedAlert
+from agent.alerts.subscriber import AlertSubscriber
 from agent.chain.tx import TransactionSender
 from agent.devnet import Devnet
+from agent.events import EventBus, SigningRefusal
 from agent.execution import (
     NO_AGGREGATOR,
     ChainExecutor,
@@ -147,7 +149,8 @@ class Env:
     sender: TransactionSender
     fake: OneInchSwapFake
     oneinch: OneInchClient
-    alerts: list[AlertEvent]
+    alerts: AlertOutbox
+    refusals: list[SigningRefusal]
 
     @property
     def wallet(self) -> str:
@@ -172,13 +175,28 @@ async def deploy_oneinch_router(w3: AsyncWeb3, deployer: str) -> str:
     return str(receipt["contractAddress"])
 
 
+@dataclass
+class AlertOutbox:
+    """Where the agent's alert subscriber posts cards (``AlertFanout.post`` in the agent)."""
+
+    cards: list[AlertEvent] = field(default_factory=list)
+
+    def post(self, event: AlertEvent) -> bool:
+        self.cards.append(event)
+        return True
+
+
 @pytest.fixture
 async def env(w3: AsyncWeb3, devnet: Devnet, tmp_path: Path) -> AsyncIterator[Env]:
     a = devnet.addresses
     _, key = devnet.accounts[5]
     router = await deploy_oneinch_router(w3, devnet.accounts[0][0])
     fake = OneInchSwapFake(router=router, executor=a["uniswap_v2.router"])
-    alerts: list[AlertEvent] = []
+    events = EventBus()
+    alerts = AlertOutbox()
+    AlertSubscriber(alerts, {}).subscribe(events)
+    refusals: list[SigningRefusal] = []
+    events.subscribe(refusals.append, SigningRefusal)
     async with (
         journal_at(tmp_path / "agent.db") as journal,
         fake.server,
@@ -199,9 +217,9 @@ async def env(w3: AsyncWeb3, devnet: Devnet, tmp_path: Path) -> AsyncIterator[En
             oneinch_router=router,
             watched_tokens=[a["USDC"], a["WETH"], a["DAI"]],
             journal=journal,
-            on_refusal=alerts.append,
+            events=events,
         )
-        yield Env(w3, devnet, journal, sender, fake, oneinch, alerts)
+        yield Env(w3, devnet, journal, sender, fake, oneinch, alerts, refusals)
 
 
 def oneinch_intent(env: Env, amount_in: int, predicted_out: int) -> Intent:
@@ -254,7 +272,7 @@ async def test_1inch_route_is_built_by_1inch_approved_exactly_and_filled(env: En
     assert (approve_tx.purpose, swap_tx.purpose) == ("approve", "swap")
     assert swap_tx.to_address is not None
     assert swap_tx.to_address.lower() == env.fake.router.lower()
-    assert env.alerts == []
+    assert env.refusals == [] and env.alerts.cards == []
     (asked,) = env.fake.server.requests_to(f"/swap/v6.0/{CHAIN_ID}/swap")
     assert asked.query["from"].lower() == env.wallet.lower()
     assert asked.query["amount"] == str(amount_in)
@@ -394,7 +412,13 @@ async def test_a_1inch_answer_that_is_not_our_swap_is_never_signed(
     assert record.status == IntentStatus.FAILED
     assert record.status_detail is not None and words in record.status_detail
     assert await env.journal.count_rejections(SIGNING_REFUSED) == 1
-    (alert,) = env.alerts
+    (refusal,) = env.refusals
+    assert (refusal.purpose, refusal.trade_id, refusal.strategy) == (
+        "swap",
+        outcome.intent_id,
+        "dca",
+    )
+    (alert,) = env.alerts.cards
     assert isinstance(alert, SigningRefusedAlert)
     assert (alert.rule, alert.trade_id) == (rule, outcome.intent_id)
     assert words in alert.reason
