@@ -75,7 +75,6 @@ from agent.feeds.oneinch import (
     SWAP_FLAG_REQUIRES_EXTRA_ETH,
     decode_router_call,
 )
-from agent.risk.gate import Rejected, RiskDecision
 from agent.store.journal import Journal
 from agent.types import Intent
 
@@ -86,12 +85,20 @@ NATIVE = "0x" + "00" * 20  # the probe's name for the native balance
 SIGNING_REFUSED = "signing_refused"  # the rejection reason journaled for a policy refusal
 
 
+class GateDecision(Protocol):
+    """``agent.risk.gate.Approved`` or ``Rejected`` (with ``reason`` and ``detail``)."""
+
+    @property
+    def approved(self) -> bool: ...
+
+
 class IntentGate(Protocol):
-    """The risk gate's last look before signing (``agent.risk.gate.RiskGate``)."""
+    """The risk gate's last look before signing (``agent.risk.gate.RiskGate``; structural, so
+    execution does not import the risk package)."""
 
     def refresh_controls(self) -> object: ...
 
-    def check_intent(self, intent: Intent) -> RiskDecision: ...
+    def check_intent(self, intent: Intent) -> GateDecision: ...
 
 
 @cache
@@ -181,11 +188,10 @@ class SigningPolicy:
         if mandate.intent is not None and self.risk is not None:
             self.risk.refresh_controls()
             decision = self.risk.check_intent(mandate.intent)
-            if isinstance(decision, Rejected):
-                reason = str(decision.reason)
-                await self._refuse(
-                    request, "risk", f"{reason}: {decision.detail}", journal_reason=reason
-                )
+            if not decision.approved:
+                reason = str(getattr(decision, "reason", "risk"))
+                detail = str(getattr(decision, "detail", ""))
+                await self._refuse(request, "risk", f"{reason}: {detail}", journal_reason=reason)
         problem = self._static_problem(request, mandate)
         if problem is not None:
             rule, reason = problem
