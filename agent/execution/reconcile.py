@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from web3 import AsyncWeb3
 
-from agent.chain.tx import RECEIPT_GRACE_S, Receipt, TransactionSender
+from agent.chain.tx import Receipt, TransactionSender
 from agent.errors import BroadcastRejected
 from agent.execution.settlement import _mined_receipts, fill_from_receipt
 from agent.store.journal import Journal, TxRecord
@@ -63,11 +63,14 @@ class Reconciler:
         self,
         sender: TransactionSender,
         journal: Journal,
-        receipt_grace_s: float = RECEIPT_GRACE_S,
+        receipt_grace_s: float | None = None,
     ) -> None:
         self.sender = sender
         self.journal = journal
-        self.receipt_grace_s = receipt_grace_s
+        # the sender's grace by default: "nonce too low" and reconciliation agree on it
+        self.receipt_grace_s = (
+            sender.receipt_grace_s if receipt_grace_s is None else receipt_grace_s
+        )
 
     async def reconcile(self, wait_s: float = 60.0) -> ReconcileReport:
         """One full pass; waits up to ``wait_s`` seconds for transactions still in the pool."""

@@ -19,7 +19,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from agent.chain.rpc import RpcClient
 from agent.chain.tx import Fees, TxMandate, TxRequest
 from agent.devnet import Devnet
-from agent.errors import SigningRefused, SimulationRevert
+from agent.errors import SigningRefused, SimulationRevert, TemporaryError
 from agent.execution import DexContracts, erc20_balance
 from agent.execution.policy import SigningPolicy
 from agent.execution.reconcile import Reconciler
@@ -160,6 +160,30 @@ async def test_nothing_is_rebroadcast_after_its_deadline(
         assert row.status == TxStatus.DROPPED
         assert not await sender.node_knows(sent.tx_hash)
         assert (await journal.get_intent(intent.id)).status == IntentStatus.CANCELLED
+    assert await w3.eth.get_transaction_count(address, "pending") == sent.nonce
+
+
+async def test_tracking_does_not_rebroadcast_an_evicted_transaction_after_its_deadline(
+    w3: AsyncWeb3, devnet: Devnet, tmp_path: Path, automine_off: None
+) -> None:
+    address, key = devnet.accounts[5]
+    recipient = devnet.accounts[6][0]
+    now = int((await w3.eth.get_block("latest"))["timestamp"])
+    intent = intent_until(now + 60, devnet.addresses["WETH"])
+    async with journal_at(tmp_path / "agent.db") as journal:
+        await journal.record_intent(intent, "fork")
+        sender = await make_sender(w3, key, journal)
+        sender.mempool_check_s = 0.1
+        request = TxRequest(to=recipient, purpose="swap", mandate=TxMandate("swap", intent))
+        sent = await sender.send(request, intent_id=intent.id)
+        await w3.provider.make_request("anvil_dropTransaction", [sent.tx_hash])  # type: ignore[arg-type]
+        await w3.provider.make_request("evm_increaseTime", [120])  # type: ignore[arg-type]
+        await w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+        with pytest.raises(TemporaryError, match="no receipt"):
+            await sender.track(sent, timeout_s=1.0)
+
+        assert not await sender.node_knows(sent.tx_hash)  # it could only have reverted
     assert await w3.eth.get_transaction_count(address, "pending") == sent.nonce
 
 
