@@ -39,6 +39,7 @@ REQUIRED_EVERYWHERE = {
     "uniswap_v3_quoter_v2",
     "uniswap_v3_swap_router02",
     "sushiswap_v2_factory",
+    "oneinch_router",  # the signing policy's allowlist for 1inch swaps
     "sushiswap_v2_router02",
 }
 
@@ -76,6 +77,7 @@ def test_known_mainnet_addresses() -> None:
     assert eth.usdc == "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
     assert eth.uniswap_v2_router02 == "0x7a250d5630B4cF539739dF2C5dAcb4c659F2488D"
     assert eth.uniswap_v3_quoter_v2 == "0x61fFE014bA17989E743c5F6cB21bF9697530B21e"
+    assert eth.oneinch_router == "0x111111125421cA6dc452d289314280a0f8842A65"  # v6, CREATE3
     base = addresses_for("base")
     assert base.uniswap_v3_factory == "0x33128a8fC17869897dcE68Ed026d694621f6FDfD"
     assert base.uniswap_v3_swap_router is None  # Base only has SwapRouter02
@@ -130,6 +132,7 @@ def _deployment(tmp_path: Path) -> Path:
             "uniswap_v3.position_manager": "0x8a791620dd6260079bf849dc5567adc3f2fdc318",
             "multicall3": MULTICALL3_ADDRESS,
             "arb_executor": "0x610178da211fef7d417bc0e6fed39f05609ad788",
+            "oneinch.router": "0x9a9f2ccfde556a7e9ff0848998aa4a0cfd8863ae",
         },
         "tokens": {
             "WETH": {"address": weth, "decimals": 18},
@@ -161,6 +164,7 @@ def test_devnet_loads_from_deployment_file(tmp_path: Path) -> None:
     assert addrs.uniswap_v3_swap_router == "0xa513E6E4b8f2a923D98304ec87F64353C4D5C853"
     assert addrs.uniswap_v3_swap_router02 is None
     assert addrs.extra["arb_executor"] == "0x610178dA211FEF7D417bC0e6FeD39F05609AD788"
+    assert addrs.oneinch_router == "0x9A9f2CCfdE556A7E9Ff0848998Aa4a0CFD8863AE"
     assert addrs.tokens["USDC"].decimals == 6
     assert addrs.dex_names() == ["uniswap_v2", "sushiswap", "uniswap_v3"]
     (pool,) = addrs.pools
