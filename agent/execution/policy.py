@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from eth_abi import decode, encode
 from eth_abi.exceptions import DecodingError
@@ -102,20 +102,15 @@ class IntentGate(Protocol):
 
 
 @cache
-def _runtime_code(name: str) -> bytes:
+def _artifact_code(name: str, key: str) -> bytes:
+    """``bytecode`` (creation) or ``deployedBytecode`` (runtime) of ``abis/<name>.json``."""
     try:
         document = json.loads((_ABIS / f"{name}.json").read_text(encoding="utf-8"))
-        return bytes.fromhex(str(document["deployedBytecode"]).removeprefix("0x"))
+        return bytes.fromhex(str(document[key]).removeprefix("0x"))
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(
             f"cannot load abis/{name}.json; run scripts/compile_contracts.py"
         ) from exc
-
-
-@cache
-def _creation_code(name: str) -> bytes:
-    document = json.loads((_ABIS / f"{name}.json").read_text(encoding="utf-8"))
-    return bytes.fromhex(str(document["bytecode"]).removeprefix("0x"))
 
 
 _PROBE_ARGS = ["address", "bytes", "address[]", "address[]"]
@@ -158,7 +153,6 @@ class SigningPolicy:
     ) -> None:
         self.w3 = w3
         self.wallet: str = to_checksum_address(wallet)
-        self.contracts = contracts
         self.routers: set[str] = {to_checksum_address(r) for r in contracts.routers.values()}
         self.oneinch_router: str | None = (
             to_checksum_address(oneinch_router) if oneinch_router else None
@@ -184,7 +178,6 @@ class SigningPolicy:
         mandate = request.mandate
         if mandate is None:
             await self._refuse(request, "target", "no mandate: nothing says what it is for")
-            return
         if mandate.intent is not None and self.risk is not None:
             self.risk.refresh_controls()
             decision = self.risk.check_intent(mandate.intent)
@@ -208,7 +201,6 @@ class SigningPolicy:
         granting a trade's approval, so a bad answer from 1inch gets no allowance either."""
         if request.mandate is None:
             await self._refuse(request, "target", "no mandate: nothing says what it is for")
-            return
         problem = self._static_problem(request, request.mandate)
         if problem is not None:
             await self._refuse(request, *problem)
@@ -225,7 +217,8 @@ class SigningPolicy:
                 return "target", "a cancel is an empty transfer to ourselves"
             return None
         if action == "deploy":
-            if to is not None or not request.data.startswith(_creation_code("ArbExecutor")):
+            creation = _artifact_code("ArbExecutor", "bytecode")
+            if to is not None or not request.data.startswith(creation):
                 return "target", "only the ArbExecutor may be deployed"
             return None
         if to is None:
@@ -385,7 +378,8 @@ class SigningPolicy:
         tokens, holders = self._tokens(mandate), self._holders()
         call = _PROBE_SELECTOR + encode(_PROBE_ARGS, [target, calldata, tokens, holders])
         params = {"from": self.wallet, "to": self.wallet, "data": "0x" + call.hex()}
-        override = {self.wallet: {"code": "0x" + _runtime_code("BalanceProbe").hex()}}
+        probe_code = _artifact_code("BalanceProbe", "deployedBytecode")
+        override = {self.wallet: {"code": "0x" + probe_code.hex()}}
         response = await self.w3.provider.make_request(
             RPCEndpoint("eth_call"), [params, "latest", override]
         )
@@ -444,7 +438,7 @@ class SigningPolicy:
 
     async def _refuse(
         self, request: TxRequest, rule: str, reason: str, *, journal_reason: str = SIGNING_REFUSED
-    ) -> None:
+    ) -> NoReturn:
         mandate = request.mandate
         intent = mandate.intent if mandate is not None else None
         log.error(
