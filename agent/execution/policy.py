@@ -61,7 +61,13 @@ from agent.chain.arb_executor import (
     decode_arb_executor_error,
 )
 from agent.chain.tx import TxMandate, TxRequest, _revert_data_from_error, decode_revert
-from agent.errors import ConfigError, SigningRefused, SimulationRevert, UnknownRouterCall
+from agent.errors import (
+    ConfigError,
+    SigningRefused,
+    SimulationRevert,
+    TemporaryError,
+    UnknownRouterCall,
+)
 from agent.events import EventBus, SigningRefusal
 from agent.execution.common import (
     SEL_APPROVE,
@@ -191,7 +197,10 @@ class SigningPolicy:
             await self._refuse(request, rule, reason)
         if mandate.action in ("approve", "swap", "aggregator_swap", "arb", "withdraw"):
             assert request.to is not None  # the static checks made sure
-            changes = await self.simulate_balances(request.to, request.data, mandate)
+            try:
+                changes = await self.simulate_balances(request.to, request.data, mandate)
+            except SigningRefused as exc:  # the node cannot measure: journaled and alerted
+                await self._refuse(request, exc.rule, exc.reason)
             problem_text = self.balance_problem(mandate, changes)
             if problem_text is not None:
                 await self._refuse(request, "balance_change", problem_text)
@@ -390,9 +399,14 @@ class SigningPolicy:
             if revert_data is not None or "revert" in message.lower():
                 reason = decode_revert(revert_data or b"", (decode_arb_executor_error,))
                 raise SimulationRevert(reason if revert_data is not None else message)
-            raise SigningRefused(
-                "simulation", f"the node cannot simulate with a state override: {message}"
-            )
+            code = error.get("code") if isinstance(error, Mapping) else None
+            if code == -32602 or "override" in message.lower():
+                # fail closed: without the measurement nothing is signed, and the operator
+                # must hear that this node cannot give it
+                raise SigningRefused(
+                    "simulation", f"the node cannot simulate with a state override: {message}"
+                )
+            raise TemporaryError(f"balance simulation failed: {message}")
         raw = bytes.fromhex(str(response["result"]).removeprefix("0x"))
         before, after = decode(["uint256[]", "uint256[]"], raw)
         changes = []

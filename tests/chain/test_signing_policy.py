@@ -19,8 +19,10 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from agent.chain.rpc import RpcClient
 from agent.chain.tx import Fees, TxMandate, TxRequest
 from agent.devnet import Devnet
+from agent.devnet.deploy import v2_pair_address
 from agent.errors import SigningRefused, SimulationRevert, TemporaryError
-from agent.execution import DexContracts, erc20_balance
+from agent.events import EventBus, SigningRefusal
+from agent.execution import ChainExecutor, DexContracts, ExecutionSettings, erc20_balance
 from agent.execution.policy import SigningPolicy
 from agent.execution.reconcile import Reconciler
 from agent.store import IntentStatus, TxStatus
@@ -233,3 +235,75 @@ async def test_nonce_too_low_from_a_lagging_read_node_does_not_send_the_trade_tw
         assert await w3.eth.get_transaction_count(address) == nonce_before + 1
         (journaled,) = await journal.list_txs()
         assert journaled.tx_hash == sent.tx_hash and journaled.status != TxStatus.DROPPED
+
+
+class _NoStateOverrides(FaultyRpcProxy):
+    """A node that serves everything but ``eth_call`` with a state override."""
+
+    def __init__(self, upstream_url: str) -> None:
+        super().__init__(upstream_url, failure_rate=0.0)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        call = json.loads(body)
+        if call.get("method") == "eth_call" and len(call.get("params", [])) > 2:
+            error = {"code": -32602, "message": "state overrides are not supported"}
+            return web.json_response({"jsonrpc": "2.0", "id": call["id"], "error": error})
+        return web.Response(body=await self._forward(body), content_type="application/json")
+
+
+async def test_a_node_that_cannot_measure_balance_changes_gets_nothing_signed(
+    w3: AsyncWeb3, devnet: Devnet, tmp_path: Path
+) -> None:
+    """Fail closed: without the simulated balance changes the policy signs nothing (not even
+    the approval), journals why and publishes the refusal."""
+    address, key = devnet.accounts[4]
+    a = devnet.addresses
+    nonce_before = await w3.eth.get_transaction_count(address)
+    async with (
+        _NoStateOverrides(devnet.rpc_url) as proxy,
+        journal_at(tmp_path / "agent.db") as journal,
+    ):
+        node = AsyncWeb3(AsyncHTTPProvider(proxy.url))
+        try:
+            sender = await make_sender(node, key, journal)
+            events = EventBus()
+            refusals: list[SigningRefusal] = []
+            events.subscribe(refusals.append, SigningRefusal)
+            contracts = DexContracts.from_addresses(a)
+            sender.guard = SigningPolicy(
+                node, address, contracts, watched_tokens=[a["USDC"]], events=events
+            )
+            hop = RouteHop(
+                v2_pair_address(a["uniswap_v2.factory"], a["USDC"], a["WETH"]),
+                "uniswap_v2",
+                "v2",
+                a["USDC"],
+                a["WETH"],
+                3000,
+            )
+            intent = Intent(
+                id=f"swap-{uuid.uuid4().hex[:8]}",
+                strategy="test",
+                kind="swap",
+                route=(hop,),
+                token_in=a["USDC"],
+                token_out=a["WETH"],
+                amount_in=1_000 * 10**6,
+                min_amount_out=1,
+                predicted_amount_out=1,
+                predicted_profit=0,
+                predicted_profit_usd=0.0,
+                deadline=2**40,
+            )
+            settings = ExecutionSettings(mode="fork", receipt_timeout_s=30)
+            outcome = await ChainExecutor(sender, journal, contracts, settings).execute(intent)
+        finally:
+            await node.provider.disconnect()
+
+        assert outcome.status == IntentStatus.FAILED
+        assert outcome.detail is not None and "cannot simulate" in outcome.detail
+        assert await journal.txs_for_intent(intent.id) == []
+        (refusal,) = refusals
+        assert (refusal.rule, refusal.purpose) == ("simulation", "approve")
+    assert await w3.eth.get_transaction_count(address) == nonce_before
