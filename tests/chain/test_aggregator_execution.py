@@ -344,7 +344,7 @@ async def test_1inch_unavailable_or_answering_nonsense_fails_the_intent_not_the_
     assert API_KEY not in (down.detail or "") + (nonsense.detail or "")
 
 
-def _transfer_whole_balance(balance: int) -> Tamper:
+def transfer_whole_balance(balance: int) -> Tamper:
     """(a) ``to`` = the token we sell, ``data`` = ``transfer(attacker, our whole balance)``."""
 
     def tamper(honest: HonestSwap) -> tuple[str, bytes]:
@@ -390,7 +390,7 @@ async def test_a_1inch_answer_that_is_not_our_swap_is_never_signed(
     attacker_before = await erc20_balance(env.w3, a["USDC"], ATTACKER)
     nonce_before = await env.w3.eth.get_transaction_count(env.wallet)
     env.fake.tamper = {
-        "token_transfer": _transfer_whole_balance(usdc_before),
+        "token_transfer": transfer_whole_balance(usdc_before),
         "other_receiver": _other_receiver,
         "minimum_below_floor": _minimum_return_of_one,
         "unknown_selector": _unknown_selector,
