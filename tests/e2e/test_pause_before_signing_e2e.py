@@ -73,7 +73,8 @@ async def test_pause_while_a_swap_waits_for_its_approval_stops_the_swap(
         assert intent.status_detail is not None
         assert "paused" in intent.status_detail and "defi-agent pause" in intent.status_detail
         txs = await journal.txs_for_intent(intent.intent.id)
-        assert [(tx.purpose, tx.status) for tx in txs] == [("approve", TxStatus.MINED)]
+        assert {tx.purpose for tx in txs} == {"approve"}  # no swap was ever signed
+        assert [tx.status for tx in txs].count(TxStatus.MINED) == 1
         assert await journal.count_rejections("paused") >= 1
 
     # on chain: only the approval went out; not a unit of either token moved
