@@ -12,7 +12,8 @@ signs (every new transaction, every replacement, every cancel). It refuses, with
    ``approve`` of exactly the mandated amount to an allowlisted spender; ourselves for a cancel.
    No transaction carries ETH.
 3. **Calldata** decodes to what the intent says: our router calls (V2
-   ``swapExactTokensForTokens``, V3 ``exactInputSingle``/``exactInput``), ArbExecutor
+   ``swapExactTokensForTokens``, V3 ``exactInputSingle``/``exactInput`` in SwapRouter's ABI or
+   SwapRouter02's, the latter inside ``multicall(deadline, [one swap])``), ArbExecutor
    ``execute``/``executeWithFlashLoan``/withdrawals, and 1inch v6 (``swap(executor, desc,
    data)`` and the ``unoswap`` family): source and destination token, amount in, receiver = our
    wallet, minimum return >= our floor. Unknown selectors are refused.
@@ -71,7 +72,10 @@ from agent.errors import (
 from agent.events import EventBus, SigningRefusal
 from agent.execution.common import (
     SEL_APPROVE,
+    SEL_MULTICALL_DEADLINE,
     SEL_V2_SWAP_EXACT_TOKENS,
+    SEL_V3_02_EXACT_INPUT,
+    SEL_V3_02_EXACT_INPUT_SINGLE,
     SEL_V3_EXACT_INPUT,
     SEL_V3_EXACT_INPUT_SINGLE,
     DexContracts,
@@ -268,6 +272,12 @@ class SigningPolicy:
             return "calldata", "a swap without its intent"
         if to not in self.routers:
             return "target", f"{to} is not a configured router"
+        if data[:4] == SEL_MULTICALL_DEADLINE:
+            # SwapRouter02: multicall(deadline, [one swap]); anything bundled beside it refused
+            _, calls = decode(["uint256", "bytes[]"], data[4:])
+            if len(calls) != 1:
+                return "calldata", f"a router multicall of {len(calls)} calls, not one swap"
+            data = bytes(calls[0])
         selector, args = data[:4], data[4:]
         if selector == SEL_V2_SWAP_EXACT_TOKENS:
             amount_in, minimum, path, recipient, _ = decode(
@@ -278,9 +288,18 @@ class SigningPolicy:
             ((first, last, _, recipient, _, amount_in, minimum, _),) = decode(
                 ["(address,address,uint24,address,uint256,uint256,uint256,uint160)"], args
             )
+        elif selector == SEL_V3_02_EXACT_INPUT_SINGLE:
+            ((first, last, _, recipient, amount_in, minimum, _),) = decode(
+                ["(address,address,uint24,address,uint256,uint256,uint160)"], args
+            )
         elif selector == SEL_V3_EXACT_INPUT:
             ((path_bytes, recipient, _, amount_in, minimum),) = decode(
                 ["(bytes,address,uint256,uint256,uint256)"], args
+            )
+            first, last = "0x" + path_bytes[:20].hex(), "0x" + path_bytes[-20:].hex()
+        elif selector == SEL_V3_02_EXACT_INPUT:
+            ((path_bytes, recipient, amount_in, minimum),) = decode(
+                ["(bytes,address,uint256,uint256)"], args
             )
             first, last = "0x" + path_bytes[:20].hex(), "0x" + path_bytes[-20:].hex()
         else:

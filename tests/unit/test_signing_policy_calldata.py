@@ -4,6 +4,8 @@ and the ``unoswap`` family), and the target and calldata checks it makes before 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from eth_abi import encode
 from eth_utils.crypto import keccak
@@ -11,11 +13,11 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from agent.chain.arb_executor import Hop, HopKind, encode_execute
 from agent.chain.tx import TxMandate, TxRequest
-from agent.errors import SigningRefused
+from agent.errors import SigningRefused, UnknownRouterCall
 from agent.execution import DexContracts
-from agent.execution.chain import encode_router_swap
+from agent.execution.chain import encode_router_swap, encode_swap_router02
 from agent.execution.policy import SigningPolicy
-from agent.feeds.oneinch import RouterCall, UnknownRouterCall, decode_router_call
+from agent.feeds.oneinch import RouterCall, decode_router_call
 from agent.types import Intent, RouteHop
 
 WALLET = "0x1111111111111111111111111111111111111111"
@@ -123,6 +125,27 @@ async def test_our_router_swap_passes_and_a_changed_one_is_refused() -> None:
     assert "below our floor 985" in await refusal(TxRequest(ROUTER_V2, loose, mandate=mandate))
     assert (await refusal(TxRequest(OTHER, honest, mandate=mandate))).startswith("target:")
     assert "ETH" in await refusal(TxRequest(ROUTER_V2, honest, value_wei=1, mandate=mandate))
+
+
+async def test_swap_router02_multicalls_are_read_through_to_their_one_swap() -> None:
+    v3_hop = RouteHop(POOL, "uniswap_v2", "v3", USDC, WETH, 500)
+    intent = replace(swap_intent(), route=(v3_hop,))
+    mandate = TxMandate("swap", intent, min_out=985)
+    honest = encode_swap_router02(intent, WALLET, 985, 2**40)
+    await policy().vet(TxRequest(ROUTER_V2, honest, mandate=mandate))
+    multihop = replace(
+        intent, route=(replace(v3_hop, token_out=POOL), replace(v3_hop, token_in=POOL))
+    )
+    await policy().vet(
+        TxRequest(ROUTER_V2, encode_swap_router02(multihop, WALLET, 985, 2**40), mandate=mandate)
+    )
+
+    elsewhere = encode_swap_router02(intent, OTHER, 985, 2**40)
+    assert "not our wallet" in await refusal(TxRequest(ROUTER_V2, elsewhere, mandate=mandate))
+    bundle = selector("multicall(uint256,bytes[])") + encode(
+        ["uint256", "bytes[]"], [2**40, [honest[4:], b"\x01\x02\x03\x04"]]
+    )
+    assert "2 calls" in await refusal(TxRequest(ROUTER_V2, bundle, mandate=mandate))
 
 
 async def test_1inch_swaps_are_held_to_the_intent() -> None:
