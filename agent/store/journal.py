@@ -53,6 +53,7 @@ from agent.store.models import (
     INTENT_TRANSITIONS,
     TX_TRANSITIONS,
     AlertRow,
+    ControlActionRow,
     EquitySnapshotRow,
     FillRow,
     IntentRow,
@@ -160,6 +161,19 @@ def _run_record(row: RunRow) -> RunRecord:
         last_block=row.last_block,
         last_block_at=row.last_block_at,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ControlActionRecord:
+    """A journaled control action: who (``source``, ``actor``), when (``at``) and what."""
+
+    at: datetime
+    source: str
+    actor: str
+    action: str
+    argument: str
+    accepted: bool
+    detail: str
 
 
 def _history_entry(status: str, detail: str | None) -> dict[str, Any]:
@@ -901,6 +915,50 @@ class Journal:
             session.add(
                 AlertRow(level=level, kind=kind, message=message, channels=dict(channels or {}))
             )
+
+    async def record_control_action(
+        self,
+        *,
+        source: str,
+        actor: str,
+        action: str,
+        accepted: bool,
+        argument: str = "",
+        detail: str = "",
+    ) -> None:
+        """Journal an operator control action (``pause``, ``resume``, ``kill``, ``status``...)
+        from ``source`` (``cli``, ``telegram``, ``api``) by ``actor``, obeyed or refused
+        (``detail`` says why). Texts are cut to their columns; they must hold no secrets."""
+        async with self._write_lock, self._sessions.begin() as session:
+            session.add(
+                ControlActionRow(
+                    source=source[:16],
+                    actor=actor[:200],
+                    action=action[:32],
+                    argument=argument[:500],
+                    accepted=accepted,
+                    detail=detail[:500],
+                )
+            )
+
+    async def list_control_actions(self) -> list[ControlActionRecord]:
+        """Every journaled control action, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ControlActionRow).order_by(ControlActionRow.id)
+            )
+            return [
+                ControlActionRecord(
+                    at=r.created_at,
+                    source=r.source,
+                    actor=r.actor,
+                    action=r.action,
+                    argument=r.argument,
+                    accepted=r.accepted,
+                    detail=r.detail,
+                )
+                for r in rows.all()
+            ]
 
     # -- internals ------------------------------------------------------------------------
 

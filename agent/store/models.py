@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -340,3 +341,23 @@ class PaperBalanceRow(Base):
     token: Mapped[str] = mapped_column(String(42), primary_key=True)
     amount: Mapped[int] = mapped_column(TokenAmount)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class ControlActionRow(Base):
+    """One operator control action (pause, resume, kill, status, ...), obeyed or refused.
+
+    ``source`` is where it came from (``cli``, ``telegram``, ``api``); ``actor`` who sent it
+    (``telegram user 42 in chat -100...``, ``cli root@host pid 7``); ``accepted`` False with
+    ``detail`` the refusal reason (not allowlisted, anonymous admin, forwarded, ...).
+    """
+
+    __tablename__ = "control_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    argument: Mapped[str] = mapped_column(Text, default="")
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -27,6 +27,7 @@ SENDER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 EXPECTED_TABLES = {
     "alembic_version",
     "alerts",
+    "control_actions",
     "equity_snapshots",
     "fills",
     "intents",
@@ -109,7 +110,7 @@ async def test_migrations_create_every_table_in_wal_mode(db_path: Path) -> None:
         journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         tx_columns = {r[1] for r in conn.execute("PRAGMA table_info(transactions)")}
     assert tables == EXPECTED_TABLES
-    assert revision == [("0003",)]
+    assert revision == [("0004",)]
     assert journal_mode == "wal"
     assert {"nonce", "tx_hash", "raw_tx", "status", "status_history"} <= tx_columns
 
