@@ -10,7 +10,7 @@ from rich.console import Console
 
 from agent.alerts.base import Severity
 from agent.alerts.console import ConsoleNotifier
-from agent.alerts.control import ControlSurface
+from agent.alerts.control import ControlJournal, ControlSurface
 from agent.alerts.discord import DiscordWebhookNotifier
 from agent.alerts.fanout import Channel
 from agent.alerts.telegram import TelegramBotApi, TelegramNotifier
@@ -56,16 +56,22 @@ def build_channels(
 
 
 def build_command_listener(
-    config: TelegramAlerts, api: TelegramBotApi, control: ControlSurface
+    config: TelegramAlerts,
+    api: TelegramBotApi,
+    control: ControlSurface,
+    journal: ControlJournal | None = None,
 ) -> TelegramCommandListener | None:
     """The /pause /resume /kill ... listener, or None when Telegram commands are off.
 
-    Commands are obeyed from ``allowed_chat_ids``; when that list is empty, from the alert chat
-    only (the operator's own chat), never from anyone else.
+    Commands are obeyed from ``allowed_user_ids`` in ``allowed_chat_ids`` (when that list is
+    empty, in the alert chat only), never from anyone else; each one is journaled in
+    ``journal``.
     """
     if not (config.enabled and config.commands_enabled):
         return None
     allowed = list(config.allowed_chat_ids)
     if not allowed and config.chat_id is not None:
         allowed = [config.chat_id]
-    return TelegramCommandListener(api, allowed, control)
+    return TelegramCommandListener(
+        api, allowed, control, allowed_user_ids=config.allowed_user_ids, journal=journal
+    )

@@ -1,4 +1,5 @@
-"""What an operator can do to the running agent from a chat: the engine implements this."""
+"""What an operator can do to the running agent from a chat (the engine implements
+``ControlSurface``), and where every control action is written down (``ControlJournal``)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,19 @@ class ControlSurface(Protocol):
     async def balance_text(self) -> str: ...
 
     async def pnl_text(self) -> str: ...
+
+
+class ControlJournal(Protocol):
+    """Where control actions are journaled (``agent.store.journal.Journal`` is one): who
+    (``source``, ``actor``), what (``action``, ``argument``) and whether it was obeyed."""
+
+    async def record_control_action(
+        self,
+        *,
+        source: str,
+        actor: str,
+        action: str,
+        accepted: bool,
+        argument: str = "",
+        detail: str = "",
+    ) -> None: ...

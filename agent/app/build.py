@@ -428,7 +428,9 @@ async def open_agent(
             run_id=run_id,
         )
         if telegram is not None and control_factory is not None:
-            listener = build_command_listener(cfg.alerts.telegram, telegram, control_factory(parts))
+            listener = build_command_listener(
+                cfg.alerts.telegram, telegram, control_factory(parts), journal
+            )
             if listener is not None:
                 # The engine copied its background list when it was built: hand it over there.
                 engine.background.append(listener.run)

@@ -501,12 +501,15 @@ class FeedsConfig(_Section):
 
 
 class TelegramAlerts(_Section):
-    """Bot API alerts to ``chat_id``; commands accepted only from ``allowed_chat_ids``."""
+    """Bot API alerts to ``chat_id``. Commands are obeyed only from users in
+    ``allowed_user_ids`` writing in chats of ``allowed_chat_ids`` (an allowlisted private chat,
+    a positive id, is its user's own; in a group each user must be listed)."""
 
     enabled: bool = False
     bot_token: Secret = None
     chat_id: Annotated[int | None, BeforeValidator(_blank_to_none)] = None
     allowed_chat_ids: list[int] = Field(default_factory=list)
+    allowed_user_ids: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
     commands_enabled: bool = True
     api_base_url: HttpUrl = "https://api.telegram.org"
 
@@ -566,7 +569,8 @@ class MetricsConfig(_Section):
 class StoreConfig(_Section):
     """SQLAlchemy async URL. A relative SQLite path is relative to the config file."""
 
-    url: str = DEFAULT_STORE_URL
+    # validate_default: the default's relative path, too, is the config file's, not the cwd's.
+    url: str = Field(DEFAULT_STORE_URL, validate_default=True)
 
     @field_validator("url")
     @classmethod
@@ -747,6 +751,9 @@ class AgentConfig(_Section):
         expanded = expand_env_references(dict(raw), lookup, expansion_problems)
         expanded = devnet_rpc_urls(expanded, base_dir, expansion_problems)
         context = {"base_dir": base_dir} if base_dir is not None else {}
+        # An absent [store] is validated too, so the default journal lands beside the config.
+        if isinstance(expanded, dict) and "store" not in expanded:
+            expanded = {**expanded, "store": {}}
         problems = dict(expansion_problems)
         config: AgentConfig | None = None
         try:

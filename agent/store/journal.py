@@ -944,9 +944,7 @@ class Journal:
     async def list_control_actions(self) -> list[ControlActionRecord]:
         """Every journaled control action, oldest first."""
         async with self._sessions() as session:
-            rows = await session.scalars(
-                select(ControlActionRow).order_by(ControlActionRow.id)
-            )
+            rows = await session.scalars(select(ControlActionRow).order_by(ControlActionRow.id))
             return [
                 ControlActionRecord(
                     at=r.created_at,

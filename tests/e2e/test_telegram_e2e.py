@@ -3,11 +3,13 @@ logged; from the operator's allowlisted chat it stops new trades and is acknowle
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import pytest
 
+from agent.risk.controls import ControlFiles
 from tests.e2e.harness import (
     OPERATOR_CHAT_ID,
     STRANGER_CHAT_ID,
@@ -104,3 +106,79 @@ async def test_kill_from_the_operator_stops_the_agent_and_stays_paused_after_a_r
         gap = await chain.open_gap("sushiswap", usd=60_000.0)
         report = await agent.tick(gap.block)
         assert report.started == 0 and set(report.rejected) == {"paused"}
+
+
+GROUP_CHAT_ID = -1009876543210
+MEMBER_USER_ID = 777001
+
+
+async def test_in_the_operators_group_only_the_operator_is_obeyed_and_every_try_is_journaled(
+    chain: Chain, workdir: Path, telegram: TelegramFake
+) -> None:
+    tree = chain.tree(workdir, telegram_url=telegram.base_url)
+    tree["alerts"]["telegram"]["allowed_chat_ids"] = [OPERATOR_CHAT_ID, GROUP_CHAT_ID]
+    tree["alerts"]["telegram"]["allowed_user_ids"] = [OPERATOR_CHAT_ID]
+    cfg = write_config(workdir / "agent.toml", tree, {"TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN})
+    ControlFiles.beside(workdir / "KILL").write_pause("paused before the weekend")
+
+    async with running_agent(cfg, telegram_control=True) as agent:
+        await agent.tick()
+        assert agent.parts.risk.paused
+        journal = agent.parts.journal
+        # A group member who is not an operator, an anonymous admin, a forwarded /resume.
+        telegram.push_command(GROUP_CHAT_ID, "/resume", user_id=MEMBER_USER_ID)
+        telegram.push_command(
+            GROUP_CHAT_ID,
+            "/resume",
+            sender={"id": 1087968824, "is_bot": True, "first_name": "Group"},
+            extra={"sender_chat": {"id": GROUP_CHAT_ID, "type": "supergroup", "title": "Ops"}},
+        )
+        telegram.push_command(
+            GROUP_CHAT_ID,
+            "/resume",
+            user_id=OPERATOR_CHAT_ID,
+            extra={
+                "forward_origin": {"type": "user", "date": 1, "sender_user": {"id": 1}},
+                "forward_date": 1,
+            },
+        )
+        telegram.push_command(GROUP_CHAT_ID, "/balance", user_id=MEMBER_USER_ID)
+
+        async def refusals() -> list[tuple[str, str]]:
+            return [
+                (a.action, a.detail) for a in await journal.list_control_actions() if not a.accepted
+            ]
+
+        async with asyncio.timeout(20):
+            while len(await refusals()) < 4:
+                await asyncio.sleep(0.05)
+        assert await refusals() == [
+            ("resume", "non-allowlisted user"),
+            ("resume", "sent on behalf of a chat (anonymous admin or channel)"),
+            ("resume", "forwarded message"),
+            ("balance", "non-allowlisted user"),
+        ]
+        assert telegram.messages_to(GROUP_CHAT_ID) == []  # nobody refused learns anything
+        gap = await chain.open_gap("sushiswap", usd=60_000.0)
+        still = await agent.tick(gap.block)
+        assert still.started == 0 and set(still.rejected) == {"paused"}
+
+        # The operator, in the same group: obeyed.
+        telegram.push_command(GROUP_CHAT_ID, "/resume", user_id=OPERATOR_CHAT_ID)
+        await wait_for(lambda: not agent.parts.risk.paused)
+        await chain.rpc.call("evm_mine")
+        resumed = await agent.tick()
+        assert resumed.started == 1
+
+        telegram.push_command(GROUP_CHAT_ID, "/pause lunch", user_id=OPERATOR_CHAT_ID)
+        await wait_for(lambda: agent.parts.risk.paused)
+        obeyed = [
+            (a.actor, a.action, a.argument)
+            for a in await journal.list_control_actions()
+            if a.accepted
+        ]
+        assert obeyed == [
+            (f"telegram user {OPERATOR_CHAT_ID} in chat {GROUP_CHAT_ID}", "resume", ""),
+            (f"telegram user {OPERATOR_CHAT_ID} in chat {GROUP_CHAT_ID}", "pause", "lunch"),
+        ]
+    assert (workdir / "KILL").read_text().strip() == "lunch"

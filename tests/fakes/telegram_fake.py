@@ -113,20 +113,52 @@ class TelegramFake:
         """The next calls of ``method`` answer with these statuses (429 or 500), in order."""
         self._failures.setdefault(method, deque()).extend(statuses)
 
-    def push_command(self, chat_id: int, text: str, *, date: int | None = None) -> int:
-        """Queue a text message from ``chat_id`` as an Update; returns its update_id."""
+    def push_command(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        date: int | None = None,
+        user_id: int | None = None,
+        chat_type: str | None = None,
+        sender: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        update_kind: str = "message",
+    ) -> int:
+        """Queue a text message from ``chat_id`` as an Update; returns its update_id.
+
+        By default a private chat with the user whose id is ``chat_id``. ``user_id`` sends it
+        from that user (in a group when ``chat_id`` is negative); ``sender`` replaces the
+        ``from`` object (None with ``update_kind="channel_post"`` leaves it out); ``extra``
+        adds fields as Telegram sets them (``sender_chat``, ``forward_origin``, ...).
+        """
         update_id = next(self._update_ids)
         command_length = len(text.split(" ", 1)[0]) if text.startswith("/") else 0
+        user = chat_id if user_id is None else user_id
+        if chat_type is None:
+            chat_type = "private" if chat_id > 0 else "supergroup"
+        chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
+        if chat_type == "private":
+            chat["first_name"] = "Op"
+        else:
+            chat["title"] = "Operators"
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
-            "from": {"id": chat_id, "is_bot": False, "first_name": "Op", "language_code": "en"},
-            "chat": {"id": chat_id, "first_name": "Op", "type": "private"},
+            "chat": chat,
             "date": int(time.time()) if date is None else date,
             "text": text,
         }
+        if update_kind != "channel_post":
+            message["from"] = sender or {
+                "id": user,
+                "is_bot": False,
+                "first_name": "Op",
+                "language_code": "en",
+            }
+        message.update(extra or {})
         if command_length:
             message["entities"] = [{"offset": 0, "length": command_length, "type": "bot_command"}]
-        self._updates.append({"update_id": update_id, "message": message})
+        self._updates.append({"update_id": update_id, update_kind: message})
         self._new_update.set()
         return update_id
 

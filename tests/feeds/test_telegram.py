@@ -7,6 +7,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -15,6 +16,8 @@ from agent.alerts.base import RiskHalt, TradeFilled, TradeReverted
 from agent.alerts.telegram import TELEGRAM_MAX_MESSAGE_CHARS, TelegramBotApi, TelegramNotifier
 from agent.alerts.telegram_commands import TelegramCommandListener
 from agent.errors import AlertDeliveryError, TemporaryError
+from agent.store.db import create_engine, init_db, session_factory
+from agent.store.journal import Journal
 from tests.fakes.telegram_fake import TelegramFake
 
 BOT_TOKEN = "7000000001:AAH-fake_Token-zQ9xW3vL8mK2pR5sT7uY1a"
@@ -245,7 +248,9 @@ async def test_each_update_is_handled_once_and_confirmed(
     assert await listener.poll_once(poll_timeout_s=0) == 1
     assert await listener.poll_once(poll_timeout_s=0) == 0
 
-    assert control.pause_reasons == [f"telegram /pause from chat {OPERATOR_CHAT}"]
+    assert control.pause_reasons == [
+        f"telegram /pause from user {OPERATOR_CHAT} in chat {OPERATOR_CHAT}"
+    ]
     polls = [r for r in fake.requests if r.method == "getUpdates"]
     assert "offset" not in polls[0].payload
     assert polls[1].payload["offset"] == update_id + 1
@@ -270,7 +275,7 @@ async def test_every_command_reaches_the_control_surface(
         "mode fork, trading, block 1234",
         "WETH 1.5\nUSDC 2,500.00 <&>",
         "today +12.34 USD",
-        f"Trading paused: telegram /pause from chat {OPERATOR_CHAT}",
+        f"Trading paused: telegram /pause from user {OPERATOR_CHAT} in chat {OPERATOR_CHAT}",
         "Trading resumed.",
     ]
     assert control.paused is False
@@ -371,3 +376,139 @@ async def test_token_never_appears_in_logs_or_errors(
     )
     assert BOT_TOKEN not in caplog.text
     assert BOT_TOKEN not in repr(bad_url_api)
+
+
+# --- who may command the agent ------------------------------------------------------------
+
+GROUP_CHAT = -1001234567890
+OPERATOR_USER = OPERATOR_CHAT  # the operator's private chat id is their user id
+MEMBER_USER = 555555  # a member of the operators' group who is not an operator
+
+
+@pytest.fixture
+async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
+    engine = await init_db(f"sqlite:///{tmp_path / 'journal.db'}")
+    try:
+        yield Journal(session_factory(engine))
+    finally:
+        await engine.dispose()
+
+
+def group_listener(
+    session: aiohttp.ClientSession, fake: TelegramFake, control: EngineControl, journal: Journal
+) -> TelegramCommandListener:
+    return TelegramCommandListener(
+        make_api(session, fake),
+        [OPERATOR_CHAT, GROUP_CHAT],
+        control,
+        allowed_user_ids=[OPERATOR_USER],
+        journal=journal,
+    )
+
+
+async def test_only_allowlisted_users_command_the_agent_in_an_allowlisted_group(
+    fake: TelegramFake, session: aiohttp.ClientSession, journal: Journal
+) -> None:
+    control = EngineControl()
+    listener = group_listener(session, fake, control, journal)
+    fake.push_command(GROUP_CHAT, "/pause", user_id=MEMBER_USER)
+    fake.push_command(GROUP_CHAT, "/balance", user_id=MEMBER_USER)
+    fake.push_command(GROUP_CHAT, "/pnl", user_id=MEMBER_USER)
+
+    await listener.poll_once(poll_timeout_s=0)
+
+    assert control.paused is False
+    assert fake.sent_messages == []  # no balance, no PnL, not even a refusal
+    actions = await journal.list_control_actions()
+    assert [(a.action, a.accepted, a.detail) for a in actions] == [
+        ("pause", False, "non-allowlisted user"),
+        ("balance", False, "non-allowlisted user"),
+        ("pnl", False, "non-allowlisted user"),
+    ]
+    assert all(a.actor == f"telegram user {MEMBER_USER} in chat {GROUP_CHAT}" for a in actions)
+
+    fake.push_command(GROUP_CHAT, "/pause deploy", user_id=OPERATOR_USER)
+    await listener.poll_once(poll_timeout_s=0)
+
+    assert control.pause_reasons == ["deploy"]
+    assert [m.visible_text for m in fake.messages_to(GROUP_CHAT)] == ["Trading paused: deploy"]
+    last = (await journal.list_control_actions())[-1]
+    assert (last.source, last.actor, last.action, last.argument, last.accepted) == (
+        "telegram",
+        f"telegram user {OPERATOR_USER} in chat {GROUP_CHAT}",
+        "pause",
+        "deploy",
+        True,
+    )
+
+
+async def test_anonymous_admin_channel_post_and_forwarded_commands_are_refused(
+    fake: TelegramFake, session: aiohttp.ClientSession, journal: Journal
+) -> None:
+    control = EngineControl()
+    control.paused = True  # a halt the operator has not lifted
+    listener = group_listener(session, fake, control, journal)
+    group = {"id": GROUP_CHAT, "type": "supergroup", "title": "Operators"}
+    # An anonymous admin: Telegram sends it from GroupAnonymousBot, on behalf of the group.
+    fake.push_command(
+        GROUP_CHAT,
+        "/resume",
+        sender={
+            "id": 1087968824,
+            "is_bot": True,
+            "first_name": "Group",
+            "username": "GroupAnonymousBot",
+        },
+        extra={"sender_chat": group},
+    )
+    # The operator forwards a /resume someone else wrote: the author is not the operator.
+    fake.push_command(
+        OPERATOR_CHAT,
+        "/resume",
+        extra={
+            "forward_origin": {"type": "user", "date": 1, "sender_user": {"id": MEMBER_USER}},
+            "forward_from": {"id": MEMBER_USER, "is_bot": False, "first_name": "M"},
+            "forward_date": 1,
+        },
+    )
+    # A forward whose author hides their account: only forward_origin/forward_date remain.
+    fake.push_command(
+        GROUP_CHAT,
+        "/kill",
+        user_id=OPERATOR_USER,
+        extra={"forward_origin": {"type": "hidden_user", "date": 1, "sender_user_name": "x"}},
+    )
+    # A channel post (posted as the channel, no user).
+    fake.push_command(GROUP_CHAT, "/resume", chat_type="channel", update_kind="channel_post")
+
+    assert await listener.poll_once(poll_timeout_s=0) == 4
+
+    assert control.paused is True and control.killed is False
+    assert fake.sent_messages == []
+    refused = [(a.action, a.accepted, a.detail) for a in await journal.list_control_actions()]
+    assert refused == [
+        ("resume", False, "sent on behalf of a chat (anonymous admin or channel)"),
+        ("resume", False, "forwarded message"),
+        ("kill", False, "forwarded message"),
+        ("resume", False, "channel post"),
+    ]
+    assert listener.commands_rejected == 4 and listener.commands_executed == 0
+
+
+async def test_a_journal_outage_does_not_block_the_operators_pause(
+    fake: TelegramFake, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    engine = await init_db(f"sqlite:///{tmp_path / 'journal.db'}")
+    await engine.dispose()
+    (tmp_path / "journal.db").unlink()
+    (tmp_path / "journal.db").mkdir()  # the file is gone and cannot be re-created
+    broken = Journal(session_factory(create_engine(f"sqlite:///{tmp_path / 'journal.db'}")))
+    control = EngineControl()
+    listener = TelegramCommandListener(
+        make_api(session, fake), [OPERATOR_CHAT], control, journal=broken
+    )
+    fake.push_command(OPERATOR_CHAT, "/pause")
+
+    await listener.poll_once(poll_timeout_s=0)
+
+    assert control.paused is True

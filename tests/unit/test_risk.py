@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -661,6 +662,20 @@ def test_cli_pause_and_resume_control_a_running_gate(tmp_path: Path) -> None:
     again = defi_agent("resume", "-c", str(config_file), cwd=elsewhere)
     assert again.returncode == 0
     assert "nothing to resume" in again.stdout
+
+    # Each command is in the journal (beside the config: data/agent.db), with who ran it.
+    with sqlite3.connect(tmp_path / "data" / "agent.db") as db:
+        actions = db.execute(
+            "SELECT source, actor, action, argument, accepted, detail FROM control_actions"
+            " ORDER BY id"
+        ).fetchall()
+    assert [(a[0], a[2], a[3], a[4]) for a in actions] == [
+        ("cli", "pause", "maintenance window", 1),
+        ("cli", "resume", "", 1),
+        ("cli", "resume", "", 1),
+    ]
+    assert all(a[1].startswith("cli ") and "@" in a[1] and " pid " in a[1] for a in actions)
+    assert [a[5] for a in actions[1:]] == ["lifted pause and halt", "lifted nothing"]
 
 
 def test_cli_pause_with_a_bad_config_exits_2_and_pauses_nothing(tmp_path: Path) -> None:
