@@ -58,7 +58,7 @@ from agent.feeds.sim import SimCexClient, SimOneInchClient, SimSentimentFeed
 from agent.feeds.watch import FeedWatch
 from agent.feeds.whales import WhaleWatcher
 from agent.market.builder import FeedBoard, MarketView
-from agent.market.portfolio import Portfolio
+from agent.market.portfolio import PORTFOLIO_STATE_KEY, Portfolio
 from agent.metrics.server import AgentMetrics, HealthReport, HealthState, MetricsServer
 from agent.risk.gate import RiskGate
 from agent.store.db import init_db, session_factory
@@ -340,6 +340,11 @@ async def open_agent(
             )
             balances = BalanceReader(multicall, list(tokens), holders)
 
+        # The equity peak and today's realised PnL as the last run left them (the engine
+        # journals them): a restart must not reset the drawdown or the daily loss limit.
+        saved_books = await journal.get_strategy_state(PORTFOLIO_STATE_KEY)
+        if saved_books is not None and saved_books.get("mode") == chain_mode:
+            portfolio.restore(saved_books)
         risk = RiskGate.from_config(
             cfg.risk, slippage_bps=cfg.execution.slippage_bps, on_resume=portfolio.reset_peak
         )

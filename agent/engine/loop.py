@@ -47,7 +47,7 @@ from agent import events as ev
 from agent.alerts.base import AlertEvent
 from agent.errors import AgentError, TemporaryError
 from agent.execution import ExecutionOutcome, min_amount_out, min_profit
-from agent.market.portfolio import Portfolio
+from agent.market.portfolio import PORTFOLIO_STATE_KEY, Portfolio
 from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.metrics.server import AgentMetrics
 from agent.risk.gate import Rejected, RiskGate, journal_rejection
@@ -229,6 +229,7 @@ class Engine:
         self._trade_tasks: set[asyncio.Task[None]] = set()
         self._evaluating: dict[str, asyncio.Future[list[Opportunity]]] = {}
         self._fills_for: dict[str, list[Fill | NotFilled]] = {}
+        self._saved_portfolio: dict[str, Any] | None = None
 
     @property
     def trades_in_flight(self) -> int:
@@ -378,6 +379,7 @@ class Engine:
             )
         )
         await self._persist_strategy_state()
+        await self._save_portfolio()
         await self.journal.snapshot_equity(
             self.settings.mode, view.equity_usd, dict(view.balances), block_number=block
         )
@@ -531,6 +533,8 @@ class Engine:
                 self.portfolio.apply_fill(fill)
             else:
                 self.portfolio.book_fill(fill)
+            # Now, not at the next tick: a crash before it must not forget today's loss.
+            await self._save_portfolio()
             self.risk.record_trade(intent, self.clock())
             if self.metrics is not None and fill.profit_usd is not None:
                 self.metrics.add_realised_pnl(fill.profit_usd)
@@ -713,6 +717,14 @@ class Engine:
     async def _persist_strategy_state(self) -> None:
         for strategy in self.strategies:
             await self._save_state(strategy)
+
+    async def _save_portfolio(self) -> None:
+        """Journal the risk state of the books (equity peak, today's realised PnL) when it
+        changed: ``open_agent`` restores it, so a restart keeps the drawdown and daily loss."""
+        state = {**self.portfolio.state(), "mode": self.settings.mode}
+        if state != self._saved_portfolio:
+            await self.journal.set_strategy_state(PORTFOLIO_STATE_KEY, state)
+            self._saved_portfolio = state
 
     async def _save_state(self, strategy: Strategy) -> None:
         """Journal the strategy's state if it is idle (read before any await: still idle)."""
