@@ -8,9 +8,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup postgresql test lint demo bench clean
 
-setup: $(VENV)/.synced anvil/node_modules/.installed
+setup: $(VENV)/.synced anvil/node_modules/.installed postgresql
+
+# The tests start a throwaway PostgreSQL server (tests/pg.py) from Debian's binaries. Install
+# them where they are missing and we can (root with apt-get); otherwise say so and go on: the
+# PostgreSQL tests will then fail naming what to install.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "$$DEFI_AGENT_PG_BIN" ]; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing postgresql (the PostgreSQL journal tests need its server binaries)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql \
+			|| (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+				--no-install-recommends postgresql) \
+			|| echo "warning: could not install postgresql; the PostgreSQL tests will fail"; \
+	else \
+		echo "warning: PostgreSQL server binaries missing and not root: run" \
+			"'sudo apt-get install postgresql' (the PostgreSQL tests need them)"; \
+	fi
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv

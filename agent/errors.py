@@ -165,6 +165,14 @@ class NonceTooLow(BroadcastRejected):
     """The nonce was already used on chain (by another process, or a crash we recovered from)."""
 
 
+class InstanceLocked(FatalError):
+    """Another agent holds the journal or the wallet; the CLI names it and exits 2."""
+
+
+class LockUnavailable(FatalError):
+    """An instance lock file cannot be created (a read-only or foreign directory)."""
+
+
 class SimulationRevert(FatalError):
     """``eth_call`` (or the local exact math) of a transaction reverted; ``reason`` is the
     decoded revert reason. The same call at the same state reverts again."""

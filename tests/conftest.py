@@ -18,6 +18,7 @@ import pytest
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from agent.devnet import Devnet
+from tests.pg import PostgresServer, find_pg_bin
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_MARKER = "DEFI_AGENT_TEST_RUN"
@@ -96,3 +97,26 @@ async def base_replica(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
     base = tmp_path_factory.getbasetemp()
     async with Replica("base", state_file=base / "replica-state" / "base.json") as node:
         yield node
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (see tests/pg.py); never skipped."""
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        pytest.fail(
+            "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb): "
+            "run `make setup` as root, or `apt-get install postgresql`, or set DEFI_AGENT_PG_BIN"
+        )
+    server = PostgresServer(bin_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_database(postgres: PostgresServer) -> str:
+    """A fresh PostgreSQL database for one test; returns its ``store.url``."""
+    return postgres.create_database(f"t_{uuid.uuid4().hex[:16]}")

@@ -61,8 +61,9 @@ from agent.market.builder import FeedBoard, MarketView
 from agent.market.portfolio import PORTFOLIO_STATE_KEY, Portfolio
 from agent.metrics.server import AgentMetrics, HealthReport, HealthState, MetricsServer
 from agent.risk.gate import RiskGate
-from agent.store.db import init_db, session_factory
+from agent.store.db import create_engine, migrate, session_factory
 from agent.store.journal import HEARTBEAT_INTERVAL_S, Journal
+from agent.store.lock import file_lock, journal_lock, wallet_lock_path
 from agent.types import Token
 from agent.wallet.keystore import KeystorePassword, Signer, unlock_keystore
 from strategies import STRATEGIES
@@ -176,8 +177,13 @@ async def open_agent(
     signer: Signer | None = None,
     console: Console | None = None,
     control_factory: Callable[[AgentParts], Any] | None = None,
+    lock_wallet: bool = True,
 ) -> AsyncIterator[AgentParts]:
-    """Connect and build every part for ``mode`` (default ``execution.mode``)."""
+    """Connect and build every part for ``mode`` (default ``execution.mode``).
+
+    The journal is locked for this agent alone, and so is the wallet unless ``lock_wallet`` is
+    False (rehearsals: a throwaway fork of their own, where the key's nonces are nobody
+    else's). A second agent gets ``InstanceLocked``."""
     mode = mode or cfg.execution.mode
     chain_mode = "fork" if mode == "demo" else mode
     console = console or Console()
@@ -285,8 +291,11 @@ async def open_agent(
                 coingecko_tokens=feeds.coingecko_tokens,
             )
 
-        engine_db = await init_db(cfg.store.url)
+        engine_db = create_engine(cfg.store.url)
         stack.push_async_callback(engine_db.dispose)
+        # One agent per journal, locked before migrating or signing anything.
+        await stack.enter_async_context(journal_lock(engine_db))
+        await migrate(engine_db)
         journal = Journal(session_factory(engine_db))
 
         contracts = DexContracts.from_addresses(
@@ -314,6 +323,14 @@ async def open_agent(
         else:
             signer = signer or unlock_signer(cfg)
             account = signer.address
+            if lock_wallet:
+                # One agent per wallet: nonces would collide. Taken before anything is signed.
+                stack.enter_context(
+                    file_lock(
+                        wallet_lock_path(cfg.wallet.keystore, signer.address),
+                        f"the wallet {signer.address}",
+                    )
+                )
             submit_w3 = w3
             if cfg.chain.submit_rpc_url is not None:
                 submit = RpcClient([str(cfg.chain.submit_rpc_url)], session=session)

@@ -233,7 +233,10 @@ async def rehearse(
             base=base_raw,
         )
         simulator = MarketSimulator(chain.rpc, deployment) if simulate_market else None
-        async with open_agent(cfg, mode="fork", signer=signer, console=console) as parts:
+        # The fork is this rehearsal's own: the key's nonces there collide with nobody's.
+        async with open_agent(
+            cfg, mode="fork", signer=signer, console=console, lock_wallet=False
+        ) as parts:
             board = LiveBoard(parts)
             parts.engine.on_tick = board.on_tick
             if simulator is not None:

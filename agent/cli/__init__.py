@@ -1,8 +1,9 @@
 """The ``defi-agent`` command line.
 
 Exit codes: 0 ok, 2 bad usage or bad configuration (typer usage errors, ``ConfigError``,
-``WalletError``), 1 any other runtime failure (``AgentError``). Errors the agent raises on purpose
-are printed as one clear message on stderr, never as a traceback.
+``WalletError``, ``InstanceLocked``: another agent runs on the same journal or wallet), 1 any
+other runtime failure (``AgentError``). Errors the agent raises on purpose are printed as one
+clear message on stderr, never as a traceback.
 
 The app and its sub-command groups (``keys``, ``devnet``, ``executor``, ``config``) are built
 here, and every command is registered here explicitly; the command modules (``setup``,
@@ -21,7 +22,7 @@ import typer
 from agent.backtest import command as backtest_command
 from agent.cli import controls, runtime, setup, wallet
 from agent.cli.common import EXIT_BAD_USAGE_OR_CONFIG, EXIT_OK, EXIT_RUNTIME_FAILURE
-from agent.errors import AgentError, ConfigError, WalletError
+from agent.errors import AgentError, ConfigError, InstanceLocked, WalletError
 
 app = typer.Typer(
     name="defi-agent",
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             return code
         print(code, file=sys.stderr)
         return EXIT_RUNTIME_FAILURE
-    except (ConfigError, WalletError) as exc:
+    except (ConfigError, WalletError, InstanceLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_USAGE_OR_CONFIG
     except AgentError as exc:

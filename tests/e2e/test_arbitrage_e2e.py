@@ -1,6 +1,7 @@
 """A price gap between uniswap_v2 and sushiswap is closed by the agent within the next block,
 through its ArbExecutor, for exactly the predicted profit; the journal and the operator's
-Telegram and Discord hold the trade."""
+Telegram and Discord hold the trade. It runs with the journal on SQLite and on a real
+PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -23,12 +24,15 @@ from tests.fakes.discord_fake import DiscordWebhookFake
 from tests.fakes.telegram_fake import TelegramFake
 
 
+@pytest.mark.parametrize("journal_backend", ["sqlite", "postgresql"])
 async def test_gap_is_arbitraged_in_the_next_block_for_exactly_the_predicted_profit(
     chain: Chain,
     telegram: TelegramFake,
     discord: DiscordWebhookFake,
     workdir: Path,
     caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
+    journal_backend: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     tree = tree_for(
@@ -40,6 +44,8 @@ async def test_gap_is_arbitraged_in_the_next_block_for_exactly_the_predicted_pro
         telegram_url=telegram.base_url,
         discord_url=discord.webhook_url,
     )
+    if journal_backend == "postgresql":  # the journal on a real PostgreSQL server
+        tree["store"] = {"url": request.getfixturevalue("pg_database")}
     environ = {"TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "DISCORD_WEBHOOK_URL": discord.webhook_url}
     cfg = write_config(workdir / "agent.toml", tree, environ)
     usdc_before = await chain.balance("USDC", chain.arb_executor)
