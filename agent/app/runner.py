@@ -16,6 +16,7 @@ from agent.app.build import open_agent
 from agent.app.control import AgentControl
 from agent.config.models import AgentConfig
 from agent.engine.loop import RunReport
+from agent.wallet.keystore import check_keystore_mode
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ async def run_agent(
     cfg: AgentConfig, *, mode: str | None = None, console: Console | None = None
 ) -> RunReport:
     """``defi-agent run``: until SIGTERM/SIGINT, then finish or journal in-flight work; exit 0."""
+    if (mode or cfg.execution.mode) in ("live", "fork"):
+        # Refused before connecting to anything: a keystore others can read is a leaked key.
+        check_keystore_mode(cfg.wallet.keystore)
     console = console or Console()
     stop = asyncio.Event()
     install_signal_handlers(stop)

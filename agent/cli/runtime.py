@@ -54,11 +54,20 @@ def run(
 
 
 def dry_run(
+    ctx: typer.Context,
     config: ConfigOption = Path("agent.toml"),
     env_file: EnvOption = None,
     fork_url: Annotated[
         str | None,
-        typer.Option(help="Chain to fork (default: a fresh devnet started for the run)."),
+        typer.Option(
+            envvar="DEFI_AGENT_FORK_URL",
+            show_envvar=True,
+            help=(
+                "Chain to fork (default: a fresh devnet started for the run). Prefer the "
+                "DEFI_AGENT_FORK_URL variable: a URL with an API key on the command line is "
+                "visible to every user of the machine."
+            ),
+        ),
     ] = None,
     blocks: Annotated[int, typer.Option(min=1, max=10_000, help="Blocks to run.")] = 20,
     out: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
@@ -67,8 +76,17 @@ def dry_run(
     from agent.app.logs import configure_logging, redactor_for
     from agent.app.rehearsal import rehearse
     from agent.app.report import print_report
+    from agent.config.loading import redact_url
     from agent.config.models import AgentConfig, LoggingConfig
 
+    source = ctx.get_parameter_source("fork_url")
+    on_argv = source is not None and source.name == "COMMANDLINE"
+    if on_argv and fork_url is not None and redact_url(fork_url) != fork_url:
+        typer.echo(
+            "warning: --fork-url on the command line shows its API key to every user "
+            "(ps, /proc); set DEFI_AGENT_FORK_URL instead",
+            err=True,
+        )
     cfg = AgentConfig.load(config, env_file=env_file) if config.is_file() else None
     # The report is the output here: without a config, only problems are logged.
     configure_logging(cfg.logging if cfg else LoggingConfig(level="warning"), redactor_for(cfg))

@@ -46,22 +46,33 @@ _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 
 
 def expand_env_references(
-    tree: dict[str, Any], env: Mapping[str, str], problems: dict[str, str]
+    tree: dict[str, Any],
+    env: Mapping[str, str],
+    problems: dict[str, str],
+    references: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """``${VAR}`` / ``${VAR:-default}`` in every string of ``tree`` replaced from ``env``;
-    each failure is recorded in ``problems`` under the dotted path of its field."""
-    expanded: dict[str, Any] = _expand_node(tree, (), env, problems)
+    each failure is recorded in ``problems`` under the dotted path of its field. The raw text
+    of every expanded string goes into ``references`` under its path: an error about that
+    field shows ``${VAR}``, never what the environment (or ``.env``) put there."""
+    seen: dict[str, str] = {} if references is None else references
+    expanded: dict[str, Any] = _expand_node(tree, (), env, problems, seen)
     return expanded
 
 
 def _expand_node(
-    node: Any, path: tuple[str | int, ...], env: Mapping[str, str], problems: dict[str, str]
+    node: Any,
+    path: tuple[str | int, ...],
+    env: Mapping[str, str],
+    problems: dict[str, str],
+    references: dict[str, str],
 ) -> Any:
     if isinstance(node, dict):
-        return {k: _expand_node(v, (*path, k), env, problems) for k, v in node.items()}
+        return {k: _expand_node(v, (*path, k), env, problems, references) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand_node(v, (*path, i), env, problems) for i, v in enumerate(node)]
+        return [_expand_node(v, (*path, i), env, problems, references) for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
+        references[dotted(path)] = node
         return _expand_string(node, dotted(path), env, problems)
     return node
 
@@ -272,12 +283,30 @@ def _message_for(error: Mapping[str, Any]) -> str:
     return _MESSAGES.get(kind, str(error["msg"]))
 
 
+_GOT = re.compile(r" \(got .*\)$", re.DOTALL)
+
+
+def _as_written(path: str, message: str, references: Mapping[str, str]) -> str:
+    """``message`` about the field at ``path``, showing its value as written in the file
+    (``${VAR}``) when it came from the environment or ``.env``: that value may be a secret
+    that landed in the wrong field."""
+    raw = references.get(path)
+    if raw is None:
+        return message
+    stripped = _GOT.sub("", message)
+    return f"{stripped} (got {raw!r})" if "(got " in message else stripped
+
+
 def describe_validation_errors(
-    exc: ValidationError, root: type[BaseModel]
+    exc: ValidationError,
+    root: type[BaseModel],
+    references: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """(dotted field path, what is wrong and what is expected) for every error in ``exc``.
 
-    Values of secret fields, of unknown keys and of whole tables are never echoed."""
+    Values of secret fields, of unknown keys and of whole tables are never echoed; a value
+    expanded from ``${VAR}`` (``references``: path -> raw text) is shown as written."""
+    written = references or {}
     described: list[tuple[str, str]] = []
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
@@ -285,7 +314,8 @@ def describe_validation_errors(
         raised = ctx.get("error")
         if isinstance(raised, FieldProblems):
             for field, message in raised.problems:
-                described.append((dotted((*loc, *field.split("."))), message))
+                path = dotted((*loc, *field.split(".")))
+                described.append((path, _as_written(path, message, written)))
             continue
         kind = error["type"]
         if kind == "extra_forbidden":
@@ -302,7 +332,9 @@ def describe_validation_errors(
         message = _message_for(error)
         if kind != "missing" and "(got " not in message:
             message += _describe_input(error.get("input"), secret)
-        described.append((dotted(loc), message))
+        path = dotted(loc)
+        # A value_error's own text may quote the value too: (got ...) is replaced as a whole.
+        described.append((path, _as_written(path, message, written)))
     return described
 
 

@@ -25,7 +25,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -164,8 +164,23 @@ def _gwei_to_wei(gwei: Decimal) -> int:
     return int(gwei * 10**9)
 
 
+def _repr_safe(value: Any) -> Any:
+    """A field value as ``repr`` may show it: URLs without credentials, paths or queries (RPC
+    providers put API keys there; a PostgreSQL URL carries its password)."""
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_repr_safe(v) for v in value)
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        # repr() and str() of every section, nested in AgentConfig's, go through here.
+        for name, value in super().__repr_args__():
+            yield name, _repr_safe(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -748,7 +763,8 @@ class AgentConfig(_Section):
         """Validate an already-parsed TOML document (``${VAR}`` expanded from ``environ``)."""
         lookup: Mapping[str, str] = os.environ if environ is None else environ
         expansion_problems: dict[str, str] = {}
-        expanded = expand_env_references(dict(raw), lookup, expansion_problems)
+        references: dict[str, str] = {}
+        expanded = expand_env_references(dict(raw), lookup, expansion_problems, references)
         expanded = devnet_rpc_urls(expanded, base_dir, expansion_problems)
         context = {"base_dir": base_dir} if base_dir is not None else {}
         # An absent [store] is validated too, so the default journal lands beside the config.
@@ -759,7 +775,7 @@ class AgentConfig(_Section):
         try:
             config = cls.model_validate(expanded, context=context)
         except ValidationError as exc:
-            for field_path, message in describe_validation_errors(exc, cls):
+            for field_path, message in describe_validation_errors(exc, cls, references):
                 # A failed ${VAR} already explains the field; pydantic's view of it adds noise.
                 if not any(_within(field_path, p) for p in expansion_problems):
                     problems.setdefault(field_path, message)

@@ -4,6 +4,13 @@ Anvil is told to listen on port 0 and we read the port it chose from its first l
 so two nodes started at once never race for a port. Whoever starts a node stops it: ``stop()``
 terminates, waits, then kills; ``AnvilNode`` is an async context manager that calls it on exit,
 exception or cancellation.
+
+Secrets never reach Anvil's command line or environment: a fork URL (its path or query often
+holds the provider's API key) is passed through Anvil's environment and named on the command
+line only by an alias (``--fork-url upstream``, resolved from the ``[rpc_endpoints]`` of a
+``foundry.toml`` in a private directory, which holds ``${DEFI_AGENT_FORK_URL}``, not the URL);
+Anvil's environment is an allowlist (no keystore password, no API key of ours is inherited);
+Anvil's output quoted in an error has the fork URL redacted.
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ import os
 import platform
 import re
 import shutil
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from agent.config.loading import redact_url
 from agent.errors import FatalError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +77,26 @@ DEV_ACCOUNTS: tuple[tuple[str, str], ...] = (
 )
 
 
+# The fork URL's variable in Anvil's environment, and the alias Anvil's command line uses.
+FORK_URL_ENV = "DEFI_AGENT_FORK_URL"
+_FORK_ALIAS = "upstream"
+# What Anvil may inherit from us: locale, paths, Foundry's and Rust's own settings, and the test
+# suite's marker (tests find their leftover nodes by it). Nothing else: no password, no key.
+_INHERITED = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "TERM"})
+_INHERITED_PREFIXES = ("LC_", "FOUNDRY_", "RUST_", "DEFI_AGENT_TEST_")
+
+
+def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for an Anvil process: the allowlisted part of ours plus ``extra``."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name in _INHERITED or name.startswith(_INHERITED_PREFIXES)
+    }
+    env.update(extra or {})
+    return env
+
+
 def anvil_binary() -> Path:
     """Path of the Anvil binary: ``$ANVIL_BIN``, else the pinned npm platform package."""
     override = os.environ.get("ANVIL_BIN")
@@ -114,8 +143,9 @@ class AnvilNode:
         start_timeout_s: float = 20.0,
     ) -> None:
         self._args = ["--host", "127.0.0.1", "--port", "0", "--chain-id", str(chain_id)]
+        self._fork_url = fork_url or None
         if fork_url:
-            self._args += ["--fork-url", fork_url]
+            self._args += ["--fork-url", _FORK_ALIAS]
             if fork_block is not None:
                 self._args += ["--fork-block-number", str(fork_block)]
         if block_time_s:
@@ -124,6 +154,7 @@ class AnvilNode:
         self._start_timeout_s = start_timeout_s
         self._proc: asyncio.subprocess.Process | None = None
         self._drain: asyncio.Task[None] | None = None
+        self._config_dir: Path | None = None
         self.rpc_url = ""
         self.ws_url = ""
 
@@ -133,6 +164,14 @@ class AnvilNode:
 
     async def start(self) -> None:
         binary = anvil_binary()
+        extra_env: dict[str, str] = {}
+        if self._fork_url is not None:
+            self._config_dir = Path(tempfile.mkdtemp(prefix="defi-agent-anvil-"))
+            # The alias resolves from Anvil's environment: the URL is in no file and no argv.
+            (self._config_dir / "foundry.toml").write_text(
+                f'[rpc_endpoints]\n{_FORK_ALIAS} = "${{{FORK_URL_ENV}}}"\n', encoding="utf-8"
+            )
+            extra_env[FORK_URL_ENV] = self._fork_url
         self._proc = await asyncio.create_subprocess_exec(
             str(binary),
             *self._args,
@@ -140,6 +179,8 @@ class AnvilNode:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop Anvil ourselves
+            env=child_environment(extra_env),
+            cwd=self._config_dir,
         )
         try:
             port = await asyncio.wait_for(self._read_port(), self._start_timeout_s)
@@ -158,12 +199,23 @@ class AnvilNode:
         while True:
             line = await self._proc.stdout.readline()
             if not line:
-                output = b"".join(tail[-20:]).decode(errors="replace")
+                output = self._redact(b"".join(tail[-20:]).decode(errors="replace"))
                 raise FatalError(f"Anvil exited before listening:\n{output}")
             tail.append(line)
             match = _LISTENING.search(line)
             if match:
                 return int(match.group("port"))
+
+    def _redact(self, text: str) -> str:
+        """``text`` (Anvil's output) with the fork URL, and anything after its host, hidden."""
+        if self._fork_url is None:
+            return text
+        shown = redact_url(self._fork_url)
+        text = text.replace(self._fork_url, shown)
+        parts = self._fork_url.split("://", 1)[-1].split("/", 1)
+        if len(parts) == 2 and parts[1]:
+            text = text.replace(parts[1], "**********")  # the path alone (the key) too
+        return text
 
     async def stop(self) -> None:
         """Terminate Anvil (kill after 5 s); safe to call twice and under cancellation."""
@@ -182,6 +234,9 @@ class AnvilNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drain
             self._drain = None
+        if self._config_dir is not None:
+            shutil.rmtree(self._config_dir, ignore_errors=True)
+            self._config_dir = None
 
     async def __aenter__(self) -> AnvilNode:
         await self.start()

@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import aiohttp
 
@@ -155,26 +155,50 @@ class HttpSource:
         what = f"GET {urlsplit(url).path}"
         self.log.debug("%s: %s", self.name, shown)
         try:
-            async with self.session.get(url, params=query, headers=all_headers) as response:
-                status = response.status
-                body = await response.read()
-                if status == 429 or (status == 503 and "Retry-After" in response.headers):
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                    if retry_after is None:
-                        retry_after = _x_rate_limit_reset(response.headers)
-                    if status == 429:
-                        raise RateLimitedError(
-                            f"{self.name}: {what} -> 429 Too Many Requests", retry_after
-                        )
-                    raise ServerError(
-                        f"{self.name}: {what} -> 503 Service Unavailable", retry_after
+            for _ in range(_MAX_REDIRECTS + 1):
+                # Redirects are followed here, not by aiohttp: only within the origin, since
+                # our credentials (headers, query) must never reach another host.
+                async with self.session.get(
+                    url, params=query, headers=all_headers, allow_redirects=False
+                ) as response:
+                    status = response.status
+                    body = await response.read()
+                    response_headers = response.headers
+                    location = response_headers.get("Location")
+                if status not in _REDIRECTS or location is None:
+                    break
+                target = urljoin(url, location)
+                if _origin(target) != _origin(url):
+                    self.log.warning(
+                        "%s: %s redirected to another origin (%s): not followed",
+                        self.name,
+                        what,
+                        _origin(target),
                     )
-                if status >= 500:
-                    raise ServerError(f"{self.name}: {what} -> HTTP {status}")
-                if status >= 400:
                     raise HttpStatusError(
-                        f"{self.name}: {what} -> HTTP {status}: {self._snippet(body)}", status
+                        f"{self.name}: {what} -> HTTP {status} redirect to another origin "
+                        f"{_origin(target)}, not followed (it would carry our credentials)",
+                        status,
                     )
+                url = target.split("?", 1)[0]
+                query = {**self._query, **dict(parse_qsl(urlsplit(target).query))}
+            else:
+                raise HttpStatusError(f"{self.name}: {what} -> too many redirects", status)
+            if status == 429 or (status == 503 and "Retry-After" in response_headers):
+                retry_after = parse_retry_after(response_headers.get("Retry-After"))
+                if retry_after is None:
+                    retry_after = _x_rate_limit_reset(response_headers)
+                if status == 429:
+                    raise RateLimitedError(
+                        f"{self.name}: {what} -> 429 Too Many Requests", retry_after
+                    )
+                raise ServerError(f"{self.name}: {what} -> 503 Service Unavailable", retry_after)
+            if status >= 500:
+                raise ServerError(f"{self.name}: {what} -> HTTP {status}")
+            if status >= 400:
+                raise HttpStatusError(
+                    f"{self.name}: {what} -> HTTP {status}: {self._snippet(body)}", status
+                )
         except aiohttp.ClientError as exc:
             # aiohttp's own messages can embed the full URL (query and all): never reuse them.
             raise ServerError(f"{self.name}: {what} failed: {type(exc).__name__}") from None
@@ -185,6 +209,17 @@ class HttpSource:
 
     def _snippet(self, body: bytes) -> str:
         return self.redactor.redact(body[:200].decode("utf-8", "replace"))
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port, the unit a credential may travel within."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
 def _x_rate_limit_reset(headers: Mapping[str, str]) -> float | None:

@@ -260,11 +260,14 @@ def read_keystore_address(path: Path) -> str:
 def unlock_keystore(path: Path, password: KeystorePassword) -> Signer:
     """Decrypt the keystore at ``path`` into a ``Signer``.
 
-    Raises ``WalletError("wrong keystore password for <path>")`` on a MAC mismatch. When the
-    password came from the environment or a file, logs a loud warning: this process can now sign
-    without a human present.
+    Raises ``WalletError("wrong keystore password for <path>")`` on a MAC mismatch, and refuses
+    a keystore that group or others may read or write (naming the ``chmod 600`` to run). When
+    the password came from the environment or a file, logs a loud warning: this process can
+    now sign without a human present. A password from an environment variable is then removed
+    from this process's environment, so no child process (Anvil, a helper) inherits it.
     """
     keystore = _read_keystore_json(path)
+    check_keystore_mode(path)
     try:
         key = bytes(Account.decrypt(keystore, password.secret.get_secret_value()))
     except ValueError as exc:
@@ -285,7 +288,30 @@ def unlock_keystore(path: Path, password: KeystorePassword) -> Signer:
             password.source,
             password.origin,
         )
+    if password.source == "env":
+        scrub_environment(password.origin)
     return signer
+
+
+def check_keystore_mode(path: Path) -> None:
+    """Refuse a keystore that group or others may access: anyone who reads it can brute-force
+    its password offline. The error names the exact command that fixes it."""
+    try:
+        mode = stat.S_IMODE(Path(path).stat().st_mode)
+    except OSError as exc:
+        raise WalletError(f"cannot read keystore {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise WalletError(
+            f"keystore {path} has mode {mode:o}: group or others may read it; "
+            f"run `chmod 600 {path}` and start again"
+        )
+
+
+def scrub_environment(name: str) -> None:
+    """Remove ``name`` (a password variable, once used) from this process's environment, so
+    child processes started from now on do not inherit it."""
+    if os.environ.pop(name, None) is not None:
+        log.info("removed %s from the process environment after unlocking", name)
 
 
 # ---------------------------------------------------------------------------------------------

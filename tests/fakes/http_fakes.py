@@ -40,7 +40,8 @@ class RecordedRequest:
 class Fault:
     """One scripted failure, consumed by the next request whose path starts with ``path``.
 
-    kind: "429" | "503" | "500" | "timeout" | "malformed" | "missing_field" | "status"
+    kind: "429" | "503" | "500" | "timeout" | "malformed" | "missing_field" | "status" |
+    "redirect" (``status`` and ``headers={"Location": ...}``)
     """
 
     kind: str
@@ -162,6 +163,8 @@ class FakeServer:
         if fault.kind == "timeout":
             await asyncio.sleep(fault.delay_s or 5.0)
             return await handler(request)
+        if fault.kind == "redirect":  # to headers["Location"], with status (301/302/307/308)
+            return web.Response(status=fault.status, headers=fault.headers)
         if fault.kind == "malformed":
             return web.Response(text='{"truncated": ', content_type="application/json")
         if fault.kind == "missing_field":

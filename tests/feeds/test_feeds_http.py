@@ -14,6 +14,7 @@ from agent.errors import TemporaryError
 from agent.feeds.http import (
     CircuitBreaker,
     HttpSource,
+    HttpStatusError,
     Poller,
     ReadingBook,
     RedactingLogger,
@@ -174,3 +175,42 @@ async def test_cancelled_half_open_trial_does_not_wedge_the_breaker() -> None:
 
 async def _never() -> None:
     await asyncio.Event().wait()
+
+
+async def test_credentials_never_follow_a_redirect_to_another_origin(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    policy = SourcePolicy(max_attempts=3, backoff_initial_s=0.01, backoff_jitter_s=0.0)
+    provider, elsewhere = FakeServer(name="provider"), FakeServer(name="elsewhere")
+    provider.route("/v2/thing", _ok)
+    elsewhere.route("/steal", _ok)
+    async with provider, elsewhere, aiohttp.ClientSession() as session:
+        source = HttpSource(
+            session,
+            "thing",
+            f"{provider.url}/v1",
+            policy,
+            headers={"Authorization": f"Bearer {SECRET}", "x-cg-pro-api-key": SECRET},
+            query={"key": SECRET},
+        )
+        # Within the provider's origin a redirect is followed, credentials and all.
+        provider.fail("redirect", path="/v1/thing", status=301, headers={"Location": "/v2/thing"})
+        assert await source.get_json("/thing") == {"ok": True}
+        moved = provider.requests_to("/v2/thing")[0]
+        assert moved.headers["x-cg-pro-api-key"] == SECRET and moved.query["key"] == SECRET
+
+        # To another origin (another port of the same host counts): refused, not retried.
+        for status in (302, 307):
+            provider.fail(
+                "redirect",
+                path="/v1/thing",
+                status=status,
+                headers={"Location": f"{elsewhere.url}/steal?from=provider"},
+            )
+            with pytest.raises(HttpStatusError, match="redirect to another origin") as refused:
+                await source.get_json("/thing")
+            assert SECRET not in str(refused.value)
+    assert elsewhere.requests == []  # no header, no query key, nothing reached it
+    assert len(provider.requests_to("/v1/thing")) == 3  # one request per call, no retries
+    assert SECRET not in caplog.text
