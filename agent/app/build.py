@@ -63,7 +63,7 @@ from agent.metrics.server import AgentMetrics, HealthReport, HealthState, Metric
 from agent.risk.gate import RiskGate
 from agent.store.db import create_engine, migrate, session_factory
 from agent.store.journal import HEARTBEAT_INTERVAL_S, Journal
-from agent.store.lock import file_lock, journal_lock, wallet_lock_path
+from agent.store.lock import journal_lock, wallet_lock
 from agent.types import Token
 from agent.wallet.keystore import KeystorePassword, Signer, unlock_keystore
 from strategies import STRATEGIES
@@ -325,12 +325,7 @@ async def open_agent(
             account = signer.address
             if lock_wallet:
                 # One agent per wallet: nonces would collide. Taken before anything is signed.
-                stack.enter_context(
-                    file_lock(
-                        wallet_lock_path(cfg.wallet.keystore, signer.address),
-                        f"the wallet {signer.address}",
-                    )
-                )
+                stack.enter_context(wallet_lock(cfg.wallet.keystore, signer.address))
             submit_w3 = w3
             if cfg.chain.submit_rpc_url is not None:
                 submit = RpcClient([str(cfg.chain.submit_rpc_url)], session=session)

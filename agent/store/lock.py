@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agent.errors import InstanceLocked
+from agent.errors import AgentError, InstanceLocked
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,11 @@ def file_lock(path: Path, what: str) -> Iterator[LockHolder]:
     Raises ``InstanceLocked`` naming ``what`` and the holder when another process has it. The
     file is left in place on release: unlinking a lock file races with the next opener.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise LockUnavailable(f"cannot create the lock file {path}: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -118,6 +122,25 @@ def file_lock(path: Path, what: str) -> Iterator[LockHolder]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+class LockUnavailable(AgentError):
+    """The lock file cannot be created (a read-only or foreign directory)."""
+
+
+@contextlib.contextmanager
+def wallet_lock(keystore: Path, address: str) -> Iterator[LockHolder]:
+    """Hold the wallet's lock: beside the keystore, or, where that directory is read-only (a
+    keystore mounted read-only in a container), in the system's temporary directory."""
+    what = f"the wallet {address}"
+    with contextlib.ExitStack() as held:
+        try:
+            holder = held.enter_context(file_lock(wallet_lock_path(keystore, address), what))
+        except LockUnavailable as exc:
+            log.warning("%s; locking the wallet in the temporary directory instead", exc)
+            fallback = Path(tempfile.gettempdir()) / f"defi-agent-{address.lower()}.lock"
+            holder = held.enter_context(file_lock(fallback, what))
+        yield holder
 
 
 def sqlite_lock_path(url: str) -> Path | None:

@@ -8,12 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from agent.errors import InstanceLocked
-from agent.store.lock import file_lock, sqlite_lock_path, wallet_lock_path
+from agent.store.lock import file_lock, sqlite_lock_path, wallet_lock, wallet_lock_path
 
 HOLD = """
 import sys
@@ -59,3 +60,15 @@ def test_a_second_holder_is_refused_naming_the_first_until_it_is_killed(tmp_path
         assert me.pid == os.getpid()
         assert f'"pid": {os.getpid()}' in lock.read_text()
     assert lock.stat().st_mode & 0o077 == 0  # not readable by others
+
+
+def test_a_read_only_keystore_directory_locks_the_wallet_in_the_temporary_directory() -> None:
+    # /proc/self stands in for a keystore mounted read-only (root may write anywhere else).
+    keystore = Path("/proc/self/keys/keystore.json")
+    address = "0x00000000000000000000000000000000DeaDBeef"
+    with wallet_lock(keystore, address):
+        fallback = Path(tempfile.gettempdir()) / f"defi-agent-{address.lower()}.lock"
+        assert fallback.is_file()
+        refused = pytest.raises(InstanceLocked, match=f"the wallet {address} is in use")
+        with refused, wallet_lock(keystore, address):
+            raise AssertionError("two holders")
