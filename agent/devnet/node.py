@@ -80,9 +80,18 @@ DEV_ACCOUNTS: tuple[tuple[str, str], ...] = (
 # The fork URL's variable in Anvil's environment, and the alias Anvil's command line uses.
 FORK_URL_ENV = "DEFI_AGENT_FORK_URL"
 _FORK_ALIAS = "upstream"
-# What Anvil may inherit from us: locale, paths, Foundry's and Rust's own settings, and the test
-# suite's marker (tests find their leftover nodes by it). Nothing else: no password, no key.
-_INHERITED = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "TERM"})
+# What Anvil may inherit from us: locale, paths, the network's proxy and CA settings (a fork of
+# a real RPC needs them), Foundry's and Rust's own settings, and the test suite's marker (tests
+# find their leftover nodes by it). Nothing else: no password, no API key.
+_INHERITED = frozenset(
+    {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "TERM"}
+    | {"SSL_CERT_FILE", "SSL_CERT_DIR"}
+    | {
+        p
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+        for p in (name, name.lower())
+    }
+)
 _INHERITED_PREFIXES = ("LC_", "FOUNDRY_", "RUST_", "DEFI_AGENT_TEST_")
 
 
