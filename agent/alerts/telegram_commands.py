@@ -165,9 +165,8 @@ class TelegramCommandListener:
 
     async def _handle_update(self, update: Mapping[str, Any]) -> None:
         channel_post = update.get("channel_post")
-        message = update.get("message")
-        if isinstance(channel_post, dict):
-            message = channel_post
+        is_channel_post = isinstance(channel_post, dict)
+        message = channel_post if is_channel_post else update.get("message")
         if not isinstance(message, dict):
             return
         chat = message.get("chat")
@@ -182,7 +181,7 @@ class TelegramCommandListener:
         if addressee and self._bot_username and addressee.lower() != self._bot_username:
             return  # a command for another bot in the same group
         sender = _sender(message)
-        refusal = self._refusal(message, sender, is_channel_post=channel_post is not None)
+        refusal = self._refusal(message, sender, is_channel_post=is_channel_post)
         if refusal is not None:
             self.commands_rejected += 1
             # %r: the text is a stranger's, it must not forge log lines.
