@@ -32,7 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agent.errors import AgentError, InstanceLocked
+from agent.errors import InstanceLocked, LockUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,6 @@ def file_lock(path: Path, what: str) -> Iterator[LockHolder]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-class LockUnavailable(AgentError):
-    """The lock file cannot be created (a read-only or foreign directory)."""
 
 
 @contextlib.contextmanager
