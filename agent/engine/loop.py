@@ -722,9 +722,15 @@ class Engine:
         """Journal the risk state of the books (equity peak, today's realised PnL) when it
         changed: ``open_agent`` restores it, so a restart keeps the drawdown and daily loss."""
         state = {**self.portfolio.state(), "mode": self.settings.mode}
-        if state != self._saved_portfolio:
+        if state == self._saved_portfolio:
+            return
+        try:
             await self.journal.set_strategy_state(PORTFOLIO_STATE_KEY, state)
-            self._saved_portfolio = state
+        except AgentError as exc:
+            # A locked journal must not undo the fill's booking here: saved again next tick.
+            log.warning("cannot journal the portfolio's risk state (retried): %s", exc)
+            return
+        self._saved_portfolio = state
 
     async def _save_state(self, strategy: Strategy) -> None:
         """Journal the strategy's state if it is idle (read before any await: still idle)."""
