@@ -5,6 +5,8 @@ The engine calls these with its one aiohttp session and its console; nothing her
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp
 from rich.console import Console
 
@@ -16,6 +18,8 @@ from agent.alerts.fanout import Channel
 from agent.alerts.telegram import TelegramBotApi, TelegramNotifier
 from agent.alerts.telegram_commands import TelegramCommandListener
 from agent.config.models import AlertsConfig, TelegramAlerts
+
+log = logging.getLogger(__name__)
 
 _LEVELS = {
     "debug": Severity.INFO,  # there are no debug alerts: "debug" means everything
@@ -72,6 +76,13 @@ def build_command_listener(
     allowed = list(config.allowed_chat_ids)
     if not allowed and config.chat_id is not None:
         allowed = [config.chat_id]
+    groups = [chat for chat in allowed if chat < 0]
+    if groups and not config.allowed_user_ids:
+        log.warning(
+            "telegram: group chat(s) %s allowlisted but alerts.telegram.allowed_user_ids is "
+            "empty: every command from a group is refused",
+            groups,
+        )
     return TelegramCommandListener(
         api, allowed, control, allowed_user_ids=config.allowed_user_ids, journal=journal
     )
