@@ -29,16 +29,24 @@ def cli_actor() -> str:
     return f"cli {user}@{socket.gethostname()} pid {os.getpid()}"
 
 
-def journal_control_action(cfg: AgentConfig, action: str, argument: str, detail: str) -> None:
+def journal_control_action(
+    cfg: AgentConfig, action: str, argument: str, detail: str, *, halt_lifted: bool = False
+) -> None:
     """Journal a control action done from the shell. The control itself (a file) is already in
-    force: a journal that cannot be reached is reported on stderr, never undoes it."""
+    force: a journal that cannot be reached is reported on stderr, never undoes it.
+
+    ``halt_lifted``: a drawdown halt was lifted, so drawdown is measured afresh from the next
+    start's equity (the journaled peak is cleared), as a running agent does on resume;
+    otherwise the restarted agent would restore the old peak and halt again at once."""
+    from agent.market.portfolio import PORTFOLIO_STATE_KEY
     from agent.store.db import init_db, session_factory
     from agent.store.journal import Journal
 
     async def record() -> None:
         engine = await init_db(cfg.store.url)
         try:
-            await Journal(session_factory(engine)).record_control_action(
+            journal = Journal(session_factory(engine))
+            await journal.record_control_action(
                 source="cli",
                 actor=cli_actor(),
                 action=action,
@@ -46,6 +54,11 @@ def journal_control_action(cfg: AgentConfig, action: str, argument: str, detail:
                 argument=argument,
                 detail=detail,
             )
+            books = await journal.get_strategy_state(PORTFOLIO_STATE_KEY) if halt_lifted else None
+            if books is not None:
+                await journal.set_strategy_state(
+                    PORTFOLIO_STATE_KEY, {**books, "peak_equity_usd": 0.0}
+                )
         finally:
             await engine.dispose()
 
@@ -107,7 +120,13 @@ def resume_trading(
     except OSError as exc:
         raise AgentError(f"cannot remove the risk control files: {exc.strerror}") from exc
     lifted = [name for name, was in (("pause", was_paused), ("halt", was_halted)) if was]
-    journal_control_action(cfg, "resume", "", "lifted " + (" and ".join(lifted) or "nothing"))
+    journal_control_action(
+        cfg,
+        "resume",
+        "",
+        "lifted " + (" and ".join(lifted) or "nothing"),
+        halt_lifted=was_halted,
+    )
     if halt is not None and was_halted:
         typer.echo(f"drawdown halt cleared (was: {halt.reason}: {halt.detail})")
     if was_paused:

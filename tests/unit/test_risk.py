@@ -4,7 +4,9 @@ persisted, survive a restart and are lifted only by resume."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import os
 import sqlite3
 import subprocess
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent.alerts.base import RiskHalt
-from agent.market.portfolio import Portfolio
+from agent.market.portfolio import PORTFOLIO_STATE_KEY, Portfolio
 from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.risk.gate import (
     CHECK_ORDER,
@@ -646,6 +648,9 @@ def test_cli_pause_and_resume_control_a_running_gate(tmp_path: Path) -> None:
 
     # While paused, a drawdown past 5 % also halts the gate.
     assert gate.observe(view(equity=9400.0)) is not None
+    # The agent journaled its books (peak 10,000 USD) before it stopped.
+    books = {"peak_equity_usd": 10_000.0, "realized_pnl_today_usd": -3.0, "mode": "fork"}
+    asyncio.run(_save_books(tmp_path / "data" / "agent.db", books))
     resumed = defi_agent("resume", "-c", str(config_file), cwd=elsewhere)
     assert resumed.returncode == 0, resumed.stderr
     assert "drawdown halt cleared" in resumed.stdout
@@ -676,6 +681,21 @@ def test_cli_pause_and_resume_control_a_running_gate(tmp_path: Path) -> None:
     ]
     assert all(a[1].startswith("cli ") and "@" in a[1] and " pid " in a[1] for a in actions)
     assert [a[5] for a in actions[1:]] == ["lifted pause and halt", "lifted nothing"]
+    # The halt was lifted: the next start measures drawdown afresh (the peak is cleared), the
+    # day's realised loss is kept.
+    with sqlite3.connect(tmp_path / "data" / "agent.db") as db:
+        (saved,) = db.execute(
+            "SELECT state FROM strategy_state WHERE strategy = ?", (PORTFOLIO_STATE_KEY,)
+        ).fetchone()
+    assert json.loads(saved) == {**books, "peak_equity_usd": 0.0}
+
+
+async def _save_books(db_path: Path, books: dict[str, object]) -> None:
+    engine = await init_db(f"sqlite:///{db_path}")
+    try:
+        await Journal(session_factory(engine)).set_strategy_state(PORTFOLIO_STATE_KEY, books)
+    finally:
+        await engine.dispose()
 
 
 def test_cli_pause_with_a_bad_config_exits_2_and_pauses_nothing(tmp_path: Path) -> None:
