@@ -188,6 +188,11 @@ async def open_agent(
     chain_mode = "fork" if mode == "demo" else mode
     console = console or Console()
     async with contextlib.AsyncExitStack() as stack:
+        engine_db = create_engine(cfg.store.url)
+        stack.push_async_callback(engine_db.dispose)
+        # One agent per journal, locked first: a second agent is told who holds it before it
+        # binds a port, connects, migrates or signs anything.
+        await stack.enter_async_context(journal_lock(engine_db))
         session = await stack.enter_async_context(aiohttp.ClientSession())
         # One bus per agent: sources publish what happened, these subscribe.
         events = EventBus()
@@ -291,10 +296,6 @@ async def open_agent(
                 coingecko_tokens=feeds.coingecko_tokens,
             )
 
-        engine_db = create_engine(cfg.store.url)
-        stack.push_async_callback(engine_db.dispose)
-        # One agent per journal, locked before migrating or signing anything.
-        await stack.enter_async_context(journal_lock(engine_db))
         await migrate(engine_db)
         journal = Journal(session_factory(engine_db))
 
