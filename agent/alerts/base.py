@@ -364,6 +364,55 @@ class SourceFailed(AlertEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HeadRefused(AlertEvent):
+    """The block source offered an implausible head; the agent keeps to the real ones."""
+
+    kind: ClassVar[str] = "head_refused"
+    severity: ClassVar[Severity] = Severity.WARNING
+
+    number: int
+    reason: str
+    last_good: int | None
+    detail: str = ""
+
+    def title(self) -> str:
+        return f"Head refused: block {self.number}"
+
+    def summary(self) -> str:
+        return self.detail or "an RPC node offered an implausible chain head"
+
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        last = "-" if self.last_good is None else str(self.last_good)
+        return (("reason", self.reason), ("last good head", last))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PriceOutlier(AlertEvent):
+    """A pool's price strays from the other sources: ignored for USD valuation."""
+
+    kind: ClassVar[str] = "price_outlier"
+    severity: ClassVar[Severity] = Severity.WARNING
+
+    symbol: str
+    pool: str
+    dex: str
+    pool_price_usd: float
+    price_usd: float
+    deviation: float
+
+    def title(self) -> str:
+        return f"Price outlier ignored: {self.symbol} on {self.dex}"
+
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        return (
+            ("pool", _short_hash(self.pool)),
+            ("pool price", f"${self.pool_price_usd:,.6g}"),
+            ("price used", f"${self.price_usd:,.6g}"),
+            ("deviation", f"{self.deviation:.1%}"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DailySummary(AlertEvent):
     kind: ClassVar[str] = "daily_summary"
     severity: ClassVar[Severity] = Severity.INFO

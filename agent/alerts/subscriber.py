@@ -16,6 +16,11 @@ when it starts failing, and again only after it has evaluated cleanly.
 | StrategyFailed                | StrategyError     |
 | SourceFailed                  | SourceFailed      |
 | DayClosed                     | DailySummary      |
+| HeadRefused                   | HeadRefused       |
+| PriceOutlier                  | PriceOutlier      |
+
+A run of refused heads alerts once, until a plausible head (``HeadTrusted``) ends it; a pool
+alerts once when it becomes a price outlier, again only after ``PriceOutlierCleared``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class AlertSubscriber:
         self.tokens = tokens
         self._down: set[str] = set()  # sources alerted down and not yet recovered
         self._failing: dict[str, int] = {}  # strategy -> failures since it last alerted
+        self._refusing_heads = False  # a refused head alerted, no plausible head since
+        self._outliers: set[str] = set()  # pools alerted as price outliers, not yet cleared
 
     def subscribe(self, events: ev.EventBus) -> None:
         events.subscribe(self.on_event, name="alerts")
@@ -134,6 +141,36 @@ class AlertSubscriber:
                 for strategy in list(self._failing):
                     if strategy not in event.failed_strategies:
                         del self._failing[strategy]
+                return None
+            case ev.HeadRefused():
+                if self._refusing_heads:
+                    return None
+                self._refusing_heads = True
+                return cards.HeadRefused(
+                    number=event.number,
+                    reason=event.reason,
+                    last_good=event.last_good,
+                    detail=event.detail,
+                    at=event.at,
+                )
+            case ev.HeadTrusted():
+                self._refusing_heads = False
+                return None
+            case ev.PriceOutlier():
+                if event.pool in self._outliers:
+                    return None
+                self._outliers.add(event.pool)
+                return cards.PriceOutlier(
+                    symbol=event.symbol,
+                    pool=event.pool,
+                    dex=event.dex,
+                    pool_price_usd=event.pool_price_usd,
+                    price_usd=event.price_usd,
+                    deviation=event.deviation,
+                    at=event.at,
+                )
+            case ev.PriceOutlierCleared():
+                self._outliers.discard(event.pool)
                 return None
             case ev.DayClosed():
                 return cards.DailySummary(

@@ -31,12 +31,14 @@ from agent.alerts.subscriber import AlertSubscriber
 from agent.app.logs import redactor_for
 from agent.chain.blocks import HeadMonitor
 from agent.chain.gas import GasOracle, GasPolicy
+from agent.chain.heads import HeadGuard
 from agent.chain.multicall import Call, Multicall
 from agent.chain.nonce import NonceManager
+from agent.chain.registry import DEVNET_CHAIN, EXPECTED_BLOCK_TIME_S
 from agent.chain.rpc import RpcClient, poll_new_blocks, subscribe_new_blocks
 from agent.chain.tokens import resolve_tokens
 from agent.chain.tx import TransactionSender
-from agent.config.models import AgentConfig
+from agent.config.models import AgentConfig, ChainConfig
 from agent.dex.pools import PoolRegistry
 from agent.engine.loop import Engine, EngineSettings, Executor
 from agent.errors import AgentError, ConfigError
@@ -97,6 +99,7 @@ class AgentParts:
     health: HealthState = field(default_factory=HealthState)
     heads: HeadMonitor | None = None  # None: the chain's head is not watched for stalls
     run_id: int | None = None  # the journal's record of this run
+    head_guard: HeadGuard | None = None  # None: heads are not checked for plausibility
 
     def blocks(self) -> AsyncIterator[int]:
         chain = self.cfg.chain
@@ -108,7 +111,19 @@ class AgentParts:
             source = subscribe_new_blocks(str(chain.ws_url))
         else:
             source = poll_new_blocks(self.rpc, chain.poll_interval_s, on_error=on_error)
+        if self.head_guard is not None:  # judged before anything (the stall watch) sees it
+            source = self.head_guard.guard(source)
         return source if self.heads is None else self.heads.watch(source)
+
+
+def nominal_block_time_s(chain: ChainConfig) -> float:
+    """Seconds between blocks the head checks assume: configured, else the registry's figure.
+    The devnet mines on demand, as fast as transactions arrive: a short one."""
+    if chain.block_time_s is not None:
+        return chain.block_time_s
+    if chain.name == DEVNET_CHAIN:
+        return 0.05
+    return EXPECTED_BLOCK_TIME_S.get(chain.name, 12.0)
 
 
 class BalanceReader:
@@ -396,6 +411,11 @@ async def open_agent(
         heads = None if stall_after_s is None else HeadMonitor(events, stall_after_s=stall_after_s)
         if heads is not None:
             background.append(heads.run)
+        block_time_s = nominal_block_time_s(cfg.chain)
+        # A fresh head may take a moment to be served (by this node, and by another endpoint).
+        head_guard = HeadGuard(
+            rpc, events, block_time_s=block_time_s, grace_s=min(max(block_time_s, 0.5), 2.0)
+        )
         if market.feeds is not None:
             required = cfg.metrics.required_sources
             watch = FeedWatch(events, market.feeds.readings, required=required)
@@ -444,6 +464,7 @@ async def open_agent(
             health=health,
             heads=heads,
             run_id=run_id,
+            head_guard=head_guard,
         )
         if telegram is not None and control_factory is not None:
             listener = build_command_listener(

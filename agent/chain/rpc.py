@@ -139,6 +139,18 @@ class RpcClient:
         reply = await self._post_with_retries(body, method, 1, _expect_single)
         return cast(dict[str, Any], reply)
 
+    async def call_endpoint(self, index: int, method: str, params: Sequence[Any] = ()) -> Any:
+        """One JSON-RPC call to endpoint ``index`` only: no failover, no retry (a cross-check
+        asks each endpoint in turn). Returns ``result``; raises ``RpcResponseError`` or a
+        ``TemporaryError`` when that endpoint does not answer."""
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": self._new_id(), "method": method, "params": list(params)}
+        ).encode()
+        reply = await self._post(body, method, 1, _expect_single, index=index)
+        if "error" in reply:
+            raise RpcResponseError(method, reply["error"])
+        return reply.get("result")
+
     async def batch_raw(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Many JSON-RPC calls in one HTTP request; results in order. The first error object
         among the answers raises ``RpcResponseError``."""
@@ -203,9 +215,16 @@ class RpcClient:
         return min(range(len(self.stats)), key=lambda i: self.stats[i].cooldown_until)
 
     async def _post(
-        self, body: bytes, method: str, call_count: int, check: Callable[[Any], None]
+        self,
+        body: bytes,
+        method: str,
+        call_count: int,
+        check: Callable[[Any], None],
+        *,
+        index: int | None = None,
     ) -> Any:
-        index = self._pick_endpoint()
+        if index is None:
+            index = self._pick_endpoint()
         url = self.rpc_urls[index]
         stats = self.stats[index]
         stats.requests += 1
@@ -383,8 +402,11 @@ async def poll_new_blocks(
     """Yield the latest block number each time it changes, polling ``eth_blockNumber``.
 
     Transient failures are polled again; blocks skipped between two polls are not yielded one
-    by one (a refresh covers a range). The first failure is logged, then at most one line per
-    ``repeat_log_every_s`` while it lasts, and the recovery; ``on_error`` sees every failure.
+    by one (a refresh covers a range). Any change is yielded, a lower number too: the source
+    does not judge heads (``agent.chain.heads.HeadGuard`` does), so one bogus answer cannot
+    make it ignore the real heads that follow. The first failure is logged, then at most one
+    line per ``repeat_log_every_s`` while it lasts, and the recovery; ``on_error`` sees every
+    failure.
     Runs until the consumer stops iterating.
     """
     last: int | None = None
@@ -414,7 +436,7 @@ async def poll_new_blocks(
             log.warning("eth_blockNumber answers again after %d failed poll(s)", failures)
             failures = 0
             repeat.reset()
-        if last is None or number > last:
+        if number != last:
             last = number
             yield number
         await asyncio.sleep(poll_interval_s)

@@ -1,10 +1,11 @@
 """Typed events (what happened) and the in-process bus that carries them.
 
-Sources publish: the block source (``HeadSeen``, ``HeadStalled``, ``HeadResumed``), the feed
-watch (``FeedStale``, ``FeedFresh``, ``FeedsChecked``), the executor (``TradeSent``), the
-signing policy (``SigningRefusal``) and the engine (``Tick``, ``Refusal``, ``StrategyFailed``,
-``SourceFailed``, ``TradeMined``, ``TradeReverted``, ``TradeFailed``, ``Halt``, ``DayClosed``);
-the control surface publishes ``ControlAction``.
+Sources publish: the block source (``HeadSeen``, ``HeadStalled``, ``HeadResumed``,
+``HeadRefused``, ``HeadTrusted``), the market view (``PriceOutlier``,
+``PriceOutlierCleared``), the feed watch (``FeedStale``, ``FeedFresh``, ``FeedsChecked``), the
+executor (``TradeSent``), the signing policy (``SigningRefusal``) and the engine (``Tick``,
+``Refusal``, ``StrategyFailed``, ``SourceFailed``, ``TradeMined``, ``TradeReverted``,
+``TradeFailed``, ``Halt``, ``DayClosed``); the control surface publishes ``ControlAction``.
 Alerts, metrics, /health and the log subscribe (``agent.app.build`` wires them).
 """
 
@@ -18,9 +19,13 @@ from agent.events.types import (
     FeedsChecked,
     FeedStale,
     Halt,
+    HeadRefused,
     HeadResumed,
     HeadSeen,
     HeadStalled,
+    HeadTrusted,
+    PriceOutlier,
+    PriceOutlierCleared,
     Refusal,
     SigningRefusal,
     SourceFailed,
@@ -42,9 +47,13 @@ __all__ = [
     "FeedStale",
     "FeedsChecked",
     "Halt",
+    "HeadRefused",
     "HeadResumed",
     "HeadSeen",
     "HeadStalled",
+    "HeadTrusted",
+    "PriceOutlier",
+    "PriceOutlierCleared",
     "Refusal",
     "SigningRefusal",
     "SourceFailed",

@@ -63,6 +63,60 @@ class HeadResumed(Event):
     stalled_for_s: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeadRefused(Event):
+    """The block source offered an implausible head and it was not acted on: a number beyond
+    what the elapsed time allows, a block the node does not have, one that does not link to
+    the last good head, or one no other endpoint confirms. ``reason`` is a short code
+    (``too_far_ahead``, ``unknown_block``, ``broken_ancestry``, ``unconfirmed``, ...)."""
+
+    kind: ClassVar[str] = "head_refused"
+
+    number: int
+    reason: str
+    last_good: int | None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeadTrusted(Event):
+    """The first plausible head after one or more were refused."""
+
+    kind: ClassVar[str] = "head_trusted"
+
+    number: int
+    refused: int  # heads refused since the last plausible one
+
+
+# --- prices ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PriceOutlier(Event):
+    """A pool's price for ``symbol`` strays from the consensus of the other sources by more
+    than the tolerance: it is ignored for USD valuation until it comes back in line
+    (published once per pool, on the transition)."""
+
+    kind: ClassVar[str] = "price_outlier"
+
+    symbol: str
+    pool: str  # address
+    dex: str
+    pool_price_usd: float
+    price_usd: float  # the consensus the pool was compared with
+    deviation: float  # |pool / consensus - 1|
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PriceOutlierCleared(Event):
+    """A pool reported as a price outlier agrees with the consensus again."""
+
+    kind: ClassVar[str] = "price_outlier_cleared"
+
+    symbol: str
+    pool: str
+
+
 # --- feeds ----------------------------------------------------------------------------------
 
 

@@ -4,15 +4,19 @@ With probability ``failure_rate`` a request gets one of the faults an RPC provid
 HTTP 500, HTTP 429, a connection reset, a reply slower than the client's timeout, a truncated
 body, garbled JSON. Everything else is forwarded unchanged. It records what it did, so a test
 can check that faults really happened. ``cut()`` makes it drop every connection (a dead
-endpoint) until ``restore()``.
+endpoint) until ``restore()``. ``lie(method, result)`` makes it a lying node: the next answers
+to ``method`` carry ``result`` instead of the node's (``told`` records each lie).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections import Counter
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -41,6 +45,8 @@ class FaultyRpcProxy:
         self.injected: Counter[str] = Counter()
         self.down = False
         self.dropped_while_down = 0
+        self._lies: list[tuple[str, Callable[[Any], Any]]] = []
+        self.told: list[tuple[str, Any]] = []  # (method, the result answered instead)
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.url = ""
@@ -90,6 +96,24 @@ class FaultyRpcProxy:
     def restore(self) -> None:
         self.down = False
 
+    def lie(self, method: str, result: Any, *, times: int = 1) -> None:
+        """The next ``times`` answers to ``method`` carry ``result`` (a value, or a function of
+        the node's real result) instead of the node's own."""
+        rewrite = result if callable(result) else (lambda _real: result)
+        self._lies.extend([(method, rewrite)] * times)
+
+    def _lie_about(self, body: bytes, reply: bytes) -> bytes:
+        if not self._lies:
+            return reply
+        request = json.loads(body)
+        if not isinstance(request, dict) or request.get("method") != self._lies[0][0]:
+            return reply
+        method, rewrite = self._lies.pop(0)
+        answer = json.loads(reply)
+        answer["result"] = rewrite(answer.get("result"))
+        self.told.append((method, answer["result"]))
+        return json.dumps(answer).encode()
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         if self.down:
@@ -100,7 +124,8 @@ class FaultyRpcProxy:
         body = await request.read()
         fault = self.rng.choice(self.faults) if self.rng.random() < self.failure_rate else None
         if fault is None:
-            return web.Response(body=await self._forward(body), content_type="application/json")
+            reply = self._lie_about(body, await self._forward(body))
+            return web.Response(body=reply, content_type="application/json")
         self.injected[fault] += 1
         if fault == "http_500":
             return web.Response(status=500, text="internal error")
