@@ -288,6 +288,7 @@ async def open_agent(
             native_token=addresses.wrapped_native,
             gas=gas,
             whales=whales,
+            events=events,
         )
         background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         # what builds 1inch swaps: only a real client, and only where a wallet signs them

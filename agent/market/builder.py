@@ -1,14 +1,19 @@
 """Builds the per-block ``MarketSnapshot`` from the pool registry, the gas oracle and the feeds.
 
-USD prices come from the pools themselves (each token's deepest pool against a USD stablecoin,
-or through WETH), so valuation needs no outside service; a fresh CoinGecko price, when that
-feed is on, takes precedence. Feed clients keep their own readings (``Reading`` with source,
-age and error); ``FeedBoard`` only translates them into the snapshot's types, so a stale
-reading stays visibly stale and strategies decide what to do with it.
+USD prices come from the pools themselves (every live pool against a USD stablecoin, or
+through WETH), so valuation needs no outside service: a weighted median in which each pool
+weighs the smaller of its two sides, pools straying from it ignored and reported, so one pool
+with absurd reserves moves neither equity nor drawdown nor exposure. A fresh CoinGecko price,
+when that feed is on, takes precedence; it and fresh CEX mids also weigh the pools.
+
+Feed clients keep their own readings (``Reading`` with source, age and error); ``FeedBoard``
+only translates them into the snapshot's types, so a stale reading stays visibly stale and
+strategies decide what to do with it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +22,7 @@ from typing import Any, Protocol
 from agent.dex.pools import PoolRegistry
 from agent.dex.v2 import V2Pool
 from agent.errors import StaleDataError
+from agent.events import EventBus, PriceOutlier, PriceOutlierCleared
 from agent.market.snapshot import (
     AggregatorQuote,
     CexQuote,
@@ -26,8 +32,12 @@ from agent.market.snapshot import (
 )
 from agent.types import GasPrice, Reading, Token, WhaleTrade
 
+log = logging.getLogger(__name__)
+
 _Q96 = float(2**96)
 USD_STABLES = ("USDC", "USDT", "DAI")
+# A pool whose price strays further than this fraction from the consensus is ignored.
+MAX_PRICE_DEVIATION = 0.2
 
 
 class GasSource(Protocol):
@@ -42,16 +52,168 @@ def mid_price(pool: Pool, base: str) -> tuple[float, int]:
     """(price of ``base`` in the other token, both in raw units; depth of the other side).
 
     Fee-less mid from reserves (V2) or the sqrt price (V3); depth is the other token's reserve
-    (V2) or the active liquidity (V3), only used to pick the deepest pool.
+    (V2) or its virtual reserve at the current price (V3), in the other token's raw units.
+    """
+    price, _base_reserve, quote_reserve = pool_sides(pool, base)
+    return price, quote_reserve
+
+
+def pool_sides(pool: Pool, base: str) -> tuple[float, int, int]:
+    """(price of ``base`` in the other token, base reserve, other reserve), all in raw units.
+
+    V2: the reserves; V3: the virtual reserves of the active range (``L / sqrt P`` of token0,
+    ``L * sqrt P`` of token1), what a V2 pool of the same depth at this price would hold.
     """
     if isinstance(pool, V2Pool):
         if base == pool.token0:
-            return (pool.reserve1 / pool.reserve0 if pool.reserve0 else 0.0), pool.reserve1
-        return (pool.reserve0 / pool.reserve1 if pool.reserve1 else 0.0), pool.reserve0
-    price1_per_0 = (pool.sqrt_price_x96 / _Q96) ** 2
+            price = pool.reserve1 / pool.reserve0 if pool.reserve0 else 0.0
+            return price, pool.reserve0, pool.reserve1
+        price = pool.reserve0 / pool.reserve1 if pool.reserve1 else 0.0
+        return price, pool.reserve1, pool.reserve0
+    sqrt_price = pool.sqrt_price_x96 / _Q96
+    if sqrt_price <= 0:
+        return 0.0, 0, 0
+    reserve0 = int(pool.liquidity / sqrt_price)
+    reserve1 = int(pool.liquidity * sqrt_price)
     if base == pool.token0:
-        return price1_per_0, pool.liquidity
-    return (1 / price1_per_0 if price1_per_0 else 0.0), pool.liquidity
+        return sqrt_price**2, reserve0, reserve1
+    return 1 / sqrt_price**2, reserve1, reserve0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolQuote:
+    """One pool's price of ``token`` (USD per whole token) and what backs it: the token's side
+    in whole tokens, the other side in USD."""
+
+    pool: str
+    token: str
+    price_usd: float
+    base_amount: float  # whole base tokens in the pool (V3: virtual, active range)
+    quote_usd: float  # the other side, USD
+
+
+@dataclass(frozen=True, slots=True)
+class PriceOutlierQuote:
+    """A pool quote ignored because it strays from the consensus by more than the tolerance."""
+
+    quote: PoolQuote
+    consensus_usd: float
+
+    @property
+    def deviation(self) -> float:
+        return abs(self.quote.price_usd / self.consensus_usd - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class UsdPrices:
+    """USD per whole token by address, and the pool quotes left out as outliers."""
+
+    prices: dict[str, float]
+    outliers: tuple[PriceOutlierQuote, ...] = ()
+
+
+def weighted_median(values: list[float], weights: list[float]) -> float:
+    """The value at which half the total weight lies on each side (weights >= 0); the plain
+    lower median when every weight is zero."""
+    ranked = sorted(zip(values, weights, strict=True))
+    total = sum(w for _, w in ranked)
+    if total <= 0:
+        return ranked[(len(ranked) - 1) // 2][0]
+    running = 0.0
+    for value, weight in ranked:
+        running += weight
+        if running >= total / 2:
+            return value
+    return ranked[-1][0]
+
+
+def consensus_price(
+    quotes: list[PoolQuote], reference_usd: float | None, max_deviation: float
+) -> tuple[float, list[PoolQuote]]:
+    """(price, outliers) for one token from one or more pools' quotes, USD per whole token.
+
+    The reference is an outside price (CoinGecko, a CEX) when there is one and some pool agrees
+    with it, else the plain median of the pools (one pool, one vote); pools further than
+    ``max_deviation`` (a fraction) from an outside reference are outliers. Each other pool
+    weighs what it is worth at the reference: the smaller of its two sides (``min(quote side,
+    base side x reference)``), so a pool stuffed on one side to print an absurd price weighs
+    only its thin side. The price is the weighted median; pools further than ``max_deviation``
+    from it are outliers too, and the price is the weighted median of the rest.
+    """
+
+    def near(price: float, to: float) -> bool:
+        return abs(price / to - 1) <= max_deviation
+
+    candidates = quotes
+    if reference_usd and any(near(q.price_usd, reference_usd) for q in quotes):
+        candidates = [q for q in quotes if near(q.price_usd, reference_usd)]
+    else:
+        reference_usd = None  # no outside price, or one no pool agrees with: the pools decide
+    reference = reference_usd or weighted_median(
+        [q.price_usd for q in candidates], [0.0] * len(candidates)
+    )
+    weights = {id(q): min(q.quote_usd, q.base_amount * reference) for q in candidates}
+    median = weighted_median(
+        [q.price_usd for q in candidates], [weights[id(q)] for q in candidates]
+    )
+    kept = [q for q in candidates if near(q.price_usd, median)]
+    price = weighted_median([q.price_usd for q in kept], [weights[id(q)] for q in kept])
+    kept_ids = {id(q) for q in kept}
+    return price, [q for q in quotes if id(q) not in kept_ids]
+
+
+def usd_prices(
+    pools: Mapping[str, Pool],
+    tokens: Mapping[str, Token],
+    stale: frozenset[str] = frozenset(),
+    *,
+    external: Mapping[str, float] | None = None,
+    references: Mapping[str, float] | None = None,
+    max_deviation: float = MAX_PRICE_DEVIATION,
+) -> UsdPrices:
+    """USD per whole token for every token reachable from a stablecoin (stables count as 1),
+    from every live pool at once, outliers ignored (``consensus_price``).
+
+    ``external`` prices (CoinGecko) are taken as they are; they and ``references`` (CEX mids)
+    also weigh the pools (``consensus_price``), so an outside price cross-checks them. Tokens
+    priced against a stable come first, then tokens priced through them (WETH).
+    """
+    external = external or {}
+    references = references or {}
+    prices = {a: 1.0 for a, t in tokens.items() if t.symbol in USD_STABLES}
+    outliers: list[PriceOutlierQuote] = []
+    for _ in range(2):  # direct stable pools first, then one hop through priced tokens (WETH)
+        quotes: dict[str, list[PoolQuote]] = {}
+        for address, pool in pools.items():
+            if address in stale:
+                continue
+            for base, quote in ((pool.token0, pool.token1), (pool.token1, pool.token0)):
+                if base in prices or quote not in prices or base not in tokens:
+                    continue
+                if quote not in tokens:
+                    continue
+                raw, base_reserve, quote_reserve = pool_sides(pool, base)
+                if raw <= 0:
+                    continue
+                scale = 10.0 ** (tokens[base].decimals - tokens[quote].decimals)
+                quotes.setdefault(base, []).append(
+                    PoolQuote(
+                        pool=address,
+                        token=base,
+                        price_usd=raw * scale * prices[quote],
+                        base_amount=base_reserve / 10.0 ** tokens[base].decimals,
+                        quote_usd=quote_reserve / 10.0 ** tokens[quote].decimals * prices[quote],
+                    )
+                )
+        found: dict[str, float] = {}
+        for token, token_quotes in quotes.items():
+            outside = external.get(token) or references.get(token)
+            price, ignored = consensus_price(token_quotes, outside, max_deviation)
+            outliers.extend(PriceOutlierQuote(q, price) for q in ignored)
+            found[token] = external.get(token, price)
+        prices.update(found)
+    prices.update({t: p for t, p in external.items() if t not in prices})  # no pool for them
+    return UsdPrices(prices, tuple(outliers))
 
 
 def pool_prices_usd(
@@ -59,26 +221,8 @@ def pool_prices_usd(
     tokens: Mapping[str, Token],
     stale: frozenset[str] = frozenset(),
 ) -> dict[str, float]:
-    """USD per whole token for every token reachable from a stablecoin (stables count as 1)."""
-    prices = {a: 1.0 for a, t in tokens.items() if t.symbol in USD_STABLES}
-    for _ in range(2):  # direct stable pools first, then one hop through priced tokens (WETH)
-        best: dict[str, tuple[float, float]] = {}
-        for address, pool in pools.items():
-            if address in stale:
-                continue
-            for base, quote in ((pool.token0, pool.token1), (pool.token1, pool.token0)):
-                if base in prices or quote not in prices or base not in tokens:
-                    continue
-                raw, depth = mid_price(pool, base)
-                if raw <= 0 or quote not in tokens:
-                    continue
-                scale = 10.0 ** (tokens[base].decimals - tokens[quote].decimals)
-                value = raw * scale * prices[quote]
-                depth_usd = depth / 10.0 ** tokens[quote].decimals * prices[quote]
-                if base not in best or depth_usd > best[base][1]:
-                    best[base] = (value, depth_usd)
-        prices.update({token: value for token, (value, _) in best.items()})
-    return prices
+    """USD per whole token from the pools alone, outliers ignored (``usd_prices``)."""
+    return usd_prices(pools, tokens, stale).prices
 
 
 @dataclass
@@ -167,6 +311,15 @@ class FeedBoard:
             )
         return found
 
+    def cex_mid_prices_usd(self) -> dict[str, float]:
+        """Fresh CEX mid prices (USD per whole token) by token address: a check on the pools."""
+        mids = {}
+        for token, reading in self.cex_quotes().items():
+            quote = reading.value
+            if quote is not None and not reading.is_stale() and quote.bid > 0 and quote.ask > 0:
+                mids[token] = (quote.bid + quote.ask) / 2
+        return mids
+
     def external_prices_usd(self) -> dict[str, float]:
         if self.coingecko is None:
             return {}
@@ -191,6 +344,8 @@ class MarketView:
         gas: GasSource | None = None,
         whales: WhaleSource | None = None,
         feeds: FeedBoard | None = None,
+        events: EventBus | None = None,
+        max_price_deviation: float = MAX_PRICE_DEVIATION,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.chain_id = chain_id
@@ -203,6 +358,10 @@ class MarketView:
         self.clock = clock
         self.last_gas: GasPrice | None = None
         self.last_prices: dict[str, float] = {}
+        self.events = events
+        self.max_price_deviation = max_price_deviation
+        # pools whose price is ignored as an outlier now, by address (reported on transitions)
+        self.price_outliers: dict[str, PriceOutlierQuote] = {}
         self.rpc_s = 0.0
         # set by the wiring when the executor can build aggregator swaps (a real 1inch client)
         self.aggregator_executable = False
@@ -220,8 +379,16 @@ class MarketView:
         self.rpc_s = time.perf_counter() - started
         pools = self.registry.pools
         stale = self.registry.stale_pools
-        prices = pool_prices_usd(pools, self.tokens, stale)
-        prices.update(self.feeds.external_prices_usd())
+        priced = usd_prices(
+            pools,
+            self.tokens,
+            stale,
+            external=self.feeds.external_prices_usd(),
+            references=self.feeds.cex_mid_prices_usd(),
+            max_deviation=self.max_price_deviation,
+        )
+        self._report_outliers(priced.outliers, block)
+        prices = priced.prices
         self.last_prices = prices
         return MarketSnapshot(
             block=block,
@@ -240,6 +407,49 @@ class MarketView:
             whale_trades=whale_trades,
             aggregator_executable=self.aggregator_executable,
         )
+
+    def _report_outliers(self, outliers: tuple[PriceOutlierQuote, ...], block: int) -> None:
+        """Log and publish pools that became price outliers, and those back in line (once per
+        transition; a stale pool keeps its state until it is read again)."""
+        now = {o.quote.pool: o for o in outliers}
+        refs = self.registry.pool_refs
+        for pool, outlier in now.items():
+            if pool in self.price_outliers:
+                continue
+            token = self.tokens[outlier.quote.token]
+            dex = refs[pool].dex if pool in refs else "?"
+            log.warning(
+                "pool %s (%s) prices %s at $%.6g, %.0f%% off the consensus $%.6g at block %d: "
+                "ignored until it is back in line",
+                pool,
+                dex,
+                token.symbol,
+                outlier.quote.price_usd,
+                outlier.deviation * 100,
+                outlier.consensus_usd,
+                block,
+            )
+            if self.events is not None:
+                self.events.publish(
+                    PriceOutlier(
+                        symbol=token.symbol,
+                        pool=pool,
+                        dex=dex,
+                        pool_price_usd=outlier.quote.price_usd,
+                        price_usd=outlier.consensus_usd,
+                        deviation=outlier.deviation,
+                    )
+                )
+        stale = self.registry.stale_pools
+        for pool, outlier in list(self.price_outliers.items()):
+            if pool in now or pool in stale:
+                continue
+            symbol = self.tokens[outlier.quote.token].symbol
+            log.info("pool %s prices %s in line again at block %d", pool, symbol, block)
+            if self.events is not None:
+                self.events.publish(PriceOutlierCleared(symbol=symbol, pool=pool))
+            del self.price_outliers[pool]
+        self.price_outliers.update(now)
 
     async def price_usd(self, symbol: str) -> float:
         """Latest pool-derived USD price of a token by symbol (for the simulated feeds).

@@ -7,6 +7,15 @@ from agent import events as ev
 from agent.alerts import base as cards
 from agent.alerts.subscriber import AlertSubscriber
 from agent.chain.heads import Header, check_gap, check_time, max_plausible_gap
+from agent.dex.v2 import V2Pool
+from agent.market.builder import usd_prices, weighted_median
+from agent.types import Token
+
+USDC = Token("0x" + "0" * 39 + "1", "USDC", 6)
+DAI = Token("0x" + "0" * 39 + "2", "DAI", 18)
+WETH = Token("0x" + "0" * 39 + "3", "WETH", 18)
+LINK = Token("0x" + "0" * 39 + "4", "LINK", 18)
+TOKENS = {t.address: t for t in (USDC, DAI, WETH, LINK)}
 
 
 class Posted:
@@ -75,3 +84,107 @@ def test_a_run_of_refused_heads_alerts_once_and_again_only_after_a_plausible_hea
     bus.publish(ev.HeadTrusted(number=101, refused=3))
     bus.publish(ev.HeadRefused(number=5, reason="unconfirmed", last_good=101))
     assert [c.kind for c in posted.cards] == ["head_refused", "head_refused"]
+
+
+# --- USD prices --------------------------------------------------------------------------------
+
+
+def pair(name: str, base: Token, base_whole: float, quote: Token, quote_whole: float) -> V2Pool:
+    return V2Pool(
+        name,
+        base.address,
+        quote.address,
+        int(base_whole * 10**base.decimals),
+        int(quote_whole * 10**quote.decimals),
+    )
+
+
+# WETH at $3,000 in three honest pools of different depth, LINK through WETH.
+HONEST = {
+    "uni": pair("uni", WETH, 2_000, USDC, 6_000_000),
+    "sushi": pair("sushi", WETH, 800, USDC, 2_400_000),
+    "dai": pair("dai", WETH, 1_000, DAI, 3_000_000),
+    "link": pair("link", LINK, 200_000, WETH, 1_000),
+}
+
+
+def test_honest_pools_price_weth_and_what_trades_against_it() -> None:
+    priced = usd_prices(HONEST, TOKENS)
+    assert priced.prices[WETH.address] == 3_000.0
+    assert priced.prices[LINK.address] == 15.0
+    assert priced.outliers == ()
+
+
+def test_a_pool_stuffed_with_stablecoins_prices_nothing_and_is_reported() -> None:
+    # 10^15 USDC minted against one WETH: the pool's quote side dwarfs every honest pool
+    rogue = pair("rogue", WETH, 1, USDC, 10**15)
+    priced = usd_prices({**HONEST, "rogue": rogue}, TOKENS)
+    assert priced.prices[WETH.address] == 3_000.0
+    assert priced.prices[LINK.address] == 15.0
+    [outlier] = priced.outliers
+    assert outlier.quote.pool == "rogue" and outlier.consensus_usd == 3_000.0
+    assert outlier.quote.price_usd == 10**15 and outlier.deviation > 10**11
+
+
+def test_a_pool_stuffed_with_weth_prices_nothing_either() -> None:
+    rogue = pair("rogue", WETH, 1_000_000, USDC, 1)  # WETH at a millionth of a dollar
+    priced = usd_prices({**HONEST, "rogue": rogue}, TOKENS)
+    assert priced.prices[WETH.address] == 3_000.0
+    assert [o.quote.pool for o in priced.outliers] == ["rogue"]
+
+
+def test_the_deeper_pools_set_the_price_when_honest_pools_disagree_a_little() -> None:
+    pools = {**HONEST, "sushi": pair("sushi", WETH, 800, USDC, 2_480_000)}  # $3,100, shallow
+    priced = usd_prices(pools, TOKENS)
+    assert priced.prices[WETH.address] == 3_000.0
+    assert priced.outliers == ()  # 3% off is a price gap, not an outlier
+
+
+def test_an_outside_price_is_used_and_weighs_the_pools() -> None:
+    # Only one honest pool and one rogue one: the pools alone cannot tell which is which,
+    # CoinGecko's (or a CEX's) price can.
+    pools = {"uni": HONEST["uni"], "rogue": pair("rogue", WETH, 5_000, USDC, 5 * 10**12)}
+    checked = usd_prices(pools, TOKENS, references={WETH.address: 2_990.0})
+    assert checked.prices[WETH.address] == 3_000.0
+    assert [o.quote.pool for o in checked.outliers] == ["rogue"]
+    external = usd_prices(pools, TOKENS, external={WETH.address: 2_990.0})
+    assert external.prices[WETH.address] == 2_990.0
+    assert [o.quote.pool for o in external.outliers] == ["rogue"]
+
+
+def test_stale_pools_are_left_out() -> None:
+    rogue = pair("rogue", WETH, 1, USDC, 10**15)
+    priced = usd_prices({**HONEST, "rogue": rogue}, TOKENS, frozenset({"rogue"}))
+    assert priced.prices[WETH.address] == 3_000.0 and priced.outliers == ()
+
+
+def test_weighted_median() -> None:
+    assert weighted_median([1.0, 2.0, 3.0], [1.0, 1.0, 1.0]) == 2.0
+    assert weighted_median([1.0, 2.0, 3.0], [0.0, 0.0, 5.0]) == 3.0
+    assert weighted_median([3.0, 1.0, 2.0], [0.0, 0.0, 0.0]) == 2.0
+    assert weighted_median([5.0, 1.0], [0.0, 0.0]) == 1.0  # lower median
+
+
+def test_an_outside_price_no_pool_shares_checks_nothing() -> None:
+    priced = usd_prices({"uni": HONEST["uni"]}, TOKENS, references={WETH.address: 9_000.0})
+    assert priced.prices[WETH.address] == 3_000.0 and priced.outliers == ()
+
+
+def test_a_pool_turning_outlier_alerts_once_until_it_is_back_in_line() -> None:
+    bus, posted = wired()
+    outlier = ev.PriceOutlier(
+        symbol="WETH",
+        pool="0x" + "ab" * 20,
+        dex="sushiswap",
+        pool_price_usd=1e15,
+        price_usd=3_000.0,
+        deviation=3.3e11,
+    )
+    for _ in range(3):
+        bus.publish(outlier)
+    assert [c.kind for c in posted.cards] == ["price_outlier"]
+    text = posted.cards[0].render_text()
+    assert "Price outlier ignored: WETH on sushiswap" in text and "price used: $3,000" in text
+    bus.publish(ev.PriceOutlierCleared(symbol="WETH", pool=outlier.pool))
+    bus.publish(outlier)
+    assert [c.kind for c in posted.cards] == ["price_outlier", "price_outlier"]
