@@ -8,9 +8,10 @@ engine. A head is acted on only if it is plausible:
   before anything is asked;
 - **existence**: the node serves the block's header, with that number (a fresh head may lag
   its header by a moment, so the read is retried for ``grace_s``);
-- **ancestry**: the header links to the last good head through its parent hashes (walked for
-  a few blocks); a head that does not is a reorg when the node's block at the last good height
-  changed too, and refused when the node contradicts itself;
+- **ancestry**: the header links to the last good head through its parent hashes (the blocks
+  between read in one batch, for a gap of a few blocks); a head that does not is a reorg when
+  the node's block at the last good height changed too, and refused when the node contradicts
+  itself;
 - **other endpoints**: with several ``chain.rpc_urls`` the head's hash must be served by at
   least two of them within ``grace_s``; when only one endpoint answers at all, the other checks
   stand alone (a dead backup never stops the agent).
@@ -23,6 +24,7 @@ below the last good one are not new: they are dropped without a check.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -30,9 +32,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.chain.rpc import RpcClient, RpcResponseError
-from agent.errors import AgentError, TemporaryError
-from agent.events import EventBus, HeadRefused, HeadTrusted
+from agent.chain.rpc import RpcClient, RpcTransportError
+from agent.errors import AgentError
+from agent.events import EventBus, HeadRefused, HeadTrusted, Throttle
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 GAP_ALLOWANCE_BLOCKS = 256
 # The chain may produce blocks this many times faster than its nominal block time.
 BLOCK_RATE_TOLERANCE = 4.0
-# Parent links followed back to the last good head before checking only its height.
+# Blocks between the last good head and a new one whose parent links are checked (one batch).
 MAX_ANCESTRY_WALK = 8
 
 
@@ -55,13 +57,18 @@ class Header:
     timestamp: int
 
     @classmethod
-    def from_rpc(cls, block: dict[str, Any]) -> Header:
-        return cls(
-            number=int(block["number"], 16),
-            hash=str(block["hash"]).lower(),
-            parent_hash=str(block["parentHash"]).lower(),
-            timestamp=int(block["timestamp"], 16),
-        )
+    def from_rpc(cls, block: Any) -> Header:
+        """From an ``eth_getBlock*`` result; a malformed one is the node's failure
+        (``RpcTransportError``), never a crash of the block source."""
+        try:
+            return cls(
+                number=int(block["number"], 16),
+                hash=str(block["hash"]).lower(),
+                parent_hash=str(block["parentHash"]).lower(),
+                timestamp=int(block["timestamp"], 16),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise RpcTransportError("malformed block header") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +136,7 @@ class HeadGuard:
         self.refused = 0  # heads refused in total (metrics, tests)
         self._refusing = 0  # heads refused since the last plausible one
         self._cross_check_unavailable = False
+        self._unchecked_log = Throttle(60.0)
 
     async def guard(self, source: AsyncIterator[int]) -> AsyncIterator[int]:
         """``source``'s heads, the implausible ones left out."""
@@ -138,7 +146,14 @@ class HeadGuard:
             try:
                 header = await self.check(number)
             except AgentError as exc:  # the checks themselves could not be made: next head
-                log.warning("head %d not checked (%s): skipped", number, type(exc).__name__)
+                if self._unchecked_log.ready():
+                    log.warning(
+                        "head %d could not be checked (%s): skipped (repeats logged at most "
+                        "every %.0fs)",
+                        number,
+                        type(exc).__name__,
+                        self._unchecked_log.interval_s,
+                    )
                 continue
             if header is not None:
                 yield header.number
@@ -182,13 +197,23 @@ class HeadGuard:
             if block is None:
                 return None, Refusal("unknown_block", f"the node has no block {number}"), False
             return self._numbered(number, Header.from_rpc(block))
+        replies = await asyncio.gather(
+            *(
+                self.rpc.call_endpoint(index, "eth_getBlockByNumber", params)
+                for index in range(len(self.rpc.rpc_urls))
+            ),
+            return_exceptions=True,
+        )
         answers: list[Header | None] = []
-        for index in range(len(self.rpc.rpc_urls)):
-            try:
-                block = await self.rpc.call_endpoint(index, "eth_getBlockByNumber", params)
-            except (TemporaryError, RpcResponseError):
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                if not isinstance(reply, AgentError):
+                    raise reply
                 continue  # this endpoint is down: it neither confirms nor contradicts
-            answers.append(None if block is None else Header.from_rpc(block))
+            try:
+                answers.append(None if reply is None else Header.from_rpc(reply))
+            except RpcTransportError:
+                continue  # nor does one that answers garbage
         known = [h for h in answers if h is not None]
         for candidate in known:
             if sum(h.hash == candidate.hash for h in known) >= 2:
@@ -224,28 +249,34 @@ class HeadGuard:
     # -- ancestry ------------------------------------------------------------------------------
 
     async def _check_ancestry(self, header: Header) -> Refusal | None:
-        """Does ``header`` descend from the last good head? Walk a few parent links; a chain
-        that moved under us is a reorg (accepted), a node that contradicts itself is refused."""
+        """Does ``header`` descend from the last good head? The blocks between are read in one
+        batch and their parent links checked; a chain that moved under us is a reorg
+        (accepted), a node that contradicts itself is refused. Past ``MAX_ANCESTRY_WALK``
+        blocks only the gap and the other endpoints vouch for the head."""
         last = self.last
         assert last is not None
-        cursor = header
-        walked = 0
-        while cursor.number > last.number + 1 and walked < MAX_ANCESTRY_WALK:
-            block = await self.rpc.call_raw("eth_getBlockByHash", [cursor.parent_hash, False])
+        between = range(last.number + 1, header.number)
+        if len(between) > MAX_ANCESTRY_WALK:
+            return None
+        blocks = await self.rpc.batch_raw(
+            [("eth_getBlockByNumber", [hex(n), False]) for n in between]
+        )
+        chain = [last]
+        for number, block in zip(between, blocks, strict=True):
             if block is None:
                 return Refusal(
-                    "broken_ancestry", f"block {cursor.number}'s parent is unknown to the node"
+                    "broken_ancestry", f"the node serves block {header.number} but not {number}"
                 )
-            parent = Header.from_rpc(block)
-            if parent.number != cursor.number - 1 or parent.hash != cursor.parent_hash:
+            chain.append(Header.from_rpc(block))
+        chain.append(header)
+        for parent, child in itertools.pairwise(chain[1:]):  # the link to ``last`` comes next
+            if child.parent_hash != parent.hash or child.number != parent.number + 1:
                 return Refusal(
                     "broken_ancestry",
-                    f"block {cursor.number}'s parent is not block {cursor.number - 1}",
+                    f"block {child.number}'s parent is not block {parent.number}",
                 )
-            cursor = parent
-            walked += 1
-        if cursor.number != last.number + 1 or cursor.parent_hash == last.hash:
-            return None  # linked, or too far to walk: the gap and endpoint checks stand
+        if chain[1].parent_hash == last.hash:
+            return None
         # The head does not descend from ours: a reorg if the node replaced our last head too.
         block = await self.rpc.call_raw("eth_getBlockByNumber", [hex(last.number), False])
         if block is not None and Header.from_rpc(block).hash != last.hash:

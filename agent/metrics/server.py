@@ -36,9 +36,12 @@ from agent.events import (
     FeedFresh,
     FeedsChecked,
     FeedStale,
+    HeadRefused,
     HeadResumed,
     HeadSeen,
     HeadStalled,
+    PriceOutlier,
+    PriceOutlierCleared,
     Tick,
     TradeSent,
 )
@@ -187,6 +190,19 @@ class AgentMetrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.heads_refused = Counter(
+            "heads_refused",
+            "Implausible chain heads refused, by reason",
+            ["reason"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.price_outliers = Gauge(
+            "price_outlier_pools",
+            "Pools whose price is ignored for USD valuation as an outlier",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
 
     # Recording helpers keep label spelling in one place.
 
@@ -255,6 +271,12 @@ class AgentMetrics:
             self.head_stalled.set(0)
         elif isinstance(event, TradeSent):
             self.record_trade("sent")
+        elif isinstance(event, HeadRefused):
+            self.heads_refused.labels(reason=event.reason).inc()
+        elif isinstance(event, PriceOutlier):
+            self.price_outliers.inc()
+        elif isinstance(event, PriceOutlierCleared):
+            self.price_outliers.dec()
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -188,3 +188,22 @@ def test_a_pool_turning_outlier_alerts_once_until_it_is_back_in_line() -> None:
     bus.publish(ev.PriceOutlierCleared(symbol="WETH", pool=outlier.pool))
     bus.publish(outlier)
     assert [c.kind for c in posted.cards] == ["price_outlier", "price_outlier"]
+
+
+def test_refused_heads_and_ignored_pools_show_in_the_metrics() -> None:
+    from agent.metrics.server import AgentMetrics
+
+    bus = ev.EventBus()
+    metrics = AgentMetrics()
+    metrics.subscribe(bus)
+    bus.publish(ev.HeadRefused(number=10**9, reason="too_far_ahead", last_good=100))
+    bus.publish(
+        ev.PriceOutlier(
+            symbol="WETH", pool="0xab", dex="x", pool_price_usd=1e15, price_usd=3e3, deviation=1.0
+        )
+    )
+    text = metrics.exposition().decode()
+    assert 'heads_refused_total{reason="too_far_ahead"} 1.0' in text
+    assert "price_outlier_pools 1.0" in text
+    bus.publish(ev.PriceOutlierCleared(symbol="WETH", pool="0xab"))
+    assert "price_outlier_pools 0.0" in metrics.exposition().decode()
