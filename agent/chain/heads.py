@@ -32,8 +32,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.chain.rpc import RpcClient, RpcTransportError
-from agent.errors import AgentError
+from agent.chain.rpc import RpcClient
+from agent.errors import AgentError, RpcTransportError
 from agent.events import EventBus, HeadRefused, HeadTrusted, Throttle
 
 log = logging.getLogger(__name__)
