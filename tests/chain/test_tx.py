@@ -362,9 +362,10 @@ async def test_a_send_whose_reply_was_lost_is_sent_once(
         sent = await sender.send(request, simulate=False)
 
         assert proxy.injected["truncated"] == 1  # the first reply really was lost
-        assert await w3.eth.get_transaction_count(address) == nonce_before + 1
-        receipt = await w3.eth.get_transaction_receipt(sent.tx_hash)
+        # send() may settle on the pending transaction: wait for it to be mined, then count.
+        receipt = await w3.eth.wait_for_transaction_receipt(sent.tx_hash, timeout=30)
         assert receipt["status"] == 1
+        assert await w3.eth.get_transaction_count(address) == nonce_before + 1
         journaled = await journal.list_txs()
         assert [t.tx_hash for t in journaled] == [sent.tx_hash]
         assert journaled[0].status != TxStatus.DROPPED
