@@ -7,10 +7,13 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The console's chart library: pinned in console/package.json, copied where the agent serves it.
+CONSOLE_VENDOR := agent/console/static/vendor
 
-.PHONY: setup postgresql test lint demo bench clean
+.PHONY: setup postgresql test lint demo bench clean browser
 
-setup: $(VENV)/.synced anvil/node_modules/.installed postgresql
+setup: $(VENV)/.synced anvil/node_modules/.installed postgresql \
+	$(CONSOLE_VENDOR)/uPlot.iife.min.js browser
 
 # The tests start a throwaway PostgreSQL server (tests/pg.py) from Debian's binaries. Install
 # them where they are missing and we can (root with apt-get); otherwise say so and go on: the
@@ -38,6 +41,24 @@ anvil/node_modules/.installed: anvil/package.json anvil/package-lock.json
 	npm ci --prefix anvil --ignore-scripts --no-audit --no-fund
 	@touch $@
 
+console/node_modules/.installed: console/package.json console/package-lock.json
+	npm ci --prefix console --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+$(CONSOLE_VENDOR)/uPlot.iife.min.js: console/node_modules/.installed
+	mkdir -p $(CONSOLE_VENDOR)
+	cp console/node_modules/uplot/dist/uPlot.iife.min.js console/node_modules/uplot/dist/uPlot.min.css $(CONSOLE_VENDOR)/
+
+# The browser tests drive Debian's chromium (never a downloaded browser). Installed here when
+# missing and we may (root with apt-get); otherwise a warning, and those tests fail loudly.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq chromium chromium-driver \
+	      || echo "warning: could not install chromium: the browser tests will fail"; \
+	  else echo "warning: /usr/bin/chromium missing (apt-get install chromium as root): the browser tests will fail"; fi; \
+	fi
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -53,4 +74,4 @@ bench: setup
 	@for s in scripts/bench_*.py; do echo "== $$s"; $(BIN)/python $$s || exit 1; done
 
 clean:
-	rm -rf $(VENV) anvil/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) anvil/node_modules console/node_modules $(CONSOLE_VENDOR) .mypy_cache .ruff_cache .pytest_cache

@@ -39,6 +39,7 @@ from agent.chain.rpc import RpcClient, poll_new_blocks, subscribe_new_blocks
 from agent.chain.tokens import resolve_tokens
 from agent.chain.tx import TransactionSender
 from agent.config.models import AgentConfig, ChainConfig
+from agent.console.server import ConsoleServer
 from agent.dex.pools import PoolRegistry
 from agent.engine.loop import Engine, EngineSettings, Executor
 from agent.errors import AgentError, ConfigError
@@ -100,6 +101,7 @@ class AgentParts:
     heads: HeadMonitor | None = None  # None: the chain's head is not watched for stalls
     run_id: int | None = None  # the journal's record of this run
     head_guard: HeadGuard | None = None  # None: heads are not checked for plausibility
+    console: ConsoleServer | None = None  # the operator console, when console.enabled
 
     def blocks(self) -> AsyncIterator[int]:
         chain = self.cfg.chain
@@ -228,6 +230,10 @@ async def open_agent(
             )
             await server.start()
             stack.push_async_callback(server.stop)
+        console_server = ConsoleServer(cfg.console, events) if cfg.console.enabled else None
+        if console_server is not None:
+            console_server.listen()  # like metrics: a busy port fails before any connection
+            stack.callback(console_server.close)
         rpc = RpcClient(
             [str(u) for u in cfg.chain.rpc_urls],
             session=session,
@@ -475,6 +481,14 @@ async def open_agent(
                 # The engine copied its background list when it was built: hand it over there.
                 engine.background.append(listener.run)
                 background.append(listener.run)
+        if console_server is not None:
+            from agent.app.control import AgentControl  # control.py imports this module
+
+            stop = getattr(control_factory(parts), "stop", None) if control_factory else None
+            console_server.attach(parts, AgentControl(parts, stop, who="api"))
+            parts.console = console_server
+            engine.background.append(console_server.run)
+            background.append(console_server.run)
         built.append(parts)
         yield parts
 

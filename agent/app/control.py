@@ -36,7 +36,7 @@ class AgentControl:
         self._acted("resume")
 
     async def kill(self) -> None:
-        self.parts.risk.kill("killed from Telegram")
+        self.parts.risk.kill(f"killed from {self.who}")
         self._acted("kill")
         if self.stop is not None:
             self.stop.set()

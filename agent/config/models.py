@@ -21,6 +21,7 @@ Relative paths in the file are relative to the directory holding the config file
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -581,6 +582,60 @@ class MetricsConfig(_Section):
     required_sources: list[str] | None = None
 
 
+def _ip_network(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be an IP address or network, e.g. '10.0.0.5' or '10.0.0.0/24'")
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address or network (e.g. '10.0.0.5' or '10.0.0.0/24')"
+        ) from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ConsoleConfig(_Section):
+    """The operator console (HTTP API + dashboard), served by the agent on 127.0.0.1.
+
+    Every request needs the bearer token: ``token`` (set it in .env as
+    ``${DEFI_AGENT_CONSOLE_TOKEN}``), else the one generated into ``token_file`` (mode 0600) at
+    first start. A non-loopback ``host`` needs ``allowed_ips``; loopback clients (an SSH tunnel)
+    are always allowed.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(9110, ge=0, le=65_535)
+    token: Secret = None
+    # Relative to the config file, like the journal (validated, so the default is too).
+    token_file: ConfigPath = Field(Path("data/console.token"), validate_default=True)
+    allowed_ips: list[Annotated[str, BeforeValidator(_ip_network)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _allowlist_off_loopback(self) -> ConsoleConfig:
+        if not _is_loopback(self.host) and not self.allowed_ips:
+            raise_if(
+                [
+                    (
+                        "allowed_ips",
+                        f"required when host is not a loopback address (got host {self.host!r}):"
+                        " list the operators' IPs or networks, or use an SSH tunnel to 127.0.0.1",
+                    )
+                ]
+            )
+        if self.token is not None and len(self.token.get_secret_value()) < 16:
+            raise_if([("token", "must be at least 16 characters (or leave it unset: generated)")])
+        return self
+
+
 class StoreConfig(_Section):
     """SQLAlchemy async URL. A relative SQLite path is relative to the config file."""
 
@@ -630,6 +685,7 @@ class AgentConfig(_Section):
     feeds: FeedsConfig = Field(default_factory=FeedsConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

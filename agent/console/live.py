@@ -1,0 +1,151 @@
+"""The console's view of the event bus: recent history for the JSON endpoints and a fan-out of
+every event to the open ``/api/events`` streams.
+
+A bus subscriber (synchronous, never blocking the publisher): each open stream has a bounded
+queue; a stream too slow to keep up loses its oldest events rather than slowing the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from agent.events import (
+    ControlAction,
+    Event,
+    EventBus,
+    FeedFresh,
+    FeedsChecked,
+    FeedStale,
+    Halt,
+    HeadResumed,
+    HeadStalled,
+    Refusal,
+    SourceFailed,
+    StrategyFailed,
+    Tick,
+    TradeFailed,
+    TradeMined,
+    TradeReverted,
+)
+
+# What the alerts timeline shows: transitions an operator acts on, not every tick.
+TIMELINE_KINDS: tuple[type[Event], ...] = (
+    FeedStale,
+    FeedFresh,
+    HeadStalled,
+    HeadResumed,
+    Halt,
+    ControlAction,
+    TradeMined,
+    TradeReverted,
+    TradeFailed,
+    StrategyFailed,
+    SourceFailed,
+)
+_JS_SAFE_INT = 2**53 - 1
+STREAM_QUEUE_SIZE = 1_000
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """An event as JSON-safe values: integers past 2**53 (token amounts) become strings."""
+    body: dict[str, Any] = {"kind": event.kind}
+    for item in dataclasses.fields(event):
+        body[item.name] = _jsonable(getattr(event, item.name))
+    return body
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, float | str):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) <= _JS_SAFE_INT else str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+class LiveFeed:
+    """Recent ticks, refusals, feed ages and timeline events, and the open event streams."""
+
+    def __init__(
+        self,
+        *,
+        max_ticks: int = 3_600,
+        max_timeline: int = 200,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.started_at = clock()
+        self.ticks: deque[Tick] = deque(maxlen=max_ticks)
+        self.timeline: deque[Event] = deque(maxlen=max_timeline)
+        self.refusals: deque[Refusal] = deque(maxlen=max_ticks)
+        self.feed_ages_s: dict[str, float] = {}
+        self.feeds_checked_at: float | None = None
+        self._streams: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    def subscribe(self, events: EventBus) -> None:
+        events.subscribe(self._on_event, name="console")
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Tick):
+            self.ticks.append(event)
+        elif isinstance(event, Refusal):
+            self.refusals.append(event)
+        elif isinstance(event, FeedsChecked):
+            self.feed_ages_s = dict(event.ages_s)
+            self.feeds_checked_at = event.at
+        if isinstance(event, TIMELINE_KINDS):
+            self.timeline.append(event)
+        if self._streams:
+            body = event_json(event)
+            for queue in self._streams:
+                if queue.full():  # a slow reader loses its oldest events, never blocks us
+                    queue.get_nowait()
+                queue.put_nowait(body)
+
+    def open_stream(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=STREAM_QUEUE_SIZE)
+        self._streams.add(queue)
+        return queue
+
+    def close_stream(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self._streams.discard(queue)
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
+
+    def refusals_over_time(self, bucket_s: float, since: float | None = None) -> dict[str, Any]:
+        """Refusal counts per reason per ``bucket_s`` bucket (bucket start, unix seconds), and
+        opportunities found per bucket, from the ticks this process has seen."""
+        buckets: dict[float, dict[str, int]] = {}
+        found: dict[float, int] = {}
+        for tick in self.ticks:
+            if since is not None and tick.at < since:
+                continue
+            start = tick.at - tick.at % bucket_s
+            found[start] = found.get(start, 0) + tick.opportunities
+            counts = buckets.setdefault(start, {})
+            for reason, count in tick.refusals:
+                counts[reason] = counts.get(reason, 0) + count
+        totals: dict[str, int] = {}
+        for counts in buckets.values():
+            for reason, count in counts.items():
+                totals[reason] = totals.get(reason, 0) + count
+        return {
+            "bucket_s": bucket_s,
+            "buckets": [
+                {"start": start, "opportunities": found[start], "refusals": buckets[start]}
+                for start in sorted(buckets)
+            ],
+            "totals": dict(sorted(totals.items(), key=lambda kv: -kv[1])),
+        }

@@ -1,0 +1,168 @@
+"""The operator console in a real headless browser (Debian's chromium, driven by Playwright)
+against the real agent on the devnet: the dashboard loads with the token from its URL
+fragment, shows a trade soon after its fill, its pause button pauses the agent (the persisted
+control, the API's control action and /health agree), and requests without the token are
+refused. Screenshots are kept under test-artifacts/console/.
+"""
+
+from __future__ import annotations
+
+import socket
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from tests.e2e.harness import Chain, running_agent, wait_for, write_config
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.is_file():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests need Debian's chromium "
+            "(`apt-get install chromium`, or `make setup` as root)"
+        )
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+
+
+async def test_dashboard_shows_a_fill_live_and_its_pause_button_pauses_the_agent(
+    chain: Chain, workdir: Path, browser: Browser
+) -> None:
+    metrics_port = free_port()
+    tree = chain.tree(workdir)
+    tree["metrics"] = {"enabled": True, "port": metrics_port}
+    tree["console"] = {"enabled": True, "port": 0}
+    cfg = write_config(workdir / "agent.toml", tree, {})
+
+    async with running_agent(cfg) as agent, aiohttp.ClientSession() as http:
+        console = agent.parts.console
+        assert console is not None
+        # The token was generated into the data directory, readable by its owner only.
+        token_file = workdir / "data" / "console.token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        token = token_file.read_text().strip()
+        assert console.dashboard_url() == f"{console.url}#token={token}"
+
+        # Without the token (or with a wrong one) nothing is served but the empty page shell.
+        for headers in ({}, {"Authorization": "Bearer not-the-token-at-all"}):
+            async with http.get(console.url + "api/status", headers=headers) as response:
+                assert response.status == 401
+            async with http.post(console.url + "api/control/pause", headers=headers) as response:
+                assert response.status == 401
+        async with http.get(console.url + "api/events?ticket=forged.abcd") as response:
+            assert response.status == 401
+        async with http.get(console.url + "openapi.json") as response:
+            schema = await response.json()
+        assert {"/api/trades", "/api/control/kill", "/api/events"} <= set(schema["paths"])
+        assert not agent.parts.risk.paused
+
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await page.goto(console.dashboard_url())
+        await page.wait_for_selector('#state[data-state="trading"]', timeout=15_000)
+        # The token left the address bar (it stays in the page's localStorage).
+        assert "token" not in page.url
+        await page.wait_for_selector('#live[data-live="yes"]', timeout=15_000)
+
+        await agent.tick()  # a calm block first: the dashboard follows the ticks
+        gap = await chain.open_gap("sushiswap", usd=60_000.0)
+        report = await agent.tick(gap.block)
+        assert report.started == 1
+        fills = agent.parts.engine.report.fills
+        assert len(fills) == 1, agent.parts.engine.report.failures
+        fill = fills[0]
+        assert fill.tx_hash is not None
+
+        # The live stream brings the trade onto the page without a reload.
+        row = page.locator(f'#trades tr[data-trade-id="{fill.intent_id}"][data-status="filled"]')
+        await row.wait_for(timeout=10_000)
+        assert await row.locator("td.hash").get_attribute("data-tx-hash") == fill.tx_hash
+        assert fill.profit_usd is not None
+        assert f"{fill.profit_usd:,.2f}" in await row.inner_text()
+        await page.wait_for_selector("#pools tbody tr", timeout=10_000)
+        await screenshot(page, "dashboard-after-fill")
+
+        await page.click("#pause")
+        await page.wait_for_selector('#state[data-state="paused"]', timeout=10_000)
+        await wait_for(lambda: agent.parts.risk.paused)
+        # The pause is persisted (the kill-switch file), journaled as a control action by the
+        # API and reported by /health.
+        assert (workdir / "KILL").read_text().strip() == "paused from the dashboard"
+        async with http.get(f"http://127.0.0.1:{metrics_port}/health") as response:
+            health = await response.json()
+        assert health["paused"] is True
+        alerts_item = page.locator('#alerts li[data-kind="control_action"]')
+        await alerts_item.first.wait_for(timeout=10_000)
+        assert "pause by api" in await alerts_item.first.inner_text()
+
+        # Paused, the next gap is refused for that reason, and the page says so.
+        gap = await chain.open_gap("sushiswap", usd=60_000.0)
+        paused = await agent.tick(gap.block)
+        assert paused.started == 0 and set(paused.rejected) == {"paused"}
+        await page.locator("#refusals td", has_text="paused").first.wait_for(timeout=10_000)
+        await screenshot(page, "dashboard-paused")
+
+        # On a phone the page fits the screen's width (no sideways scrolling).
+        phone = await browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+        await phone.goto(console.dashboard_url())
+        await phone.wait_for_selector('#state[data-state="paused"]', timeout=15_000)
+        overflow = await phone.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        await screenshot(phone, "dashboard-phone")
+
+
+async def test_a_busy_console_port_is_a_clear_configuration_error(
+    chain: Chain, workdir: Path
+) -> None:
+    from agent.errors import ConfigError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        tree = chain.tree(workdir)
+        tree["console"] = {"enabled": True, "port": port, "token": "s3cret-console-token-xyz"}
+        cfg = write_config(workdir / "agent.toml", tree, {})
+        with pytest.raises(ConfigError) as refused:
+            async with running_agent(cfg):
+                pass
+    message = str(refused.value)
+    assert f"console.port: 127.0.0.1:{port} is already in use" in message
+    assert "s3cret" not in message
