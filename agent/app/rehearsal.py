@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.live import Live
 
 from agent.app.build import open_agent, unlock_signer
+from agent.app.control import AgentControl
 from agent.app.report import LiveBoard, Report, build_report
 from agent.app.runner import install_signal_handlers, remove_signal_handlers
 from agent.chain.arb_executor import (
@@ -111,9 +112,11 @@ def rehearsal_config(
     arb_executor: str,
     tokens: list[str],
     base: Mapping[str, Any] | None = None,
+    console: bool = False,
 ) -> AgentConfig:
     """A fork-mode config for a local chain: the operator's settings (``base``) where given,
-    generous limits for a first run otherwise, simulated feeds, no external alerts."""
+    generous limits for a first run otherwise, simulated feeds, no external alerts; with
+    ``console``, the operator console on a free loopback port (its token in ``workdir``)."""
     raw: dict[str, Any] = json.loads(json.dumps(base or {}))
     raw["chain"] = {
         **raw.get("chain", {}),
@@ -154,6 +157,7 @@ def rehearsal_config(
     raw.setdefault("feeds", {})["simulated"] = True
     raw["alerts"] = {"console": {"enabled": False}}
     raw["metrics"] = {"enabled": False}
+    raw["console"] = {"enabled": console, "port": 0}
     raw["store"] = {"url": f"sqlite+aiosqlite:///{workdir / 'journal.db'}"}
     return AgentConfig.from_mapping(raw, environ={}, base_dir=workdir)
 
@@ -207,8 +211,10 @@ async def rehearse(
     out_dir: Path | None = None,
     console: Console | None = None,
     live: bool = False,
+    dashboard: bool = False,
 ) -> Report:
-    """Run the agent for ``blocks`` blocks on a local chain and report what it did."""
+    """Run the agent for ``blocks`` blocks on a local chain and report what it did; with
+    ``dashboard``, serve the operator console and print its URL (token in the fragment)."""
     console = console or Console()
     workdir = Path(tempfile.mkdtemp(prefix="defi-agent-"))
     out_dir = out_dir or Path("reports") / time.strftime("%Y%m%d-%H%M%S")
@@ -231,17 +237,31 @@ async def rehearse(
             arb_executor=executor,
             tokens=symbols,
             base=base_raw,
+            console=dashboard,
         )
         simulator = MarketSimulator(chain.rpc, deployment) if simulate_market else None
+        stop = asyncio.Event()
         # The fork is this rehearsal's own: the key's nonces there collide with nobody's.
         async with open_agent(
-            cfg, mode="fork", signer=signer, console=console, lock_wallet=False
+            cfg,
+            mode="fork",
+            signer=signer,
+            console=console,
+            control_factory=lambda parts: AgentControl(parts, stop),  # the console's kill
+            lock_wallet=False,
         ) as parts:
+            if parts.console is not None:
+                # The terminal is the operator's: the token-bearing URL is printed, never logged.
+                console.print(
+                    f"Dashboard: {parts.console.dashboard_url()}",
+                    soft_wrap=True,
+                    markup=False,
+                    highlight=False,
+                )
             board = LiveBoard(parts)
             parts.engine.on_tick = board.on_tick
             if simulator is not None:
                 parts.engine.background.append(lambda: _drive(simulator, block_time_s))
-            stop = asyncio.Event()
             install_signal_handlers(stop)
             try:
                 if live:

@@ -135,7 +135,9 @@ def demo(
         f"[bold]defi-agent demo[/]: devnet + simulated market, {blocks} blocks (about "
         f"{blocks} s); Ctrl-C stops early."
     )
-    report = asyncio.run(rehearse(blocks=blocks, out_dir=out, console=console, live=True))
+    report = asyncio.run(
+        rehearse(blocks=blocks, out_dir=out, console=console, live=True, dashboard=True)
+    )
     print_report(console, report, "demo: trades")
 
 

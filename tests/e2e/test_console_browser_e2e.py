@@ -7,8 +7,13 @@ refused. Screenshots are kept under test-artifacts/console/.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import signal
 import socket
 import stat
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,9 +36,13 @@ CHROMIUM_ARGS = [
 ]
 
 
+def chromium_installed() -> bool:
+    return CHROMIUM.is_file()
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.is_file():
+    if not chromium_installed():
         pytest.fail(
             f"{CHROMIUM} is missing: the browser tests need Debian's chromium "
             "(`apt-get install chromium`, or `make setup` as root)"
@@ -166,3 +175,54 @@ async def test_a_busy_console_port_is_a_clear_configuration_error(
     message = str(refused.value)
     assert f"console.port: 127.0.0.1:{port} is already in use" in message
     assert "s3cret" not in message
+
+
+async def test_demo_prints_the_dashboard_url_and_the_dashboard_shows_its_trades_live(
+    browser: Browser, tmp_path: Path
+) -> None:
+    env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        "demo",
+        "--blocks",
+        "200",
+        "--out",
+        str(tmp_path / "demo"),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert demo.stdout is not None
+    drain: asyncio.Task[bytes] | None = None
+    try:
+        url = None
+        async with asyncio.timeout(90):
+            while url is None:
+                line = (await demo.stdout.readline()).decode()
+                if not line:
+                    stderr = await demo.stderr.read() if demo.stderr else b""
+                    raise AssertionError(f"demo ended without a dashboard URL: {stderr[-2000:]!r}")
+                match = re.search(r"Dashboard: (http://127\.0\.0\.1:\d+/#token=\S+)", line)
+                url = match.group(1) if match else None
+        drain = asyncio.create_task(demo.stdout.read())  # keep the pipe from filling up
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await page.goto(url)
+        await page.wait_for_selector('#live[data-live="yes"]', timeout=30_000)
+        # The simulated traders open gaps; the agent's fills appear without a reload.
+        await page.locator('#trades tr[data-status="filled"]').first.wait_for(timeout=120_000)
+        await screenshot(page, "demo-dashboard")
+    finally:
+        if demo.returncode is None:
+            demo.send_signal(signal.SIGINT)  # the demo's own graceful stop
+            try:
+                async with asyncio.timeout(60):
+                    await demo.wait()
+            except TimeoutError:
+                demo.kill()
+                await demo.wait()
+    if drain is not None:
+        drain.cancel()
+    assert demo.returncode == 0

@@ -71,10 +71,13 @@
       $("g-" + id).high = 0.7; $("g-" + id).optimum = 0;
       $("v-" + id).textContent = label;
     };
-    gauge("drawdown", risk.drawdown_pct, risk.max_drawdown_pct, num(risk.drawdown_pct, 3) + "% / " + risk.max_drawdown_pct + "%");
+    gauge("drawdown", risk.drawdown_pct, risk.max_drawdown_pct, num(risk.drawdown_pct, 3) + "%");
+    $("g-drawdown").title = "trading halts at " + risk.max_drawdown_pct + "% drawdown";
     const loss = Math.max(0, -risk.daily_pnl_usd);
-    gauge("daily", loss, risk.daily_loss_limit_usd, "today " + usd(risk.daily_pnl_usd) + " (limit -" + usd(risk.daily_loss_limit_usd) + ")");
+    gauge("daily", loss, risk.daily_loss_limit_usd, usd(risk.daily_pnl_usd));
+    $("g-daily").title = "today's realised PnL; trading halts at -" + usd(risk.daily_loss_limit_usd);
     gauge("exposure", risk.total_exposure_usd, risk.max_total_exposure_usd, usd(risk.total_exposure_usd));
+    $("g-exposure").title = "limit " + usd(risk.max_total_exposure_usd);
     $("equity").textContent = "Equity " + usd(risk.equity_usd);
   }
 
@@ -98,16 +101,20 @@
     $("pnl-summary").textContent = run.fills + " fills · predicted " + usd(run.predicted_profit_usd) +
       " · realised " + usd(run.realised_profit_usd);
     const points = run.pnl.filter((p) => p.block !== null);
+    // From zero at the run's first block, so one fill is a line rather than a dot.
+    if (points.length && run.equity.length && run.equity[0].block < points[0].block) {
+      points.unshift({ block: run.equity[0].block, predicted_usd: 0, realised_usd: 0 });
+    }
     if (points.length) {
       plot("pnl-chart", {
-        height: 200, scales: { x: { time: false } },
+        height: 200, scales: { x: { time: false } }, axes: [{ stroke: "#8b98a5" }, { stroke: "#8b98a5", size: 80 }],
         series: [{ label: "block" },
           { label: "predicted $", stroke: "#8b98a5", dash: [4, 4] },
           { label: "realised $", stroke: "#3fb950", width: 2 }],
       }, [points.map((p) => p.block), points.map((p) => p.predicted_usd), points.map((p) => p.realised_usd)]);
     } else if (run.equity.length) {
       plot("pnl-chart", {
-        height: 200, scales: { x: { time: false } },
+        height: 200, scales: { x: { time: false } }, axes: [{ stroke: "#8b98a5" }, { stroke: "#8b98a5", size: 80 }],
         series: [{ label: "block" }, { label: "equity $", stroke: "#58a6ff", width: 2 }],
       }, [run.equity.map((p) => p.block), run.equity.map((p) => p.equity_usd)]);
     }
@@ -141,7 +148,7 @@
     if (view.buckets.length && reasons.length) {
       const colours = ["#d29922", "#f85149", "#58a6ff", "#a371f7"];
       plot("refusal-chart", {
-        height: 130, legend: { show: true },
+        height: 130, legend: { show: true }, axes: [{ stroke: "#8b98a5" }, { stroke: "#8b98a5" }],
         series: [{}].concat(reasons.map((r, i) => ({ label: r, stroke: colours[i], width: 2 }))),
       }, [view.buckets.map((b) => b.start)].concat(reasons.map((r) => view.buckets.map((b) => b.refusals[r] || 0))));
     }
