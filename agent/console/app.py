@@ -78,6 +78,9 @@ def create_app(context: ConsoleContext, allowlist: IpAllowlist) -> FastAPI:
     app = FastAPI(
         title="defi-agent console",
         version="1",
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN: the schema is enough.
+        docs_url=None,
+        redoc_url=None,
         description=(
             "The running agent's state and controls. Every /api route needs "
             "`Authorization: Bearer <token>`; controls are POST only."

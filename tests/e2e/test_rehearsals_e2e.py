@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -87,3 +88,6 @@ def test_demo_reports_an_executed_profitable_arbitrage(rehearsals: dict[str, Fin
     _assert_profitable_arbitrage(result)
     assert "profitable arbitrages" in result.stdout
     assert "exact" in result.stdout  # the trades table: predicted vs realised per trade
+    # The operator console ran beside it, its token only in the printed URL's fragment.
+    assert re.search(r"Dashboard: http://127\.0\.0\.1:\d+/#token=[\w-]{32,}", result.stdout)
+    assert "token" not in result.stderr
