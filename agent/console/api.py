@@ -68,6 +68,7 @@ async def status(context: Context) -> dict[str, Any]:
         "pause_reason": parts.risk.pause_reason,
         "block": None if snapshot is None else snapshot.block,
         "started_at": context.live.started_at,
+        "run_id": parts.run_id,
         "strategies": [s.name for s in parts.engine.strategies],
         "ticks": len(report.ticks),
         "fills": len(report.fills),
@@ -77,37 +78,61 @@ async def status(context: Context) -> dict[str, Any]:
     }
 
 
-@monitor.get("/runs", summary="Runs: equity and predicted vs realised PnL, per block")
-async def runs(context: Context) -> list[dict[str, Any]]:
-    """This process's run (earlier runs appear once the journal records runs)."""
+@monitor.get("/runs", summary="Runs, newest first: equity and predicted vs realised PnL")
+async def runs(
+    context: Context, limit: Annotated[int, Query(ge=1, le=100)] = 10
+) -> list[dict[str, Any]]:
+    """The journal's runs (this one is ``current``), each with its cumulative predicted and
+    realised PnL per fill block and its equity per block (USD)."""
     parts = context.parts
-    report = parts.engine.report
-    predicted = realised = 0.0
-    pnl: list[dict[str, Any]] = []
-    for fill in report.fills:
-        predicted += fill.predicted_profit_usd or 0.0
-        realised += fill.profit_usd or 0.0
-        pnl.append(
+    journal = parts.journal
+    now = datetime.now(UTC)
+    rows = []
+    for run in (await journal.list_runs())[::-1][:limit]:
+        current = run.id == parts.run_id
+        fills = await journal.list_fills(run_id=run.id)
+        if current:  # the engine's fills are priced at their block even before journaling
+            fills = parts.engine.report.fills or fills
+        predicted = realised = 0.0
+        pnl: list[dict[str, Any]] = []
+        for fill in fills:
+            predicted += fill.predicted_profit_usd or 0.0
+            realised += fill.profit_usd or 0.0
+            pnl.append(
+                {
+                    "block": fill.block_number,
+                    "predicted_usd": round(predicted, 6),
+                    "realised_usd": round(realised, 6),
+                }
+            )
+        if current:
+            equity = [{"block": b, "equity_usd": e} for b, e in parts.engine.report.equity_usd]
+        else:
+            equity = [
+                {"block": snap.block_number, "equity_usd": snap.equity_usd}
+                for snap in await journal.equity_history(run_id=run.id)
+                if snap.block_number is not None
+            ]
+        rows.append(
             {
-                "block": fill.block_number,
-                "predicted_usd": round(predicted, 6),
-                "realised_usd": round(realised, 6),
+                "id": run.id,
+                "current": current,
+                "mode": run.mode,
+                "chain": run.chain_name,
+                "chain_id": run.chain_id,
+                "started_at": _ts(run.started_at),
+                "stopped_at": None if run.stopped_at is None else _ts(run.stopped_at),
+                "stop_reason": run.stop_reason,
+                "running": run.is_running(now),
+                "last_block": run.last_block,
+                "fills": len(fills),
+                "predicted_profit_usd": round(predicted, 6),
+                "realised_profit_usd": round(realised, 6),
+                "equity": equity,
+                "pnl": pnl,
             }
         )
-    return [
-        {
-            "id": "current",
-            "mode": parts.mode,
-            "chain_id": parts.cfg.chain.chain_id,
-            "started_at": context.live.started_at,
-            "state": _state(context),
-            "fills": len(report.fills),
-            "predicted_profit_usd": round(predicted, 6),
-            "realised_profit_usd": round(realised, 6),
-            "equity": [{"block": b, "equity_usd": e} for b, e in report.equity_usd],
-            "pnl": pnl,
-        }
-    ]
+    return rows
 
 
 @monitor.get("/trades", summary="Trades (journaled intents) with predicted vs realised")
@@ -116,12 +141,13 @@ async def trades(
     strategy: Annotated[str | None, Query(description="only this strategy")] = None,
     status: Annotated[IntentStatus | None, Query(description="only this status")] = None,
     since: Annotated[float | None, Query(description="created at or after (unix s)")] = None,
+    run: Annotated[int | None, Query(description="only this run's (GET /api/runs)")] = None,
     limit: Annotated[int, Query(ge=1, le=1_000)] = 200,
 ) -> list[dict[str, Any]]:
     """Newest first. Amounts are smallest units (strings); ``realised_profit_usd`` is null
     until the trade filled."""
     journal = context.parts.journal
-    records = await journal.list_intents(None if status is None else [status])
+    records = await journal.list_intents(None if status is None else [status], run_id=run)
     if strategy is not None:
         records = [r for r in records if r.intent.strategy == strategy]
     if since is not None:

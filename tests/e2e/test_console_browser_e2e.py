@@ -124,6 +124,12 @@ async def test_dashboard_shows_a_fill_live_and_its_pause_button_pauses_the_agent
         assert fill.profit_usd is not None
         assert f"{fill.profit_usd:,.2f}" in await row.inner_text()
         await page.wait_for_selector("#pools tbody tr", timeout=10_000)
+        # This run's realised PnL beside the prediction.
+        summary = page.locator(
+            "#pnl-summary", has_text=f"run #{agent.parts.run_id} (fork): 1 fills"
+        )
+        await summary.wait_for(timeout=10_000)
+        assert f"realised ${fill.profit_usd:,.2f}" in await summary.inner_text()
         await screenshot(page, "dashboard-after-fill")
 
         await page.click("#pause")

@@ -95,11 +95,15 @@
   }
 
   async function loadRuns() {
-    const runs = await api("/api/runs");
-    const run = runs[0];
+    const runs = await api("/api/runs?limit=5");
+    const run = runs.find((r) => r.current) || runs[0];
     if (!run) return;
-    $("pnl-summary").textContent = run.fills + " fills · predicted " + usd(run.predicted_profit_usd) +
-      " · realised " + usd(run.realised_profit_usd);
+    $("pnl-summary").textContent = "run #" + run.id + " (" + run.mode + "): " + run.fills +
+      " fills · predicted " + usd(run.predicted_profit_usd) + " · realised " + usd(run.realised_profit_usd);
+    fill($("runs").tBodies[0], runs.filter((r) => r !== run), (tr, r) => {
+      cell(tr, "#" + r.id + " " + r.mode); cell(tr, new Date(r.started_at * 1000).toLocaleString());
+      cell(tr, r.fills + " fills"); cell(tr, usd(r.realised_profit_usd), "num");
+    });
     const points = run.pnl.filter((p) => p.block !== null);
     // From zero at the run's first block, so one fill is a line rather than a dot.
     if (points.length && run.equity.length && run.equity[0].block < points[0].block) {
