@@ -232,3 +232,38 @@ async def test_demo_prints_the_dashboard_url_and_the_dashboard_shows_its_trades_
     if drain is not None:
         drain.cancel()
     assert demo.returncode == 0
+
+
+async def test_kill_needs_its_confirmation_then_halts_and_stops_the_agent(
+    chain: Chain, workdir: Path
+) -> None:
+    tree = chain.tree(workdir)
+    tree["console"] = {"enabled": True, "port": 0, "token": "${DEFI_AGENT_CONSOLE_TOKEN}"}
+    token = "operator-chosen-console-token"
+    cfg = write_config(workdir / "agent.toml", tree, {"DEFI_AGENT_CONSOLE_TOKEN": token})
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async with (
+        running_agent(cfg, telegram_control=True) as agent,
+        aiohttp.ClientSession() as http,
+    ):
+        console = agent.parts.console
+        assert console is not None
+        assert not (workdir / "data" / "console.token").exists()  # the configured one is used
+        kill = console.url + "api/control/kill"
+        async with http.get(kill, headers=headers) as response:
+            assert response.status == 405  # controls are POST only
+        async with http.post(kill, headers=headers, json={}) as response:
+            assert response.status == 422
+        async with http.post(kill, headers=headers, json={"confirm": "yes"}) as response:
+            assert response.status == 400
+        assert not agent.parts.risk.paused and not agent.stop.is_set()
+
+        async with http.post(kill, headers=headers, json={"confirm": "kill"}) as response:
+            assert response.status == 200
+        assert agent.parts.risk.paused
+        await wait_for(agent.stop.is_set)
+        assert agent.task is not None
+        async with asyncio.timeout(30):
+            await agent.task  # the run ends on its own
+    assert "killed from api" in (workdir / "KILL").read_text()
