@@ -18,11 +18,17 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 COPY anvil/package.json anvil/package-lock.json anvil/
 RUN npm ci --prefix anvil --ignore-scripts --no-audit --no-fund
+# The console's chart library, served by the agent (no CDN).
+COPY console/package.json console/package-lock.json console/
+RUN npm ci --prefix console --ignore-scripts --no-audit --no-fund
 COPY agent agent
 COPY strategies strategies
 COPY abis abis
 COPY contracts contracts
 COPY scripts scripts
+RUN mkdir -p agent/console/static/vendor \
+ && cp console/node_modules/uplot/dist/uPlot.iife.min.js console/node_modules/uplot/dist/uPlot.min.css \
+       agent/console/static/vendor/
 RUN uv sync --frozen --no-dev --python python3
 
 RUN useradd --system --uid 10001 --home /app agent && mkdir -p /app/data /app/keys \
