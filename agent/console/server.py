@@ -109,6 +109,9 @@ class ConsoleServer:
             timeout_graceful_shutdown=2,
             server_header=False,
         )
+        # Uvicorn's start/stop chatter at INFO repeats our own "console on" line; keep its
+        # warnings and errors.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         server = _AgentOwnedServer(config)
         serving = asyncio.ensure_future(server.serve(sockets=[self._socket]))
         try:
