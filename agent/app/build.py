@@ -133,6 +133,7 @@ class BalanceReader:
 
     def __init__(self, multicall: Multicall, tokens: list[str], holders: list[str]) -> None:
         self.multicall = multicall
+        self.holders = list(holders)
         self.calls = [
             (token, Call(token, _BALANCE_OF + encode(["address"], [holder])))
             for holder in holders
@@ -140,13 +141,23 @@ class BalanceReader:
         ]
 
     async def balances(self, block: int) -> dict[str, int]:
-        result = await self.multicall.aggregate([c for _, c in self.calls], block)
         totals: dict[str, int] = {}
-        for (token, _), answer in zip(self.calls, result.results, strict=True):
+        for held in (await self.by_holder(block)).values():
+            for token, amount in held.items():
+                totals[token] = totals.get(token, 0) + amount
+        return totals
+
+    async def by_holder(self, block: int) -> dict[str, dict[str, int]]:
+        """Each holder's balances (token address -> smallest units) at ``block``."""
+        result = await self.multicall.aggregate([c for _, c in self.calls], block)
+        held: dict[str, dict[str, int]] = {holder: {} for holder in self.holders}
+        per_holder = len(self.calls) // max(1, len(self.holders))
+        for index, ((token, _), answer) in enumerate(zip(self.calls, result.results, strict=True)):
             if answer.success and len(answer.return_data) >= 32:
                 (amount,) = decode(["uint256"], answer.return_data[:32])
-                totals[token] = totals.get(token, 0) + int(amount)
-        return totals
+                holder = held[self.holders[index // per_holder]]
+                holder[token] = holder.get(token, 0) + int(amount)
+        return held
 
 
 class PaperBalances:

@@ -236,7 +236,33 @@ async def balances(context: Context) -> dict[str, Any]:
         "holders": {"wallet": parts.account, "executor": parts.arb_executor},
         "equity_usd": view.equity_usd,
         "balances": rows,
+        "by_holder": await _by_holder(context, prices),
     }
+
+
+async def _by_holder(context: ConsoleContext, prices: dict[str, float]) -> list[dict[str, Any]]:
+    """The wallet's and the executor's balances at the chain's head (chain modes)."""
+    from agent.app.build import BalanceReader  # the app layer imports the console
+
+    parts = context.parts
+    reader = parts.engine.balances
+    if not isinstance(reader, BalanceReader):
+        return []  # paper mode: the journal's virtual portfolio is the only holder
+    names = {parts.account: "wallet", parts.arb_executor: "executor"}
+    block = await parts.w3.eth.block_number
+    held = await reader.by_holder(block)
+    return [
+        {
+            "holder": holder,
+            "role": names.get(holder, "holder"),
+            "block": block,
+            "value_usd": sum(
+                (_units(context, t, a) or 0.0) * prices.get(t, 0.0) for t, a in amounts.items()
+            ),
+            "balances": {_symbol(context, t): str(a) for t, a in sorted(amounts.items()) if a},
+        }
+        for holder, amounts in held.items()
+    ]
 
 
 def _pool_price(context: ConsoleContext, pool: Any) -> float | None:

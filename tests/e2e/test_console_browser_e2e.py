@@ -124,6 +124,16 @@ async def test_dashboard_shows_a_fill_live_and_its_pause_button_pauses_the_agent
         assert fill.profit_usd is not None
         assert f"{fill.profit_usd:,.2f}" in await row.inner_text()
         await page.wait_for_selector("#pools tbody tr", timeout=10_000)
+        await page.wait_for_selector('#holders li[data-role="executor"]', timeout=10_000)
+        # The executor's balances as the API reports them are the chain's.
+        auth = {"Authorization": f"Bearer {token}"}
+        async with http.get(console.url + "api/balances", headers=auth) as response:
+            balances = await response.json()
+        executor = next(h for h in balances["by_holder"] if h["role"] == "executor")
+        assert executor["holder"] == chain.arb_executor
+        for symbol in ("USDC", "WETH"):
+            on_chain = await chain.balance(symbol, chain.arb_executor)
+            assert int(executor["balances"][symbol]) == on_chain
         # This run's realised PnL beside the prediction.
         summary = page.locator(
             "#pnl-summary", has_text=f"run #{agent.parts.run_id} (fork): 1 fills"

@@ -185,6 +185,13 @@
     fill($("balances").tBodies[0], view.balances, (tr, b) => {
       cell(tr, b.symbol); cell(tr, num(b.amount_units, 8), "num"); cell(tr, usd(b.value_usd), "num");
     });
+    $("holders").replaceChildren(...view.by_holder.map((h) => {
+      const li = document.createElement("li");
+      li.dataset.role = h.role;
+      li.textContent = h.role + " " + h.holder.slice(0, 8) + "… " + usd(h.value_usd);
+      li.title = h.holder;
+      return li;
+    }));
   }
 
   function describe(e) {
