@@ -201,8 +201,14 @@ async def opportunities(
     bucket_s: Annotated[float, Query(gt=0, le=86_400)] = 60.0,
     since: Annotated[float | None, Query(description="unix seconds")] = None,
 ) -> dict[str, Any]:
-    """Counts per ``bucket_s`` bucket since this process started: the "why no trade" view."""
-    return context.live.refusals_over_time(bucket_s, since)
+    """Counts per ``bucket_s`` bucket since this process started: the "why no trade" view;
+    ``run_totals`` are the journal's refusal counts of this run."""
+    view = context.live.refusals_over_time(bucket_s, since)
+    run_id = context.parts.run_id
+    view["run_totals"] = (
+        {} if run_id is None else await context.parts.journal.rejection_counts(run_id=run_id)
+    )
+    return view
 
 
 @monitor.get("/refusals", summary="The latest refusals, newest first")

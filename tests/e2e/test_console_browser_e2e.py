@@ -160,6 +160,10 @@ async def test_dashboard_shows_a_fill_live_and_its_pause_button_pauses_the_agent
         paused = await agent.tick(gap.block)
         assert paused.started == 0 and set(paused.rejected) == {"paused"}
         await page.locator("#refusals td", has_text="paused").first.wait_for(timeout=10_000)
+        async with http.get(console.url + "api/opportunities", headers=auth) as response:
+            why = await response.json()
+        assert why["totals"]["paused"] == paused.rejected["paused"]
+        assert why["run_totals"] == {"paused": paused.rejected["paused"]}
         await screenshot(page, "dashboard-paused")
 
         # On a phone the page fits the screen's width (no sideways scrolling).
