@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -50,6 +51,7 @@ TIMELINE_KINDS: tuple[type[Event], ...] = (
 )
 _JS_SAFE_INT = 2**53 - 1
 STREAM_QUEUE_SIZE = 1_000
+MAX_FILLED_BUCKETS = 2_000
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -127,25 +129,35 @@ class LiveFeed:
     def refusals_over_time(self, bucket_s: float, since: float | None = None) -> dict[str, Any]:
         """Refusal counts per reason per ``bucket_s`` bucket (bucket start, unix seconds), and
         opportunities found per bucket, from the ticks this process has seen."""
-        buckets: dict[float, dict[str, int]] = {}
-        found: dict[float, int] = {}
+        # Buckets by index (start = index * bucket_s): exact keys whatever the bucket size.
+        buckets: dict[int, dict[str, int]] = {}
+        found: dict[int, int] = {}
         for tick in self.ticks:
             if since is not None and tick.at < since:
                 continue
-            start = tick.at - tick.at % bucket_s
-            found[start] = found.get(start, 0) + tick.opportunities
-            counts = buckets.setdefault(start, {})
+            index = math.floor(tick.at / bucket_s)
+            found[index] = found.get(index, 0) + tick.opportunities
+            counts = buckets.setdefault(index, {})
             for reason, count in tick.refusals:
                 counts[reason] = counts.get(reason, 0) + count
         totals: dict[str, int] = {}
         for counts in buckets.values():
             for reason, count in counts.items():
                 totals[reason] = totals.get(reason, 0) + count
+        indices = sorted(buckets)
+        if indices and indices[-1] - indices[0] <= MAX_FILLED_BUCKETS:
+            # Quiet buckets are zeros, not gaps a chart would draw a line across; and one
+            # bucket before the first, so a lone bucket still has a time axis.
+            indices = list(range(indices[0] - 1, indices[-1] + 1))
         return {
             "bucket_s": bucket_s,
             "buckets": [
-                {"start": start, "opportunities": found[start], "refusals": buckets[start]}
-                for start in sorted(buckets)
+                {
+                    "start": index * bucket_s,
+                    "opportunities": found.get(index, 0),
+                    "refusals": buckets.get(index, {}),
+                }
+                for index in indices
             ],
             "totals": dict(sorted(totals.items(), key=lambda kv: -kv[1])),
         }

@@ -153,8 +153,6 @@
       const colours = ["#d29922", "#f85149", "#58a6ff", "#a371f7"];
       plot("refusal-chart", {
         height: 130, legend: { show: true }, axes: [{ stroke: "#8b98a5" }, { stroke: "#8b98a5" }],
-        // A bucket either side: a single bucket is not stretched over years.
-        scales: { x: { time: true, range: (u, min, max) => [min - view.bucket_s, max + view.bucket_s] } },
         series: [{}].concat(reasons.map((r, i) => ({ label: r, stroke: colours[i], width: 2 }))),
       }, [view.buckets.map((b) => b.start)].concat(reasons.map((r) => view.buckets.map((b) => b.refusals[r] || 0))));
     }
