@@ -17,7 +17,12 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from agent.console.context import ConsoleContext, console_context, require_token
+from agent.console.context import (
+    ConsoleContext,
+    HolderBalances,
+    console_context,
+    require_token,
+)
 from agent.console.live import event_json
 from agent.dex.v2 import V2Pool
 from agent.store.models import IntentStatus
@@ -248,11 +253,9 @@ async def balances(context: Context) -> dict[str, Any]:
 
 async def _by_holder(context: ConsoleContext, prices: dict[str, float]) -> list[dict[str, Any]]:
     """The wallet's and the executor's balances at the chain's head (chain modes)."""
-    from agent.app.build import BalanceReader  # the app layer imports the console
-
     parts = context.parts
     reader = parts.engine.balances
-    if not isinstance(reader, BalanceReader):
+    if not isinstance(reader, HolderBalances):
         return []  # paper mode: the journal's virtual portfolio is the only holder
     names = {parts.account: "wallet", parts.arb_executor: "executor"}
     block = await parts.w3.eth.block_number

@@ -8,24 +8,70 @@ covers everything the app serves.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 from fastapi import HTTPException, Request
+from web3 import AsyncWeb3
 
 from agent.alerts.control import ControlSurface
+from agent.config.models import AgentConfig
 from agent.console.auth import ConsoleAuth
 from agent.console.live import LiveFeed
+from agent.dex.pools import PoolRegistry
+from agent.engine.loop import Engine
+from agent.market.portfolio import Portfolio
+from agent.metrics.server import HealthState
+from agent.risk.gate import RiskGate
+from agent.store.journal import Journal
+from agent.types import Token
 
-if TYPE_CHECKING:  # the app layer builds the console and hands it the parts
-    from agent.app.build import AgentParts
+
+class AgentView(Protocol):
+    """What the console reads of the running agent (``agent.app.build.AgentParts`` is one):
+    the app layer builds the console and hands it the parts, the console never imports it."""
+
+    @property
+    def cfg(self) -> AgentConfig: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def w3(self) -> AsyncWeb3[Any]: ...
+    @property
+    def registry(self) -> PoolRegistry: ...
+    @property
+    def journal(self) -> Journal: ...
+    @property
+    def portfolio(self) -> Portfolio: ...
+    @property
+    def risk(self) -> RiskGate: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def tokens(self) -> Mapping[str, Token]: ...
+    @property
+    def account(self) -> str | None: ...
+    @property
+    def arb_executor(self) -> str | None: ...
+    @property
+    def health(self) -> HealthState: ...
+    @property
+    def run_id(self) -> int | None: ...
+
+
+@runtime_checkable
+class HolderBalances(Protocol):
+    """A balance source that tells holders apart (the chain modes' ``BalanceReader``)."""
+
+    async def by_holder(self, block: int) -> dict[str, dict[str, int]]: ...
 
 
 @dataclass
 class ConsoleContext:
     """The running agent as the console sees it. ``control`` acts as ``who="api"``."""
 
-    parts: AgentParts
+    parts: AgentView
     control: ControlSurface
     auth: ConsoleAuth
     live: LiveFeed

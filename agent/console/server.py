@@ -14,7 +14,6 @@ import errno
 import logging
 import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -22,13 +21,10 @@ from agent.alerts.control import ControlSurface
 from agent.config.models import ConsoleConfig
 from agent.console.app import create_app
 from agent.console.auth import ConsoleAuth, IpAllowlist, load_or_create_token
-from agent.console.context import ConsoleContext
+from agent.console.context import AgentView, ConsoleContext
 from agent.console.live import LiveFeed
 from agent.errors import ConfigError
 from agent.events import EventBus
-
-if TYPE_CHECKING:
-    from agent.app.build import AgentParts
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +85,7 @@ class ConsoleServer:
         self.port = int(sock.getsockname()[1])
         log.info("console on %s", self.url)
 
-    def attach(self, parts: AgentParts, control: ControlSurface) -> None:
+    def attach(self, parts: AgentView, control: ControlSurface) -> None:
         self._context = ConsoleContext(parts=parts, control=control, auth=self.auth, live=self.live)
 
     def close(self) -> None:
