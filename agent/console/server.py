@@ -70,7 +70,8 @@ class ConsoleServer:
         """Bind ``host:port`` now (``port = 0``: a free port, readable from ``.port``)."""
         host, port = self.cfg.host, self.cfg.port
         try:
-            sock = socket.create_server((host, port), reuse_port=False)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.create_server((host, port), family=family)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise ConfigError(
@@ -83,7 +84,8 @@ class ConsoleServer:
             ) from None
         self._socket = sock
         self.port = int(sock.getsockname()[1])
-        log.info("console on %s", self.url)
+        where = "console.token" if self.cfg.token is not None else str(self.cfg.token_file)
+        log.info("console on %s (its token: %s)", self.url, where)
 
     def attach(self, parts: AgentView, control: ControlSurface) -> None:
         self._context = ConsoleContext(parts=parts, control=control, auth=self.auth, live=self.live)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -99,3 +100,38 @@ def test_bearer_tokens_and_stream_tickets() -> None:
     assert not auth.ticket_ok("not a ticket")
     now[0] += TICKET_TTL_S + 1
     assert not auth.ticket_ok(ticket)  # expired
+
+
+async def test_the_console_refuses_addresses_off_its_allowlist_before_any_route() -> None:
+    from agent.console.app import GuardMiddleware
+
+    reached: list[str] = []
+
+    async def routes(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        reached.append(scope["client"][0])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    guard = GuardMiddleware(routes, IpAllowlist(["10.0.0.0/24"]))
+
+    async def call(client: str) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        scope = {"type": "http", "client": (client, 40000), "path": "/api/status"}
+        await guard(scope, receive, send)
+        return sent
+
+    refused = await call("192.168.1.9")
+    assert refused[0]["status"] == 403 and reached == []
+    for client in ("127.0.0.1", "10.0.0.9"):
+        allowed = await call(client)
+        assert allowed[0]["status"] == 200
+        headers = dict(allowed[0]["headers"])
+        assert headers[b"x-frame-options"] == b"DENY"  # the control buttons cannot be framed
+    assert reached == ["127.0.0.1", "10.0.0.9"]
