@@ -323,11 +323,12 @@ async def feeds(context: Context) -> dict[str, Any]:
     }
 
 
-@monitor.get("/strategies", summary="Each strategy's saved state and its trades so far")
+@monitor.get("/strategies", summary="Each strategy's saved state and its fills in this run")
 async def strategies(context: Context) -> list[dict[str, Any]]:
     parts = context.parts
     fills_by: dict[str, int] = {}
-    records = {r.intent.id: r.intent.strategy for r in await parts.journal.list_intents()}
+    intents = await parts.journal.list_intents(run_id=parts.run_id)
+    records = {r.intent.id: r.intent.strategy for r in intents}
     for fill in parts.engine.report.fills:
         name = records.get(fill.intent_id)
         if name is not None:

@@ -129,6 +129,17 @@ async def test_dashboard_shows_a_fill_live_and_its_pause_button_pauses_the_agent
         auth = {"Authorization": f"Bearer {token}"}
         async with http.get(console.url + "api/balances", headers=auth) as response:
             balances = await response.json()
+        trades_url = console.url + "api/trades"
+        for query, expected in (
+            ("?strategy=arbitrage&status=filled", [fill.intent_id]),
+            ("?strategy=grid", []),
+            ("?status=reverted", []),
+            (f"?run={agent.parts.run_id}", [fill.intent_id]),
+        ):
+            async with http.get(trades_url + query, headers=auth) as response:
+                assert [t["id"] for t in await response.json()] == expected, query
+        async with http.get(console.url + "api/strategies", headers=auth) as response:
+            assert [(s["name"], s["fills"]) for s in await response.json()] == [("arbitrage", 1)]
         executor = next(h for h in balances["by_holder"] if h["role"] == "executor")
         assert executor["holder"] == chain.arb_executor
         for symbol in ("USDC", "WETH"):
