@@ -311,6 +311,58 @@ async def pools(context: Context) -> dict[str, Any]:
     }
 
 
+@monitor.get("/prices", summary="A token's USD price per block, its fills and grid levels")
+async def prices(
+    context: Context,
+    token: Annotated[str, Query(description="token symbol, e.g. WETH")] = "WETH",
+    limit: Annotated[int, Query(ge=2, le=10_000)] = 1_000,
+) -> dict[str, Any]:
+    """``points``: the token's USD valuation price at each block this process processed;
+    ``fills``: this run's fills that bought or sold it (block, side, strategy); ``grids``: the
+    levels of each grid strategy on it (quote per base: USD for a USD stablecoin quote)."""
+    parts = context.parts
+    symbol = token.upper()
+    points = [
+        {"block": block, "price_usd": by_symbol[symbol]}
+        for block, by_symbol in list(context.live.prices)[-limit:]
+        if symbol in by_symbol
+    ]
+    strategy_of = {
+        r.intent.id: r.intent.strategy
+        for r in await parts.journal.list_intents(run_id=parts.run_id)
+    }
+    fills = []
+    for fill in parts.engine.report.fills:
+        bought, sold = _symbol(context, fill.token_out), _symbol(context, fill.token_in)
+        if symbol in (bought, sold) and fill.block_number is not None:
+            side = "arb" if bought == sold else "buy" if bought == symbol else "sell"
+            fills.append(
+                {
+                    "block": fill.block_number,
+                    "side": side,
+                    "strategy": strategy_of.get(fill.intent_id),
+                    "tx_hash": fill.tx_hash,
+                }
+            )
+    grids = []
+    for strategy in parts.engine.strategies:
+        book = strategy.state().get("book")  # a grid's book: its levels, live
+        pair = str(getattr(getattr(strategy, "params", None), "pair", ""))
+        base = pair.split("/")[0]
+        base = _symbol(context, base) if base.startswith("0x") else base.upper()
+        if isinstance(book, dict) and "levels" in book and base == symbol:
+            grids.append(
+                {
+                    "strategy": strategy.name,
+                    "pair": pair,
+                    "levels": [float(level) for level in book["levels"]],
+                    "stopped": bool(book.get("stopped", False)),
+                }
+            )
+    tokens = sorted({s for _, by_symbol in context.live.prices for s in by_symbol})
+    return {"token": symbol, "tokens": tokens, "points": points, "fills": fills, "grids": grids}
+
+
 @monitor.get("/feeds", summary="Feed health: ages of the latest readings, stale sources")
 async def feeds(context: Context) -> dict[str, Any]:
     health = context.parts.health

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
@@ -92,6 +92,9 @@ class LiveFeed:
         self.refusals: deque[Refusal] = deque(maxlen=max_ticks)
         self.feed_ages_s: dict[str, float] = {}
         self.feeds_checked_at: float | None = None
+        # USD price per token symbol at each processed block, for the price chart.
+        self.prices: deque[tuple[int, dict[str, float]]] = deque(maxlen=max_ticks)
+        self.prices_at_tick: Callable[[int], Mapping[str, float] | None] | None = None
         self._streams: set[asyncio.Queue[dict[str, Any]]] = set()
 
     def subscribe(self, events: EventBus) -> None:
@@ -100,6 +103,9 @@ class LiveFeed:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, Tick):
             self.ticks.append(event)
+            prices = None if self.prices_at_tick is None else self.prices_at_tick(event.block)
+            if prices:
+                self.prices.append((event.block, dict(prices)))
         elif isinstance(event, Refusal):
             self.refusals.append(event)
         elif isinstance(event, FeedsChecked):

@@ -90,6 +90,18 @@ class ConsoleServer:
     def attach(self, parts: AgentView, control: ControlSurface) -> None:
         self._context = ConsoleContext(parts=parts, control=control, auth=self.auth, live=self.live)
 
+        def prices_at(block: int) -> dict[str, float] | None:
+            snapshot = parts.engine.last_snapshot
+            if snapshot is None or snapshot.block != block:
+                return None
+            return {
+                token.symbol: price
+                for address, price in snapshot.prices_usd.items()
+                if (token := parts.tokens.get(address)) is not None
+            }
+
+        self.live.prices_at_tick = prices_at
+
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close()

@@ -74,7 +74,23 @@ async def test_dashboard_shows_a_fill_live_and_its_pause_button_pauses_the_agent
     chain: Chain, workdir: Path, browser: Browser
 ) -> None:
     metrics_port = free_port()
-    tree = chain.tree(workdir)
+    arbitrage = {
+        "enabled": True,
+        "dexes": ["uniswap_v2", "sushiswap"],
+        "min_profit_usd": 1.0,
+        "max_input_usd": 200_000.0,
+    }
+    # A grid far below the price: it never trades here, its levels are drawn on the chart.
+    grid = {
+        "enabled": True,
+        "pair": "WETH/USDC",
+        "dex": "uniswap_v2",
+        "lower_price": 1000,
+        "upper_price": 2000,
+        "levels": 5,
+        "order_size": 0.1,
+    }
+    tree = chain.tree(workdir, strategies={"arbitrage": arbitrage, "grid": grid})
     tree["metrics"] = {"enabled": True, "port": metrics_port}
     tree["console"] = {"enabled": True, "port": 0}
     cfg = write_config(workdir / "agent.toml", tree, {})
@@ -139,7 +155,17 @@ async def test_dashboard_shows_a_fill_live_and_its_pause_button_pauses_the_agent
             async with http.get(trades_url + query, headers=auth) as response:
                 assert [t["id"] for t in await response.json()] == expected, query
         async with http.get(console.url + "api/strategies", headers=auth) as response:
-            assert [(s["name"], s["fills"]) for s in await response.json()] == [("arbitrage", 1)]
+            fills_by = {s["name"]: s["fills"] for s in await response.json()}
+        assert fills_by == {"arbitrage": 1, "grid": 0}
+        # The WETH chart marks the arbitrage's fill and draws the grid's levels.
+        async with http.get(console.url + "api/prices?token=WETH", headers=auth) as response:
+            weth = await response.json()
+        assert [(f["block"], f["side"]) for f in weth["fills"]] == [(fill.block_number, "arb")]
+        assert [(g["strategy"], g["levels"]) for g in weth["grids"]] == [
+            ("grid", [1000.0, 1250.0, 1500.0, 1750.0, 2000.0])
+        ]
+        assert len(weth["points"]) >= 2
+        await page.wait_for_selector('#prices-card[data-fills="1"][data-grids="1"]', timeout=10_000)
         executor = next(h for h in balances["by_holder"] if h["role"] == "executor")
         assert executor["holder"] == chain.arb_executor
         for symbol in ("USDC", "WETH"):

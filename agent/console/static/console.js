@@ -167,6 +167,49 @@
     });
   }
 
+  let priceToken = "WETH";
+  async function loadPrices() {
+    const view = await api("/api/prices?token=" + encodeURIComponent(priceToken));
+    const select = $("price-token");
+    if (select.options.length !== view.tokens.length) {
+      select.replaceChildren(...view.tokens.map((t) => new Option(t, t, false, t === view.token)));
+    }
+    const card = $("prices-card");
+    card.dataset.fills = String(view.fills.length);
+    card.dataset.grids = String(view.grids.length);
+    if (view.points.length < 2) return;
+    // Fills land on blocks the price was not recorded at: they join the x axis, marked at the
+    // latest price before them.
+    const fillAt = new Map(view.fills.map((f) => [f.block, f]));
+    const priceAt = new Map(view.points.map((p) => [p.block, p.price_usd]));
+    const blocks = Array.from(new Set([...priceAt.keys(), ...fillAt.keys()])).sort((a, b) => a - b);
+    let latest = null;
+    const price = [], marks = [];
+    blocks.forEach((block) => {
+      const here = priceAt.has(block) ? priceAt.get(block) : null;
+      if (here !== null) latest = here;
+      price.push(here);
+      marks.push(fillAt.has(block) ? (here !== null ? here : latest) : null);
+    });
+    const series = [{ label: "block" }, { label: view.token + " $", stroke: "#58a6ff", width: 2, spanGaps: true },
+      { label: "fills", stroke: "#3fb950", width: 0, paths: () => null, points: { show: true, size: 10, fill: "#3fb950" } }];
+    const data = [blocks, price, marks];
+    const captions = [view.fills.length + " fills (green)"];
+    view.grids.forEach((grid) => {
+      const levels = grid.levels.length <= 60 ? grid.levels : [];
+      levels.forEach((level) => {
+        series.push({ stroke: grid.stopped ? "#f85149" : "#a371f7", width: 1, dash: [3, 3], points: { show: false } });
+        data.push(blocks.map(() => level));
+      });
+      captions.push(grid.strategy + " " + grid.pair + ": " + grid.levels.length + " levels " +
+        num(grid.levels[0], 6) + "–" + num(grid.levels[grid.levels.length - 1], 6) +
+        (grid.stopped ? " (stopped: the price left the range)" : ""));
+    });
+    $("price-caption").textContent = captions.join(" · ");
+    plot("price-chart", { height: 200, legend: { show: false }, scales: { x: { time: false } },
+      axes: [{ stroke: "#8b98a5" }, { stroke: "#8b98a5", size: 70 }], series: series }, data);
+  }
+
   async function loadFeeds() {
     const view = await api("/api/feeds");
     const rows = Object.entries(view.ages_s).map(([source, age]) => [source, age, source in view.stale]);
@@ -223,7 +266,7 @@
 
   // -- refresh scheduling: each panel at most once per second, on the events that change it ----
   const panels = { status: loadStatus, risk: loadRisk, runs: loadRuns, trades: loadTrades,
-    refusals: loadRefusals, pools: loadPools, feeds: loadFeeds, balances: loadBalances, alerts: loadAlerts };
+    refusals: loadRefusals, pools: loadPools, prices: loadPrices, feeds: loadFeeds, balances: loadBalances, alerts: loadAlerts };
   const due = new Set();
   let timer = null;
   function refresh(...names) {
@@ -238,8 +281,8 @@
     showError(failed ? "Could not reach the agent: " + failed.reason.message : "");
   }
   const ON_EVENT = {
-    tick: ["status", "risk", "refusals", "pools", "runs"],
-    trade_sent: ["trades"], trade_mined: ["trades", "runs", "balances", "alerts", "risk"],
+    tick: ["status", "risk", "refusals", "pools", "prices", "runs"],
+    trade_sent: ["trades"], trade_mined: ["trades", "runs", "balances", "alerts", "risk", "prices"],
     trade_reverted: ["trades", "alerts"], trade_failed: ["trades", "alerts"],
     control_action: ["status", "risk", "alerts"], halt: ["status", "risk", "alerts"],
     feeds_checked: ["feeds"], feed_stale: ["feeds", "alerts"], feed_fresh: ["feeds", "alerts"],
@@ -277,6 +320,11 @@
     setInterval(() => refresh(...Object.keys(panels)), 15000);  // a missed event heals itself
   }
 
+  $("price-token").addEventListener("change", (event) => {
+    priceToken = event.target.value;
+    if (charts["price-chart"]) { charts["price-chart"].destroy(); delete charts["price-chart"]; }
+    refresh("prices");
+  });
   $("pause").addEventListener("click", () => control("pause", { reason: "paused from the dashboard" }));
   $("resume").addEventListener("click", () => control("resume"));
   $("kill").addEventListener("click", () => {
