@@ -1,4 +1,5 @@
-"""The console's JSON API, one router per area, every route behind the bearer token.
+"""The console's JSON API, one router per area, behind the bearer token (the event stream also
+takes a short-lived ticket: EventSource cannot send headers).
 
 Units: USD figures are floats (reporting); token amounts are integer smallest units sent as
 decimal strings (they pass 2**53); times are unix seconds. Add an area (risk analytics,
