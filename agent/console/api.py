@@ -439,30 +439,30 @@ class KillRequest(BaseModel):
 
 @controls.post("/pause", summary="Stop opening trades until resume (in-flight ones finish)")
 async def pause(
-    context: Context, request: Annotated[PauseRequest | None, Body()] = None
+    context: Context, http: Request, request: Annotated[PauseRequest | None, Body()] = None
 ) -> dict[str, Any]:
     reason = (request or PauseRequest()).reason.strip() or "paused from the console"
     await context.control.pause(reason)
-    await context.journal_control_action("pause", accepted=True, argument=reason)
+    await context.journal_control_action(http, "pause", accepted=True, argument=reason)
     return {"state": _state(context), "reason": reason}
 
 
 @controls.post("/resume", summary="Lift a pause or a risk halt")
-async def resume(context: Context) -> dict[str, Any]:
+async def resume(context: Context, http: Request) -> dict[str, Any]:
     await context.control.resume()
-    await context.journal_control_action("resume", accepted=True)
+    await context.journal_control_action(http, "resume", accepted=True)
     return {"state": _state(context)}
 
 
 @controls.post("/kill", summary='Halt trading and stop the agent (needs {"confirm": "kill"})')
-async def kill(context: Context, request: KillRequest) -> dict[str, Any]:
+async def kill(context: Context, http: Request, request: KillRequest) -> dict[str, Any]:
     if request.confirm != "kill":
         await context.journal_control_action(
-            "kill", accepted=False, detail='not confirmed (confirm must be "kill")'
+            http, "kill", accepted=False, detail='not confirmed (confirm must be "kill")'
         )
         raise HTTPException(status_code=400, detail='confirm must be "kill"')
     await context.control.kill()
-    await context.journal_control_action("kill", accepted=True)
+    await context.journal_control_action(http, "kill", accepted=True)
     return {"state": _state(context)}
 
 

@@ -8,6 +8,7 @@ covers everything the app serves.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -26,6 +27,8 @@ from agent.metrics.server import HealthState
 from agent.risk.gate import RiskGate
 from agent.store.journal import Journal
 from agent.types import Token
+
+log = logging.getLogger(__name__)
 
 
 class AgentView(Protocol):
@@ -77,19 +80,28 @@ class ConsoleContext:
     live: LiveFeed
 
     async def journal_control_action(
-        self, action: str, *, accepted: bool, argument: str = "", detail: str = ""
+        self,
+        request: Request,
+        action: str,
+        *,
+        accepted: bool,
+        argument: str = "",
+        detail: str = "",
     ) -> None:
-        """Journal a control action from the API, where the journal records them."""
-        record: Any = getattr(self.parts.journal, "record_control_action", None)
-        if record is not None:
-            await record(
+        """Journal a control action from the API, by the client's address. A journal that
+        cannot take it does not undo the action (it is logged and published anyway)."""
+        actor = request.client.host if request.client is not None else "unknown"
+        try:
+            await self.parts.journal.record_control_action(
                 source="api",
-                actor="api",
+                actor=actor,
                 action=action,
                 accepted=accepted,
                 argument=argument,
                 detail=detail,
             )
+        except Exception as exc:
+            log.error("cannot journal the console's %s: %s", action, type(exc).__name__)
 
 
 def console_context(request: Request) -> ConsoleContext:

@@ -185,6 +185,14 @@ async def test_dashboard_shows_a_fill_live_and_its_pause_button_pauses_the_agent
         # The pause is persisted (the kill-switch file), journaled as a control action by the
         # API and reported by /health.
         assert (workdir / "KILL").read_text().strip() == "paused from the dashboard"
+        (action,) = await agent.parts.journal.list_control_actions()
+        assert (action.source, action.actor, action.action, action.accepted) == (
+            "api",
+            "127.0.0.1",
+            "pause",
+            True,
+        )
+        assert action.argument == "paused from the dashboard"
         async with http.get(f"http://127.0.0.1:{metrics_port}/health") as response:
             health = await response.json()
         assert health["paused"] is True
@@ -309,10 +317,14 @@ async def test_kill_needs_its_confirmation_then_halts_and_stops_the_agent(
         async with http.post(kill, headers=headers, json={"confirm": "yes"}) as response:
             assert response.status == 400
         assert not agent.parts.risk.paused and not agent.stop.is_set()
+        refused = await agent.parts.journal.list_control_actions()
+        assert [(a.source, a.action, a.accepted) for a in refused] == [("api", "kill", False)]
 
         async with http.post(kill, headers=headers, json={"confirm": "kill"}) as response:
             assert response.status == 200
         assert agent.parts.risk.paused
+        journaled = await agent.parts.journal.list_control_actions()
+        assert [(a.action, a.accepted) for a in journaled] == [("kill", False), ("kill", True)]
         await wait_for(agent.stop.is_set)
         assert agent.task is not None
         async with asyncio.timeout(30):
