@@ -330,3 +330,29 @@ async def test_kill_needs_its_confirmation_then_halts_and_stops_the_agent(
         async with asyncio.timeout(30):
             await agent.task  # the run ends on its own
     assert "killed from api" in (workdir / "KILL").read_text()
+
+
+async def test_in_paper_mode_the_console_shows_the_virtual_portfolio_and_no_wallet(
+    chain: Chain, workdir: Path
+) -> None:
+    tree = chain.tree(workdir)
+    execution = tree["execution"]
+    execution["mode"] = "paper"
+    del execution["arb_executor"]
+    execution["paper_balances"] = {"USDC": "250000", "WETH": "40"}
+    tree["console"] = {"enabled": True, "port": 0, "token": "paper-console-token-0123"}
+    cfg = write_config(workdir / "agent.toml", tree, {})
+    headers = {"Authorization": "Bearer paper-console-token-0123"}
+
+    async with running_agent(cfg, mode="paper") as agent, aiohttp.ClientSession() as http:
+        console = agent.parts.console
+        assert console is not None
+        await agent.tick()
+        async with http.get(console.url + "api/status", headers=headers) as response:
+            status = await response.json()
+        assert (status["mode"], status["wallet"], status["state"]) == ("paper", None, "trading")
+        async with http.get(console.url + "api/balances", headers=headers) as response:
+            balances = await response.json()
+        held = {b["symbol"]: int(b["amount"]) for b in balances["balances"]}
+        assert held == {"USDC": 250_000 * 10**6, "WETH": 40 * 10**18}
+        assert balances["by_holder"] == []  # no wallet, no executor: the journal's portfolio
