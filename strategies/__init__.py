@@ -6,6 +6,7 @@ from strategies.arbitrage import ArbitrageStrategy
 from strategies.cex_dex import CexDexStrategy
 from strategies.dca import DcaStrategy
 from strategies.grid import GridStrategy
+from strategies.signal import SignalStrategy
 from strategies.whale_follow import WhaleFollowStrategy
 
 STRATEGIES: dict[str, type] = {
@@ -14,4 +15,5 @@ STRATEGIES: dict[str, type] = {
     GridStrategy.name: GridStrategy,
     DcaStrategy.name: DcaStrategy,
     WhaleFollowStrategy.name: WhaleFollowStrategy,
+    SignalStrategy.name: SignalStrategy,
 }

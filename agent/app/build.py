@@ -71,6 +71,7 @@ from agent.types import Token
 from agent.wallet.keystore import KeystorePassword, Signer, unlock_keystore
 from strategies import STRATEGIES
 from strategies.base import Strategy
+from strategies.signal import SignalStrategy
 
 log = logging.getLogger(__name__)
 _BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
@@ -496,7 +497,14 @@ async def open_agent(
             from agent.app.control import AgentControl  # control.py imports this module
 
             stop = getattr(control_factory(parts), "stop", None) if control_factory else None
-            console_server.attach(parts, AgentControl(parts, stop, who="api"))
+            signal_queue = next(
+                (s for s in engine.strategies if isinstance(s, SignalStrategy)), None
+            )
+            console_server.attach(
+                parts,
+                AgentControl(parts, stop, who="api"),
+                signals=None if signal_queue is None else signal_queue.enqueue,
+            )
             parts.console = console_server
             engine.background.append(console_server.run)
             background.append(console_server.run)

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
@@ -72,6 +72,7 @@ from strategies.arbitrage import ArbitrageParams
 from strategies.cex_dex import CexDexParams
 from strategies.dca import DcaParams
 from strategies.grid import GridParams
+from strategies.signal import SignalAction, SignalParams
 from strategies.whale_follow import WhaleFollowParams
 
 DEFAULT_PASSWORD_ENV = "DEFI_AGENT_KEYSTORE_PASSWORD"
@@ -343,6 +344,7 @@ class StrategiesConfig(_Section):
     grid: GridParams = Field(default_factory=GridParams)
     dca: DcaParams = Field(default_factory=DcaParams)
     whale_follow: WhaleFollowParams = Field(default_factory=WhaleFollowParams)
+    signal: SignalParams = Field(default_factory=SignalParams)
 
 
 # --- feeds -----------------------------------------------------------------------------------
@@ -636,6 +638,54 @@ class ConsoleConfig(_Section):
         return self
 
 
+_WEBHOOK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+class WebhookConfig(_Section):
+    """``[webhooks.<name>]``: a signal endpoint ``POST /webhooks/<name>`` on the console.
+
+    ``secret`` (16+ characters, from .env: ``${WEBHOOK_TV_SECRET}``) authenticates it: with
+    ``format = "json"`` the sender signs ``<unix time>.<body>`` with HMAC-SHA256 in an
+    ``X-Signature: t=<unix>,v1=<hex>`` header; with ``format = "tradingview"`` (which cannot
+    sign) the body carries ``passphrase`` = HMAC-SHA256(secret, ``tradingview:<name>``) plus a
+    timestamp and a nonce. Requests older than ``max_age_s`` or reusing a nonce are refused;
+    at most ``max_per_minute`` requests a minute. Signals may only ``actions`` the ``tokens``
+    against ``quote`` (default ``strategies.signal.quote``), up to ``max_notional_usd`` each.
+    """
+
+    secret: SecretStr
+    format: Literal["json", "tradingview"] = "json"
+    actions: list[SignalAction] = Field(default_factory=lambda: list(get_args(SignalAction)))
+    tokens: list[TokenRef] = Field(min_length=1)
+    quote: TokenRef | None = None
+    max_notional_usd: Usd
+    max_per_minute: int = Field(10, ge=1, le=600)
+    max_age_s: float = Field(60.0, gt=0, le=600)
+
+    @field_validator("secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @field_validator("actions")
+    @classmethod
+    def _some_actions(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one of 'buy', 'sell'")
+        return value
+
+
+def _webhook_names(value: dict[str, Any]) -> dict[str, Any]:
+    for name in value:
+        if not _WEBHOOK_NAME.fullmatch(name):
+            raise ValueError(
+                f"webhook name {name!r} must be 1-32 lower-case letters, digits, '_' or '-'"
+            )
+    return value
+
+
 class StoreConfig(_Section):
     """SQLAlchemy async URL. A relative SQLite path is relative to the config file."""
 
@@ -686,6 +736,9 @@ class AgentConfig(_Section):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    webhooks: Annotated[dict[str, WebhookConfig], AfterValidator(_webhook_names)] = Field(
+        default_factory=dict
+    )
     store: StoreConfig = Field(default_factory=StoreConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
@@ -732,6 +785,10 @@ class AgentConfig(_Section):
         for dex in strategies.arbitrage.dexes:
             if dex not in self.market.dexes:
                 problems.append(("strategies.arbitrage.dexes", f"'{dex}' is not in market.dexes"))
+        if self.webhooks and not strategies.signal.enabled:
+            problems.append(("webhooks", "need strategies.signal.enabled = true (it trades them)"))
+        if self.webhooks and not self.console.enabled:
+            problems.append(("webhooks", "need console.enabled = true (it serves them)"))
         if self.execution.mode == "live" and self.chain.name == "devnet":
             problems.append(("execution.mode", "'live' needs a public chain, not the devnet"))
         raise_if(problems)

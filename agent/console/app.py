@@ -19,13 +19,14 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.console import api
+from agent.console import api, webhooks
 from agent.console.auth import IpAllowlist
 from agent.console.context import ConsoleContext
 
 log = logging.getLogger(__name__)
 
-ROUTERS: tuple[APIRouter, ...] = (api.monitor, api.controls, api.stream)
+# webhooks.webhooks authenticates by its own HMAC signatures, not the bearer token.
+ROUTERS: tuple[APIRouter, ...] = (api.monitor, api.controls, api.stream, webhooks.webhooks)
 _PACKAGE = Path(str(resources.files("agent.console")))
 STATIC_DIR = _PACKAGE / "static"
 # Copied from console/node_modules by `make setup` (pinned in console/package.json).
@@ -83,7 +84,8 @@ def create_app(context: ConsoleContext, allowlist: IpAllowlist) -> FastAPI:
         redoc_url=None,
         description=(
             "The running agent's state and controls. Every /api route needs "
-            "`Authorization: Bearer <token>`; controls are POST only."
+            "`Authorization: Bearer <token>`; controls are POST only. /webhooks/<name> "
+            "takes signed trading signals instead (see the README: Signal webhooks)."
         ),
     )
     app.state.console = context

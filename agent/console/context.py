@@ -20,6 +20,7 @@ from agent.alerts.control import ControlSurface
 from agent.config.models import AgentConfig
 from agent.console.auth import ConsoleAuth
 from agent.console.live import LiveFeed
+from agent.console.webhook_auth import SignalSink, WebhookReceiver
 from agent.dex.pools import PoolRegistry
 from agent.engine.loop import Engine
 from agent.market.portfolio import Portfolio
@@ -78,6 +79,10 @@ class ConsoleContext:
     control: ControlSurface
     auth: ConsoleAuth
     live: LiveFeed
+    # The [webhooks.*] endpoints and where their signals go (the signal strategy's queue);
+    # None when no webhook is configured or the strategy is not running.
+    webhooks: WebhookReceiver | None = None
+    signals: SignalSink | None = None
 
     async def journal_control_action(
         self,

@@ -23,6 +23,7 @@ from agent.console.app import create_app
 from agent.console.auth import ConsoleAuth, IpAllowlist, load_or_create_token
 from agent.console.context import AgentView, ConsoleContext
 from agent.console.live import LiveFeed
+from agent.console.webhook_auth import SignalSink, WebhookReceiver
 from agent.errors import ConfigError
 from agent.events import EventBus
 
@@ -87,8 +88,20 @@ class ConsoleServer:
         where = "console.token" if self.cfg.token is not None else str(self.cfg.token_file)
         log.info("console on %s (its token: %s)", self.url, where)
 
-    def attach(self, parts: AgentView, control: ControlSurface) -> None:
-        self._context = ConsoleContext(parts=parts, control=control, auth=self.auth, live=self.live)
+    def attach(
+        self, parts: AgentView, control: ControlSurface, signals: SignalSink | None = None
+    ) -> None:
+        """Serve ``parts``; ``signals`` takes the ``[webhooks.*]`` signals (the signal
+        strategy's ``enqueue``), None when that strategy is not running."""
+        receiver = WebhookReceiver(parts.cfg.webhooks) if parts.cfg.webhooks else None
+        self._context = ConsoleContext(
+            parts=parts,
+            control=control,
+            auth=self.auth,
+            live=self.live,
+            webhooks=receiver,
+            signals=signals,
+        )
 
         def prices_at(block: int) -> dict[str, float] | None:
             snapshot = parts.engine.last_snapshot

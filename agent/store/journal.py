@@ -941,10 +941,18 @@ class Journal:
                 )
             )
 
-    async def list_control_actions(self) -> list[ControlActionRecord]:
-        """Every journaled control action, oldest first."""
+    async def list_control_actions(
+        self, *, source: str | None = None, since: datetime | None = None
+    ) -> list[ControlActionRecord]:
+        """Journaled control actions, oldest first: every one, or only ``source``'s and/or
+        those journaled at or after ``since``."""
+        query = select(ControlActionRow).order_by(ControlActionRow.id)
+        if source is not None:
+            query = query.where(ControlActionRow.source == source)
+        if since is not None:
+            query = query.where(ControlActionRow.created_at >= since)
         async with self._sessions() as session:
-            rows = await session.scalars(select(ControlActionRow).order_by(ControlActionRow.id))
+            rows = await session.scalars(query)
             return [
                 ControlActionRecord(
                     at=r.created_at,
