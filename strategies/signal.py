@@ -15,6 +15,7 @@ A signal is one-shot: it is decided at the first snapshot after it arrived, neve
 from __future__ import annotations
 
 import collections
+import hashlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
@@ -178,7 +179,9 @@ class SignalStrategy(BaseStrategy[SignalParams]):
         while self._queue:
             signal = self._queue.popleft()
             self.seq += 1
-            signal_id = f"signal-{self.seq}-{signal.webhook}"
+            # the nonce's digest keeps ids unique even if the saved seq was lost (a crash)
+            digest = hashlib.sha256(signal.nonce.encode()).hexdigest()[:8]
+            signal_id = f"signal-{self.seq}-{signal.webhook}-{digest}"
             sized = self._size(snapshot, signal, balances)
             if isinstance(sized, str):
                 self._record(signal_id, signal, snapshot.block, "dropped", sized)

@@ -68,17 +68,23 @@ async def receive_signal(name: str, request: Request, context: Context) -> dict[
     receiver = context.webhooks
     if receiver is None or name not in receiver.webhooks:
         raise HTTPException(status_code=404, detail="no such webhook")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HTTPException(status_code=413, detail=f"body over {MAX_BODY_BYTES} bytes")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise HTTPException(status_code=413, detail=f"body over {MAX_BODY_BYTES} bytes")
     if not receiver.within_rate(name):
         log.warning("webhook %s: over its rate limit, request refused", name)
         raise HTTPException(
             status_code=429, detail="rate limit exceeded", headers={"Retry-After": "60"}
         )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HTTPException(status_code=413, detail=f"body over {MAX_BODY_BYTES} bytes")
+    # Read at most MAX_BODY_BYTES, whatever the sender declared (or did not: chunked).
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise HTTPException(status_code=413, detail=f"body over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
     await receiver.load_nonces(context.parts.journal)
     try:
         signal = receiver.authenticate(name, request.headers.get(SIGNATURE_HEADER), body)

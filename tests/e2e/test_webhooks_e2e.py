@@ -191,6 +191,11 @@ async def test_signed_signals_trade_on_chain_and_forged_replayed_stale_or_bursts
         assert len(agent.parts.engine.report.fills) == 2
         assert await wallet(chain) == (weth_before, usdc_before)
 
+        # An oversized body is refused before it is read to the end.
+        huge = signal_body("bot-buy-0003", action="buy", amount_usd=10, padding="x" * 10_000)
+        status, _ = await post(http, agent, "bot", huge, sign_body(BOT_SECRET, now, huge))
+        assert status == 413
+
         # Nothing journaled holds a secret or the passphrase.
         journaled = await journal.list_control_actions(source="webhook")
         texts = " ".join(f"{a.actor} {a.argument} {a.detail}" for a in journaled)
