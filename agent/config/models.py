@@ -785,10 +785,16 @@ class AgentConfig(_Section):
         for dex in strategies.arbitrage.dexes:
             if dex not in self.market.dexes:
                 problems.append(("strategies.arbitrage.dexes", f"'{dex}' is not in market.dexes"))
-        if self.webhooks and not strategies.signal.enabled:
-            problems.append(("webhooks", "need strategies.signal.enabled = true (it trades them)"))
-        if self.webhooks and not self.console.enabled:
-            problems.append(("webhooks", "need console.enabled = true (it serves them)"))
+        missing = [
+            setting
+            for setting, on in (
+                ("strategies.signal.enabled = true (it trades them)", strategies.signal.enabled),
+                ("console.enabled = true (it serves them)", self.console.enabled),
+            )
+            if not on
+        ]
+        if self.webhooks and missing:
+            problems.append(("webhooks", "need " + " and ".join(missing)))
         if self.execution.mode == "live" and self.chain.name == "devnet":
             problems.append(("execution.mode", "'live' needs a public chain, not the devnet"))
         raise_if(problems)

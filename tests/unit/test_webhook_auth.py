@@ -4,17 +4,19 @@ nonces and the rate limit (the clock is a test clock: no waiting)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from agent.config.models import WebhookConfig
+from agent.config.models import AgentConfig, WebhookConfig
 from agent.console.webhook_auth import (
     WebhookReceiver,
     WebhookRefused,
     sign_body,
     tradingview_passphrase,
 )
+from agent.errors import ConfigError
 
 SECRET = "a-webhook-secret-of-some-length"
 NOW = 1_800_000_000.0
@@ -137,3 +139,48 @@ def test_webhook_settings_are_checked() -> None:
             {"secret": SECRET, "tokens": ["WETH"], "max_notional_usd": 10.0}
         )
     )
+
+
+WEBHOOK_TOML = """
+[chain]
+name = "ethereum"
+chain_id = 1
+rpc_urls = ["https://rpc-a.example"]
+
+[console]
+enabled = true
+
+[strategies.signal]
+enabled = true
+
+[webhooks.tv]
+secret = "${WEBHOOK_TV_SECRET}"
+format = "tradingview"
+tokens = ["WETH"]
+max_notional_usd = 500.0
+"""
+
+
+def test_a_webhook_secret_comes_from_env_and_never_shows_in_the_dump(tmp_path: Path) -> None:
+    (tmp_path / "agent.toml").write_text(WEBHOOK_TOML)
+    (tmp_path / ".env").write_text(f"WEBHOOK_TV_SECRET={SECRET}\n")
+    cfg = AgentConfig.load(tmp_path / "agent.toml", environ={})
+    assert cfg.webhooks["tv"].secret.get_secret_value() == SECRET
+    for dump in (cfg.redacted_dump("toml"), cfg.redacted_dump("json"), repr(cfg)):
+        assert SECRET not in dump
+
+
+def test_webhooks_need_the_console_and_the_signal_strategy(tmp_path: Path) -> None:
+    text = WEBHOOK_TOML.replace("[strategies.signal]\nenabled = true", "").replace(
+        "[console]\nenabled = true", ""
+    )
+    (tmp_path / "agent.toml").write_text(text.replace("[webhooks.tv]", "[webhooks.TradingView]"))
+    with pytest.raises(ConfigError) as caught:
+        AgentConfig.load(tmp_path / "agent.toml", environ={"WEBHOOK_TV_SECRET": SECRET})
+    assert "lower-case letters" in str(caught.value)
+    (tmp_path / "agent.toml").write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        AgentConfig.load(tmp_path / "agent.toml", environ={"WEBHOOK_TV_SECRET": SECRET})
+    problems = str(caught.value)
+    assert "strategies.signal.enabled" in problems and "console.enabled" in problems
+    assert SECRET not in problems
