@@ -238,6 +238,11 @@ class JournalNotFound(JournalRejected):
     """The intent or transaction named is not in the journal."""
 
 
+class OrderRejected(FatalError, ValueError):
+    """A conditional order that cannot be placed or cancelled as asked (a bad price, amount or
+    pair, an unknown order, one whose trade is already in flight); the message says which."""
+
+
 class AlertDeliveryError(FatalError):
     """A channel refused a message for good (bad token, unknown webhook, invalid body).
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -210,3 +211,53 @@ class Opportunity:
     def score(self) -> float:
         """Ranking key: net USD edge (higher first)."""
         return self.net_profit_usd
+
+
+# Conditional orders (``defi-agent order add``): statuses as the journal stores them.
+ORDER_PENDING = "pending"  # waiting for its price condition
+ORDER_TRIGGERED = "triggered"  # its condition held: a trade was proposed and has not settled
+ORDER_FILLED = "filled"
+ORDER_CANCELLED = "cancelled"
+ORDER_FAILED = "failed"
+ORDER_ACTIVE = (ORDER_PENDING, ORDER_TRIGGERED)
+ORDER_KINDS = ("limit", "stop_loss", "take_profit", "trailing_stop")
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionalOrder:
+    """An operator's conditional order on a pool price, as the journal holds it.
+
+    ``pair`` is ``BASE/QUOTE``; prices are whole quote tokens per whole base token (the pool's
+    mid price). ``amount`` is exact, in whole tokens of what the order spends: base for a
+    sell, quote for a buy (converted to smallest units with the token's decimals when priced).
+    A trailing stop trails ``peak`` (the highest price seen for a sell, the lowest for a buy)
+    by ``trail_distance`` (quote per base) or ``trail_pct`` (percent). Orders sharing an
+    ``oco_group`` are one-cancels-the-other: the first to fill cancels the rest.
+    """
+
+    id: int
+    kind: str  # one of ORDER_KINDS
+    side: str  # "buy" | "sell"
+    pair: str
+    amount: Decimal
+    trigger_price: Decimal | None = None
+    trail_distance: Decimal | None = None
+    trail_pct: Decimal | None = None
+    peak: float | None = None
+    oco_group: int | None = None
+    status: str = ORDER_PENDING
+    reason: str = ""
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """What the orders strategy learned about one order, for the journal to record: a new
+    ``status`` (with its ``reason``) and/or a new trailing ``peak``; ``attempts`` counts the
+    trades proposed for it that did not fill."""
+
+    order_id: int
+    status: str | None = None
+    reason: str = ""
+    peak: float | None = None
+    attempts: int | None = None

@@ -7,6 +7,7 @@ from strategies.cex_dex import CexDexStrategy
 from strategies.dca import DcaStrategy
 from strategies.grid import GridStrategy
 from strategies.signal import SignalStrategy
+from strategies.orders import OrdersStrategy
 from strategies.whale_follow import WhaleFollowStrategy
 
 STRATEGIES: dict[str, type] = {
@@ -16,4 +17,5 @@ STRATEGIES: dict[str, type] = {
     DcaStrategy.name: DcaStrategy,
     WhaleFollowStrategy.name: WhaleFollowStrategy,
     SignalStrategy.name: SignalStrategy,
+    OrdersStrategy.name: OrdersStrategy,
 }

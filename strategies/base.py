@@ -12,13 +12,13 @@ are only called while no evaluation of that strategy is running. Strategies need
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 from agent.market.snapshot import MarketSnapshot, PortfolioView
-from agent.types import Fill, NotFilled, Opportunity
+from agent.types import ConditionalOrder, Fill, NotFilled, Opportunity, OrderUpdate
 
 
 class StrategyParams(BaseModel):
@@ -45,6 +45,17 @@ class Strategy(Protocol):
     def on_fill(self, fill: Fill | NotFilled) -> None: ...
 
     def state(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class TakesOrders(Protocol):
+    """A strategy that executes the journal's conditional orders. The engine, which owns the
+    journal, hands it the active orders before each evaluation and records its updates after
+    (both only while no evaluation of it is running)."""
+
+    def load_orders(self, orders: Sequence[ConditionalOrder]) -> None: ...
+
+    def order_updates(self) -> list[OrderUpdate]: ...
 
 
 class BaseStrategy(Generic[ParamsT]):

@@ -27,6 +27,10 @@ class ControlSurface(Protocol):
 
     async def pnl_text(self) -> str: ...
 
+    async def order_text(self, argument: str, who: str) -> str:
+        """The reply to ``/order <argument>``: place, list or cancel conditional orders."""
+        ...
+
 
 class ControlJournal(Protocol):
     """Where control actions are journaled (``agent.store.journal.Journal`` is one): who

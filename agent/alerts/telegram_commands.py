@@ -1,8 +1,8 @@
 """Operator commands over Telegram: ``getUpdates`` long polling -> a ``ControlSurface``.
 
-/status /balance /pnl /pause [reason] /resume /kill are obeyed only when an allowlisted USER
-sends them, as themselves, in an allowlisted chat. Refused whatever the chat: a message posted
-as a chat (an anonymous group admin, whose sender is ``GroupAnonymousBot`` with
+/status /balance /pnl /pause [reason] /resume /kill /order ... are obeyed only when an
+allowlisted USER sends them, as themselves, in an allowlisted chat. Refused whatever the chat:
+a message posted as a chat (an anonymous group admin, whose sender is ``GroupAnonymousBot`` with
 ``sender_chat`` set, or a channel), a channel post, a forwarded message (its author is someone
 else, its sender only passes it on), a message from a bot or sent via an inline bot. Every
 command, obeyed or refused, is logged (ids only; never the token: requests go through
@@ -49,7 +49,8 @@ _HELP_TEXT = (
     "/pnl - profit and loss\n"
     "/pause [reason] - stop opening trades\n"
     "/resume - resume trading\n"
-    "/kill - halt trading and stop the agent"
+    "/kill - halt trading and stop the agent\n"
+    "/order add|list|cancel - conditional orders (/order for help)"
 )
 
 
@@ -82,7 +83,9 @@ class TelegramCommandListener:
     shutdown.
     """
 
-    COMMANDS = frozenset({"status", "balance", "pnl", "pause", "resume", "kill", "help", "start"})
+    COMMANDS = frozenset(
+        {"status", "balance", "pnl", "pause", "resume", "kill", "order", "help", "start"}
+    )
 
     def __init__(
         self,
@@ -285,6 +288,8 @@ class TelegramCommandListener:
         if command == "resume":
             await control.resume()
             return "Trading resumed."
+        if command == "order":
+            return await control.order_text(argument, sender.describe())
         await control.kill()
         return "Kill switch done."
 

@@ -70,3 +70,13 @@ class AgentControl:
             f"{len(fills)} fills: predicted ${predicted:,.2f}, realised ${realised:,.2f}; "
             f"today ${today:,.2f}"
         )
+
+    async def order_text(self, argument: str, who: str) -> str:
+        """Conditional orders go to the journal; the engine hands them to the ``orders``
+        strategy at its next tick."""
+        from agent.app.orders import order_command
+
+        reply = await order_command(self.parts.journal, argument, who)
+        if reply.startswith(("placed ", "cancelled ")):
+            self._acted("order", reply)
+        return reply

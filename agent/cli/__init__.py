@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 from agent.backtest import command as backtest_command
-from agent.cli import controls, runtime, setup, wallet
+from agent.cli import controls, orders, runtime, setup, wallet
 from agent.cli.common import EXIT_BAD_USAGE_OR_CONFIG, EXIT_OK, EXIT_RUNTIME_FAILURE
 from agent.errors import AgentError, ConfigError, InstanceLocked, WalletError
 
@@ -41,10 +41,14 @@ executor_app = typer.Typer(
     no_args_is_help=True, help="Deploy and inspect the on-chain ArbExecutor contract."
 )
 config_app = typer.Typer(no_args_is_help=True, help="Validate and inspect agent.toml.")
+order_app = typer.Typer(
+    no_args_is_help=True, help="Conditional orders on pool prices (limit, stops, OCO)."
+)
 app.add_typer(keys_app, name="keys")
 app.add_typer(devnet_app, name="devnet")
 app.add_typer(executor_app, name="executor")
 app.add_typer(config_app, name="config")
+app.add_typer(order_app, name="order")
 
 
 def package_version() -> str:
@@ -120,3 +124,6 @@ keys_app.command("address")(wallet.keys_address)
 keys_app.command("verify")(wallet.keys_verify)
 executor_app.command("deploy")(wallet.executor_deploy)
 executor_app.command("withdraw")(wallet.executor_withdraw)
+order_app.command("add")(orders.order_add)
+order_app.command("list")(orders.order_list)
+order_app.command("cancel")(orders.order_cancel)

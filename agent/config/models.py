@@ -73,6 +73,7 @@ from strategies.cex_dex import CexDexParams
 from strategies.dca import DcaParams
 from strategies.grid import GridParams
 from strategies.signal import SignalAction, SignalParams
+from strategies.orders import OrdersParams
 from strategies.whale_follow import WhaleFollowParams
 
 DEFAULT_PASSWORD_ENV = "DEFI_AGENT_KEYSTORE_PASSWORD"
@@ -345,6 +346,7 @@ class StrategiesConfig(_Section):
     dca: DcaParams = Field(default_factory=DcaParams)
     whale_follow: WhaleFollowParams = Field(default_factory=WhaleFollowParams)
     signal: SignalParams = Field(default_factory=SignalParams)
+    orders: OrdersParams = Field(default_factory=OrdersParams)
 
 
 # --- feeds -----------------------------------------------------------------------------------

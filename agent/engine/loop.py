@@ -54,7 +54,7 @@ from agent.risk.gate import Rejected, RiskGate, journal_rejection
 from agent.store.journal import Journal
 from agent.store.models import IntentStatus
 from agent.types import Fill, Intent, NotFilled, Opportunity
-from strategies.base import Strategy
+from strategies.base import Strategy, TakesOrders
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +329,7 @@ class Engine:
         self.risk.refresh_controls()
         view = self.portfolio.mark(snapshot)
         self._watch_drawdown(view)
+        await self._load_orders()
         opportunities = await self._evaluate(snapshot, view, report)
         report.opportunities = len(opportunities)
         ranked = sorted(opportunities, key=lambda o: o.net_profit_usd, reverse=True)
@@ -739,6 +740,17 @@ class Engine:
         state = strategy.state()
         if state:
             await self.journal.set_strategy_state(strategy.name, state)
+        if isinstance(strategy, TakesOrders):
+            await self.journal.apply_order_updates(strategy.order_updates())
+
+    async def _load_orders(self) -> None:
+        """Hand the journal's active conditional orders (placed from the CLI or Telegram
+        while we run) to the idle strategies that execute them."""
+        takers = [s for s in self.strategies if isinstance(s, TakesOrders) and self._idle(s)]
+        if takers:
+            orders = await self.journal.list_orders(active_only=True)
+            for strategy in takers:
+                strategy.load_orders(orders)
 
     async def _settle_strategies(self) -> None:
         """On the way out: fills still queued go to their (idle) strategies, whose state is

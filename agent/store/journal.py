@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -46,6 +47,7 @@ from agent.errors import (
     JournalNotFound,
     JournalRejected,
     JournalUnavailable,
+    OrderRejected,
 )
 from agent.store.models import (
     FINAL_INTENT_STATUSES,
@@ -59,6 +61,7 @@ from agent.store.models import (
     IntentRow,
     IntentStatus,
     OpportunityRow,
+    OrderRow,
     PaperBalanceRow,
     RiskRejectionRow,
     RunRow,
@@ -67,7 +70,18 @@ from agent.store.models import (
     TxStatus,
     utc_now,
 )
-from agent.types import Fill, Intent, RouteHop
+from agent.types import (
+    ORDER_ACTIVE,
+    ORDER_CANCELLED,
+    ORDER_FILLED,
+    ORDER_PENDING,
+    ORDER_TRIGGERED,
+    ConditionalOrder,
+    Fill,
+    Intent,
+    OrderUpdate,
+    RouteHop,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +299,28 @@ def _fill_from_row(row: FillRow) -> Fill:
 
 # ``scheme://user:password@host``: the credentials part of a URL inside a driver's message
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s@]+@")
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _order_from_row(row: OrderRow) -> ConditionalOrder:
+    return ConditionalOrder(
+        id=row.id,
+        kind=row.kind,
+        side=row.side,
+        pair=row.pair,
+        amount=Decimal(row.amount),
+        trigger_price=_decimal(row.trigger_price),
+        trail_distance=_decimal(row.trail_distance),
+        trail_pct=_decimal(row.trail_pct),
+        peak=row.peak,
+        oco_group=row.oco_group,
+        status=row.status,
+        reason=row.reason,
+        attempts=row.attempts,
+    )
 
 
 def journal_error(exc: BaseException) -> AgentError:
@@ -906,6 +942,119 @@ class Journal:
             else:
                 row.state = dict(state)
                 row.updated_at = utc_now()
+
+    # -- conditional orders ----------------------------------------------------------------
+
+    async def add_order(
+        self,
+        *,
+        kind: str,
+        side: str,
+        pair: str,
+        amount: Decimal,
+        trigger_price: Decimal | None = None,
+        trail_distance: Decimal | None = None,
+        trail_pct: Decimal | None = None,
+        oco_with: int | None = None,
+        placed_by: str = "",
+    ) -> ConditionalOrder:
+        """Store a new pending order (already validated by ``agent.orders``); with
+        ``oco_with`` it joins that active order's one-cancels-the-other group. Raises
+        ``OrderRejected`` when ``oco_with`` names no active order."""
+        async with self._write_lock, self._sessions.begin() as session:
+            group: int | None = None
+            if oco_with is not None:
+                sibling = await session.get(OrderRow, oco_with)
+                if sibling is None or sibling.status not in ORDER_ACTIVE:
+                    raise OrderRejected(f"no active order #{oco_with} to link with (OCO)")
+                if sibling.oco_group is None:
+                    sibling.oco_group = sibling.id
+                group = sibling.oco_group
+            now = utc_now()
+            row = OrderRow(
+                created_at=now,
+                updated_at=now,
+                kind=kind,
+                side=side,
+                pair=pair,
+                amount=str(amount),
+                trigger_price=None if trigger_price is None else str(trigger_price),
+                trail_distance=None if trail_distance is None else str(trail_distance),
+                trail_pct=None if trail_pct is None else str(trail_pct),
+                oco_group=group,
+                status=ORDER_PENDING,
+                reason="",
+                attempts=0,
+                placed_by=placed_by,
+            )
+            session.add(row)
+            await session.flush()
+            return _order_from_row(row)
+
+    async def list_orders(self, active_only: bool = False) -> list[ConditionalOrder]:
+        """Orders by id; only pending and triggered ones with ``active_only``."""
+        query = select(OrderRow).order_by(OrderRow.id)
+        if active_only:
+            query = query.where(OrderRow.status.in_(ORDER_ACTIVE))
+        async with self._sessions() as session:
+            return [_order_from_row(r) for r in (await session.scalars(query)).all()]
+
+    async def get_order(self, order_id: int) -> ConditionalOrder:
+        async with self._sessions() as session:
+            row = await session.get(OrderRow, order_id)
+            if row is None:
+                raise OrderRejected(f"no order #{order_id}")
+            return _order_from_row(row)
+
+    async def cancel_order(self, order_id: int, reason: str) -> ConditionalOrder:
+        """Cancel a pending order. A triggered one has a trade on its way and cannot be
+        called back (``InvalidTransition``); a finished one stays as it ended."""
+        async with self._write_lock, self._sessions.begin() as session:
+            row = await session.get(OrderRow, order_id)
+            if row is None:
+                raise OrderRejected(f"no order #{order_id}")
+            if row.status != ORDER_PENDING:
+                why = "its trade is in flight" if row.status == ORDER_TRIGGERED else "it ended"
+                raise OrderRejected(f"order #{order_id} is {row.status}: {why}")
+            row.status = ORDER_CANCELLED
+            row.reason = reason
+            row.updated_at = utc_now()
+            return _order_from_row(row)
+
+    async def apply_order_updates(self, updates: Sequence[OrderUpdate]) -> None:
+        """Record what the orders strategy decided, in one transaction. A fill always lands
+        (the trade happened) and cancels the rest of its OCO group; any other status change
+        applies only to an order still active (an operator's cancel stands)."""
+        if not updates:
+            return
+        async with self._write_lock, self._sessions.begin() as session:
+            now = utc_now()
+            for update in updates:
+                row = await session.get(OrderRow, update.order_id)
+                if row is None:
+                    continue
+                if update.peak is not None and row.status in ORDER_ACTIVE:
+                    row.peak = update.peak
+                if update.attempts is not None:
+                    row.attempts = update.attempts
+                if update.status is not None and (
+                    update.status == ORDER_FILLED or row.status in ORDER_ACTIVE
+                ):
+                    row.status = update.status
+                    row.reason = update.reason
+                if update.status == ORDER_FILLED and row.oco_group is not None:
+                    siblings = await session.scalars(
+                        select(OrderRow).where(
+                            OrderRow.oco_group == row.oco_group,
+                            OrderRow.id != row.id,
+                            OrderRow.status.in_(ORDER_ACTIVE),
+                        )
+                    )
+                    for sibling in siblings.all():
+                        sibling.status = ORDER_CANCELLED
+                        sibling.reason = f"OCO: order #{row.id} filled"
+                        sibling.updated_at = now
+                row.updated_at = now
 
     async def record_alert(
         self, level: str, kind: str, message: str, channels: Mapping[str, Any] | None = None

@@ -361,3 +361,32 @@ class ControlActionRow(Base):
     argument: Mapped[str] = mapped_column(Text, default="")
     accepted: Mapped[bool] = mapped_column(Boolean)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class OrderRow(Base):
+    """An operator's conditional order (``defi-agent order add``, Telegram ``/order``).
+
+    Amounts and prices are exact decimal strings: ``amount`` in whole tokens of what the order
+    spends (the decimals are the chain's, known when the order is priced), prices in whole
+    quote per whole base. ``peak`` is the trailing stop's extreme price so far (a decision
+    input, float like every price); ``reason`` says why the status is what it is.
+    """
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    kind: Mapped[str] = mapped_column(String(16))
+    side: Mapped[str] = mapped_column(String(4))
+    pair: Mapped[str] = mapped_column(String(100))
+    amount: Mapped[str] = mapped_column(String(80))
+    trigger_price: Mapped[str | None] = mapped_column(String(80))
+    trail_distance: Mapped[str | None] = mapped_column(String(80))
+    trail_pct: Mapped[str | None] = mapped_column(String(80))
+    peak: Mapped[float | None] = mapped_column(Float)
+    oco_group: Mapped[int | None] = mapped_column(Integer, index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    placed_by: Mapped[str] = mapped_column(String(200), default="")
