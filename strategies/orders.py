@@ -162,7 +162,7 @@ class OrdersStrategy(BaseStrategy[OrdersParams]):
                 self._end(
                     order,
                     ORDER_FAILED,
-                    "the agent stopped while its trade was in flight: see `defi-agent trades` "
+                    "the agent stopped while its trade was in flight: see `defi-agent report` "
                     "before placing it again",
                 )
                 continue

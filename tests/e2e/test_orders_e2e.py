@@ -5,6 +5,7 @@ when a dev account's big swap moves the uniswap_v2 WETH/USDC price through them.
 - a stop-loss fires at the tick of the block whose swap crossed its price;
 - a trailing stop follows the peak up and fires on the retrace;
 - an OCO pair: the take-profit fills and its stop-loss sibling is cancelled (and never fires);
+- a Telegram /order from the operator's chat is placed and fires; a stranger's is ignored;
 - a trailing stop placed, the agent stopped and started again: the peak it had seen is kept and
   the order fires on the retrace.
 """
@@ -18,16 +19,28 @@ from typing import Any
 from agent.cli import main
 from agent.store.journal import Journal
 from agent.types import ConditionalOrder, Fill
-from tests.e2e.harness import AGENT_ACCOUNT, AgentRun, Chain, running_agent, write_config
+from tests.e2e.harness import (
+    AGENT_ACCOUNT,
+    OPERATOR_CHAT_ID,
+    STRANGER_CHAT_ID,
+    TELEGRAM_TOKEN,
+    AgentRun,
+    Chain,
+    running_agent,
+    wait_for,
+    write_config,
+)
 from tests.e2e.test_grid_e2e import DEX, move_price, v2_price
+from tests.fakes.telegram_fake import TelegramFake
 
 ORDER_WETH = "0.5"
 ORDER_WEI = 5 * 10**17
 
 
-def orders_tree(chain: Chain, workdir: Path) -> dict[str, Any]:
+def orders_tree(chain: Chain, workdir: Path, **options: Any) -> dict[str, Any]:
     return chain.tree(
         workdir,
+        **options,
         risk={"max_token_exposure_usd": 1e9, "max_total_exposure_usd": 1e9},
         # the swings open arbitrage gaps: only the orders may trade here
         strategies={"arbitrage": {"enabled": False}, "orders": {"enabled": True, "dex": DEX}},
@@ -140,3 +153,27 @@ async def test_an_order_survives_a_restart(chain: Chain, workdir: Path) -> None:
         _, (fill,) = await swing(chain, agent, 3_080)
         sold_weth(chain, fill)
         assert (await order_rows(agent))[row.id].status == "filled"
+
+
+async def test_telegram_order_from_the_operator_fires_and_a_strangers_is_ignored(
+    chain: Chain, workdir: Path, telegram: TelegramFake
+) -> None:
+    tree = orders_tree(chain, workdir, telegram_url=telegram.base_url)
+    cfg = write_config(workdir / "agent.toml", tree, {"TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN})
+    async with running_agent(cfg, telegram_control=True) as agent:
+        await agent.tick()
+        telegram.push_command(STRANGER_CHAT_ID, "/order add stop-loss sell 0.5 WETH/USDC 2990")
+        telegram.push_command(OPERATOR_CHAT_ID, "/order add stop-loss sell 0.5 WETH/USDC 2950")
+
+        def replies() -> list[str]:
+            return [m.visible_text for m in telegram.messages_to(OPERATOR_CHAT_ID)]
+
+        await wait_for(lambda: any(r.startswith("placed #") for r in replies()))
+        assert telegram.messages_to(STRANGER_CHAT_ID) == []
+        (row,) = (await order_rows(agent)).values()  # only the operator's
+        assert row.trigger_price is not None and int(row.trigger_price) == 2_950
+        assert (await swing(chain, agent, 2_970))[1] == []  # the stranger's 2,990 is not there
+        _, (fill,) = await swing(chain, agent, 2_930)
+        sold_weth(chain, fill)
+        telegram.push_command(OPERATOR_CHAT_ID, "/order list")
+        await wait_for(lambda: "no active orders" in replies())
