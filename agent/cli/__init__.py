@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 from agent.backtest import command as backtest_command
-from agent.cli import controls, orders, runtime, setup, wallet
+from agent.cli import controls, data, orders, runtime, setup, wallet
 from agent.cli.common import EXIT_BAD_USAGE_OR_CONFIG, EXIT_OK, EXIT_RUNTIME_FAILURE
 from agent.errors import AgentError, ConfigError, InstanceLocked, WalletError
 
@@ -115,6 +115,7 @@ app.command("report")(runtime.report)
 app.command("pause")(controls.pause_trading)
 app.command("resume")(controls.resume_trading)
 app.command("backtest")(backtest_command.backtest)
+app.command("download-data")(data.download_data)
 config_app.command("check")(setup.config_check)
 devnet_app.command("up")(setup.devnet_up)
 devnet_app.command("down")(setup.devnet_down)
