@@ -27,9 +27,11 @@ keeps waiting. The others execute at the market, bounded by the engine's slippag
 
 Fired orders are ``triggered`` until their trade settles. A fill makes the order ``filled``
 (and cancels the rest of its OCO group, in the same journal transaction). A trade that did not
-happen (refused by the risk gate, pair busy, reverted, failed) puts the order back to
-``pending`` with the reason, to fire again while its condition holds, until ``max_attempts``
-trades failed: then it is ``failed`` with the last reason. An order the wallet cannot fund is
+happen puts the order back to ``pending`` with the reason, to fire again while its condition
+holds. A refusal that is about the agent's state, not the order (paused, halted, its pair busy,
+stale data, a cooldown, the gas cap: ``WAIT_REASONS``) costs nothing; any other (a revert, a
+failure, an exposure or slippage refusal) counts, and after ``max_attempts`` of those the order
+is ``failed`` with the last reason. An order the wallet cannot fund is
 ``failed`` at once. An order found ``triggered`` that this process did not propose (the agent
 stopped while its trade was in flight) is ``failed``, never fired again: its trade may have
 been mined, and an order must not trade twice.
@@ -74,6 +76,21 @@ from strategies._directional import (
 from strategies.base import BaseStrategy, StrategyParams
 
 DexName = Literal["uniswap_v2", "sushiswap", "uniswap_v3"]
+
+# Why a proposal may not trade that says nothing about the order itself: the engine's busy pair
+# and the risk gate's refusals that lift by themselves or by the operator (``RejectReason``
+# values). These re-arm the order without counting an attempt.
+WAIT_REASONS = frozenset(
+    {
+        "pair busy",
+        "paused",
+        "halted_drawdown",
+        "daily_loss",
+        "stale_data",
+        "cooldown",
+        "gas_price_cap",
+    }
+)
 
 
 class OrdersParams(StrategyParams):
@@ -314,6 +331,14 @@ class OrdersStrategy(BaseStrategy[OrdersParams]):
                     self._ended.add(sibling.id)
             return
         reason = fill.reason if isinstance(fill, NotFilled) else "the trade returned nothing"
+        if reason in WAIT_REASONS:
+            # the agent cannot trade now (paused, busy pair, stale data...): the order waits
+            # for it, armed, without spending one of its attempts
+            self.orders[order.id] = replace(order, status=ORDER_PENDING)
+            self._updates.append(
+                OrderUpdate(order.id, status=ORDER_PENDING, reason=f"waiting: {reason}")
+            )
+            return
         attempts = order.attempts + 1
         if attempts >= self.params.max_attempts:
             self._end(order, ORDER_FAILED, f"{attempts} trades did not fill; last: {reason}")

@@ -157,6 +157,17 @@ def test_a_trade_that_did_not_fill_re_arms_then_fails_after_max_attempts() -> No
     assert at(s, 2_850, block=102) == []
 
 
+def test_a_paused_agent_keeps_the_order_armed_without_spending_attempts() -> None:
+    s = strategy(order(1, "stop_loss", trigger_price=Decimal(2_900)), max_attempts=1)
+    for block in range(100, 105):
+        (refused,) = at(s, 2_850, block)
+        s.on_fill(not_filled(refused, "paused"))
+    assert s.order_updates()[-1].reason == "waiting: paused"
+    (proposed,) = at(s, 2_850, block=105)  # resumed: it trades
+    s.on_fill(filled(proposed))
+    assert statuses(s.order_updates())[-1] == (1, "filled")
+
+
 def test_an_order_the_wallet_cannot_fund_fails_with_the_reason() -> None:
     s = strategy(order(1, "stop_loss", trigger_price=Decimal(2_900), amount=Decimal(11)))
     assert at(s, 2_850) == []
