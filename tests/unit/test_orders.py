@@ -1,5 +1,6 @@
 """Conditional orders: when each kind fires on the pool price, what a fill or a failure does to
-it, OCO groups, and the journal rows the CLI and Telegram write (real SQLite, migrated)."""
+it, OCO groups, and the journal rows the CLI and Telegram write (real SQLite and PostgreSQL,
+migrated)."""
 
 from __future__ import annotations
 
@@ -207,9 +208,12 @@ def test_validation_names_the_wrong_field() -> None:
     assert (ok.kind, ok.trail_pct, ok.trail_distance) == ("trailing_stop", Decimal("2.5"), None)
 
 
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    engine = await init_db(f"sqlite+aiosqlite:///{tmp_path / 'journal.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def journal(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Journal]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'journal.db'}"
+    if request.param == "postgresql":  # a real PostgreSQL server (tests/pg.py)
+        url = request.getfixturevalue("pg_database")
+    engine = await init_db(url)
     try:
         yield Journal(session_factory(engine))
     finally:
