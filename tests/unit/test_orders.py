@@ -265,3 +265,33 @@ async def test_telegram_words_place_list_and_cancel(journal: Journal) -> None:
     assert "/order add" in await order_command(journal, "", "chat 1")
     orders = await journal.list_orders()
     assert [(o.id, o.status) for o in orders] == [(1, "cancelled"), (2, "pending")]
+
+
+def test_order_commands_from_the_shell(tmp_path: Path) -> None:
+    """`defi-agent order add|list|cancel` as a process: exit codes, messages, no tracebacks."""
+    from tests.unit.test_cli import init_for_local_devnet, run
+
+    config = init_for_local_devnet(tmp_path)
+    added = run(
+        *("order", "add", "stop-loss", "sell", "0.5", "WETH/USDC", "--price", "2700"),
+        *("--config", str(config)),
+        cwd=tmp_path,
+    )
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == "placed #1 stop-loss sell 0.5 WETH on WETH/USDC at 2700: pending"
+    assert "[strategies.orders] is not enabled" in added.stderr  # the template leaves it off
+
+    bad = run("order", "add", "stop-loss", "sell", "0.5", "WETH", "--price", "1", cwd=tmp_path)
+    assert bad.returncode == 2 and "pair 'WETH'" in bad.stderr and "Traceback" not in bad.stderr
+
+    listed = run("order", "list", "--config", str(config), cwd=tmp_path)
+    assert listed.returncode == 0
+    assert listed.stdout.splitlines() == [
+        "#1 stop-loss sell 0.5 WETH on WETH/USDC at 2700: pending"
+    ]
+    assert run("order", "cancel", "1", "--config", str(config), cwd=tmp_path).returncode == 0
+    again = run("order", "cancel", "1", "--config", str(config), cwd=tmp_path)
+    assert again.returncode == 2 and "order #1 is cancelled" in again.stderr
+    assert run("order", "list", cwd=tmp_path).stdout.strip() == "no active orders"
+    everything = run("order", "list", "--all", cwd=tmp_path).stdout
+    assert "cancelled - cancelled from the CLI" in everything
