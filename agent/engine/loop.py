@@ -53,7 +53,7 @@ from agent.metrics.server import AgentMetrics
 from agent.risk.gate import Rejected, RiskGate, journal_rejection
 from agent.store.journal import Journal
 from agent.store.models import IntentStatus
-from agent.types import Fill, Intent, NotFilled, Opportunity
+from agent.types import Fill, Intent, NotFilled, Opportunity, OrderUpdate
 from strategies.base import Strategy, TakesOrders
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,9 @@ class Engine:
         self._trade_tasks: set[asyncio.Task[None]] = set()
         self._evaluating: dict[str, asyncio.Future[list[Opportunity]]] = {}
         self._fills_for: dict[str, list[Fill | NotFilled]] = {}
+        # conditional-order updates taken from a strategy and not yet journaled (a locked
+        # journal): written, in order, with the next ones
+        self._order_updates: dict[str, list[OrderUpdate]] = {}
         self._saved_portfolio: dict[str, Any] | None = None
 
     @property
@@ -741,15 +744,28 @@ class Engine:
         if state:
             await self.journal.set_strategy_state(strategy.name, state)
         if isinstance(strategy, TakesOrders):
-            await self.journal.apply_order_updates(strategy.order_updates())
+            unwritten = self._order_updates.setdefault(strategy.name, [])
+            unwritten.extend(strategy.order_updates())
+            if unwritten:
+                # a fill must reach the journal even through an outage (an order left pending
+                # there would fire again after a restart): kept and retried until written
+                await self.journal.apply_order_updates(list(unwritten))
+                unwritten.clear()
 
     async def _load_orders(self) -> None:
         """Hand the journal's active conditional orders (placed from the CLI or Telegram
-        while we run) to the idle strategies that execute them."""
+        while we run) to the idle strategies that execute them. A journal that cannot be
+        read leaves them the orders they have: the tick goes on."""
         takers = [s for s in self.strategies if isinstance(s, TakesOrders) and self._idle(s)]
-        if takers:
+        if not takers:
+            return
+        try:
             orders = await self.journal.list_orders(active_only=True)
-            for strategy in takers:
+        except AgentError as exc:
+            log.warning("cannot read the conditional orders (kept as they were): %s", exc)
+            return
+        for strategy in takers:
+            if not self._order_updates.get(strategy.name):  # the journal is behind it
                 strategy.load_orders(orders)
 
     async def _settle_strategies(self) -> None:
