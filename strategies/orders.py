@@ -214,8 +214,11 @@ class OrdersStrategy(BaseStrategy[OrdersParams]):
             if order.id in in_flight or order.status != ORDER_PENDING:
                 continue
             market = self._market(snapshot, order.pair)
-            if market is None:
+            if isinstance(market, str):
+                self._end(order, ORDER_FAILED, market)
                 continue
+            if market is None:
+                continue  # no fresh pool of the pair in this snapshot: checked again next block
             base, quote, pools, price = market
             peak = next_peak(order, price, order.peak)
             if peak is not None and peak != order.peak:
@@ -251,12 +254,15 @@ class OrdersStrategy(BaseStrategy[OrdersParams]):
 
     def _market(
         self, snapshot: MarketSnapshot, pair: str
-    ) -> tuple[Token, Token, list[Any], float] | None:
+    ) -> tuple[Token, Token, list[Any], float] | str | None:
+        """(base, quote, pools, median mid price); a reason when the pair names a token the
+        agent does not know (it never will: the order fails); None when no pool has a price."""
         base_ref, _, quote_ref = pair.partition("/")
         base = resolve_token(snapshot, base_ref)
         quote = resolve_token(snapshot, quote_ref)
         if base is None or quote is None:
-            return None
+            unknown = base_ref if base is None else quote_ref
+            return f"{unknown} is not one of the agent's tokens (market.tokens)"
         params = self.params
         pools = pools_for_pair(
             snapshot,

@@ -169,6 +169,16 @@ def test_a_paused_agent_keeps_the_order_armed_without_spending_attempts() -> Non
     assert statuses(s.order_updates())[-1] == (1, "filled")
 
 
+def test_an_order_on_a_token_the_agent_does_not_know_fails_with_the_reason() -> None:
+    s = strategy(order(1, "stop_loss", trigger_price=Decimal(2_900), pair="PEPE/USDC"))
+    assert at(s, 2_850) == []
+    (update,) = s.order_updates()
+    assert (update.status, update.reason) == (
+        "failed",
+        "PEPE is not one of the agent's tokens (market.tokens)",
+    )
+
+
 def test_an_order_the_wallet_cannot_fund_fails_with_the_reason() -> None:
     s = strategy(order(1, "stop_loss", trigger_price=Decimal(2_900), amount=Decimal(11)))
     assert at(s, 2_850) == []
