@@ -70,14 +70,17 @@ async def download_ohlcv(
     checkpoint_pages: int = 20,
     now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     on_page: Callable[[int, int], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
 ) -> DownloadResult:
     """Fetch ``symbol``'s ``timeframe`` candles after the last one stored in ``path``.
 
-    ``exchange`` is a ccxt exchange (async or sync), configured by the caller. Without a file,
-    ``since_ms`` (epoch ms) says where to start; with one, the file's last candle does (a
-    ``since_ms`` later than it moves the start forward). ``until_ms`` bounds the open times
-    (exclusive; default now). ``on_page(candles_in_page, last_open_ms)`` reports progress.
-    Raises ``OhlcvError`` when there is no start or the file is not candles.
+        ``exchange`` is a ccxt exchange (async or sync), configured by the caller. Without a file,
+        ``since_ms`` (epoch ms) says where to start; with one, the file's last candle does (a
+        ``since_ms`` later than it moves the start forward). ``until_ms`` bounds the open times
+        (exclusive; default now). ``on_plan(expected_candles)`` is told how many candles the range
+    holds at most (gaps in the exchange's history make it fewer), ``on_page(candles_in_page,
+    last_open_ms)`` each page received: a progress bar.
+        Raises ``OhlcvError`` when there is no start or the file is not candles.
     """
     stored = _stored(path)
     timeframe_ms = int(exchange.parse_timeframe(timeframe)) * 1000
@@ -90,6 +93,8 @@ async def download_ohlcv(
     # the candle still forming is not stored: it would never be corrected
     closed_before = now_ms() - timeframe_ms + 1
     end = closed_before if until_ms is None else min(until_ms, closed_before)
+    if on_plan is not None:
+        on_plan(max(0, -(-(end - cursor) // timeframe_ms)))
     kept = stored if stored is not None else pd.DataFrame(columns=COLUMNS)
     fresh: list[Sequence[Any]] = []
     fetched = requests = pages_since_checkpoint = 0

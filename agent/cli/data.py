@@ -51,7 +51,7 @@ def download_data(
     """Download OHLCV candles; a second run fetches only the candles after the stored ones."""
     import aiohttp
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
     from agent.backtest.download import data_file, download_ohlcv
     from agent.feeds.cex import CexClient
@@ -77,8 +77,13 @@ def download_data(
                         path = data_file(data_dir, exchange, symbol, timeframe)
                         task = progress.add_task(f"{exchange} {symbol} {timeframe}", total=None)
 
-                        def advance(candles: int, last_open_ms: int, task_id: int = task) -> None:
-                            progress.advance(task_id, candles)  # type: ignore[arg-type]
+                        def plan(candles: int, task_id: TaskID = task) -> None:
+                            progress.update(task_id, total=candles)
+
+                        def advance(
+                            candles: int, last_open_ms: int, task_id: TaskID = task
+                        ) -> None:
+                            progress.advance(task_id, candles)
 
                         try:
                             result = await download_ohlcv(
@@ -90,6 +95,7 @@ def download_data(
                                 until_ms=until_ms,
                                 page_limit=page_limit,
                                 on_page=advance,
+                                on_plan=plan,
                             )
                         except ccxt.BaseError as exc:
                             # ccxt's message can quote a whole response: its first line is enough
