@@ -6,8 +6,8 @@ from strategies.arbitrage import ArbitrageStrategy
 from strategies.cex_dex import CexDexStrategy
 from strategies.dca import DcaStrategy
 from strategies.grid import GridStrategy
-from strategies.signal import SignalStrategy
 from strategies.orders import OrdersStrategy
+from strategies.signal import SignalStrategy
 from strategies.whale_follow import WhaleFollowStrategy
 
 STRATEGIES: dict[str, type] = {

@@ -72,8 +72,8 @@ from strategies.arbitrage import ArbitrageParams
 from strategies.cex_dex import CexDexParams
 from strategies.dca import DcaParams
 from strategies.grid import GridParams
-from strategies.signal import SignalAction, SignalParams
 from strategies.orders import OrdersParams
+from strategies.signal import SignalAction, SignalParams
 from strategies.whale_follow import WhaleFollowParams
 
 DEFAULT_PASSWORD_ENV = "DEFI_AGENT_KEYSTORE_PASSWORD"
