@@ -505,14 +505,19 @@ class GridStrategy(BaseStrategy[GridParams]):
     def __init__(self, params: GridParams) -> None:
         super().__init__(params)
         self.book: GridBook | None = None
+        self.base_decimals = 0  # of the pair's base token, known with the book
         self._saved: dict[str, Any] | None = None
         self._proposed: dict[str, _Proposal] = {}
 
     def on_start(self, state: Mapping[str, Any] | None) -> None:
-        """Keep the saved book; it is rebuilt when the first snapshot tells the decimals."""
+        """Rebuild the saved book now when it records the base token's decimals (so fills
+        settled while the agent was down can be applied before the first snapshot), else when
+        the first snapshot tells them."""
         self.book = None
         self._saved = dict(state) if state else None
         self._proposed = {}
+        if self._saved and "base_decimals" in self._saved:
+            self._ensure_book(int(self._saved["base_decimals"]))
 
     def state(self) -> dict[str, Any]:
         """The book, the config it was built from and the proposals awaiting fills."""
@@ -521,6 +526,7 @@ class GridStrategy(BaseStrategy[GridParams]):
         return {
             "book": self.book.to_state(),
             "config": self._config_key(),
+            "base_decimals": self.base_decimals,
             "proposed": {
                 order_id: [p.token_in, p.token_out, str(p.amount_in)]
                 for order_id, p in self._proposed.items()
@@ -560,6 +566,7 @@ class GridStrategy(BaseStrategy[GridParams]):
                 if order_id in book.pending
             }
         self.book = book
+        self.base_decimals = base_decimals
         self._saved = None
         return book
 

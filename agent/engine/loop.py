@@ -21,6 +21,11 @@ in one is logged, counted, alerted and never stops the others or the loop. On st
 SIGINT through ``stop``), the loop takes no new block, waits up to ``shutdown_grace_s`` for
 trades in flight (their intents and signed transactions are journaled before broadcast, so
 anything cut off is finished by start-up reconciliation), then closes everything and returns.
+
+Strategy state is journaled before any trade starts, with the intents each strategy still awaits
+(an outcome not yet handed to it); the next start hands it the outcome reconciliation settled
+for each of them before its first decision, so a crash after a broadcast neither loses a fill
+nor lets the strategy propose the same trade again.
 """
 
 from __future__ import annotations
@@ -45,14 +50,14 @@ from tenacity import (
 
 from agent import events as ev
 from agent.alerts.base import AlertEvent
-from agent.errors import AgentError, TemporaryError
+from agent.errors import AgentError, JournalNotFound, TemporaryError
 from agent.execution import ExecutionOutcome, min_amount_out, min_profit
 from agent.market.portfolio import PORTFOLIO_STATE_KEY, Portfolio
 from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.metrics.server import AgentMetrics
 from agent.risk.gate import Rejected, RiskGate, journal_rejection
 from agent.store.journal import Journal
-from agent.store.models import IntentStatus
+from agent.store.models import FINAL_INTENT_STATUSES, IntentStatus
 from agent.types import Fill, Intent, NotFilled, Opportunity, OrderUpdate
 from strategies.base import Strategy, TakesOrders
 
@@ -63,6 +68,9 @@ BackgroundJob = Callable[[], Coroutine[Any, Any, None]]
 # each time). SQLite already waits out a lock for its busy_timeout inside each attempt.
 FAILURE_JOURNAL_ATTEMPTS = 4
 FAILURE_JOURNAL_WAIT_S = 0.5
+# Beside a strategy's own saved state: the intents it started and has not been told the outcome
+# of (the engine's bookkeeping, never shown to the strategy).
+AWAITING_KEY = "_engine_awaiting_intents"
 
 
 class Executor(Protocol):
@@ -233,6 +241,7 @@ class Engine:
         # journal): written, in order, with the next ones
         self._order_updates: dict[str, list[OrderUpdate]] = {}
         self._saved_portfolio: dict[str, Any] | None = None
+        self._awaiting: dict[str, set[str]] = {}  # strategy -> intent ids started, not told
 
     @property
     def trades_in_flight(self) -> int:
@@ -342,6 +351,16 @@ class Engine:
         # opportunity before its trade starts, so the intent row can reference it.
         unstarted = {d[0].id: d[1] for _, d in decisions if isinstance(d, tuple)}
         try:
+            if unstarted:
+                # Saved before any trade starts, with the intents it awaits: a crash after a
+                # broadcast then restarts the strategy waiting for that trade (never from
+                # before it proposed it, which would propose it again), and the next start
+                # tells it the trade's outcome however it settled.
+                for _, decision in decisions:
+                    if isinstance(decision, tuple):
+                        intent = decision[0]
+                        self._awaiting.setdefault(intent.strategy, set()).add(intent.id)
+                await self._persist_strategy_state()
             for opportunity, decision in decisions:
                 await self._journal_opportunity(opportunity)
                 if isinstance(decision, Rejected):
@@ -399,6 +418,7 @@ class Engine:
             # Settle journal rows whose receipt came too late for their trade task (never
             # while a trade of ours is in flight: reconciliation would take it for a crash).
             await self.reconcile()
+            await self._settle_awaited()
         return report
 
     def _watch_drawdown(self, view: PortfolioView) -> None:
@@ -685,7 +705,9 @@ class Engine:
 
     def _deliver_fills(self, strategy: Strategy) -> None:
         """Hand queued fills to an idle strategy (on the loop, never during its evaluate)."""
+        awaiting = self._awaiting.get(strategy.name, set())
         for fill in self._fills_for.pop(strategy.name, []):
+            awaiting.discard(fill.intent_id)
             try:
                 strategy.on_fill(fill)
             except Exception:  # a strategy bug in on_fill is logged, the fill stays journaled
@@ -697,7 +719,18 @@ class Engine:
         """Tell the strategy its proposal will not fill (refused, skipped for a busy pair,
         failed or reverted): ``on_fill`` with a ``NotFilled``, as the Strategy protocol
         promises, so it can re-arm at once instead of waiting for expiry."""
-        nothing = NotFilled(
+        self._fills_for.setdefault(proposal.strategy, []).append(
+            self._nothing_traded(trade_id, proposal, reason)
+        )
+        for strategy in self.strategies:
+            if strategy.name == proposal.strategy and self._idle(strategy):
+                self._deliver_fills(strategy)
+                await self._save_state(strategy)
+
+    def _nothing_traded(
+        self, trade_id: str, proposal: Opportunity | Intent, reason: str
+    ) -> NotFilled:
+        return NotFilled(
             intent_id=trade_id,
             opportunity_id=proposal.id
             if isinstance(proposal, Opportunity)
@@ -708,15 +741,45 @@ class Engine:
             predicted_amount_out=proposal.predicted_amount_out,
             reason=reason,
         )
-        self._fills_for.setdefault(proposal.strategy, []).append(nothing)
-        for strategy in self.strategies:
-            if strategy.name == proposal.strategy and self._idle(strategy):
-                self._deliver_fills(strategy)
-                await self._save_state(strategy)
 
     async def _start_strategies(self) -> None:
         for strategy in self.strategies:
-            strategy.on_start(await self.journal.get_strategy_state(strategy.name))
+            state = await self.journal.get_strategy_state(strategy.name)
+            if state is not None:
+                awaiting = state.pop(AWAITING_KEY, [])
+                self._awaiting[strategy.name] = {str(intent_id) for intent_id in awaiting}
+            strategy.on_start(state)
+        # Trades the last run started and never reported back (killed, or cut off at shutdown)
+        # were settled by start-up reconciliation: their outcomes reach the strategies now,
+        # before any decision.
+        await self._settle_awaited()
+
+    async def _settle_awaited(self) -> None:
+        """Queue, for every strategy, the outcome of each intent it awaits that the journal
+        holds as final (the fill, or nothing traded), then hand them over and save."""
+        for strategy in self.strategies:
+            awaiting = self._awaiting.get(strategy.name, set())
+            for intent_id in sorted(awaiting):
+                try:
+                    record = await self.journal.get_intent(intent_id)
+                except JournalNotFound:
+                    # Cut off before its intent was journaled: nothing was signed, and the
+                    # strategy's pending order expires as any order that did not happen.
+                    awaiting.discard(intent_id)
+                    continue
+                if record.status not in FINAL_INTENT_STATUSES:
+                    continue  # still in flight: a later reconciliation settles it
+                fill = await self.journal.get_fill(intent_id)
+                outcome: Fill | NotFilled = (
+                    fill
+                    if fill is not None
+                    else self._nothing_traded(
+                        intent_id, record.intent, record.status_detail or str(record.status)
+                    )
+                )
+                self._fills_for.setdefault(strategy.name, []).append(outcome)
+            if strategy.name in self._fills_for and self._idle(strategy):
+                await self._save_state(strategy)
 
     async def _persist_strategy_state(self) -> None:
         for strategy in self.strategies:
@@ -737,12 +800,15 @@ class Engine:
         self._saved_portfolio = state
 
     async def _save_state(self, strategy: Strategy) -> None:
-        """Journal the strategy's state if it is idle (read before any await: still idle)."""
+        """Journal the strategy's state if it is idle (read before any await: still idle),
+        fills queued for it delivered first, with the intents it still awaits."""
         if not self._idle(strategy):
             return
+        self._deliver_fills(strategy)
         state = strategy.state()
         if state:
-            await self.journal.set_strategy_state(strategy.name, state)
+            awaiting = sorted(self._awaiting.get(strategy.name, ()))
+            await self.journal.set_strategy_state(strategy.name, {**state, AWAITING_KEY: awaiting})
         if isinstance(strategy, TakesOrders):
             unwritten = self._order_updates.setdefault(strategy.name, [])
             unwritten.extend(strategy.order_updates())

@@ -7,18 +7,28 @@ and re-arms on the next crossing."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import os
+import sys
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from agent.devnet.deploy import v2_pair_address
 from agent.devnet.traders import SwapResult, swap_v2
+from agent.store.db import init_db, session_factory
 from agent.store.journal import Journal
+from agent.store.models import IntentStatus, TxStatus
 from agent.types import Fill
+from agent.wallet.keystore import create_keystore
 from strategies.grid import ARMED, HOLDING, WAIT, GridStrategy
 from tests.e2e.harness import (
     AGENT_ACCOUNT,
+    AGENT_KEY,
     GAPPER,
     AgentRun,
     Chain,
@@ -187,3 +197,93 @@ async def test_grid_trades_the_oscillation_and_remembers_its_lots_across_a_resta
         + buy_l3.amount_out
         + rebuy_l2.amount_out
     )
+
+
+async def test_a_lot_bought_by_a_killed_agent_is_held_after_the_restart(
+    chain: Chain, workdir: Path
+) -> None:
+    """SIGKILL right after the grid's buy was broadcast: the buy lands while the agent is down,
+    start-up reconciliation settles it, and the restarted grid holds the lot (its saved state
+    said the buy was pending). It never buys that level again before selling it, even after
+    the pending order's lifetime has passed and the price crossed the level once more."""
+    keystore = workdir / "keys" / "keystore.json"
+    keystore.parent.mkdir()
+    password = "grid crash drill password"
+    key = bytes.fromhex(AGENT_KEY.removeprefix("0x"))
+    assert create_keystore(keystore, SecretStr(password), key, scrypt_n=2**14) == AGENT_ACCOUNT
+    tree = grid_tree(chain, workdir)
+    tree["strategies"]["grid"]["pending_ttl_blocks"] = 2  # a forgotten buy re-arms at once
+    tree["wallet"] = {"keystore": str(keystore), "password_env": "GRID_E2E_PASSWORD"}
+    environ = {"GRID_E2E_PASSWORD": password}
+    config_path = workdir / "agent.toml"
+    cfg = write_config(config_path, tree, environ)
+    db = await init_db(cfg.store.url)
+    journal = Journal(session_factory(db))
+    log_file = (workdir / "agent.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        "run",
+        "--config",
+        str(config_path),
+        env={**os.environ, **environ},
+        stdout=log_file,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+
+        async def grid_saved() -> bool:
+            state = await journal.get_strategy_state("grid")
+            return state is not None and "book" in state
+
+        await _until(grid_saved, proc)  # first price seen: the levels below it are armed
+        # From here blocks come only when the test mines one: the agent's transactions wait.
+        await chain.rpc.call("evm_setAutomine", [False])
+        await move_price(chain, 2_950)  # through 2,975: lot 2 buys
+
+        async def sent(purpose: str) -> bool:
+            txs = await journal.list_txs()
+            return any(tx.purpose == purpose and tx.status == TxStatus.SENT for tx in txs)
+
+        await _until(lambda: sent("approve"), proc)
+        await chain.rpc.call("evm_mine")  # the exact approval lands; the swap follows
+        await _until(lambda: sent("swap"), proc)
+        proc.kill()  # SIGKILL: the swap is broadcast, its receipt never read
+        await proc.wait()
+        await chain.rpc.call("evm_mine")  # the buy lands while the agent is down
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await chain.rpc.call("evm_setAutomine", [True])
+        log_file.close()
+        await db.dispose()
+
+    async with running_agent(cfg) as agent:
+        (intent,) = await agent.parts.journal.list_intents()
+        assert intent.status == IntentStatus.FILLED  # settled by start-up reconciliation
+        assert (await agent.tick()).started == 0
+        book = grid_strategy(agent).book
+        assert book is not None and book.filled_levels == [2] and not book.pending
+        fill = await agent.parts.journal.get_fill(intent.intent.id)
+        assert fill is not None and book.lot_base[2] == fill.amount_out >= ORDER_WEI
+        for _ in range(3):  # longer than a pending buy lives
+            await chain.devnet.mine()
+            await agent.tick()
+        assert await swing(chain, agent, 3_000) == []  # back over 2,975 (lot 3 arms)
+        assert await swing(chain, agent, 2_950) == []  # through 2,975 again: lot 2 is held
+        (sell_l2,) = await swing(chain, agent, 3_050)  # over 3,025: the lot is sold
+        assert lot_of(sell_l2) == ("sell", 2) and sell_l2.amount_in == fill.amount_out
+
+    fills = await agent.parts.journal.list_fills(mode="fork")
+    assert sorted(lot_of(f) for f in fills) == [("buy", 2), ("sell", 2)]
+
+
+async def _until(
+    condition: Callable[[], Awaitable[bool]], proc: asyncio.subprocess.Process
+) -> None:
+    async with asyncio.timeout(60):
+        while not await condition():
+            assert proc.returncode is None, f"the agent exited with {proc.returncode}"
+            await asyncio.sleep(0.05)
