@@ -759,7 +759,8 @@ class Engine:
         holds as final (the fill, or nothing traded), then hand them over and save."""
         for strategy in self.strategies:
             awaiting = self._awaiting.get(strategy.name, set())
-            for intent_id in sorted(awaiting):
+            queued = {fill.intent_id for fill in self._fills_for.get(strategy.name, [])}
+            for intent_id in sorted(awaiting - queued):
                 try:
                     record = await self.journal.get_intent(intent_id)
                 except JournalNotFound:
