@@ -75,7 +75,7 @@ PASSWORD_ENV = "CHAOS_KEYSTORE_PASSWORD"
 TOKENS = ["WETH", "USDC", "WBTC", "DAI"]
 # Wide: the grid stops for good if the price leaves the range (levels never move, so a level
 # index names one price for the whole drill).
-GRID = {"lower_price": 1_500, "upper_price": 4_500, "levels": 61, "order_size": "0.5"}
+GRID = {"lower_price": 2_500, "upper_price": 3_500, "levels": 201, "order_size": "0.5"}
 _BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
 _TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 _IN_FLIGHT = ("signed", "sent")
@@ -147,7 +147,9 @@ def agent_tree(
             "grid": {
                 "enabled": True,
                 "pair": "WETH/USDC",
-                "dex": "uniswap_v2",  # the pool the simulated gaps swing
+                # the deep V3 pools, nudged by every arbitrage that closes a V2 gap: levels
+                # 5 USDC apart are crossed often, a few at a time
+                "dex": "uniswap_v3",
                 "spacing": "arithmetic",
                 "on_range_exit": "stop",  # levels never move: a level index is one price
                 "max_slippage_bps": 300,
@@ -155,7 +157,9 @@ def agent_tree(
             },
             "dca": {
                 "enabled": True,
-                "buy_token": "WETH",
+                # a pair the WETH/USDC gaps leave alone: its buys are not undercut by the
+                # arbitrage trading the same pool in the same block
+                "buy_token": "WBTC",
                 "spend_token": "USDC",
                 "amount": 250,
                 "interval_s": 6.0,
@@ -611,7 +615,8 @@ async def drill(args: argparse.Namespace) -> dict[str, Any]:
             "what": (
                 "`defi-agent run --mode fork` (the CLI, a child process) on a devnet with a block "
                 "a second and the simulated market driven by this process; arbitrage through the "
-                "ArbExecutor, grid (uniswap_v2 WETH/USDC) and DCA (WETH with USDC) enabled; "
+                "ArbExecutor, grid (WETH/USDC on the uniswap_v3 pools, 200 levels 5 USDC apart) "
+                "and DCA (WBTC with USDC) enabled; "
                 "SIGKILLed at random moments and restarted on the same journal; a last clean "
                 "start reconciled and traded, then stopped with SIGTERM; the journal then "
                 "checked against every block mined since the wallet was funded"
