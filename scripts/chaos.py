@@ -6,9 +6,10 @@ market (``agent.devnet.market.MarketSimulator``: noise traders, arbitrage gaps, 
 this process for the whole drill, whether the agent is up or not. It writes an agent.toml (fork
 mode on that devnet; arbitrage through the ArbExecutor, grid and DCA enabled; the wallet in an
 encrypted keystore) and runs the real CLI, `defi-agent run --config ... --mode fork`, as a
-child process. Each round the child is SIGKILLed, either after a random delay or right after it
-journals a signed transaction or marks one sent (the journal is watched for it), then restarted
-on the same journal. A last clean start reconciles and trades, then gets SIGTERM.
+child process. Each round the child is SIGKILLed (during start-up, right after it journals a
+signed transaction or marks one sent, the journal being watched for it, or a random time after
+its first tick; see ``MOMENTS``), then restarted on the same journal once the kernel has reaped
+it. A last clean start reconciles and trades, then gets SIGTERM.
 
 Then the chain is checked against the journal, from every block mined since the funding:
 
@@ -22,7 +23,9 @@ Then the chain is checked against the journal, from every block mined since the 
 * ``balance_mismatch``: (holder, token) pairs whose balance differs from the starting balance
   plus the journaled fills (exact integers), and the wallet's ETH from the start less the gas of
   every journaled transaction (wei);
-* ``journal_contradicts_chain``: journaled transaction statuses the chain disagrees with.
+* ``journal_contradicts_chain``: journaled transaction statuses the chain disagrees with;
+* ``grid_book_disagrees_with_fills``: lots the grid's saved book holds (level, amount) that the
+  journal's grid fills do not, or the other way round (a fill that never reached the grid).
 
 It prints one JSON object (those counts, ``kills``, ``trades`` and a description of the run)
 and exits 0 when every failure count is 0 and the agent never exited on its own.
@@ -30,7 +33,7 @@ and exits 0 when every failure count is 0 and the agent never exited on its own.
 Usage::
 
     python scripts/chaos.py                       # 20 kills, at least 40 trades
-    python scripts/chaos.py --kills 3 --min-trades 0 --max-kill-delay 6   # the CI drill
+    python scripts/chaos.py --kills 3 --min-trades 1 --max-kill-delay 15  # the CI drill
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ from agent.execution import TRADE_PURPOSES  # noqa: E402
 from agent.store import Journal, TxStatus, init_db, session_factory  # noqa: E402
 from agent.store.models import FINAL_INTENT_STATUSES, IntentStatus  # noqa: E402
 from agent.wallet.keystore import create_keystore  # noqa: E402
+from strategies.grid import HOLD_WAIT, HOLDING, PENDING_SELL  # noqa: E402
 
 WALLET_INDEX = 9  # a funded dev account that neither the simulated market nor the tests use
 PASSWORD_ENV = "CHAOS_KEYSTORE_PASSWORD"
@@ -79,6 +83,12 @@ GRID = {"lower_price": 2_500, "upper_price": 3_500, "levels": 201, "order_size":
 _BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
 _TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 _IN_FLIGHT = ("signed", "sent")
+GRID_HELD = (HOLDING, PENDING_SELL, HOLD_WAIT)  # a grid lot's statuses while it is held
+# When a round's SIGKILL lands, and how often each is chosen: a random time after the start
+# (unlocking the keystore, discovering pools, start-up reconciliation); right after the
+# process journals a signed transaction, or marks one sent (broadcast); a random time after
+# its first tick (trading, trades in flight or not).
+MOMENTS = {"during_start_up": 2, "after_signing": 2, "after_broadcast": 3, "while_trading": 3}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,17 +311,18 @@ class Drill:
             await self.proc.wait()
 
     async def kill_round(self) -> None:
-        """Start the agent and SIGKILL it: after a random delay, or right after it journals a
-        signed transaction or marks one sent (whichever the dice chose)."""
+        """Start the agent and SIGKILL it at a moment the dice choose (``MOMENTS``)."""
         known = journal_txs(self.setup.journal_file)
         ticked = latest_tick(self.setup.journal_file)
         proc = await self.start()
-        moment = self.rng.choice(["random_delay", "after_signing", "after_broadcast"])
-        deadline = time.monotonic() + (
-            self.rng.uniform(0.3, self.max_kill_delay_s)
-            if moment == "random_delay"
-            else 3 * self.max_kill_delay_s  # no trade for that long: kill it anyway
-        )
+        moment = self.rng.choices(list(MOMENTS), weights=list(MOMENTS.values()))[0]
+        delay_s = self.rng.uniform(0.3, self.max_kill_delay_s)
+        started = time.monotonic()
+        # a moment that never comes (no trade, no tick) gives way to a kill after this long
+        deadline = started + 3 * self.max_kill_delay_s
+        if moment == "during_start_up":
+            deadline = started + self.rng.uniform(0.3, 8.0)
+        first_tick_at: float | None = None
         while proc.returncode is None and time.monotonic() < deadline:
             if moment == "after_signing":  # a transaction journaled (signed) since the start
                 if set(journal_txs(self.setup.journal_file)) - set(known):
@@ -320,11 +331,16 @@ class Drill:
                 now = journal_txs(self.setup.journal_file)
                 if any(s == "sent" and known.get(h) != s for h, s in now.items()):
                     break
+            elif moment == "while_trading":  # a random delay after its first tick
+                if first_tick_at is None and latest_tick(self.setup.journal_file) > ticked:
+                    first_tick_at = time.monotonic()
+                if first_tick_at is not None and time.monotonic() > first_tick_at + delay_s:
+                    break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), 0.02)
         else:
-            if moment != "random_delay" and proc.returncode is None:
-                moment = "random_delay"  # the watched moment never came
+            if moment != "during_start_up" and proc.returncode is None:
+                moment = "timed_out_waiting"  # the watched moment never came
         if proc.returncode is not None:
             self.agent_exits[str(proc.returncode)] += 1
             self._report_exit(proc.returncode)
@@ -457,6 +473,7 @@ async def verify(setup: Setup, start_balances: dict[str, int], end_block: int) -
         non_final = len(await journal.list_non_final()) + len(
             await journal.list_non_final_intents()
         )
+        grid_state = await journal.get_strategy_state("grid") or {}
     finally:
         await engine.dispose()
 
@@ -501,18 +518,30 @@ async def verify(setup: Setup, start_balances: dict[str, int], end_block: int) -
         receipt = receipts.get(_hash(fill.tx_hash))
         position = (fill.block_number or 0, int(receipt["transactionIndex"], 16) if receipt else 0)
         if lot is not None:
-            grid_fills.append((position, lot))
-    held: dict[int, bool] = {}
+            side, level = lot
+            grid_fills.append((position, (side, level, fill.amount_out if side == "buy" else 0)))
+    held: dict[int, int] = {}  # level -> base bought (smallest units), while held
     bought_twice = 0
     out_of_grid = 0
-    for _, (side, level) in sorted(grid_fills):
+    for _, (side, level, base) in sorted(grid_fills):
         if not 0 <= level < GRID["levels"] - 1:
             out_of_grid += 1
         if side == "buy":
-            bought_twice += held.get(level, False)
-            held[level] = True
+            bought_twice += level in held
+            held[level] = base
         else:
-            held[level] = False
+            held.pop(level, None)
+    # The grid's own book, as it saved it at the last stop, holds exactly those lots: every
+    # fill reached it (reconciled ones included), none twice.
+    book = grid_state.get("book", {})
+    book_held = {
+        level: int(base)
+        for level, (status, base) in enumerate(
+            zip(book.get("status", []), book.get("lot_base", []), strict=True)
+        )
+        if int(status) in GRID_HELD
+    }
+    grid_book_disagrees = len(set(held.items()) ^ set(book_held.items()))
 
     # Balances: the start, plus every journaled fill, less the gas of every journaled tx.
     expected = dict(start_balances)
@@ -539,6 +568,7 @@ async def verify(setup: Setup, start_balances: dict[str, int], end_block: int) -
         "lost": len(lost),
         "duplicated": duplicated,
         "grid_level_bought_twice": bought_twice,
+        "grid_book_disagrees_with_fills": grid_book_disagrees,
         "non_final": non_final,
         "balance_mismatch": len(mismatches),
         "journal_contradicts_chain": len(contradicted),
@@ -564,7 +594,8 @@ async def verify(setup: Setup, start_balances: dict[str, int], end_block: int) -
                     ).items()
                 )
             ),
-            "grid_fills_by_side": dict(Counter(side for _, (side, _) in grid_fills)),
+            "grid_fills_by_side": dict(Counter(lot[0] for _, lot in grid_fills)),
+            "grid_lots_held_at_the_end": len(held),
             "final_intent_statuses_only": all(
                 r.status in FINAL_INTENT_STATUSES for r in records.values()
             ),
@@ -609,6 +640,7 @@ async def drill(args: argparse.Namespace) -> dict[str, Any]:
         "trades": checks["trades"],
         **{name: checks[name] for name in failures},
         "journal_contradicts_chain": checks["journal_contradicts_chain"],
+        "grid_book_disagrees_with_fills": checks["grid_book_disagrees_with_fills"],
         "agent_exited_by_itself": sum(run.agent_exits.values()),
         "final_sigterm_exit_code": final_exit,
         "run": {
@@ -670,6 +702,7 @@ def main(argv: list[str] | None = None) -> int:
             "non_final",
             "balance_mismatch",
             "journal_contradicts_chain",
+            "grid_book_disagrees_with_fills",
             "agent_exited_by_itself",
         )
     )

@@ -50,6 +50,7 @@ async def test_killed_agent_loses_repeats_and_misbooks_nothing(tmp_path: Path) -
             "non_final",
             "balance_mismatch",
             "journal_contradicts_chain",
+            "grid_book_disagrees_with_fills",
             "agent_exited_by_itself",
         )
     }
