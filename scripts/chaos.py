@@ -33,7 +33,7 @@ and exits 0 when every failure count is 0 and the agent never exited on its own.
 Usage::
 
     python scripts/chaos.py                       # 20 kills, at least 40 trades
-    python scripts/chaos.py --kills 3 --min-trades 1 --max-kill-delay 15  # the CI drill
+    python scripts/chaos.py --kills 3 --min-trades 0 --max-kill-delay 15  # the CI drill
 """
 
 from __future__ import annotations
@@ -80,7 +80,12 @@ TOKENS = ["WETH", "USDC", "WBTC", "DAI"]
 # Wide: the grid stops for good if the price leaves the range (levels never move, so a level
 # index names one price for the whole drill).
 GRID = {"lower_price": 2_500, "upper_price": 3_500, "levels": 201, "order_size": "0.5"}
+GRID_POOL_FEE = 10_000
 _BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
+_APPROVE = function_signature_to_4byte_selector("approve(address,uint256)")
+_EXACT_INPUT = function_signature_to_4byte_selector(
+    "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))"
+)
 _TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 _IN_FLIGHT = ("signed", "sent")
 GRID_HELD = (HOLDING, PENDING_SELL, HOLD_WAIT)  # a grid lot's statuses while it is held
@@ -108,8 +113,27 @@ class Setup:
     start_block: int
 
 
+def grid_pool(deployment: Deployment) -> str:
+    """The pool the grid trades and the swinger moves: uniswap_v3 WETH/USDC at 1% (the
+    shallowest V3 pool of the pair, and one an arbitrage only closes when the gap pays 2%)."""
+    tokens = {deployment.tokens["WETH"].address.lower(), deployment.tokens["USDC"].address.lower()}
+    for pool in deployment.pools:
+        if (
+            pool.dex == "uniswap_v3"
+            and pool.fee_pips == GRID_POOL_FEE
+            and {pool.token0.lower(), pool.token1.lower()} == tokens
+        ):
+            return pool.address
+    raise SystemExit("the devnet has no uniswap_v3 WETH/USDC 1% pool")
+
+
 def agent_tree(
-    rpc_url: str, deployment_file: Path, workdir: Path, executor: str, keystore: Path
+    rpc_url: str,
+    deployment_file: Path,
+    workdir: Path,
+    executor: str,
+    keystore: Path,
+    grid_pool: str,
 ) -> dict[str, Any]:
     """The agent.toml of the drill: fork mode on the devnet, every trading path enabled."""
     return {
@@ -157,9 +181,8 @@ def agent_tree(
             "grid": {
                 "enabled": True,
                 "pair": "WETH/USDC",
-                # the deep V3 pools, nudged by every arbitrage that closes a V2 gap: levels
-                # 5 USDC apart are crossed often, a few at a time
-                "dex": "uniswap_v3",
+                # the pool the swinger moves a few levels down and up, again and again
+                "pool": grid_pool,
                 "spacing": "arithmetic",
                 "on_range_exit": "stop",  # levels never move: a level index is one price
                 "max_slippage_bps": 300,
@@ -199,7 +222,16 @@ async def prepare(devnet: Devnet, workdir: Path) -> Setup:
     deployment_file = devnet.deployments_dir / f"{devnet.name}.json"
     config = workdir / "agent.toml"
     config.write_text(
-        toml_dumps(agent_tree(devnet.rpc_url, deployment_file, workdir, executor, keystore))
+        toml_dumps(
+            agent_tree(
+                devnet.rpc_url,
+                deployment_file,
+                workdir,
+                executor,
+                keystore,
+                grid_pool(deployment),
+            )
+        )
     )
     await rpc.call("evm_setAutomine", [False])
     await rpc.call("evm_setIntervalMining", [1])
@@ -240,10 +272,58 @@ async def balances(setup: Setup, block: int) -> dict[str, int]:
 # The market, kept moving by this process whatever the agent does
 
 
-async def drive_market(simulator: MarketSimulator, interval_s: float) -> None:
+@dataclass
+class GridSwinger:
+    """Swings the grid's pool: every ``every`` market steps a swap of ``usd`` by a dev account
+    no one else uses, selling WETH and buying it back in turn (so the grid's levels are crossed
+    down and up). Sent like the simulated market's trades: approve and swap, not awaited."""
+
+    rpc: JsonRpc
+    deployment: Deployment
+    usd: float = 100_000.0  # about 0.75% of the pool price: four levels or so
+    every: int = 2
+    trader: str = DEV_ACCOUNTS[2][0]
+    swings: int = 0
+
+    async def step(self, market_step: int) -> None:
+        if market_step % self.every:
+            return
+        weth, usdc = self.deployment.tokens["WETH"], self.deployment.tokens["USDC"]
+        down = self.swings % 2 == 0
+        self.swings += 1
+        token_in, token_out = (weth, usdc) if down else (usdc, weth)
+        amount_in = int(
+            self.usd / self.deployment.prices_usd[token_in.symbol] * 10**token_in.decimals
+        )
+        router = self.deployment.addresses["uniswap_v3.swap_router"]
+        approve = encode(["address", "uint256"], [router, amount_in])
+        swap = encode(
+            ["(address,address,uint24,address,uint256,uint256,uint256,uint160)"],
+            [
+                (
+                    token_in.address,
+                    token_out.address,
+                    GRID_POOL_FEE,
+                    self.trader,
+                    2**40,
+                    amount_in,
+                    0,
+                    0,
+                )
+            ],
+        )
+        for to, data in ((token_in.address, _APPROVE + approve), (router, _EXACT_INPUT + swap)):
+            await self.rpc.call(
+                "eth_sendTransaction",
+                [{"from": self.trader, "to": to, "data": "0x" + data.hex(), "gas": hex(800_000)}],
+            )
+
+
+async def drive_market(simulator: MarketSimulator, swinger: GridSwinger, interval_s: float) -> None:
     while True:
         try:
             await simulator.step()
+            await swinger.step(simulator.steps)
         except Exception as exc:  # a failed simulated trade never stops the drill
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -615,7 +695,8 @@ async def drill(args: argparse.Namespace) -> dict[str, Any]:
         setup = await prepare(devnet, workdir)
         start_balances = await balances(setup, setup.start_block)
         simulator = MarketSimulator(setup.rpc, setup.deployment, seed=args.seed)
-        market = asyncio.create_task(drive_market(simulator, 1.0))
+        swinger = GridSwinger(setup.rpc, setup.deployment)
+        market = asyncio.create_task(drive_market(simulator, swinger, 1.0))
         run = Drill(setup, rng, workdir, args.max_kill_delay)
         try:
             give_up = started + args.max_minutes * 60
@@ -647,8 +728,8 @@ async def drill(args: argparse.Namespace) -> dict[str, Any]:
             "what": (
                 "`defi-agent run --mode fork` (the CLI, a child process) on a devnet with a block "
                 "a second and the simulated market driven by this process; arbitrage through the "
-                "ArbExecutor, grid (WETH/USDC on the uniswap_v3 pools, 200 levels 5 USDC apart) "
-                "and DCA (WBTC with USDC) enabled; "
+                "ArbExecutor, grid (WETH/USDC, 200 levels 5 USDC apart, on the uniswap_v3 1% "
+                "pool a swinger moves down and up) and DCA (WBTC with USDC) enabled; "
                 "SIGKILLed at random moments and restarted on the same journal; a last clean "
                 "start reconciled and traded, then stopped with SIGTERM; the journal then "
                 "checked against every block mined since the wallet was funded"
@@ -661,6 +742,7 @@ async def drill(args: argparse.Namespace) -> dict[str, Any]:
             "kills_before_its_first_tick_was_done": run.kills_before_first_tick_done,
             "agent_exit_codes_when_not_killed": dict(run.agent_exits),
             "market_steps": simulator.steps,
+            "grid_pool_swings": swinger.swings,
             **checks["run"],
         },
         "details": checks["details"],
