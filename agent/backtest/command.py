@@ -99,7 +99,9 @@ def backtest(
     ] = 0,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Backtest grid or DCA on candles; write report.json, equity.png, drawdown.png, trades.csv."""
+    """Backtest grid or DCA on candles; write report.html (prices and trades, equity against
+    buy-and-hold, drawdown, per-period and walk-forward tables), report.json, equity.png,
+    drawdown.png and trades.csv."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -107,6 +109,7 @@ def backtest(
     from agent.backtest.data import generate_ohlcv, load_ohlcv
     from agent.backtest.engine import RUNNERS
     from agent.backtest.execution import BacktestSettings
+    from agent.backtest.html import metric_rows
     from agent.backtest.report import result_metrics, write_report
     from agent.backtest.walkforward import walk_forward
     from strategies.dca import DcaParams
@@ -162,11 +165,14 @@ def backtest(
                 progress=progress,
             )
     report_path = write_report(result, out, source, folds)
-    metrics = result_metrics(result).to_dict()
     table = Table(title=f"{strategy} backtest: {len(candles):,} candles")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name, value in metrics.items():
-        table.add_row(name, "-" if value is None else f"{value:.4g}")
+    for label, value in metric_rows(result_metrics(result), settings.quote_symbol):
+        table.add_row(label, value)
     Console().print(table)
-    typer.echo(f"report: {report_path.parent}")
+    range_exit = result.extra.get("range_exit")
+    if range_exit is not None:
+        typer.echo(f"range exit: the grid stopped at candle {range_exit['candle']:,}: "
+                   f"{range_exit['reason']}")  # fmt: skip
+    typer.echo(f"report: {report_path.parent / 'report.html'}")

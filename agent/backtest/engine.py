@@ -142,11 +142,22 @@ def run_grid(
     task = progress.add_task(f"grid ({driver})", total=len(candles)) if progress else None
     tracker = _Tracker(progress, task)
     if driver == "per_candle":
-        equity, exposure = _grid_per_candle(book, costs, ledger, candles, settings, tracker)
+        equity, exposure, stopped_at = _grid_per_candle(
+            book, costs, ledger, candles, settings, tracker
+        )
     else:
-        _grid_events(book, costs, ledger, candles, tracker)
+        stopped_at = _grid_events(book, costs, ledger, candles, tracker)
         equity, exposure = _equity_from_trades(candles, settings, ledger.trades)
     tracker.at(len(candles), force=True)
+    extra: dict[str, Any] = {
+        "levels": list(book.levels),
+        "recenters": book.recenters,
+        "stopped": book.stopped,
+        "realized_quote": str(book.realized_quote),
+        "inventory_base": str(book.inventory),
+    }
+    if stopped_at is not None:
+        extra["range_exit"] = _range_exit(book, params, candles, stopped_at)
     return BacktestResult(
         "grid",
         params,
@@ -157,14 +168,25 @@ def run_grid(
         exposure,
         ledger.quote,
         ledger.base,
-        {
-            "levels": list(book.levels),
-            "recenters": book.recenters,
-            "stopped": book.stopped,
-            "realized_quote": str(book.realized_quote),
-            "inventory_base": str(book.inventory),
-        },
+        extra,
     )
+
+
+def _range_exit(book: GridBook, params: GridParams, candles: Candles, index: int) -> dict[str, Any]:
+    """Where and why the grid stopped trading (for the report's marker and table)."""
+    price = float(candles.close[index])
+    low, high = book.levels[0], book.levels[-1]
+    if params.on_range_exit == "stop":
+        reason = f"price {price:,.6g} left the range [{low:,.6g}, {high:,.6g}]"
+    else:  # a recentre that would put the lower bound at or below zero
+        reason = f"price {price:,.6g} left the range and the grid cannot be recentred there"
+    return {
+        "candle": index,
+        "ts": int(candles.ts[index]),
+        "price": price,
+        "range": [low, high],
+        "reason": reason,
+    }
 
 
 def _grid_per_candle(
@@ -174,27 +196,32 @@ def _grid_per_candle(
     candles: Candles,
     settings: BacktestSettings,
     tracker: _Tracker,
-) -> tuple[FloatArray, FloatArray]:
+) -> tuple[FloatArray, FloatArray, int | None]:
+    """Equity and exposure per candle, and the candle at which the grid stopped (or None)."""
     ts = candles.ts.tolist()
     close = candles.close.tolist()
     base_scale, quote_scale = 10**settings.base_decimals, 10**settings.quote_decimals
     equity: list[float] = []
     exposure: list[float] = []
+    stopped_at: int | None = None
     track = tracker.progress is not None
     for i in range(len(close)):
         grid_step(book, costs, ledger, i, ts[i], close[i])
+        if stopped_at is None and book.stopped:
+            stopped_at = i
         held = ledger.base / base_scale * close[i]
         value = ledger.quote / quote_scale + held
         equity.append(value)
         exposure.append(held / value if value > 0 else 0.0)
         if track and not i & 0xFFFF:  # the bar costs nothing when it is off
             tracker.at(i)
-    return np.asarray(equity), np.asarray(exposure)
+    return np.asarray(equity), np.asarray(exposure), stopped_at
 
 
 def _grid_events(
     book: GridBook, costs: CostModel, ledger: Ledger, candles: Candles, tracker: _Tracker
-) -> None:
+) -> int | None:
+    """Trade the candles where the book acts; the candle at which it stopped (or None)."""
     close = candles.close
     ts = candles.ts
     n = len(candles)
@@ -208,9 +235,10 @@ def _grid_events(
         if quiet is None:  # pragma: no cover - backtest fills settle inside the step
             index += 1
         elif book.stopped:
-            return
+            return index
         else:
             index = first_outside(close, index + 1, quiet[0], quiet[1])
+    return None
 
 
 def first_outside(prices: FloatArray, start: int, low: float, high: float) -> int:

@@ -1,4 +1,6 @@
-"""The report folder of a backtest: report.json, equity.png, drawdown.png, trades.csv."""
+"""The report folder of a backtest: report.json, report.html (self-contained: prices and trades,
+equity against buy-and-hold, drawdown, per-period and walk-forward tables), equity.png,
+drawdown.png, trades.csv."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from agent.backtest.engine import BacktestResult
 from agent.backtest.metrics import Metrics, compute_metrics
 from agent.backtest.plots import plot_drawdown, plot_equity
 
-REPORT_FILES = ("report.json", "equity.png", "drawdown.png", "trades.csv")
+REPORT_FILES = ("report.json", "report.html", "equity.png", "drawdown.png", "trades.csv")
 TRADE_COLUMNS = (
     "candle",
     "timestamp",
@@ -83,7 +85,10 @@ def write_report(
     data_source: str,
     walk_forward: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write the four report files into ``out_dir`` (created); returns report.json's path."""
+    """Write the report files (``REPORT_FILES``) into ``out_dir`` (created); returns
+    report.json's path."""
+    from agent.backtest.html import buy_and_hold, render_backtest_html, start_capital
+
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = result_metrics(result)
     settings = result.settings
@@ -99,6 +104,8 @@ def write_report(
             "end": _iso(int(candles.ts[-1])),
         },
         "metrics": metrics.to_dict(),
+        # the starting capital in the base token at the first open, held (no fees, no gas)
+        "buy_and_hold_return": float(buy_and_hold(result)[-1]) / start_capital(result) - 1.0,
         "final_balances": {
             f"{settings.quote_symbol}_units": str(result.final_quote),
             f"{settings.base_symbol}_units": str(result.final_base),
@@ -112,4 +119,6 @@ def write_report(
     plot_equity(out_dir / "equity.png", candles.ts, result.equity, settings.quote_symbol)
     plot_drawdown(out_dir / "drawdown.png", candles.ts, result.equity)
     write_trades_csv(out_dir / "trades.csv", result)
+    page = render_backtest_html(result, metrics, data_source, walk_forward)
+    (out_dir / "report.html").write_text(page, encoding="utf-8")
     return report_path

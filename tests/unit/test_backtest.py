@@ -309,3 +309,57 @@ def test_result_metrics_match_the_equity_curve(candles: Candles) -> None:
     assert metrics.start_equity == 50_000.0  # before the first buy's fee and gas
     assert metrics.end_equity == result.equity[-1]
     assert metrics.trade_count == len(result.trades) > 0
+
+
+def test_backtest_html_shows_trades_on_the_price_buy_and_hold_and_the_range_exit(
+    candles: Candles, tmp_path: Path
+) -> None:
+    from tests.unit.html_reports import assert_self_contained, read_report
+
+    result = run_grid(candles, grid(), SETTINGS)  # leaves its range and stops
+    folds = walk_forward("grid", candles, [grid()], SETTINGS, 2)
+    write_report(result, tmp_path, "synthetic", folds)
+    page = read_report(tmp_path / "report.html")
+    assert_self_contained(page)
+    buys = sum(1 for t in result.trades if t.side == "buy")
+    sells = len(result.trades) - buys
+    assert buys > 0 and sells > 0
+    assert page.markers["buy-markers"] == buys
+    assert page.markers["sell-markers"] == sells
+    assert page.paths["price-series"] >= 1 and page.paths["benchmark-series"] >= 1
+    assert page.paths["equity-series"] >= 1 and page.paths["drawdown-series"] >= 1
+    # the range exit: one marker where the grid stopped, and said in words
+    exit_ = result.extra["range_exit"]
+    assert page.markers["range-exit"] == 1
+    assert f"(candle {exit_['candle']:,})" in page.text and "left the range [2,900, 3,100]" in (
+        page.text
+    )
+    assert all(t.candle <= exit_["candle"] for t in result.trades)
+    # metrics in percent with units; the walk-forward folds in a table
+    assert "total return" in page.text and "%" in page.text and "e+0" not in page.text
+    assert "50,000.00 USDC" in page.text
+    assert [row[0] for row in page.table_rows["walk-forward"]] == ["0", "1"]
+    report = json.loads((tmp_path / "report.json").read_text())
+    hold = float(candles.close[-1]) / float(candles.open[0]) - 1.0
+    assert report["buy_and_hold_return"] == pytest.approx(hold)
+    assert report["details"]["range_exit"]["candle"] == exit_["candle"]
+    # the per-period table: every trade in one period, the last equity is the curve's
+    periods = page.table_rows["periods"]
+    assert sum(int(row[1].replace(",", "")) for row in periods) == len(result.trades)
+    assert periods[-1][3] == f"{result.equity[-1]:,.2f}"
+
+
+def test_cli_backtest_table_prints_percentages_and_units(
+    candles: Candles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "candles.csv"
+    candles.slice(0, 4_000).write(data)
+    args = ["backtest", "--strategy", "grid", "--data", str(data), "--no-progress"]
+    grid_args = ["--set", "lower_price=2900", "--set", "upper_price=3100", "--set", "levels=11"]
+    code = main([*args, *grid_args, "--set", "order_size=0.5", "--out", str(tmp_path / "r")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "e+05" not in printed and "start_equity" not in printed
+    assert "100,000.00 USDC" in printed
+    assert any(line.split("│")[1].strip() == "total return" and "%" in line
+               for line in printed.splitlines() if line.count("│") == 3)  # fmt: skip
