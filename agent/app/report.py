@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from agent.analytics.risk import MonteCarloReport, VarReport
 from agent.app.build import AgentParts
 from agent.engine.loop import RunReport, TickReport
 from agent.errors import ConfigError, JournalNotFound
@@ -73,7 +74,8 @@ def build_report(run: RunReport, parts: AgentParts, out_dir: Path | None) -> Rep
         report.equity_end_usd = run.equity_usd[-1][1]
     report.tick_latency_ms = run.tick_latency_ms()
     if out_dir is not None and run.equity_usd:
-        report.equity_png = str(plot_equity(run.equity_usd, out_dir / "equity.png"))
+        blocks = [f.block_number for f in run.fills if f.block_number is not None]
+        report.equity_png = str(plot_equity(run.equity_usd, out_dir / "equity.png", blocks))
     return report
 
 
@@ -95,10 +97,13 @@ def _trade_row(fill: Fill, token: Token | None) -> dict[str, Any]:
 
 
 def plot_equity(
-    points: list[tuple[int, float]] | Mapping[str, list[tuple[int, float]]], path: Path
+    points: list[tuple[int, float]] | Mapping[str, list[tuple[int, float]]],
+    path: Path,
+    trades: Mapping[str, list[int]] | list[int] | None = None,
 ) -> Path:
     """Equity (USD) by block; a mapping draws one labelled line per run (block numbers of
-    separate runs need not follow each other: a devnet restarts at block 0)."""
+    separate runs need not follow each other: a devnet restarts at block 0). ``trades`` are the
+    blocks of the fills (per line label for a mapping), marked on the line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,13 +111,25 @@ def plot_equity(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    if isinstance(points, Mapping):
-        for label, line in points.items():
-            marker = "o" if len(line) < 3 else None  # a run of one block is still seen
-            ax.plot([b for b, _ in line], [e for _, e in line], label=label, marker=marker)
+    lines = points if isinstance(points, Mapping) else {"equity": points}
+    marks = trades if isinstance(trades, Mapping) else {"equity": trades or []}
+    marked = 0
+    for label, line in lines.items():
+        marker = "o" if len(line) < 3 else None  # a run of one block is still seen
+        ax.plot([b for b, _ in line], [e for _, e in line], label=label, marker=marker)
+        on_line = trade_points(line, marks.get(label, []))
+        ax.plot(
+            [b for b, _ in on_line],
+            [e for _, e in on_line],
+            linestyle="none",
+            marker="^",
+            color="#1a7f37",
+            markersize=6,
+            label="trades" if not marked and on_line else None,
+        )
+        marked += len(on_line)
+    if isinstance(points, Mapping) or marked:
         ax.legend(loc="best", fontsize="small")
-    else:
-        ax.plot([b for b, _ in points], [e for _, e in points], color="#1f77b4")
     ax.set_xlabel("block")
     ax.set_ylabel("equity (USD)")
     ax.ticklabel_format(axis="y", style="plain", useOffset=False)
@@ -123,6 +140,22 @@ def plot_equity(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def trade_points(line: list[tuple[int, float]], blocks: list[int]) -> list[tuple[int, float]]:
+    """Where trades sit on an equity line: at each trade's block, the equity of the last point
+    at or before it (the first point when the trade is earlier than the line)."""
+    ordered = sorted(line)
+    points = []
+    for block in blocks:
+        at = ordered[0][1] if ordered else None
+        for point_block, equity in ordered:
+            if point_block > block:
+                break
+            at = equity
+        if at is not None:
+            points.append((block, at))
+    return points
 
 
 def print_report(console: Console, report: Report, title: str) -> None:
@@ -237,17 +270,27 @@ class JournalSummary:
     def realised_profit_usd(self) -> float:
         return sum(f.profit_usd or 0.0 for f in self.fills)
 
+    def _label(self, run_id: int | None) -> str:
+        label = "no run" if run_id is None else f"run {run_id}"
+        modes = {run.id: run.mode for run in self.runs}
+        return label + (f" ({modes[run_id]})" if run_id in modes else "")
+
     def equity_lines(self) -> dict[str, list[tuple[int, float]]]:
         """Equity points (block, USD) per run, each in its own line."""
-        modes = {run.id: run.mode for run in self.runs}
         lines: dict[str, list[tuple[int, float]]] = {}
         for i, point in enumerate(self.equity):
-            label = "no run" if point.run_id is None else f"run {point.run_id}"
-            if point.run_id in modes:
-                label += f" ({modes[point.run_id]})"
             block = point.block_number if point.block_number is not None else i
-            lines.setdefault(label, []).append((block, point.equity_usd))
+            lines.setdefault(self._label(point.run_id), []).append((block, point.equity_usd))
         return lines
+
+    def trade_blocks(self) -> dict[str, list[int]]:
+        """The blocks of the fills per run, labelled as :meth:`equity_lines` labels them."""
+        blocks: dict[str, list[int]] = {}
+        for fill in self.fills:
+            if fill.block_number is not None:
+                label = self._label(self.fill_runs.get(fill.intent_id))
+                blocks.setdefault(label, []).append(fill.block_number)
+        return blocks
 
 
 async def read_journal(
@@ -323,3 +366,69 @@ def fill_json(fill: Fill, run_id: int | None) -> dict[str, Any]:
         "predicted_profit_usd": fill.predicted_profit_usd,
         "realised_profit_usd": fill.profit_usd,
     }
+
+
+# -- risk analytics of the journal (`report`, the HTTP API) -----------------------------------
+@dataclass(frozen=True)
+class JournalRisk:
+    """VaR/CVaR of the daily equity returns and the Monte Carlo of the trade returns of what
+    a :class:`JournalSummary` holds (see ``agent.analytics.risk`` for the method)."""
+
+    var: VarReport
+    monte_carlo: MonteCarloReport
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"var": self.var.to_dict(), "monte_carlo": self.monte_carlo.to_dict()}
+
+
+def journal_risk(
+    summary: JournalSummary, seed: int = 0, horizon_trades: int | None = None
+) -> JournalRisk:
+    """Risk figures of the selected run(s): daily returns and trade returns are taken within
+    each run (blocks and portfolios of separate runs are unrelated) and pooled."""
+    from agent.analytics.risk import daily_returns, monte_carlo, trade_returns, value_at_risk
+
+    by_run: dict[int | None, list[EquitySnapshot]] = {}
+    for point in summary.equity:
+        by_run.setdefault(point.run_id, []).append(point)
+    returns: list[float] = []
+    for points in by_run.values():
+        returns += daily_returns([(p.taken_at, p.equity_usd) for p in points])
+    trades: list[float] = []
+    for run_id, points in by_run.items():
+        fills = [
+            (f.block_number, f.profit_usd)
+            for f in summary.fills
+            if f.profit_usd is not None and summary.fill_runs.get(f.intent_id) == run_id
+        ]
+        trades += trade_returns(fills, [(p.block_number, p.equity_usd) for p in points])
+    equity_usd = summary.equity[-1].equity_usd if summary.equity else None
+    return JournalRisk(
+        var=value_at_risk(returns, equity_usd),
+        monte_carlo=monte_carlo(trades, equity_usd, horizon_trades=horizon_trades, seed=seed),
+    )
+
+
+def risk_lines(risk: JournalRisk) -> list[str]:
+    """The risk figures as the terminal shows them (one line each)."""
+    lines = []
+    var = risk.var
+    if var.message is not None:
+        lines.append(f"VaR/CVaR: {var.message}")
+    for level in var.levels:
+        usd = "" if level.historical_var_usd is None else f" (${level.historical_var_usd:,.2f})"
+        lines.append(
+            f"1-day VaR {level.confidence:.0%}: historical {level.historical_var:.2%}{usd}, "
+            f"CVaR {level.historical_cvar:.2%}; normal {level.parametric_var:.2%}, "
+            f"CVaR {level.parametric_cvar:.2%} ({var.observations} daily returns)"
+        )
+    mc = risk.monte_carlo
+    if mc.message is not None:
+        lines.append(f"Monte Carlo: {mc.message}")
+    else:
+        spread = ", ".join(f"p{p} {v:+.2%}" for p, v in mc.percentiles.items())
+        lines.append(
+            f"Monte Carlo ({mc.paths:,} paths of {mc.horizon_trades} trades, seed {mc.seed}): "
+            f"{spread}; probability of a loss {mc.probability_of_loss:.1%}"
+        )
+    return lines

@@ -7,8 +7,8 @@ clear message on stderr, never as a traceback.
 
 The app and its sub-command groups (``keys``, ``devnet``, ``executor``, ``config``) are built
 here, and every command is registered here explicitly; the command modules (``setup``,
-``controls``, ``runtime``, ``wallet``) define plain functions and import nothing from this
-package, so there is no import cycle.
+``controls``, ``runtime``, ``journal``, ``wallet``) define plain functions and import nothing
+from this package, so there is no import cycle.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 from agent.backtest import command as backtest_command
-from agent.cli import controls, data, orders, runtime, setup, wallet
+from agent.cli import controls, data, journal, orders, runtime, setup, wallet
 from agent.cli.common import EXIT_BAD_USAGE_OR_CONFIG, EXIT_OK, EXIT_RUNTIME_FAILURE
 from agent.errors import AgentError, ConfigError, InstanceLocked, WalletError
 
@@ -112,6 +112,9 @@ app.command("dry-run")(runtime.dry_run)
 app.command("demo")(runtime.demo)
 app.command("status")(runtime.status)
 app.command("report")(runtime.report)
+app.command("trades")(journal.trades)
+app.command("rejections")(journal.rejections)
+app.command("balance")(journal.balance)
 app.command("pause")(controls.pause_trading)
 app.command("resume")(controls.resume_trading)
 app.command("backtest")(backtest_command.backtest)

@@ -257,15 +257,31 @@ def status(
 def report(
     config: ConfigOption = Path("agent.toml"),
     env_file: EnvOption = None,
-    out: Annotated[Path, typer.Option(help="Folder for report.json and equity.png.")] = Path(
-        "reports/latest"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="Folder for report.html, report.json and equity.png.")
+    ] = Path("reports/latest"),
     run: RunOption = None,
     all_runs: AllOption = False,
+    mc_seed: Annotated[
+        int, typer.Option(help="Seed of the Monte Carlo (same seed, same result).")
+    ] = 0,
+    mc_horizon: Annotated[
+        int | None,
+        typer.Option(min=1, help="Trades per Monte Carlo path (default: as many as journaled)."),
+    ] = None,
 ) -> None:
     """PnL from the journal: predicted vs realised USD per fill (the realised figure is the
-    one its alert showed), totals, an equity chart; the latest run unless told otherwise."""
-    from agent.app.report import fill_json, plot_equity, run_json, signed_usd
+    one its alert showed), totals, VaR/CVaR and a Monte Carlo of the trades, an equity chart
+    and a self-contained report.html; the latest run unless told otherwise."""
+    from agent.app.report import (
+        fill_json,
+        journal_risk,
+        plot_equity,
+        risk_lines,
+        run_json,
+        signed_usd,
+    )
+    from agent.app.report_html import render_journal_html
 
     cfg, summary = _read_journal(config, env_file, run, all_runs)
     console = _console()
@@ -288,11 +304,17 @@ def report(
         f"predicted {signed_usd(summary.predicted_profit_usd)} · realised "
         f"{signed_usd(summary.realised_profit_usd)}"
     )
+    risk = journal_risk(summary, seed=mc_seed, horizon_trades=mc_horizon)
+    for line in risk_lines(risk):
+        console.print(line, highlight=False)
     out.mkdir(parents=True, exist_ok=True)
     lines = summary.equity_lines()
     if lines:
-        chart = plot_equity(lines, out / "equity.png")
+        chart = plot_equity(lines, out / "equity.png", summary.trade_blocks())
         console.print(f"equity chart: {chart}")
+    page = out / "report.html"
+    page.write_text(render_journal_html(summary, risk), encoding="utf-8")
+    console.print(f"report: {page}")
     shown = summary.run
     body = {
         "scope": summary.scope,
@@ -308,5 +330,6 @@ def report(
         "realised_profit_usd": summary.realised_profit_usd,
         "refusals": summary.refusals,
         "equity_usd": summary.equity[-1].equity_usd if summary.equity else None,
+        "risk": risk.to_dict(),
     }
     (out / "report.json").write_text(json.dumps(body, indent=2, default=str) + "\n")

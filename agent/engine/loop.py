@@ -404,7 +404,11 @@ class Engine:
         await self._persist_strategy_state()
         await self._save_portfolio()
         await self.journal.snapshot_equity(
-            self.settings.mode, view.equity_usd, dict(view.balances), block_number=block
+            self.settings.mode,
+            view.equity_usd,
+            dict(view.balances),
+            block_number=block,
+            unit_prices_usd=self.portfolio.unit_prices_usd(),
         )
         if self.journal.run_id is not None:  # `status`: the agent is alive at this block
             await self.journal.heartbeat(self.journal.run_id, block)

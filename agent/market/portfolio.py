@@ -197,6 +197,15 @@ class Portfolio:
             exposure_usd=MappingProxyType(self.exposure_usd()),
         )
 
+    def unit_prices_usd(self) -> dict[str, float]:
+        """USD per smallest unit of every priced token: what the equity was valued at."""
+        prices = {}
+        for token, price in self._prices_usd.items():
+            decimals = self._decimals(token)
+            if decimals is not None:
+                prices[token] = price / 10.0**decimals
+        return prices
+
     def exposure_usd(self) -> dict[str, float]:
         """USD value of every positive non-quote holding (the native coin included)."""
         exposure: dict[str, float] = {}

@@ -31,7 +31,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -129,6 +129,22 @@ class EquitySnapshot:
     balances: dict[str, int]
     block_number: int | None
     run_id: int | None = None
+    # token address -> USD per smallest unit at this snapshot (empty: not recorded)
+    unit_prices_usd: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionRecord:
+    """One risk-gate refusal as journaled; ``block_number`` is the refused opportunity's."""
+
+    created_at: datetime
+    run_id: int | None
+    block_number: int | None
+    strategy: str
+    reason: str
+    detail: str
+    opportunity_id: str | None
+    intent_id: str | None
 
 
 # A running agent writes a heartbeat at every block and at least this often between blocks.
@@ -886,14 +902,49 @@ class Journal:
             ).all()
             return {str(reason): int(n) for reason, n in rows}
 
+    async def list_rejections(
+        self,
+        run_id: int | None = None,
+        since_block: int | None = None,
+        reason: str | None = None,
+        limit: int | None = None,
+    ) -> list[RejectionRecord]:
+        """Refusals, newest first: of run ``run_id`` (all when None), of opportunities at
+        ``since_block`` or later, of ``reason``; at most ``limit`` of them."""
+        async with self._sessions() as session:
+            query = select(RiskRejectionRow).order_by(RiskRejectionRow.id.desc())
+            if run_id is not None:
+                query = query.where(RiskRejectionRow.run_id == run_id)
+            if since_block is not None:
+                query = query.where(RiskRejectionRow.block_number >= since_block)
+            if reason is not None:
+                query = query.where(RiskRejectionRow.reason == reason)
+            if limit is not None:
+                query = query.limit(limit)
+            return [
+                RejectionRecord(
+                    created_at=r.created_at,
+                    run_id=r.run_id,
+                    block_number=r.block_number,
+                    strategy=r.strategy,
+                    reason=r.reason,
+                    detail=r.detail,
+                    opportunity_id=r.opportunity_id,
+                    intent_id=r.intent_id,
+                )
+                for r in (await session.scalars(query)).all()
+            ]
+
     async def snapshot_equity(
         self,
         mode: str,
         equity_usd: float,
         balances: Mapping[str, int],
         block_number: int | None = None,
+        unit_prices_usd: Mapping[str, float] | None = None,
     ) -> None:
-        """Store the portfolio at this moment: balances per token address, smallest units."""
+        """Store the portfolio at this moment: balances per token address, smallest units, and
+        the prices they were valued at (USD per smallest unit)."""
         async with self._write_lock, self._sessions.begin() as session:
             session.add(
                 EquitySnapshotRow(
@@ -902,6 +953,7 @@ class Journal:
                     equity_usd=equity_usd,
                     balances={token: str(int(amount)) for token, amount in balances.items()},
                     block_number=block_number,
+                    unit_prices_usd=None if unit_prices_usd is None else dict(unit_prices_usd),
                 )
             )
 
@@ -923,6 +975,7 @@ class Journal:
                     balances={t: int(v) for t, v in r.balances.items()},
                     block_number=r.block_number,
                     run_id=r.run_id,
+                    unit_prices_usd=dict(r.unit_prices_usd or {}),
                 )
                 for r in (await session.scalars(query)).all()
             ]
