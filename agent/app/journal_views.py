@@ -249,6 +249,23 @@ class BalanceSheet:
         }
 
 
+def known_tokens(cfg: Any) -> tuple[dict[str, str], dict[str, int]]:
+    """Symbols and decimals by address that the config knows without the chain: the chain's
+    registry (the devnet's deployment file) and ``market.token_addresses``."""
+    symbols: dict[str, str] = {}
+    decimals: dict[str, int] = {}
+    try:
+        registry = cfg.chain_addresses().tokens
+    except (ConfigError, OSError, ValueError):
+        registry = {}
+    for token in registry.values():
+        symbols[token.address] = token.symbol
+        decimals[token.address] = token.decimals
+    for symbol, address in cfg.market.token_addresses.items():
+        symbols.setdefault(str(address), symbol)
+    return symbols, decimals
+
+
 async def latest_unit_prices(journal: Journal) -> tuple[dict[str, float], int | None]:
     """USD per smallest unit from the latest equity snapshot that recorded prices."""
     for point in reversed(await journal.equity_history()):

@@ -4,6 +4,7 @@ journal for one run (the latest by default) or for all of them."""
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -143,18 +144,24 @@ def plot_equity(
 
 
 def trade_points(line: list[tuple[int, float]], blocks: list[int]) -> list[tuple[int, float]]:
-    """Where trades sit on an equity line: at each trade's block, the equity of the last point
-    at or before it (the first point when the trade is earlier than the line)."""
+    """Where trades sit on an equity line drawn through ``line``'s points: at each trade's
+    block, the line's value there (linear between the points around it; the end value
+    beyond either end)."""
     ordered = sorted(line)
+    if not ordered:
+        return []
+    keys = [b for b, _ in ordered]
     points = []
     for block in blocks:
-        at = ordered[0][1] if ordered else None
-        for point_block, equity in ordered:
-            if point_block > block:
-                break
-            at = equity
-        if at is not None:
-            points.append((block, at))
+        after = bisect.bisect_left(keys, block)
+        if after == 0:
+            value = ordered[0][1]
+        elif after == len(ordered):
+            value = ordered[-1][1]
+        else:
+            (b0, e0), (b1, e1) = ordered[after - 1], ordered[after]
+            value = e1 if b1 == block else e0 + (e1 - e0) * (block - b0) / (b1 - b0)
+        points.append((block, value))
     return points
 
 

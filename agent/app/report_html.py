@@ -230,11 +230,13 @@ def _period_table(curves: list[RunCurves]) -> TableSection:
         blocks = [_block(p, i) for i, p in enumerate(curve.points)]
         trades = []
         for fill in curve.fills:
-            # a fill is dated by the first snapshot at or after its block
-            at = next(
-                (t for b, t in zip(blocks, stamps, strict=True) if b >= (fill.block_number or 0)),
-                stamps[-1],
-            )
+            # a fill is dated by the last snapshot at or before its block (the run's first
+            # when it is earlier)
+            at = stamps[0]
+            for block, stamp in zip(blocks, stamps, strict=True):
+                if fill.block_number is None or block > fill.block_number:
+                    break
+                at = stamp
             trades.append((at, fill.profit_usd))
         for row in per_period(stamps, [p.equity_usd for p in curve.points], trades, "day"):
             rows.append(

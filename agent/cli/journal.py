@@ -157,10 +157,10 @@ def balance(
     of the journal's latest equity snapshot."""
 
     async def read(cfg: AgentConfig, journal: Journal) -> BalanceSheet:
-        from agent.app.journal_views import latest_unit_prices, paper_balance_sheet
+        from agent.app.journal_views import known_tokens, latest_unit_prices, paper_balance_sheet
 
         if cfg.execution.mode == "paper":
-            return await paper_balance_sheet(journal, {}, {})
+            return await paper_balance_sheet(journal, *known_tokens(cfg))
         prices, block = await latest_unit_prices(journal)
         return await _chain_sheet(cfg, prices, block)
 

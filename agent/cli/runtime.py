@@ -273,6 +273,7 @@ def report(
     """PnL from the journal: predicted vs realised USD per fill (the realised figure is the
     one its alert showed), totals, VaR/CVaR and a Monte Carlo of the trades, an equity chart
     and a self-contained report.html; the latest run unless told otherwise."""
+    from agent.app.journal_views import known_tokens
     from agent.app.report import (
         fill_json,
         journal_risk,
@@ -313,7 +314,8 @@ def report(
         chart = plot_equity(lines, out / "equity.png", summary.trade_blocks())
         console.print(f"equity chart: {chart}")
     page = out / "report.html"
-    page.write_text(render_journal_html(summary, risk), encoding="utf-8")
+    symbols, _ = known_tokens(cfg)
+    page.write_text(render_journal_html(summary, risk, symbols), encoding="utf-8")
     console.print(f"report: {page}")
     shown = summary.run
     body = {
