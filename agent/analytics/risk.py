@@ -244,10 +244,10 @@ def monte_carlo(
     observed) from ``returns`` with a numpy Generator seeded by ``seed``; see the module
     docstring. USD figures from ``equity_usd``."""
     n = len(returns)
-    horizon = n if horizon_trades is None else horizon_trades
-    if horizon < 1 or paths < 1:
+    if (horizon_trades is not None and horizon_trades < 1) or paths < 1:
         raise ValueError("horizon_trades and paths must be at least 1")
-    if n < minimum:
+    horizon = n if horizon_trades is None else horizon_trades
+    if n < minimum or n == 0:
         return MonteCarloReport(
             trades=n,
             minimum=minimum,

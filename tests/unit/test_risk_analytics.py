@@ -140,3 +140,8 @@ def test_monte_carlo_with_too_few_trades_says_so() -> None:
     assert report.message == (
         "too little data for Monte Carlo: 9 trades with a realised USD profit, at least 10 needed"
     )
+    nothing = monte_carlo([], seed=1)  # a run without trades
+    assert nothing.message is not None and nothing.message.startswith(
+        "too little data for Monte Carlo: 0 trades"
+    )
+    assert value_at_risk([]).message is not None

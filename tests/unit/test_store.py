@@ -278,6 +278,11 @@ async def test_rejections_state_and_equity(journal: Journal) -> None:
     (snapshot,) = await journal.equity_history("paper")
     assert snapshot.balances == {WETH: UINT256_MAX, USDC: 10**6}
     assert snapshot.equity_usd == 1234.5
+    assert snapshot.unit_prices_usd == {}  # none given: none recorded
+    # the prices the balances were valued at (USD per smallest unit) come back as written
+    await journal.snapshot_equity("fork", 3.0, {WETH: 10**18}, 43, {WETH: 3e-15, USDC: 1e-6})
+    (priced,) = await journal.equity_history("fork")
+    assert priced.unit_prices_usd == {WETH: 3e-15, USDC: 1e-6}
     await journal.record_alert("warning", "drawdown", "drawdown 5%", {"telegram": "ok"})
 
 
