@@ -16,8 +16,8 @@ from rich.table import Table
 
 from agent.analytics.risk import MonteCarloReport, VarReport
 from agent.app.build import AgentParts
+from agent.app.journal_views import select_run
 from agent.engine.loop import RunReport, TickReport
-from agent.errors import ConfigError, JournalNotFound
 from agent.store.journal import EquitySnapshot, Journal, RunRecord
 from agent.types import Fill, Token
 
@@ -305,18 +305,7 @@ async def read_journal(
 ) -> JournalSummary:
     """The journal for run ``run_id``, for every run (``all_runs``), or by default for the latest
     run (the whole journal when no run was ever recorded). ``ConfigError`` for an unknown run."""
-    if run_id is not None and all_runs:
-        raise ConfigError("--run and --all: pick one")
-    runs = await journal.list_runs()
-    run: RunRecord | None = None
-    if run_id is not None:
-        try:
-            run = await journal.get_run(run_id)
-        except JournalNotFound:
-            known = f"runs {runs[0].id}-{runs[-1].id}" if runs else "no run recorded"
-            raise ConfigError(f"--run {run_id}: not in the journal ({known})") from None
-    elif not all_runs:
-        run = runs[-1] if runs else None
+    run, runs = await select_run(journal, run_id, all_runs)
     scope = None if run is None else run.id
     intents = await journal.list_intents(run_id=scope)
     by_status: dict[str, int] = {}
