@@ -291,3 +291,17 @@ def test_journal_commands_reject_bad_run_choices(workdir: Path) -> None:
         result = run(command, "--config", str(workdir / "agent.toml"), "--run", "9", cwd=workdir)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert result.stderr.strip().endswith("error: --run 9: not in the journal (runs 1-2)")
+
+
+def test_trades_sit_on_the_drawn_equity_line() -> None:
+    from agent.app.report import trade_points
+
+    line = [(10, 100.0), (20, 200.0), (30, 150.0)]
+    # block 15: halfway between 100 and 200; block 30: on a point; before/after: the ends
+    assert trade_points(line, [15, 30, 5, 40]) == [
+        (15, 150.0),
+        (30, 150.0),
+        (5, 100.0),
+        (40, 150.0),
+    ]
+    assert trade_points([], [1]) == []
