@@ -5,7 +5,7 @@ drawdown; a per-day table; the risk figures; the fills.
 Holding the starting balances: the balances of the run's first equity snapshot valued, at every
 later snapshot, at the prices that snapshot recorded (USD per smallest unit; a token the
 snapshot did not price keeps its last price). Journals written before prices were recorded
-(migration 0004) have no benchmark, and the page says so.
+(migration 0005) have no benchmark, and the page says so.
 """
 
 from __future__ import annotations
@@ -344,7 +344,7 @@ def render_journal_html(
         if no_prices:
             chart_note += (
                 f" No benchmark for {', '.join(no_prices)}: its snapshots recorded no prices "
-                "(journaled before migration 0004)."
+                "(journaled before migration 0005)."
             )
         sections.append(Chart("equity and trades", _equity_chart(curves), chart_note))
         prices = _price_chart(curves, names)

@@ -292,7 +292,7 @@ class EquitySnapshotRow(Base):
     # token address -> balance as a decimal string (JSON numbers would lose precision)
     balances: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     block_number: Mapped[int | None] = mapped_column(Integer)
-    # token address -> USD per smallest unit the balances were valued at (migration 0004)
+    # token address -> USD per smallest unit the balances were valued at (migration 0005)
     unit_prices_usd: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
 
 
