@@ -24,6 +24,7 @@ from tests.e2e.harness import (
 )
 from tests.fakes.discord_fake import DiscordWebhookFake
 from tests.fakes.telegram_fake import TelegramFake
+from tests.unit.html_reports import assert_self_contained, read_report
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI = REPO_ROOT / ".venv" / "bin" / "defi-agent"
@@ -139,6 +140,13 @@ async def test_report_shows_for_every_fill_the_realised_usd_its_alert_showed(
         assert realised in telegram_text
         assert trade["opportunity"] and trade_id.startswith(trade["opportunity"])
     assert body["realised_profit_usd"] == sum(t["realised_profit_usd"] for t in trades.values())
+    # report.html: both trades on the equity line, which the run's starting balances (valued at
+    # the prices each block's snapshot recorded) are drawn against; arbitrages on the prices
+    page = read_report(workdir / "report" / "report.html")
+    assert_self_contained(page)
+    assert page.markers["trade-markers"] == 2 and page.markers["arb-markers"] == 2
+    assert page.paths[f"equity-run-{run_id}"] >= 1 and page.paths[f"benchmark-run-{run_id}"] >= 1
+    assert "too little data for VaR/CVaR: 1 daily return" in page.text
 
     status = rows(await defi_agent("status", "--config", str(config), cwd=workdir, environ=environ))
     assert status["agent"].startswith(f"not running (run {run_id} stopped"), status
