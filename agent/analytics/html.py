@@ -158,6 +158,29 @@ def svg_of(figure: Figure) -> str:
     return text
 
 
+MAX_LINE_POINTS = 4_000
+
+
+def thin(
+    line: Sequence[tuple[int, float]], max_points: int = MAX_LINE_POINTS
+) -> list[tuple[int, float]]:
+    """At most about ``max_points`` points of ``line`` (ordered by x): per bucket its lowest
+    and highest point in x order, so a spike stays visible and the SVG stays small."""
+    if len(line) <= max_points:
+        return list(line)
+    buckets = max(1, max_points // 2)
+    size = len(line) / buckets
+    thinned: list[tuple[int, float]] = []
+    for k in range(buckets):
+        chunk = line[int(k * size) : int((k + 1) * size)]
+        if not chunk:
+            continue
+        low = min(range(len(chunk)), key=lambda i: chunk[i][1])
+        high = max(range(len(chunk)), key=lambda i: chunk[i][1])
+        thinned += [chunk[i] for i in sorted({low, high})]
+    return thinned
+
+
 def percent(value: float | None, digits: int = 2, signed: bool = True) -> str:
     """``+1.23 %`` from a fraction (0.0123); ``-`` for None."""
     if value is None:

@@ -10,6 +10,7 @@ snapshot did not price keeps its last price). Journals written before prices wer
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from agent.analytics.html import (
     percent,
     render,
     svg_of,
+    thin,
 )
 from agent.analytics.periods import per_period
 from agent.app.report import JournalRisk, JournalSummary, signed_usd, trade_points
@@ -89,17 +91,19 @@ def _equity_chart(curves: list[RunCurves]) -> str:
     trades: list[tuple[int, float]] = []
     for curve in curves:
         line = curve.equity
+        drawn = thin(line)
         axes.plot(
-            [b for b, _ in line],
-            [e for _, e in line],
+            [b for b, _ in drawn],
+            [e for _, e in drawn],
             label=curve.label,
             marker="o" if len(line) < 3 else None,
             gid=_gid("equity", curve.run_id),
         )
         if curve.hold:
+            hold = thin(curve.hold)
             axes.plot(
-                [b for b, _ in curve.hold],
-                [v for _, v in curve.hold],
+                [b for b, _ in hold],
+                [v for _, v in hold],
                 linestyle="--",
                 linewidth=1.0,
                 label=f"{curve.label}: holding its starting balances",
@@ -141,27 +145,25 @@ def _price_chart(curves: list[RunCurves], names: Mapping[str, str]) -> str | Non
             if not line:
                 continue
             drawn = True
+            shown = thin(line)
             axes.plot(
-                [b for b, _ in line],
-                [v for _, v in line],
+                [b for b, _ in shown],
+                [v for _, v in shown],
                 linewidth=1.0,
                 label=f"{_name(token, names)} ({curve.label})",
                 gid=f"price-{token.lower()}-run-{curve.run_id}",
             )
+            blocks: dict[str, list[int]] = {"buy": [], "sell": [], "arb": []}
             for fill in curve.fills:
-                if fill.block_number is None:
+                if fill.block_number is None or token not in (fill.token_in, fill.token_out):
                     continue
-                kind = (
-                    "arb"
-                    if fill.token_in == fill.token_out
-                    else "buy"
-                    if fill.token_out == token
-                    else "sell"
-                    if fill.token_in == token
-                    else None
-                )
-                if kind is not None and (kind != "arb" or fill.token_in == token):
-                    markers[kind] += trade_points(line, [fill.block_number])
+                if fill.token_in == fill.token_out:
+                    kind = "arb"
+                else:
+                    kind = "buy" if fill.token_out == token else "sell"
+                blocks[kind].append(fill.block_number)
+            for kind, at in blocks.items():
+                markers[kind] += trade_points(line, at)
     if not drawn:
         return None
     style = {"buy": ("^", "#1a7f37"), "sell": ("v", "#cf222e"), "arb": ("D", "#0969da")}
@@ -208,7 +210,7 @@ def _drawdown(curve: RunCurves) -> list[tuple[int, float]]:
 def _drawdown_chart(curves: list[RunCurves]) -> str:
     figure, axes = new_figure(2.8)
     for curve in curves:
-        line = _drawdown(curve)
+        line = thin(_drawdown(curve))
         axes.plot(
             [b for b, _ in line],
             [d for _, d in line],
@@ -231,12 +233,10 @@ def _period_table(curves: list[RunCurves]) -> TableSection:
         trades = []
         for fill in curve.fills:
             # a fill is dated by the last snapshot at or before its block (the run's first
-            # when it is earlier)
-            at = stamps[0]
-            for block, stamp in zip(blocks, stamps, strict=True):
-                if fill.block_number is None or block > fill.block_number:
-                    break
-                at = stamp
+            # when it is earlier or has no block); snapshot blocks ascend within a run
+            block = fill.block_number
+            at_or_before = 0 if block is None else bisect.bisect_right(blocks, block) - 1
+            at = stamps[max(0, at_or_before)]
             trades.append((at, fill.profit_usd))
         for row in per_period(stamps, [p.equity_usd for p in curve.points], trades, "day"):
             rows.append(

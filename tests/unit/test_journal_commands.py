@@ -305,3 +305,14 @@ def test_trades_sit_on_the_drawn_equity_line() -> None:
         (40, 150.0),
     ]
     assert trade_points([], [1]) == []
+
+
+def test_long_lines_are_thinned_but_keep_their_extremes() -> None:
+    from agent.analytics.html import thin
+
+    line = [(block, float(block % 97)) for block in range(100_000)]
+    line[51_234] = (51_234, 10_000.0)  # one spike
+    drawn = thin(line, max_points=1_000)
+    assert len(drawn) <= 1_000
+    assert (51_234, 10_000.0) in drawn and drawn == sorted(drawn)
+    assert thin(line[:10]) == line[:10]
