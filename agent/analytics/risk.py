@@ -35,6 +35,7 @@ USD profit; with fewer, a message and no figures.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -220,14 +221,11 @@ def trade_returns(
     first = next((e for _, e in equity if e > 0), None)
     if first is None:
         return []
+    blocks = [b for b, _ in marks]
     returns = []
     for block, profit_usd in trades:
-        before = first
-        if block is not None:
-            for mark_block, mark_equity in marks:
-                if mark_block >= block:
-                    break
-                before = mark_equity
+        earlier = 0 if block is None else bisect.bisect_left(blocks, block)
+        before = marks[earlier - 1][1] if earlier > 0 else first
         returns.append(profit_usd / before)
     return returns
 
