@@ -185,7 +185,8 @@ def percent(value: float | None, digits: int = 2, signed: bool = True) -> str:
     """``+1.23 %`` from a fraction (0.0123); ``-`` for None."""
     if value is None:
         return "-"
-    return f"{value * 100:+,.{digits}f} %" if signed else f"{value * 100:,.{digits}f} %"
+    shown = round(value * 100, digits) + 0.0  # + 0.0: no "-0.00 %" for a tiny loss
+    return f"{shown:+,.{digits}f} %" if signed else f"{shown:,.{digits}f} %"
 
 
 def money(value: float | None, unit: str, digits: int = 2, signed: bool = False) -> str:
