@@ -13,6 +13,7 @@ are only called while no evaluation of that strategy is running. Strategies need
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -21,12 +22,50 @@ from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.types import ConditionalOrder, Fill, NotFilled, Opportunity, OrderUpdate
 
 
+@dataclass(frozen=True, slots=True)
+class FloatRange:
+    """A searchable float parameter: ``low..high`` (on a log scale when ``log``), in ``step``s."""
+
+    low: float
+    high: float
+    step: float | None = None
+    log: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IntRange:
+    """A searchable integer parameter: ``low..high`` inclusive, in ``step``s."""
+
+    low: int
+    high: int
+    step: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A searchable parameter taking one of ``options``."""
+
+    options: tuple[str | int | float | bool, ...]
+
+
+SearchDimension = FloatRange | IntRange | Choice
+
+
 class StrategyParams(BaseModel):
     """Base of every strategy's parameters (the ``[strategies.<name>]`` table of agent.toml)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
+
+    @classmethod
+    def search_space(cls) -> dict[str, SearchDimension]:
+        """The parameters ``defi-agent hyperopt`` may tune, by field name (none by default).
+
+        Declared here, beside the fields, so a new parameter and its sensible range are written
+        together; the search library (Optuna) is only known to ``agent.research.hyperopt``.
+        """
+        return {}
 
 
 ParamsT = TypeVar("ParamsT", bound=StrategyParams)

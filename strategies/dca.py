@@ -37,7 +37,13 @@ from strategies._directional import (
     swap_opportunity,
     token_ref,
 )
-from strategies.base import BaseStrategy, StrategyParams
+from strategies.base import (
+    BaseStrategy,
+    Choice,
+    FloatRange,
+    SearchDimension,
+    StrategyParams,
+)
 
 DEFAULT_INTERVAL_S = 86_400.0
 STATE_VERSION = 1
@@ -74,6 +80,24 @@ class DcaParams(StrategyParams):
     max_multiplier: float = Field(3.0, ge=1, le=10)
     route: Literal["auto", "pools", "oneinch"] = "auto"
     gas_estimate: int = Field(DEFAULT_SWAP_GAS, gt=0)
+    # The ML signal (agent.research.signal): 0 is off. With weight w and the model's probability
+    # p that the next candle closes higher, the amount is multiplied by max(0, 1 + w*(2p - 1))
+    # (before the max_multiplier cap); a slot weighted down to nothing is skipped.
+    ml_weight: float = Field(0.0, ge=0, le=4)
+    ml_candle_s: float = Field(3_600.0, gt=0)
+    ml_retrain_every: int = Field(500, ge=1)
+    ml_train_window: int = Field(5_000, ge=200)
+
+    @classmethod
+    def search_space(cls) -> dict[str, SearchDimension]:
+        """The schedule and its boosts; ``amount`` (sizing) and the route are not searched."""
+        return {
+            "interval_s": Choice((3_600.0, 4 * 3_600.0, 12 * 3_600.0, 86_400.0)),
+            "dip_lookback_s": Choice((86_400.0, 3 * 86_400.0, 7 * 86_400.0, 14 * 86_400.0)),
+            "dip_threshold_pct": FloatRange(1.0, 25.0, step=0.5),
+            "dip_multiplier": FloatRange(1.0, 4.0, step=0.25),
+            "max_multiplier": FloatRange(1.0, 5.0, step=0.25),
+        }
 
     @model_validator(mode="before")
     @classmethod
@@ -141,6 +165,7 @@ class DcaSchedule:
         fear_threshold: float = -0.3,
         fear_multiplier: float = 1.0,
         max_multiplier: float = 1.0,
+        ml_weight: float = 0.0,
     ) -> None:
         if (interval_s is None) == (cron is None):
             raise ValueError("give exactly one of interval_s or cron")
@@ -154,6 +179,7 @@ class DcaSchedule:
         self.fear_threshold = fear_threshold
         self.fear_multiplier = Fraction(fear_multiplier)
         self.max_multiplier = Fraction(max_multiplier)
+        self.ml_weight = ml_weight
         self.next_due_ts: float | None = None
         self.last_buy_ts: float | None = None
         self.buys = 0
@@ -171,6 +197,7 @@ class DcaSchedule:
             fear_threshold=params.fear_threshold,
             fear_multiplier=params.fear_multiplier,
             max_multiplier=params.max_multiplier,
+            ml_weight=params.ml_weight,
         )
 
     def _cron_after(self, ts: float) -> float:
@@ -188,9 +215,19 @@ class DcaSchedule:
         if self.next_due_ts is None:
             self.next_due_ts = now if self.cron is None else self._cron_after(now)
 
-    def multiplier(self, price: float, recent_high: float, sentiment: float) -> Fraction:
-        """Exact multiplier of the base amount: dip and fear boosts, capped."""
+    def multiplier(
+        self,
+        price: float,
+        recent_high: float,
+        sentiment: float,
+        up_probability: float | None = None,
+    ) -> Fraction:
+        """Exact multiplier of the base amount: dip, fear and ML weights, capped."""
         multiplier = Fraction(1)
+        if self.ml_weight > 0 and up_probability is not None:
+            # rounded to 6 decimals so the fraction (and the amount) stays readable and exact
+            weight = max(0.0, 1.0 + self.ml_weight * (2.0 * up_probability - 1.0))
+            multiplier *= Fraction(f"{weight:.6f}")
         # price at least dip_threshold_pct below the high, without dividing (exact at the edge)
         if recent_high > 0 and price * 100 <= recent_high * (100 - self.dip_threshold_pct):
             multiplier *= self.dip_multiplier
@@ -199,26 +236,34 @@ class DcaSchedule:
         return min(multiplier, self.max_multiplier)
 
     def decide(
-        self, now: float, price: float, recent_high: float, sentiment: float = 0.0
+        self,
+        now: float,
+        price: float,
+        recent_high: float,
+        sentiment: float = 0.0,
+        up_probability: float | None = None,
     ) -> DcaOrder | None:
         """A buy when the schedule is due at ``now`` (unix s), else None.
 
         ``price`` and ``recent_high`` are buy-token prices in spend tokens (any one unit);
-        ``sentiment`` in [-1, 1] (pass 0.0 when stale). A decided buy advances the schedule:
-        slots missed while the agent was down are skipped, not bought in a burst.
+        ``sentiment`` in [-1, 1] (pass 0.0 when stale); ``up_probability`` the ML signal's
+        (None: no signal). A slot weighted down to nothing is skipped. A decided buy advances
+        the schedule: slots missed while the agent was down are skipped, not bought in a burst.
         """
         if self.next_due_ts is None:
             self.start(now)
         assert self.next_due_ts is not None
         if now < self.next_due_ts:
             return None
-        multiplier = self.multiplier(price, recent_high, sentiment)
+        multiplier = self.multiplier(price, recent_high, sentiment, up_probability)
         amount = self.base_amount * multiplier.numerator // multiplier.denominator
         if self.interval_s is not None:
             missed = math.floor((now - self.next_due_ts) / self.interval_s)
             self.next_due_ts += (missed + 1) * self.interval_s
         else:
             self.next_due_ts = self._cron_after(now)
+        if amount <= 0:
+            return None
         self.last_buy_ts = now
         self.buys += 1
         drawdown = (1 - price / recent_high) * 100 if recent_high > 0 else 0.0
@@ -292,6 +337,12 @@ class DcaStrategy(BaseStrategy[DcaParams]):
         self.schedule: DcaSchedule | None = None
         self.recent_high = RecentHigh(params.dip_lookback_s)
         self._saved: dict[str, Any] | None = None
+        # the ML signal's live feed: pool prices closed into ml_candle_s candles (not persisted:
+        # after a restart the model warms up again on new candles)
+        self.signal: Any = None  # agent.research.signal.OnlineDirectionSignal, built on demand
+        self.up_probability: float | None = None
+        self._candle_bucket: int | None = None
+        self._candle_close = 0.0
 
     def on_start(self, state: Mapping[str, Any] | None) -> None:
         """Keep the saved schedule; it is rebuilt when the first snapshot tells the decimals."""
@@ -315,6 +366,31 @@ class DcaStrategy(BaseStrategy[DcaParams]):
             self._saved = None
         return self.schedule
 
+    def observe_candle(self, close: float, volume: float, sentiment: float) -> float | None:
+        """Feed one closed candle to the ML signal; its up-probability (None: no model yet)."""
+        if self.signal is None:
+            # imported here: scikit-learn only loads when the signal is switched on
+            from agent.research.signal import OnlineDirectionSignal, SignalConfig
+
+            self.signal = OnlineDirectionSignal(
+                SignalConfig(
+                    retrain_every=self.params.ml_retrain_every,
+                    train_window=self.params.ml_train_window,
+                )
+            )
+        probability: float | None = self.signal.update(close, volume, sentiment)
+        self.up_probability = probability
+        return probability
+
+    def _observe_price(self, now: float, price: float, sentiment: float) -> None:
+        """Close a candle when ``now`` enters a new ``ml_candle_s`` bucket. Pool snapshots carry
+        no traded volume, so live candles have volume 0 (the volume z-score reads 0)."""
+        bucket = math.floor(now / self.params.ml_candle_s)
+        if self._candle_bucket is not None and bucket != self._candle_bucket:
+            self.observe_candle(self._candle_close, 0.0, sentiment)
+        self._candle_bucket = bucket
+        self._candle_close = price
+
     def evaluate(self, snapshot: MarketSnapshot, portfolio: PortfolioView) -> list[Opportunity]:
         """One buy when the schedule is due, through whichever route pays out more."""
         params = self.params
@@ -332,11 +408,15 @@ class DcaStrategy(BaseStrategy[DcaParams]):
         schedule = self._ensure_schedule(spend.decimals)
         price = median(prices) if prices else 0.0
         sentiment = snapshot.sentiment_or_neutral(buy.address, now)
+        if price > 0 and params.ml_weight > 0:
+            self._observe_price(now, price, sentiment)
         if price <= 0:
             # without a pool price the dip cannot be measured: buy the plain amount
             order = schedule.decide(now, 1.0, 0.0, sentiment)
         else:
-            order = schedule.decide(now, price, self.recent_high.high(), sentiment)
+            order = schedule.decide(
+                now, price, self.recent_high.high(), sentiment, self.up_probability
+            )
         if order is None:
             return []
         amount_in = order.amount_in

@@ -51,7 +51,14 @@ from strategies._directional import (
     resolve_token,
     swap_opportunity,
 )
-from strategies.base import BaseStrategy, StrategyParams
+from strategies.base import (
+    BaseStrategy,
+    Choice,
+    FloatRange,
+    IntRange,
+    SearchDimension,
+    StrategyParams,
+)
 
 DexName = Literal["uniswap_v2", "sushiswap", "uniswap_v3"]
 
@@ -88,6 +95,19 @@ class GridParams(StrategyParams):
     max_slippage_bps: int = Field(100, ge=0, le=5_000)
     pending_ttl_blocks: int = Field(25, ge=1, le=10_000)
     gas_estimate: int = Field(DEFAULT_SWAP_GAS, gt=0)
+
+    @classmethod
+    def search_space(cls) -> dict[str, SearchDimension]:
+        """Ranges around the defaults (a WETH/USDC grid near 3,000): edit the price bounds for
+        another pair or price level. ``order_size`` is not searched: it scales profit and risk
+        together, which is a sizing decision, not a fit to history."""
+        return {
+            "lower_price": FloatRange(2_000.0, 2_950.0, step=10.0),
+            "upper_price": FloatRange(3_050.0, 4_000.0, step=10.0),
+            "levels": IntRange(3, 60),
+            "spacing": Choice(("arithmetic", "geometric")),
+            "on_range_exit": Choice(("stop", "recenter")),
+        }
 
     @field_validator("pair")
     @classmethod

@@ -273,9 +273,10 @@ def dca_step(
     price: float,
     recent_high: float,
     sentiment: float,
+    up_probability: float | None = None,
 ) -> None:
     """Ask the schedule about candle ``index`` and execute its buy, if any."""
-    order = schedule.decide(float(ts), price, recent_high, sentiment)
+    order = schedule.decide(float(ts), price, recent_high, sentiment, up_probability)
     if order is None:
         return
     if order.amount_in + costs.gas_quote > ledger.quote:
@@ -306,18 +307,23 @@ def run_dca(
     driver: Driver = "vectorised",
     progress: Progress | None = None,
 ) -> BacktestResult:
-    """Backtest the DCA schedule on the candle closes (sentiment column if present, else 0)."""
+    """Backtest the DCA schedule on the candle closes (sentiment column if present, else 0).
+
+    With ``params.ml_weight > 0`` each candle's ML up-probability is computed walk-forward first
+    (``agent.research.signal``; each candle of the data is one ML candle).
+    """
     schedule = DcaSchedule.from_params(params, settings.quote_decimals)
+    signal = _ml_predictions(candles, params)
     costs = CostModel.from_settings(settings)
     ledger = Ledger(settings.initial_quote_units, settings.initial_base_units)
     task = progress.add_task(f"dca ({driver})", total=len(candles)) if progress else None
     tracker = _Tracker(progress, task)
     if driver == "per_candle":
         equity, exposure = _dca_per_candle(
-            schedule, costs, ledger, candles, params, settings, tracker
+            schedule, costs, ledger, candles, params, settings, tracker, signal
         )
     else:
-        _dca_events(schedule, costs, ledger, candles, params, tracker)
+        _dca_events(schedule, costs, ledger, candles, params, tracker, signal)
         equity, exposure = _equity_from_trades(candles, settings, ledger.trades)
     tracker.at(len(candles), force=True)
     return BacktestResult(
@@ -334,6 +340,25 @@ def run_dca(
     )
 
 
+def _ml_predictions(candles: Candles, params: DcaParams) -> FloatArray | None:
+    if params.ml_weight <= 0:
+        return None
+    # imported here: scikit-learn only loads for a backtest that uses the signal
+    from agent.research.signal import SignalConfig, walk_forward_predictions
+
+    config = SignalConfig(
+        retrain_every=params.ml_retrain_every, train_window=params.ml_train_window
+    )
+    return walk_forward_predictions(candles, config)
+
+
+def _probability(signal: FloatArray | None, index: int) -> float | None:
+    if signal is None:
+        return None
+    value = float(signal[index])
+    return None if math.isnan(value) else value
+
+
 def _dca_per_candle(
     schedule: DcaSchedule,
     costs: CostModel,
@@ -342,6 +367,7 @@ def _dca_per_candle(
     params: DcaParams,
     settings: BacktestSettings,
     tracker: _Tracker,
+    signal: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     ts = candles.ts.tolist()
     high = candles.high.tolist()
@@ -369,6 +395,7 @@ def _dca_per_candle(
             close[i],
             window[0][1],
             sentiment[i] if sentiment is not None else 0.0,
+            _probability(signal, i),
         )
         held = ledger.base / base_scale * close[i]
         value = ledger.quote / quote_scale + held
@@ -386,6 +413,7 @@ def _dca_events(
     candles: Candles,
     params: DcaParams,
     tracker: _Tracker,
+    signal: FloatArray | None = None,
 ) -> None:
     ts = candles.ts
     close = candles.close
@@ -400,7 +428,17 @@ def _dca_events(
         first = int(np.searchsorted(ts, np.int64(math.floor(now - lookback)), side="right"))
         recent_high = float(high[first : index + 1].max())
         score = float(sentiment[index]) if sentiment is not None else 0.0
-        dca_step(schedule, costs, ledger, index, now, float(close[index]), recent_high, score)
+        dca_step(
+            schedule,
+            costs,
+            ledger,
+            index,
+            now,
+            float(close[index]),
+            recent_high,
+            score,
+            _probability(signal, index),
+        )
         tracker.at(index)
         due = schedule.next_due_ts
         if due is None:  # pragma: no cover - decide() always sets it
