@@ -23,6 +23,7 @@ from agent.backtest import command as backtest_command
 from agent.cli import controls, data, journal, orders, runtime, setup, wallet
 from agent.cli.common import EXIT_BAD_USAGE_OR_CONFIG, EXIT_OK, EXIT_RUNTIME_FAILURE
 from agent.errors import AgentError, ConfigError, InstanceLocked, WalletError
+from agent.research import command as research_command
 
 app = typer.Typer(
     name="defi-agent",
@@ -119,6 +120,7 @@ app.command("pause")(controls.pause_trading)
 app.command("resume")(controls.resume_trading)
 app.command("backtest")(backtest_command.backtest)
 app.command("download-data")(data.download_data)
+app.command("hyperopt")(research_command.hyperopt)
 config_app.command("check")(setup.config_check)
 devnet_app.command("up")(setup.devnet_up)
 devnet_app.command("down")(setup.devnet_down)
