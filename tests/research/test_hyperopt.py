@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import optuna
+import pytest
 
 from agent.backtest.data import generate_ohlcv
 from agent.backtest.execution import BacktestSettings
+from agent.cli import main
 from agent.research.hyperopt import (
     SearchSetup,
     best_params,
@@ -18,6 +21,7 @@ from agent.research.hyperopt import (
     sync_url,
     toml_snippet,
 )
+from strategies.dca import DcaParams
 from strategies.grid import GridParams
 from tests.pg import PostgresServer
 
@@ -47,3 +51,34 @@ def test_two_workers_share_one_postgresql_study(postgres: PostgresServer) -> Non
     # a later run adds to the same study instead of starting over
     assert run_parallel(setup, url, "grid-shared", 2, jobs=1, seed=9) == 2
     assert len(create_study(url, "grid-shared").trials) == trials + 2
+
+
+def test_hyperopt_command_prints_a_pasteable_toml_snippet_and_writes_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "candles.csv"
+    generate_ohlcv(2_000, seed=3, interval_s=900).write(data)
+    out = tmp_path / "out"
+    arguments = ["hyperopt", "--strategy", "dca", "--data", str(data), "--trials", "4"]
+    arguments += ["--objective", "profit", "--folds", "2", "--out", str(out)]
+    code = main(arguments)
+    printed = capsys.readouterr().out
+    assert code == 0
+    snippet = printed.split("# best parameters (paste into agent.toml)\n", 1)[1]
+    table = tomllib.loads(snippet)["strategies"]["dca"]
+    assert set(table) == set(DcaParams.search_space())
+    DcaParams.model_validate(table)  # loads as agent.toml would
+    assert "holdout (400 final candles, never searched)" in printed
+    assert (out / "history.png").stat().st_size > 0
+    assert (out / "importances.png").stat().st_size > 0
+
+
+def test_hyperopt_command_names_unusable_data_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["hyperopt", "--strategy", "grid", "--data", str(tmp_path / "none.csv"), "--trials", "1"]
+    )
+    assert code == 2  # a configuration problem, named
+    error = capsys.readouterr().err
+    assert "none.csv" in error and "Traceback" not in error
