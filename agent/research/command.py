@@ -48,6 +48,7 @@ def hyperopt(
     import optuna
     from rich.console import Console
     from rich.table import Table
+    from sqlalchemy.exc import SQLAlchemyError
 
     from agent.backtest.command import _strategy_table
     from agent.backtest.data import load_ohlcv
@@ -80,7 +81,12 @@ def hyperopt(
     name = study_name or f"{strategy}-{objective}"
     console = Console()
     console.print(f"{trials} trials of study {name!r} in {jobs} worker process(es)…")
-    search.run_parallel(setup, url, name, trials, jobs, seed)
+    try:
+        search.run_parallel(setup, url, name, trials, jobs, seed)
+    except (SQLAlchemyError, OSError, ImportError) as exc:
+        # the storage URL may hold a password: name the failure, never the URL
+        reason = type(getattr(exc, "orig", None) or exc).__name__
+        raise ConfigError(f"cannot open the study storage ({reason}); check --storage") from None
 
     study = search.create_study(url, name)
     best = study.best_trial

@@ -139,8 +139,12 @@ def open_storage(storage: str) -> optuna.storages.BaseStorage | str:
 
 
 def sync_url(url: str) -> str:
-    """Optuna's RDB storage is synchronous: the agent's asyncpg URL becomes a psycopg2 one."""
-    return url.replace("postgresql+asyncpg://", "postgresql+psycopg2://", 1)
+    """Optuna's RDB storage is synchronous: a PostgreSQL URL (the agent's asyncpg one, or a
+    bare ``postgresql://``, which SQLAlchemy 2.1 maps to psycopg 3) uses psycopg2."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url.removeprefix(prefix)
+    return url
 
 
 def create_study(storage: str, study_name: str) -> optuna.Study:

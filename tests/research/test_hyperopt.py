@@ -82,3 +82,19 @@ def test_hyperopt_command_names_unusable_data_without_a_traceback(
     assert code == 2  # a configuration problem, named
     error = capsys.readouterr().err
     assert "none.csv" in error and "Traceback" not in error
+
+
+def test_unreachable_storage_is_named_without_its_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "candles.csv"
+    generate_ohlcv(500, seed=3, interval_s=900).write(data)
+    secret = "s3cret-Passw0rd"
+    storage = f"postgresql://agent:{secret}@127.0.0.1:1/hyperopt"
+    arguments = ["hyperopt", "--strategy", "grid", "--data", str(data), "--trials", "1"]
+    arguments += ["--storage", storage, "--out", str(tmp_path / "out")]
+    code = main(arguments)
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "cannot open the study storage" in captured.err
+    assert secret not in captured.err + captured.out and "Traceback" not in captured.err
