@@ -93,3 +93,17 @@ def test_live_dca_decisions_on_the_same_candles_equal_the_backtest_buys() -> Non
     assert live == backtest
     # the signal did weight the buys: amounts differ from the plain amount
     assert len({amount for _, amount in live}) > 5
+
+
+def test_live_strategy_closes_pool_prices_into_candles_for_the_signal() -> None:
+    from strategies.dca import DcaStrategy
+
+    strategy = DcaStrategy(DcaParams(enabled=True, ml_weight=1.0, ml_candle_s=60.0))
+    # three minutes of prices every 20 s; each minute's candle closes at its last price
+    prices = [100.0, 101.0, 102.0, 103.0, 104.0, 105.0, 106.0, 107.0, 108.0, 109.0]
+    for step, price in enumerate(prices):
+        strategy._observe_price(1_699_999_980 + 20.0 * step, price, 0.0)  # a minute start
+    assert strategy.signal is not None
+    # minutes [0,60), [60,120), [120,180) closed; the minute at 180 s is still open
+    assert list(strategy.signal._close) == [102.0, 105.0, 108.0]
+    assert strategy.up_probability is None  # no model before enough candles
