@@ -29,6 +29,7 @@ from agent.alerts.channels import build_channels, build_command_listener, telegr
 from agent.alerts.fanout import AlertFanout
 from agent.alerts.subscriber import AlertSubscriber
 from agent.app.logs import redactor_for
+from agent.app.preflight import check_wallet_address, verify_chain
 from agent.chain.blocks import HeadMonitor
 from agent.chain.gas import GasOracle, GasPolicy
 from agent.chain.heads import HeadGuard
@@ -223,6 +224,10 @@ async def open_agent(
         # binds a port, connects, migrates or signs anything.
         await stack.enter_async_context(journal_lock(engine_db))
         session = await stack.enter_async_context(aiohttp.ClientSession())
+        # Before anything reads the chain: the right chain, the operator's own keystore.
+        await verify_chain(cfg, session)
+        if chain_mode != "paper" and signer is None:
+            await check_wallet_address(cfg)
         # One bus per agent: sources publish what happened, these subscribe.
         events = EventBus()
         metrics = AgentMetrics()

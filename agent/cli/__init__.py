@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 from agent.backtest import command as backtest_command
-from agent.cli import controls, data, journal, orders, runtime, setup, wallet
+from agent.cli import controls, data, journal, orders, preflight, runtime, setup, wallet
 from agent.cli.common import EXIT_BAD_USAGE_OR_CONFIG, EXIT_OK, EXIT_RUNTIME_FAILURE
 from agent.errors import AgentError, ConfigError, InstanceLocked, WalletError
 from agent.research import command as research_command
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # Explicit registration: command modules define plain functions and never import this package.
 app.command("init")(setup.init)
+app.command("preflight")(preflight.preflight)
 app.command("run")(runtime.run)
 app.command("dry-run")(runtime.dry_run)
 app.command("demo")(runtime.demo)
