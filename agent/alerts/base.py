@@ -272,6 +272,24 @@ class SigningRefusedAlert(AlertEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TokenCooledDown(AlertEvent):
+    """A token reverts our transfers (blocklist, pause): no trade touches it for a while."""
+
+    kind: ClassVar[str] = "token_cooled_down"
+    severity: ClassVar[Severity] = Severity.WARNING
+
+    token: str
+    reason: str
+    cooldown_s: float
+
+    def title(self) -> str:
+        return f"Token refused: {self.token}"
+
+    def summary(self) -> str:
+        return f"{self.reason}; no trades with it for {_duration(self.cooldown_s)}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RiskHalt(AlertEvent):
     """Trading is halted (drawdown, daily loss, kill switch) until an explicit resume."""
 

@@ -104,6 +104,14 @@ class AlertSubscriber:
                     gas_cost_usd=event.gas_cost_usd,
                     at=event.at,
                 )
+            case ev.TokenRefused():
+                known = self.tokens.get(event.token)
+                return cards.TokenCooledDown(
+                    token=known.symbol if known else event.token,
+                    reason=event.reason,
+                    cooldown_s=event.cooldown_s,
+                    at=event.at,
+                )
             case ev.TradeFailed():
                 return cards.TradeReverted(
                     trade_id=event.trade_id,

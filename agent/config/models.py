@@ -290,6 +290,8 @@ class RiskConfig(_Section):
     token_allowlist: list[TokenRef] = Field(default_factory=lambda: ["WETH", "USDC", "WBTC", "DAI"])
     cooldown_s: float = Field(30.0, ge=0)
     revert_cooldown_s: float = Field(120.0, ge=0)
+    # A token that reverts our transfers (blocklist, pause) is not traded for this long.
+    refused_token_cooldown_s: float = Field(3_600.0, ge=0)
     kill_switch_file: ConfigPath = Path("./data/KILL")
 
     @property

@@ -592,6 +592,9 @@ class Engine:
             return
         reason = outcome.detail or str(outcome.status)
         self.report.failures.append((intent.id, reason))
+        if outcome.refused_token is not None:
+            await self._token_refused(intent, outcome.refused_token, reason)
+            return
         if outcome.status in (IntentStatus.REVERTED, IntentStatus.FAILED):
             self.risk.record_revert(intent, self.clock())
             ended = ev.TradeReverted if outcome.status == IntentStatus.REVERTED else ev.TradeFailed
@@ -679,6 +682,15 @@ class Engine:
                 continue
             log.info("%s finished", name)
             return
+
+    async def _token_refused(self, intent: Intent, token: str, reason: str) -> None:
+        """A token reverted our transfer: cool the token down (not just the pair), alert once
+        per transition rather than once per attempt."""
+        if self.risk.record_refused_token(token, self.clock(), reason):
+            cooldown_s = self.risk.limits.refused_token_cooldown_s
+            self.events.publish(ev.TokenRefused(token=token, reason=reason, cooldown_s=cooldown_s))
+        await self._did_not_happen(intent.id, intent, reason)
+        log.warning("trade %s: token %s refuses us: %s", intent.id, token, reason)
 
     def _priced(self, fill: Fill, intent: Intent) -> Fill:
         """The fill with USD figures, where it has none, at the prices of its block: the

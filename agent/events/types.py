@@ -213,6 +213,18 @@ class TradeReverted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TokenRefused(Event):
+    """A token started reverting our transfers (blocklist, pause): it cools down for
+    ``cooldown_s``. Published once per transition, not once per attempt."""
+
+    kind: ClassVar[str] = "token_refused"
+
+    token: str
+    reason: str
+    cooldown_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TradeFailed(Event):
     """A trade ended before reaching the chain (simulation revert, refused broadcast, error)."""
 

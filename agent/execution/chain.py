@@ -3,9 +3,12 @@
 Chain execution of one intent (``ChainExecutor.execute``):
 
 1. journal the intent (``pending``) before any I/O;
-2. directional swap: exact approval of ``amount_in`` to the router (reset to 0 first for tokens
-   that require it), mined before the swap is simulated; arbitrage: nothing to approve, the
-   ArbExecutor spends its own balance;
+2. directional swap: the tokens' transfers probed (``token_probe``: a token that refuses us
+   fails the intent as ``TokenRefused``; a fee-on-transfer token goes through V2's
+   fee-supporting router function with the minimum scaled by what arrives, and is refused on
+   V3); exact approval of ``amount_in`` to the router (an outstanding allowance reset to 0
+   first, for every token: USDT-style approvals revert from non-zero to non-zero), mined before
+   the swap is simulated; arbitrage: nothing to approve, the ArbExecutor spends its own balance;
 3. calldata with ``amountOutMinimum`` = the local prediction minus the slippage limit (floored)
    and a deadline; for arbitrage ``minProfit`` = the predicted profit minus the slippage limit;
 4. ``TransactionSender.send``: simulate, the signing guard (``agent.execution.policy``: the risk
@@ -38,7 +41,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -59,6 +62,7 @@ from agent.execution.common import (
     SEL_APPROVE,
     SEL_MULTICALL_DEADLINE,
     SEL_V2_SWAP_EXACT_TOKENS,
+    SEL_V2_SWAP_FEE_ON_TRANSFER,
     SEL_V3_02_EXACT_INPUT,
     SEL_V3_02_EXACT_INPUT_SINGLE,
     SEL_V3_EXACT_INPUT,
@@ -75,6 +79,7 @@ from agent.execution.common import (
     min_profit,
 )
 from agent.execution.settlement import _mined_receipts, _trade_account, fill_from_receipt
+from agent.execution.token_probe import PPM, TokenRefused, probe_transfer
 from agent.feeds.oneinch import OneInchSwap
 from agent.store.journal import Journal, TxRecord
 from agent.store.models import IntentStatus, TxStatus
@@ -120,8 +125,6 @@ class ExecutionSettings:
     receipt_timeout_s: float = 180.0
     replace_after_s: float | None = 60.0
     max_replacements: int = 3
-    # Tokens (like USDT) whose approve() reverts unless the allowance is 0 first.
-    reset_allowance_tokens: frozenset[str] = frozenset()
 
 
 def settings_from_config(execution: Any) -> tuple[ExecutionSettings, FeePolicy]:
@@ -305,6 +308,9 @@ class ChainExecutor:
                     stuck_after_s=self.settings.replace_after_s,
                     max_replacements=self.settings.max_replacements,
                 )
+        except TokenRefused as exc:
+            outcome = await self._fail(intent, exc.reason)
+            return replace(outcome, refused_token=exc.token)
         except (SimulationRevert, BroadcastRejected) as exc:
             return await self._fail(intent, exc.reason)
         except FatalError as exc:
@@ -370,6 +376,14 @@ class ChainExecutor:
         router = self.contracts.routers.get(dex)
         if router is None:
             raise FatalError(f"no router known for {dex}")
+        arrives_ppm = await self._arriving_ppm(intent)
+        if arrives_ppm < PPM:
+            request = self._fee_supporting_swap(intent, router, arrives_ppm)
+            await self._vet(request)
+            await self.ensure_exact_allowance(
+                intent.id, intent.token_in, router, intent.amount_in, intent=intent
+            )
+            return request
         amount_out_minimum = max(
             intent.min_amount_out,
             min_amount_out(intent.predicted_amount_out, self.settings.slippage_bps),
@@ -398,6 +412,53 @@ class ChainExecutor:
         this trade (the full check, with simulation, runs again immediately before signing)."""
         if self.sender.guard is not None:
             await self.sender.guard.vet(request)
+
+    async def _arriving_ppm(self, intent: Intent) -> int:
+        """Millionths of the swap's output that reach us after the tokens' transfer fees: the
+        input as it reaches the first pool, the output as it reaches the wallet, both measured by
+        simulated transfers. Raises ``TokenRefused`` for a token that reverts for us."""
+        first, last = intent.route[0], intent.route[-1]
+        wallet = self.sender.address
+        sent_in = await probe_transfer(
+            self.w3, intent.token_in, wallet, first.pool, intent.amount_in
+        )
+        received = await probe_transfer(
+            self.w3, intent.token_out, last.pool, wallet, max(intent.predicted_amount_out, 1)
+        )
+        ppm = PPM
+        for probe in (sent_in, received):
+            if probe is not None and probe.takes_fee:
+                ppm = ppm * probe.arrived_ppm // PPM
+        return ppm
+
+    def _fee_supporting_swap(self, intent: Intent, router: str, arrives_ppm: int) -> TxRequest:
+        """V2 ``swapExactTokensForTokensSupportingFeeOnTransferTokens`` with the minimum scaled
+        by what arrives: a V2 output is concave in its input, so ``predicted * ppm`` is a floor
+        of what the fee-reduced input yields. V3 pools revert on a short-paid input: refused.
+
+        The signing guard is shown the intent restated with that measured minimum (what the
+        tokens' fees leave of it), so it still holds the calldata to a floor."""
+        if intent.route[0].kind != "v2":
+            raise FatalError(
+                f"a fee-on-transfer token ({PPM - arrives_ppm} ppm lost to fees) cannot be "
+                "swapped through V3 pools; only V2 pairs support it"
+            )
+        floor = min_amount_out(
+            intent.predicted_amount_out * arrives_ppm // PPM, self.settings.slippage_bps
+        )
+        minimum = max(intent.min_amount_out * arrives_ppm // PPM, floor)
+        path = [intent.route[0].token_in, *(hop.token_out for hop in intent.route)]
+        calldata = SEL_V2_SWAP_FEE_ON_TRANSFER + encode(
+            ["uint256", "uint256", "address[]", "address", "uint256"],
+            [intent.amount_in, minimum, path, self.sender.address, self._deadline(intent)],
+        )
+        measured = replace(intent, min_amount_out=minimum)
+        return TxRequest(
+            to=router,
+            data=calldata,
+            purpose="swap",
+            mandate=TxMandate("swap", measured, min_out=minimum),
+        )
 
     async def _aggregator_request(self, intent: Intent) -> TxRequest:
         """The 1inch swap transaction for ``intent`` (see the module docstring)."""
@@ -489,12 +550,13 @@ class ChainExecutor:
         intent: Intent | None = None,
     ) -> None:
         """Make ``token.allowance(wallet, spender) == amount`` exactly (never unlimited): reset
-        to 0 first for tokens that require it; each approval is mined before returning.
-        ``intent`` is the trade the allowance is for (the signing guard holds it to it)."""
+        to 0 first whatever the token (USDT-style tokens revert otherwise); each approval is mined
+        before returning. ``intent`` is the trade the allowance is for (the signing guard holds it
+        to it)."""
         current = await erc20_allowance(self.w3, token, self.sender.address, spender)
         if current == amount:
             return
-        if current != 0 and token in self.settings.reset_allowance_tokens:
+        if current != 0:  # approve() from non-zero to non-zero reverts on USDT-style tokens
             await self._approve(intent_id, token, spender, 0, intent)
         await self._approve(intent_id, token, spender, amount, intent)
         await self._step(STEP_APPROVED)

@@ -32,6 +32,10 @@ SEL_BALANCE_OF = _selector("balanceOf(address)")
 SEL_V2_SWAP_EXACT_TOKENS = _selector(
     "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)"
 )
+# Router02's variant for tokens that take a fee on transfer: the output is checked by balance.
+SEL_V2_SWAP_FEE_ON_TRANSFER = _selector(
+    "swapExactTokensForTokensSupportingFeeOnTransferTokens(uint256,uint256,address[],address,uint256)"
+)
 SEL_V2_GET_AMOUNTS_OUT = _selector("getAmountsOut(uint256,address[])")
 SEL_V3_EXACT_INPUT_SINGLE = _selector(
     "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))"
@@ -127,6 +131,8 @@ class ExecutionOutcome:
     status: IntentStatus
     fill: Fill | None = None
     detail: str | None = None
+    # A token that reverted a transfer to or from us (blocklist, pause): cool it down.
+    refused_token: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------

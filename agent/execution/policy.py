@@ -74,6 +74,7 @@ from agent.execution.common import (
     SEL_APPROVE,
     SEL_MULTICALL_DEADLINE,
     SEL_V2_SWAP_EXACT_TOKENS,
+    SEL_V2_SWAP_FEE_ON_TRANSFER,
     SEL_V3_02_EXACT_INPUT,
     SEL_V3_02_EXACT_INPUT_SINGLE,
     SEL_V3_EXACT_INPUT,
@@ -279,7 +280,7 @@ class SigningPolicy:
                 return "calldata", f"a router multicall of {len(calls)} calls, not one swap"
             data = bytes(calls[0])
         selector, args = data[:4], data[4:]
-        if selector == SEL_V2_SWAP_EXACT_TOKENS:
+        if selector in (SEL_V2_SWAP_EXACT_TOKENS, SEL_V2_SWAP_FEE_ON_TRANSFER):
             amount_in, minimum, path, recipient, _ = decode(
                 ["uint256", "uint256", "address[]", "address", "uint256"], args
             )

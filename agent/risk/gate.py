@@ -138,6 +138,7 @@ class RiskLimits:
     quote_tokens: frozenset[str] = DEFAULT_QUOTE_TOKENS
     cooldown_s: float = 30.0
     revert_cooldown_s: float = 120.0
+    refused_token_cooldown_s: float = 3_600.0
     max_snapshot_age_s: float | None = 120.0
     default_slippage_bps: int = 50
 
@@ -166,6 +167,7 @@ class RiskLimits:
             quote_tokens=frozenset(quote_tokens),
             cooldown_s=risk.cooldown_s,
             revert_cooldown_s=risk.revert_cooldown_s,
+            refused_token_cooldown_s=risk.refused_token_cooldown_s,
             max_snapshot_age_s=max_snapshot_age_s,
             default_slippage_bps=slippage_bps,
         )
@@ -244,6 +246,9 @@ class RiskGate:
         self._halt: HaltRecord | None = None
         self._halt_persisted = False
         self._cooldowns: dict[frozenset[str], _Cooldown] = {}
+        # Tokens that reverted our transfers; kept after the cooldown until one trades again,
+        # so a token that still refuses us is not reported again.
+        self._refused_tokens: dict[str, _Cooldown] = {}
         self.refresh_controls()
 
     @classmethod
@@ -401,6 +406,13 @@ class RiskGate:
         return None
 
     def _rule_cooldown(self, case: _Case) -> str | None:
+        for token in _route_tokens(case.opportunity):
+            refused = self._refused_tokens.get(token)
+            if refused is not None and case.now < refused.until:
+                return (
+                    f"{_name(token, case.snapshot)} cooling down after it {refused.cause} for "
+                    f"{refused.until - case.now:.0f}s more"
+                )
         for pair in sorted(route_pairs(case.opportunity), key=sorted):
             cooldown = self._cooldowns.get(pair)
             if cooldown is not None and case.now < cooldown.until:
@@ -620,6 +632,18 @@ class RiskGate:
     def record_trade(self, trade: Routed, now: float) -> None:
         """A trade on ``trade``'s route filled: its pairs cool down for ``cooldown_s``."""
         self._start_cooldown(trade, now + self.limits.cooldown_s, "trade")
+        for hop in trade.route:  # a token that traded works again
+            self._refused_tokens.pop(hop.token_in, None)
+            self._refused_tokens.pop(hop.token_out, None)
+
+    def record_refused_token(self, token: str, now: float, reason: str) -> bool:
+        """``token`` reverted a transfer to or from us: it cools down for
+        ``refused_token_cooldown_s``. True when this is news (it had not been refused since it
+        last traded), i.e. when it deserves an alert."""
+        news = token not in self._refused_tokens
+        until = now + self.limits.refused_token_cooldown_s
+        self._refused_tokens[token] = _Cooldown(until, f"refused a transfer ({reason})")
+        return news
 
     def record_revert(self, trade: Routed, now: float) -> None:
         """A trade reverted: its pairs cool down for ``revert_cooldown_s``."""

@@ -330,12 +330,12 @@ async def test_v2_swap_approves_exactly_and_fills_as_predicted(env: Env) -> None
     assert int.from_bytes(approval.data, "big") == amount_in
 
 
-async def test_v3_multihop_swap_resets_allowance_for_tokens_that_need_it(env: Env) -> None:
+async def test_v3_multihop_swap_resets_a_leftover_allowance_first(env: Env) -> None:
     route = (v3_hop(env, "WETH", "USDC", 500), v3_hop(env, "USDC", "DAI", 100))
     amount_in = 3 * 10**18 + 11
     predicted = await predict(env.w3, route, amount_in)
     intent = make_intent("swap", route, amount_in, predicted)
-    executor = env.executor(reset_allowance_tokens=frozenset({env.token("WETH")}))
+    executor = env.executor()
     router = env.devnet.addresses["uniswap_v3.swap_router"]
     await executor.ensure_exact_allowance(None, env.token("WETH"), router, 1)  # a leftover
     dai_before = await erc20_balance(env.w3, env.token("DAI"), env.wallet)
