@@ -16,6 +16,7 @@ import logging
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from rich.live import Live
 
 from agent.app.build import open_agent, unlock_signer
 from agent.app.control import AgentControl
+from agent.app.funding import fund_token
 from agent.app.report import LiveBoard, Report, build_report
 from agent.app.runner import install_signal_handlers, remove_signal_handlers
 from agent.chain.arb_executor import (
@@ -31,13 +33,21 @@ from agent.chain.arb_executor import (
     encode_deployment,
     load_arb_executor_artifact,
 )
-from agent.config.models import AgentConfig
+from agent.chain.registry import (
+    DEVNET_CHAIN,
+    DEVNET_CHAIN_ID,
+    addresses_for,
+    chain_name_for_id,
+    known_chains,
+)
+from agent.config.models import AgentConfig, RiskConfig
 from agent.devnet import DEFAULT_DEPLOYMENTS_DIR, Devnet
 from agent.devnet.deploy import Deployment
 from agent.devnet.jsonrpc import JsonRpc
 from agent.devnet.market import MarketSimulator
 from agent.devnet.node import DEV_ACCOUNTS
-from agent.errors import FatalError
+from agent.errors import ConfigError, FatalError
+from agent.types import Token
 from agent.wallet.keystore import Signer
 
 log = logging.getLogger(__name__)
@@ -107,25 +117,30 @@ async def fund_and_deploy(
 def rehearsal_config(
     *,
     rpc_url: str,
-    deployment_file: Path,
+    deployment_file: Path | None,
     workdir: Path,
     arb_executor: str,
     tokens: list[str],
     base: Mapping[str, Any] | None = None,
     console: bool = False,
+    chain: str = DEVNET_CHAIN,
+    chain_id: int = DEVNET_CHAIN_ID,
 ) -> AgentConfig:
     """A fork-mode config for a local chain: the operator's settings (``base``) where given,
     generous limits for a first run otherwise, simulated feeds, no external alerts; with
-    ``console``, the operator console on a free loopback port (its token in ``workdir``)."""
+    ``console``, the operator console on a free loopback port (its token in ``workdir``). A fork
+    of a public chain (``chain``, ``chain_id``) uses the registry's addresses: no deployment
+    file."""
     raw: dict[str, Any] = json.loads(json.dumps(base or {}))
     raw["chain"] = {
         **raw.get("chain", {}),
-        "name": "devnet",
-        "chain_id": 31337,
+        "name": chain,
+        "chain_id": chain_id,
         "rpc_urls": [rpc_url],
-        "deployment_file": str(deployment_file),
         "poll_interval_s": 0.2,
     }
+    if deployment_file is not None:
+        raw["chain"]["deployment_file"] = str(deployment_file)
     raw.pop("wallet", None)
     execution = raw.setdefault("execution", {})
     execution.update({"mode": "fork", "arb_executor": arb_executor})
@@ -154,6 +169,8 @@ def rehearsal_config(
     risk["token_allowlist"] = tokens
     risk["kill_switch_file"] = str(workdir / "KILL")
     raw.setdefault("market", {})["tokens"] = tokens
+    if chain != DEVNET_CHAIN:  # market.dexes defaults to the devnet's; a real chain has its own
+        raw["market"].setdefault("dexes", addresses_for(chain).dex_names())
     raw.setdefault("feeds", {})["simulated"] = True
     raw["alerts"] = {"console": {"enabled": False}}
     raw["metrics"] = {"enabled": False}
@@ -163,14 +180,35 @@ def rehearsal_config(
 
 
 # -- orchestration -----------------------------------------------------------------------------
+async def upstream_chain(fork_url: str) -> tuple[str, int]:
+    """(registry name, chain id) of the chain at ``fork_url``; ``ConfigError`` when the
+    registry does not know it (there would be no addresses to trade)."""
+    async with JsonRpc(fork_url) as upstream:
+        chain_id = int(await upstream.call("eth_chainId"), 16)
+    name = DEVNET_CHAIN if chain_id == DEVNET_CHAIN_ID else chain_name_for_id(chain_id)
+    if name is None:
+        raise ConfigError(
+            f"--fork-url serves chain id {chain_id}, which the registry does not know "
+            f"(known: {', '.join(known_chains())})"
+        )
+    return name, chain_id
+
+
 @contextlib.asynccontextmanager
 async def local_chain(
-    fork_url: str | None, *, block_time_s: int, workdir: Path
+    fork_url: str | None,
+    *,
+    block_time_s: int,
+    workdir: Path,
+    fork_block: int | None = None,
+    chain: tuple[str, int] = (DEVNET_CHAIN, DEVNET_CHAIN_ID),
 ) -> AsyncIterator[Devnet]:
     """An Anvil fork to rehearse on: of ``fork_url``, or of a fresh devnet started here.
 
     The fork produces a block every ``block_time_s`` seconds; the upstream chain is never
-    written to. A fork of an existing devnet uses that devnet's deployment file.
+    written to. A fork of an existing devnet uses that devnet's deployment file; a fork of a
+    public chain (``chain``: its registry name and id, see ``upstream_chain``) keeps the
+    upstream chain id and carries no deployment: the agent uses the registry's addresses.
     """
     async with contextlib.AsyncExitStack() as stack:
         deployment: Deployment | None = None
@@ -179,6 +217,19 @@ async def local_chain(
                 Devnet(name="upstream", deployments_dir=workdir)
             )
             fork_url, deployment = upstream.rpc_url, upstream.deployment
+        elif chain[0] != DEVNET_CHAIN:
+            fork = await stack.enter_async_context(
+                Devnet(
+                    name=chain[0],
+                    chain_id=chain[1],
+                    fork_url=fork_url,
+                    fork_block=fork_block,
+                    block_time_s=block_time_s,
+                    deployments_dir=None,
+                )
+            )
+            yield fork
+            return
         else:
             known = DEFAULT_DEPLOYMENTS_DIR / "devnet.json"
             if not known.is_file():
@@ -191,6 +242,7 @@ async def local_chain(
             Devnet(
                 name="fork",
                 fork_url=fork_url,
+                fork_block=fork_block,
                 deployment=deployment,
                 block_time_s=block_time_s,
                 deployments_dir=workdir,
@@ -205,6 +257,7 @@ async def rehearse(
     base_config: AgentConfig | None = None,
     base_raw: Mapping[str, Any] | None = None,
     fork_url: str | None = None,
+    fork_block: int | None = None,
     signer: Signer | None = None,
     simulate_market: bool = True,
     block_time_s: int = 1,
@@ -214,75 +267,251 @@ async def rehearse(
     dashboard: bool = False,
 ) -> Report:
     """Run the agent for ``blocks`` blocks on a local chain and report what it did; with
-    ``dashboard``, serve the operator console and print its URL (token in the fragment)."""
+    ``dashboard``, serve the operator console and print its URL (token in the fragment).
+
+    ``fork_url`` of a public chain: the fork keeps its chain id, the agent uses the registry's
+    addresses, the wallet is funded by ``agent.app.funding`` and an ArbExecutor is deployed
+    and funded there. The temporary folder (journal, deployment) is removed afterwards.
+    """
     console = console or Console()
-    workdir = Path(tempfile.mkdtemp(prefix="defi-agent-"))
     out_dir = out_dir or Path("reports") / time.strftime("%Y%m%d-%H%M%S")
-    async with local_chain(fork_url, block_time_s=block_time_s, workdir=workdir) as chain:
-        assert chain.rpc is not None and chain.deployment is not None
-        deployment = chain.deployment
-        if signer is None:
-            signer = (
-                unlock_signer(base_config)
-                if base_config is not None and base_config.wallet.keystore.is_file()
-                else Signer(bytes.fromhex(DEV_ACCOUNTS[1][1][2:]))
-            )
-        executor = await fund_and_deploy(chain.rpc, deployment, signer.address)
-        deployment_file = workdir / f"{chain.name}.json"
-        symbols = [s for s in deployment.tokens if not s.startswith("ALT")]
-        cfg = rehearsal_config(
-            rpc_url=chain.rpc_url,
-            deployment_file=deployment_file,
+    chain_ref = (
+        (DEVNET_CHAIN, DEVNET_CHAIN_ID) if fork_url is None else await upstream_chain(fork_url)
+    )
+    with tempfile.TemporaryDirectory(prefix="defi-agent-") as temporary:
+        workdir = Path(temporary)
+        async with local_chain(
+            fork_url,
+            block_time_s=block_time_s,
             workdir=workdir,
-            arb_executor=executor,
-            tokens=symbols,
-            base=base_raw,
-            console=dashboard,
-        )
-        simulator = MarketSimulator(chain.rpc, deployment) if simulate_market else None
-        stop = asyncio.Event()
-        # The fork is this rehearsal's own: the key's nonces there collide with nobody's.
-        async with open_agent(
-            cfg,
-            mode="fork",
-            signer=signer,
-            console=console,
-            control_factory=lambda parts: AgentControl(parts, stop),  # the console's kill
-            lock_wallet=False,
-        ) as parts:
-            if parts.console is not None:
-                # The terminal is the operator's: the token-bearing URL is printed, never logged.
-                console.print(
-                    f"Dashboard: {parts.console.dashboard_url()}",
-                    soft_wrap=True,
-                    markup=False,
-                    highlight=False,
+            fork_block=fork_block,
+            chain=chain_ref,
+        ) as chain:
+            assert chain.rpc is not None and chain.deployment is not None
+            if signer is None:
+                signer = (
+                    unlock_signer(base_config)
+                    if base_config is not None and base_config.wallet.keystore.is_file()
+                    else Signer(bytes.fromhex(DEV_ACCOUNTS[1][1][2:]))
                 )
-            board = LiveBoard(parts)
-            parts.engine.on_tick = board.on_tick
-            if simulator is not None:
-                parts.engine.background.append(lambda: _drive(simulator, block_time_s))
-            install_signal_handlers(stop)
-            try:
-                if live:
-                    with Live(board.render(), console=console, refresh_per_second=4) as screen:
-                        refresher = asyncio.create_task(_refresh(screen, board))
-                        try:
-                            run = await parts.engine.run(
-                                parts.blocks(), stop=stop, max_blocks=blocks
-                            )
-                        finally:
-                            refresher.cancel()
-                            with contextlib.suppress(asyncio.CancelledError):
-                                await refresher
-                else:
-                    run = await parts.engine.run(parts.blocks(), stop=stop, max_blocks=blocks)
-            finally:
-                remove_signal_handlers()
-            report = build_report(run, parts, out_dir)
+            simulator: MarketSimulator | None = None
+            if chain_ref[0] == DEVNET_CHAIN:
+                deployment = chain.deployment
+                executor = await fund_and_deploy(chain.rpc, deployment, signer.address)
+                cfg = rehearsal_config(
+                    rpc_url=chain.rpc_url,
+                    deployment_file=workdir / f"{chain.name}.json",
+                    workdir=workdir,
+                    arb_executor=executor,
+                    tokens=[s for s in deployment.tokens if not s.startswith("ALT")],
+                    base=base_raw,
+                    console=dashboard,
+                )
+                if simulate_market:
+                    simulator = MarketSimulator(chain.rpc, deployment)
+            else:
+                name, chain_id = chain_ref
+                tokens = _market_tokens(base_raw, name)
+                funded = await fund_public_fork(
+                    chain.rpc,
+                    chain.rpc_url,
+                    name,
+                    tokens,
+                    _token_addresses(base_raw),
+                    signer.address,
+                    wallet_usd=_funding_usd(base_raw),
+                    executor_usd=2 * _funding_usd(base_raw),
+                )
+                for line in funded.lines:
+                    console.print(line)
+                cfg = rehearsal_config(
+                    rpc_url=chain.rpc_url,
+                    deployment_file=None,
+                    workdir=workdir,
+                    arb_executor=funded.executor,
+                    tokens=tokens,
+                    base=base_raw,
+                    chain=name,
+                    chain_id=chain_id,
+                    console=dashboard,
+                )
+            report = await _run_rehearsal(
+                cfg, signer, simulator, blocks, block_time_s, out_dir, console, live
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return report
+
+
+async def _run_rehearsal(
+    cfg: AgentConfig,
+    signer: Signer,
+    simulator: MarketSimulator | None,
+    blocks: int,
+    block_time_s: int,
+    out_dir: Path,
+    console: Console,
+    live: bool,
+) -> Report:
+    stop = asyncio.Event()
+    # The fork is this rehearsal's own: the key's nonces there collide with nobody's.
+    async with open_agent(
+        cfg,
+        mode="fork",
+        signer=signer,
+        console=console,
+        control_factory=lambda parts: AgentControl(parts, stop),  # the console's kill
+        lock_wallet=False,
+    ) as parts:
+        if parts.console is not None:
+            # The terminal is the operator's: the token-bearing URL is printed, never logged.
+            console.print(
+                f"Dashboard: {parts.console.dashboard_url()}",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+        board = LiveBoard(parts)
+        parts.engine.on_tick = board.on_tick
+        if simulator is not None:
+            parts.engine.background.append(lambda: _drive(simulator, block_time_s))
+        install_signal_handlers(stop)
+        try:
+            if live:
+                with Live(board.render(), console=console, refresh_per_second=4) as screen:
+                    refresher = asyncio.create_task(_refresh(screen, board))
+                    try:
+                        run = await parts.engine.run(parts.blocks(), stop=stop, max_blocks=blocks)
+                    finally:
+                        refresher.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await refresher
+            else:
+                run = await parts.engine.run(parts.blocks(), stop=stop, max_blocks=blocks)
+        finally:
+            remove_signal_handlers()
+        return build_report(run, parts, out_dir)
+
+
+def _market_tokens(base_raw: Mapping[str, Any] | None, chain: str) -> list[str]:
+    """The operator's ``market.tokens``, else the chain's majors the registry knows."""
+    market = (base_raw or {}).get("market", {})
+    if market.get("tokens"):
+        return [str(t) for t in market["tokens"]]
+    known = addresses_for(chain).tokens
+    return [s for s in ("WETH", "USDC", "USDT", "WBTC", "DAI") if s in known]
+
+
+def _funding_usd(base_raw: Mapping[str, Any] | None) -> float:
+    """USD of each token to fund: a quarter of the per-token exposure cap (wallet and
+    executor together stay within it, so the operator's own limits leave room to trade)."""
+    if base_raw is None:
+        return 100_000.0
+    default = RiskConfig.model_fields["max_token_exposure_usd"].default
+    cap = float(base_raw.get("risk", {}).get("max_token_exposure_usd", default))
+    return min(100_000.0, cap / 4)
+
+
+def _token_addresses(base_raw: Mapping[str, Any] | None) -> dict[str, str]:
+    return dict((base_raw or {}).get("market", {}).get("token_addresses", {}))
+
+
+@dataclass
+class FundedFork:
+    """What ``fund_public_fork`` did: the ArbExecutor's address and one line per step."""
+
+    executor: str
+    lines: list[str]
+
+
+async def fund_public_fork(
+    rpc: JsonRpc,
+    rpc_url: str,
+    chain: str,
+    token_refs: list[str],
+    token_addresses: Mapping[str, str],
+    account: str,
+    *,
+    wallet_usd: float = 100_000.0,
+    executor_usd: float = 100_000.0,
+) -> FundedFork:
+    """On a local fork of a public chain: gas and ``wallet_usd`` of every token for
+    ``account`` (``agent.app.funding``), an ArbExecutor owned by ``account`` (V2 factories
+    whose pair init-code hash verifies on chain) holding ``executor_usd`` in wrapped native and
+    the first stablecoin. Amounts come from the fork's own pool prices."""
+    import aiohttp
+
+    from agent.chain.multicall import Multicall
+    from agent.chain.rpc import RpcClient
+    from agent.chain.tokens import resolve_tokens
+    from agent.cli.wallet import verify_v2_init_code_hash
+    from agent.dex.pools import PoolRegistry
+    from agent.market.builder import pool_prices_usd
+
+    registry_addresses = addresses_for(chain)
+    lines: list[str] = []
+    await rpc.call("anvil_setBalance", [account, hex(10_000 * 10**18)])
+    async with aiohttp.ClientSession() as session:
+        client = RpcClient([rpc_url], session=session)
+        multicall = Multicall(client)
+        tokens = await resolve_tokens(token_refs, registry_addresses, token_addresses, multicall)
+        v3 = registry_addresses.v3_dexes()
+        pools = PoolRegistry(
+            client,
+            v2_factories={d.name: d.factory for d in registry_addresses.v2_dexes().values()},
+            v3_factory=next(iter(v3.values())).factory if v3 else None,
+            multicall=multicall,
+        )
+        await pools.discover(list(tokens))
+        await pools.refresh(int(await rpc.call("eth_blockNumber"), 16))
+        prices = pool_prices_usd(pools.pools, tokens)
+        holders = {
+            t: [a for a, p in pools.pools.items() if t in (p.token0, p.token1)] for t in tokens
+        }
+        for address, token in tokens.items():
+            price = prices.get(address)
+            if not price:
+                lines.append(f"{token.symbol}: no pool price on the fork; not funded")
+                continue
+            amount = int(wallet_usd / price * 10**token.decimals)
+            method = await fund_token(rpc, address, account, amount, holders=holders[address])
+            lines.append(f"funded {account}: {_whole(amount, token)} {token.symbol} by {method}")
+        w3 = client.web3()
+        v2_hashes: dict[str, bytes] = {}
+        for dex in registry_addresses.v2_dexes().values():
+            candidates = list(
+                dict.fromkeys((dex.pair_init_code_hash, UNISWAP_V2_PAIR_INIT_CODE_HASH))
+            )
+            verified = await verify_v2_init_code_hash(w3, dex.factory, candidates)
+            if verified is not None:
+                v2_hashes[dex.factory] = verified
+            else:
+                lines.append(
+                    f"{dex.name}: pair init-code hash not verified; not used by the executor"
+                )
+    v3_factory = registry_addresses.uniswap_v3_factory
+    if v3_factory is None:
+        raise FatalError(f"no Uniswap V3 factory known on {chain}")
+    creation = encode_deployment(load_arb_executor_artifact(), v3_factory, v2_hashes)
+    receipt = await _send_as(rpc, account, {"data": "0x" + creation.hex(), "gas": hex(6_000_000)})
+    from eth_utils import to_checksum_address
+
+    executor = to_checksum_address(str(receipt["contractAddress"]))
+    lines.append(f"ArbExecutor {executor} deployed (owner {account})")
+    stables = [a for a, t in tokens.items() if t.symbol in ("USDC", "USDT", "DAI")]
+    for address in [registry_addresses.wrapped_native, *stables[:1]]:
+        price = prices.get(address)
+        if address not in tokens or not price:
+            continue
+        token = tokens[address]
+        amount = int(executor_usd / 2 / price * 10**token.decimals)
+        method = await fund_token(rpc, address, executor, amount, holders=holders[address])
+        lines.append(f"funded the executor: {_whole(amount, token)} {token.symbol} by {method}")
+    return FundedFork(executor, lines)
+
+
+def _whole(amount: int, token: Token) -> str:
+    return f"{amount / 10**token.decimals:,.4f}"
 
 
 async def _drive(simulator: MarketSimulator, interval_s: float) -> None:

@@ -63,11 +63,14 @@ def dry_run(
             envvar="DEFI_AGENT_FORK_URL",
             show_envvar=True,
             help=(
-                "Chain to fork (default: a fresh devnet started for the run). Prefer the "
-                "DEFI_AGENT_FORK_URL variable: a URL with an API key on the command line is "
-                "visible to every user of the machine."
+                "Chain to fork: an RPC of Ethereum, Base, Arbitrum, ... or a devnet (default: a "
+                "fresh devnet started for the run). Prefer the DEFI_AGENT_FORK_URL variable: a "
+                "URL with an API key on the command line is visible to every user of the machine."
             ),
         ),
+    ] = None,
+    block: Annotated[
+        int | None, typer.Option("--block", min=0, help="Fork at this block (default: latest).")
     ] = None,
     blocks: Annotated[int, typer.Option(min=1, max=10_000, help="Blocks to run.")] = 20,
     out: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
@@ -100,6 +103,7 @@ def dry_run(
             base_config=cfg,
             base_raw=_rehearsal_settings(raw),
             fork_url=fork_url,
+            fork_block=block,
             simulate_market=fork_url is None,
             out_dir=out,
             console=console,
@@ -114,7 +118,11 @@ def _rehearsal_settings(raw: dict[str, Any] | None) -> dict[str, Any] | None:
     if raw is None:
         return None
     keep = ("risk", "strategies", "execution", "engine")
-    return {k: v for k, v in raw.items() if k in keep}
+    settings = {k: v for k, v in raw.items() if k in keep}
+    market = raw.get("market", {})
+    # which tokens to trade on a public chain (a devnet rehearsal trades the devnet's)
+    settings["market"] = {k: market[k] for k in ("tokens", "token_addresses") if k in market}
+    return settings
 
 
 def demo(

@@ -9,10 +9,11 @@ replica (chain id 1, the registry's addresses, no deployment file):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +29,26 @@ CLI = str(Path(sys.executable).parent / "defi-agent")
 PASSWORD = "preflight-test-password"
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, *args],
+@dataclass
+class Done:
+    returncode: int | None
+    stdout: str
+    stderr: str
+
+
+async def _cli(*args: str, cwd: Path) -> Done:
+    """The CLI in a subprocess, without blocking this loop (it drains the replica's Anvil)."""
+    process = await asyncio.create_subprocess_exec(
+        CLI,
+        *args,
         cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "COLUMNS": "200", "DEFI_AGENT_KEYSTORE_PASSWORD": PASSWORD},
     )
+    async with asyncio.timeout(120):
+        out, err = await process.communicate()
+    return Done(process.returncode, out.decode(), err.decode())
 
 
 def _config(workdir: Path, *, chain: str, chain_id: int, rpc_url: str, **wallet: Any) -> Path:
@@ -59,14 +71,14 @@ def _config(workdir: Path, *, chain: str, chain_id: int, rpc_url: str, **wallet:
     return path
 
 
-def test_preflight_on_the_ethereum_replica_lists_the_pools_and_passes(
+async def test_preflight_on_the_ethereum_replica_lists_the_pools_and_passes(
     ethereum_replica: Devnet, tmp_path: Path
 ) -> None:
     config = _config(tmp_path, chain="ethereum", chain_id=1, rpc_url=ethereum_replica.rpc_url)
-    shown = _cli("preflight", "--config", str(config), cwd=tmp_path)
+    shown = await _cli("preflight", "--config", str(config), cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "pools" in shown.stdout and "liquidity USD" in shown.stdout
-    answer = _cli("preflight", "--config", str(config), "--json", cwd=tmp_path)
+    answer = await _cli("preflight", "--config", str(config), "--json", cwd=tmp_path)
     assert answer.returncode == 0, answer.stderr
     report = json.loads(answer.stdout)
     rows = {(p["dex"], p["pair"], p["fee_pips"]): p["liquidity_usd"] for p in report["pools"]}
@@ -86,31 +98,31 @@ def test_preflight_on_the_ethereum_replica_lists_the_pools_and_passes(
     assert ("wallet", "USDT", "2,000,000") in [tuple(b) for b in report["balances"]]
 
 
-def test_an_rpc_on_another_chain_is_refused_by_preflight_and_run(
+async def test_an_rpc_on_another_chain_is_refused_by_preflight_and_run(
     ethereum_replica: Devnet, tmp_path: Path
 ) -> None:
     # An Arbitrum config pointed at an Ethereum RPC (chain id 1).
     config = _config(tmp_path, chain="arbitrum", chain_id=42161, rpc_url=ethereum_replica.rpc_url)
-    checked = _cli("preflight", "--config", str(config), cwd=tmp_path)
+    checked = await _cli("preflight", "--config", str(config), cwd=tmp_path)
     assert checked.returncode == 2, checked.stdout + checked.stderr
     assert "chain id 1," in checked.stderr and "42161" in checked.stderr
     assert "Traceback" not in checked.stderr
-    started = _cli("run", "--config", str(config), cwd=tmp_path)
+    started = await _cli("run", "--config", str(config), cwd=tmp_path)
     assert started.returncode == 2
     assert "chain id 1," in started.stderr and "42161" in started.stderr
     assert not (tmp_path / "journal.db").exists()  # refused before anything was set up
 
 
-def test_a_keystore_that_is_not_wallet_address_is_refused(
+async def test_a_keystore_that_is_not_wallet_address_is_refused(
     ethereum_replica: Devnet, tmp_path: Path
 ) -> None:
     other = DEV_ACCOUNTS[5][0]
     config = _config(
         tmp_path, chain="ethereum", chain_id=1, rpc_url=ethereum_replica.rpc_url, address=other
     )
-    checked = _cli("preflight", "--config", str(config), cwd=tmp_path)
+    checked = await _cli("preflight", "--config", str(config), cwd=tmp_path)
     assert checked.returncode == 1
     assert f"wallet.address is {other}" in checked.stderr and AGENT_ACCOUNT in checked.stderr
-    started = _cli("run", "--config", str(config), "--mode", "fork", cwd=tmp_path)
+    started = await _cli("run", "--config", str(config), "--mode", "fork", cwd=tmp_path)
     assert started.returncode == 2
     assert f"wallet.address is {other}" in started.stderr
