@@ -25,8 +25,8 @@ from typing import Literal
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector
 
-from agent.devnet.jsonrpc import JsonRpc, JsonRpcError
-from agent.errors import FatalError
+from agent.devnet.jsonrpc import JsonRpc
+from agent.errors import FatalError, JsonRpcError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,17 @@ from typing import Annotated
 import typer
 
 from agent.backtest import command as backtest_command
-from agent.cli import controls, data, journal, orders, preflight, runtime, setup, wallet
+from agent.cli import (
+    controls,
+    data,
+    executor,
+    journal,
+    orders,
+    preflight,
+    runtime,
+    setup,
+    wallet,
+)
 from agent.cli.common import EXIT_BAD_USAGE_OR_CONFIG, EXIT_OK, EXIT_RUNTIME_FAILURE
 from agent.errors import AgentError, ConfigError, InstanceLocked, WalletError
 from agent.research import command as research_command
@@ -134,3 +144,5 @@ executor_app.command("withdraw")(wallet.executor_withdraw)
 order_app.command("add")(orders.order_add)
 order_app.command("list")(orders.order_list)
 order_app.command("cancel")(orders.order_cancel)
+executor_app.command("info")(executor.executor_info)
+executor_app.command("fund")(executor.executor_fund)

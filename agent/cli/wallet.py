@@ -67,6 +67,8 @@ class WalletSettings:
 
 def wallet_settings(config_path: Path | None, keystore: Path | None) -> WalletSettings:
     """The wallet section of ``config_path`` (defaults when absent), ``--keystore`` winning."""
+    if config_path is None and Path("agent.toml").is_file():
+        config_path = Path("agent.toml")  # like every other command
     if config_path is None:
         return WalletSettings(
             keystore if keystore is not None else DEFAULT_KEYSTORE, DEFAULT_PASSWORD_ENV, None
@@ -200,6 +202,41 @@ async def verify_v2_init_code_hash(
     return None
 
 
+def write_arb_executor(config: Path, address: str) -> bool:
+    """Set ``execution.arb_executor = address`` in ``config``, keeping its comments and layout
+    (a commented-out ``# arb_executor =`` line is replaced). False, leaving the file as it was,
+    when the result would not read back as that address."""
+    import re
+    import tomllib
+
+    text = config.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    line = f'arb_executor = "{address}"\n'
+    start = next((i for i, raw in enumerate(lines) if raw.strip() == "[execution]"), None)
+    if start is None:
+        updated = text + ("" if text.endswith("\n") else "\n") + "\n[execution]\n" + line
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")),
+            len(lines),
+        )
+        key = re.compile(r"^\s*#?\s*arb_executor\s*=")
+        found = next((i for i in range(start + 1, end) if key.match(lines[i])), None)
+        if found is None:
+            lines.insert(start + 1, line)
+        else:
+            lines[found] = line
+        updated = "".join(lines)
+    try:
+        written = tomllib.loads(updated).get("execution", {}).get("arb_executor")
+    except tomllib.TOMLDecodeError:
+        return False
+    if written != address:
+        return False
+    config.write_text(updated, encoding="utf-8")
+    return True
+
+
 def _parse_hash_options(values: Sequence[str]) -> dict[str, bytes]:
     parsed: dict[str, bytes] = {}
     for value in values:
@@ -244,10 +281,14 @@ def executor_deploy(
     owner = to_checksum_address(owner) if owner else None
     address = asyncio.run(_deploy(agent_config, signer, extra_hashes, owner))
     typer.echo(
-        f"ArbExecutor deployed by {signer.address} (executor), owner {owner or signer.address}; "
-        "set execution.arb_executor to:"
+        f"ArbExecutor {address} deployed by {signer.address} (executor), owner "
+        f"{owner or signer.address}"
     )
-    typer.echo(address)
+    line = f'arb_executor = "{address}"'
+    if write_arb_executor(config, address):
+        typer.echo(f"wrote {line} into [execution] of {config}")
+    else:
+        typer.echo(f"add this line to the [execution] section of {config}:\n{line}")
 
 
 def executor_withdraw(

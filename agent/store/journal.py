@@ -628,6 +628,8 @@ class Journal:
                     raise InvalidTransition(
                         f"intent {intent_id} is {intent_row.status}; cannot sign for it"
                     )
+            if await self._revive_refused_tx(session, tx_hash, intent_id):
+                return
             session.add(
                 TransactionRow(
                     intent_id=intent_id,
@@ -646,6 +648,24 @@ class Journal:
                     status_history=[_history_entry(TxStatus.SIGNED, None)],
                 )
             )
+
+    @staticmethod
+    async def _revive_refused_tx(
+        session: AsyncSession, tx_hash: str, intent_id: str | None
+    ) -> bool:
+        """The same transaction signed again after its broadcast was refused (same nonce,
+        fees and data give the same hash): its ``dropped`` row is ``signed`` again rather than
+        a second row. False when there is no such row."""
+        row = await session.scalar(select(TransactionRow).where(TransactionRow.tx_hash == tx_hash))
+        if row is None:
+            return False
+        if row.status != TxStatus.DROPPED:
+            raise InvalidTransition(f"transaction {tx_hash} is already journaled as {row.status}")
+        row.status = TxStatus.SIGNED
+        row.intent_id = intent_id
+        row.status_history = [*row.status_history, _history_entry(TxStatus.SIGNED, "signed again")]
+        row.updated_at = utc_now()
+        return True
 
     async def mark_sent(self, tx_hash: str) -> bool:
         """The submit RPC accepted ``tx_hash``."""
