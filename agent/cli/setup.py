@@ -53,32 +53,35 @@ def init(
     directory: Annotated[
         Path, typer.Option("--dir", help="Where to write agent.toml and .env.example.")
     ] = Path("."),
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing agent.toml.")
+    ] = False,
 ) -> None:
-    """Write an annotated agent.toml (set up for the local devnet) and .env.example."""
-    from agent.chain.registry import default_deployment_path
+    """Write what is missing: an annotated agent.toml (set up for the local devnet) and
+    .env.example. An existing agent.toml is the operator's own and is never overwritten without
+    --force; an existing .env.example (a checkout ships one) is kept."""
     from agent.config.models import render_config_template, render_env_example
 
     directory = directory.expanduser()
     config_path = directory / "agent.toml"
     env_example_path = directory / ".env.example"
-    existing = [p for p in (config_path, env_example_path) if p.exists()]
-    if existing and not force:
-        names = " and ".join(str(p) for p in existing)
-        verb = "exists" if len(existing) == 1 else "exist"
-        typer.echo(f"error: {names} already {verb}; use --force to overwrite", err=True)
+    config_text = render_config_template()
+    if config_path.exists() and not force and config_path.read_text() != config_text:
+        typer.echo(
+            f"error: {config_path} already exists and is yours; edit it, or use --force to "
+            "replace it with the template",
+            err=True,
+        )
         raise typer.Exit(EXIT_BAD_USAGE_OR_CONFIG)
     directory.mkdir(parents=True, exist_ok=True)
-    # The devnet writes its deployment under the repository; point at it relative to the config
-    # when the config lives inside the repository, absolutely otherwise.
-    deployment = default_deployment_path()
-    try:
-        deployment_ref = str(deployment.relative_to(directory.resolve()))
-    except ValueError:
-        deployment_ref = str(deployment)
-    config_path.write_text(render_config_template(deployment_ref), encoding="utf-8")
-    env_example_path.write_text(render_env_example(), encoding="utf-8")
-    typer.echo(f"wrote {config_path} and {env_example_path}")
+    written = []
+    if force or not config_path.exists():
+        config_path.write_text(config_text, encoding="utf-8")
+        written.append(str(config_path))
+    if not env_example_path.exists():
+        env_example_path.write_text(render_env_example(), encoding="utf-8")
+        written.append(str(env_example_path))
+    typer.echo(f"wrote {' and '.join(written)}" if written else "nothing to write: all present")
     typer.echo("next: start the devnet with `defi-agent devnet up` (it keeps running), then")
     typer.echo(f"      `defi-agent config check --config {config_path}` in another shell;")
     typer.echo("      copy .env.example to .env for API keys and the keystore password.")

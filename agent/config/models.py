@@ -218,6 +218,19 @@ class ChainConfig(_Section):
             block_time_s = EXPECTED_BLOCK_TIME_S.get(self.name, 12.0)
         return 3 * max(block_time_s, self.poll_interval_s)
 
+    @model_validator(mode="after")
+    def _deployment_file_only_for_local_chains(self) -> ChainConfig:
+        # Anyone can deploy contracts at a deployment file's addresses on a public chain:
+        # trading them instead of the registry's would trade someone else's contracts.
+        public = self.name in KNOWN_CHAIN_IDS and self.name != DEVNET_CHAIN
+        if self.deployment_file is not None and public:
+            message = (
+                f"is only read for chain 'devnet'; {self.name} uses the registry's addresses "
+                "(remove deployment_file)"
+            )
+            raise_if([("deployment_file", message)])
+        return self
+
     @field_validator("chain_id")
     @classmethod
     def _chain_id_matches_name(cls, chain_id: int, info: ValidationInfo) -> int:
@@ -965,12 +978,19 @@ def _within(field_path: str, ancestor: str) -> bool:
 # Templates for `defi-agent init`.
 
 
-def render_config_template(deployment_file: str = "anvil/deployments/devnet.json") -> str:
-    """The annotated ``agent.toml`` written by ``defi-agent init``, set up for the devnet whose
-    deployment file is ``deployment_file`` (relative to the config file, or absolute)."""
+def render_config_template(deployment_file: str | None = None) -> str:
+    """The annotated ``agent.toml`` written by ``defi-agent init``, set up for the devnet.
+
+    ``deployment_file`` (relative to the config file, or absolute) names the devnet's
+    deployment; without it the line stays commented out and the devnet's default file is read
+    (``anvil/deployments/devnet.json``)."""
     template = resources.files("agent.config").joinpath("templates/agent.example.toml")
     text = template.read_text(encoding="utf-8")
-    return text.replace("@DEPLOYMENT_FILE@", deployment_file)
+    if deployment_file is None:
+        return text.replace("@DEPLOYMENT_FILE@", "anvil/deployments/devnet.json")
+    return text.replace(
+        '# deployment_file = "@DEPLOYMENT_FILE@"', f'deployment_file = "{deployment_file}"'
+    )
 
 
 def render_env_example() -> str:

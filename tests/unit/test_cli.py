@@ -56,7 +56,7 @@ def init_for_local_devnet(directory: Path) -> Path:
     write_deployment(directory / "devnet.json")
     config = directory / "agent.toml"
     lines = [
-        'deployment_file = "devnet.json"' if line.startswith("deployment_file =") else line
+        'deployment_file = "devnet.json"' if line.startswith("# deployment_file =") else line
         for line in config.read_text().splitlines()
     ]
     config.write_text("\n".join(lines) + "\n")
@@ -104,6 +104,19 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     forced = run("init", "--dir", str(tmp_path), "--force", cwd=tmp_path)
     assert forced.returncode == 0
     assert "[chain]" in (tmp_path / "agent.toml").read_text()
+
+
+def test_init_in_a_checkout_writes_what_is_missing_and_keeps_the_rest(tmp_path: Path) -> None:
+    # A checkout ships .env.example; the operator's agent.toml is not there yet.
+    (tmp_path / ".env.example").write_text("# the repository's own\n")
+    first = run("init", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "[chain]" in (tmp_path / "agent.toml").read_text()
+    assert (tmp_path / ".env.example").read_text() == "# the repository's own\n"
+    # Running it again changes nothing and fails nothing.
+    again = run("init", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "nothing to write" in again.stdout
 
 
 def test_config_check_prints_redacted_effective_config(tmp_path: Path) -> None:
