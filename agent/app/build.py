@@ -177,13 +177,56 @@ async def _tokens(cfg: AgentConfig, multicall: Multicall) -> dict[str, Token]:
     )
 
 
+# Strategy settings that size a trade in USD; the risk gate refuses any trade above
+# risk.max_trade_usd, so a strategy sized above it would only ever propose refused trades.
+_USD_SIZE_FIELDS = ("max_input_usd", "max_trade_usd")
+# Room under the cap for the price moving between sizing and the risk check.
+_SIZE_HEADROOM = 0.98
+
+
+def sized_within_risk(params: Any, risk: Any) -> tuple[Any, list[str]]:
+    """``params`` with every USD size capped under ``risk.max_trade_usd``, and a note per cap
+    (for ``config check``)."""
+    cap = risk.max_trade_usd * _SIZE_HEADROOM
+    capped = {f: cap for f in _USD_SIZE_FIELDS if hasattr(params, f) and getattr(params, f) > cap}
+    notes = [
+        f"{f} ({getattr(params, f):,.0f} USD) is above risk.max_trade_usd "
+        f"({risk.max_trade_usd:,.0f} USD): trades are sized to {cap:,.0f} USD"
+        for f in capped
+    ]
+    return (params.model_copy(update=capped) if capped else params), notes
+
+
 def build_strategies(cfg: AgentConfig) -> list[Strategy]:
     strategies: list[Strategy] = []
     for name, cls in STRATEGIES.items():
         params = getattr(cfg.strategies, name)
         if params.enabled:
-            strategies.append(cls(params))
+            strategies.append(cls(sized_within_risk(params, cfg.risk)[0]))
     return strategies
+
+
+def settings_notes(cfg: AgentConfig) -> list[str]:
+    """Settings that contradict each other, each with what the agent does about it."""
+    notes: list[str] = []
+    for name in STRATEGIES:
+        params = getattr(cfg.strategies, name)
+        if params.enabled:
+            notes += [
+                f"strategies.{name}.{note}" for note in sized_within_risk(params, cfg.risk)[1]
+            ]
+    if cfg.risk.max_trade_usd > cfg.risk.max_token_exposure_usd:
+        notes.append(
+            f"risk.max_trade_usd ({cfg.risk.max_trade_usd:,.0f}) is above "
+            f"risk.max_token_exposure_usd ({cfg.risk.max_token_exposure_usd:,.0f}): a buy of "
+            "one token can never use the whole trade size"
+        )
+    if cfg.execution.mode == "demo":
+        notes.append(
+            'execution.mode = "demo" is what `defi-agent demo` runs (a devnet, simulated '
+            "traders, no keystore); `run` refuses it: choose live, paper or fork"
+        )
+    return notes
 
 
 def unlock_signer(cfg: AgentConfig) -> Signer:

@@ -48,6 +48,11 @@ def run(
     if mode is not None and mode not in ("live", "paper", "fork"):
         raise ConfigError(f"--mode: must be live, paper or fork (got {mode!r})")
     cfg = AgentConfig.load(config, env_file=env_file)
+    if (mode or cfg.execution.mode) == "demo":
+        raise ConfigError(
+            'execution.mode: "demo" is what `defi-agent demo` runs (a devnet with simulated '
+            "traders, no keystore); for `run` choose live, paper or fork"
+        )
     configure_logging(cfg.logging, redactor_for(cfg))
     run_report = asyncio.run(run_agent(cfg, mode=mode))
     typer.echo(f"stopped after {len(run_report.ticks)} blocks, {len(run_report.fills)} trades")

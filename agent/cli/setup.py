@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -95,10 +95,70 @@ def config_check(
         Path | None, typer.Option(help="The .env file (default: .env beside the config).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Skip the RPC endpoints (reachable, chain id).")
+    ] = False,
 ) -> None:
-    """Validate a config file and print the effective settings with every secret hidden."""
+    """Validate a config file and print the effective settings with every secret hidden.
+
+    Also what `run` would refuse: an RPC endpoint unreachable or on another chain, a missing
+    password file, a keystore that is not wallet.address, execution.mode "demo"; and settings
+    that contradict each other (reported as notes, with what the agent does about them)."""
     from agent.config.models import AgentConfig
 
     loaded = AgentConfig.load(config, env_file=env_file)
     typer.echo(loaded.redacted_dump("json" if as_json else "toml"), nl=False)
+    problems = _run_would_refuse(loaded, offline=offline)
+    from agent.app.build import settings_notes
+
+    for note in settings_notes(loaded):
+        typer.echo(f"note: {note}", err=True)
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(EXIT_BAD_USAGE_OR_CONFIG)
     typer.echo(f"{config}: OK", err=True)
+
+
+def _run_would_refuse(cfg: Any, *, offline: bool) -> list[str]:
+    import asyncio
+
+    from agent.app.preflight import check_wallet_address, endpoint_chain_id
+    from agent.errors import AgentError, WalletError
+    from agent.metrics.server import redact_endpoint
+
+    problems: list[str] = []
+    mode = cfg.execution.mode
+    if mode == "demo":
+        problems.append('execution.mode: "demo" is only for `defi-agent demo`; `run` refuses it')
+    password_file = cfg.wallet.password_file
+    if mode != "paper" and password_file is not None and not password_file.is_file():
+        problems.append(f"wallet.password_file: {password_file} does not exist")
+    try:
+        asyncio.run(check_wallet_address(cfg))
+    except WalletError as exc:
+        problems.append(str(exc))
+    if offline:
+        return problems
+
+    async def chain_ids() -> list[int | BaseException]:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            return await asyncio.gather(
+                *(endpoint_chain_id(str(u), session, 5.0) for u in cfg.chain.rpc_urls),
+                return_exceptions=True,
+            )
+
+    for url, answer in zip(cfg.chain.rpc_urls, asyncio.run(chain_ids()), strict=True):
+        where = redact_endpoint(str(url))
+        if isinstance(answer, AgentError):
+            problems.append(f"chain.rpc_urls: {where} is unreachable ({type(answer).__name__})")
+        elif isinstance(answer, BaseException):
+            raise answer
+        elif answer != cfg.chain.chain_id:
+            problems.append(
+                f"chain.rpc_urls: {where} serves chain id {answer}, not chain.chain_id "
+                f"{cfg.chain.chain_id}"
+            )
+    return problems

@@ -126,12 +126,13 @@ def test_config_check_prints_redacted_effective_config(tmp_path: Path) -> None:
     )
     config.write_text(text)
     (tmp_path / ".env").write_text(f"ONEINCH_API_KEY={SECRET}\n")
-    result = run("config", "check", "--config", str(config), cwd=tmp_path)
+    # --offline: this devnet is not running (reachability has its own test)
+    result = run("config", "check", "--config", str(config), "--offline", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert 'rpc_urls = ["http://127.0.0.1:45678"]' in result.stdout
     assert 'api_key = "**********"' in result.stdout
     assert SECRET not in result.stdout + result.stderr
-    as_json = run("config", "check", "--config", str(config), "--json", cwd=tmp_path)
+    as_json = run("config", "check", "--config", str(config), "--json", "--offline", cwd=tmp_path)
     assert json.loads(as_json.stdout)["feeds"]["oneinch"]["api_key"] == "**********"
 
 
@@ -164,8 +165,26 @@ def test_missing_env_var_exits_2(tmp_path: Path) -> None:
         cwd=tmp_path,
         extra_env={"BASE_RPC_URL": f"https://base.provider.example/{SECRET}"},
     )
-    assert with_env.returncode == 0, with_env.stderr
-    assert SECRET not in with_env.stdout
+    # It loads; the endpoint does not answer (no such host), named without its secret path.
+    assert with_env.returncode == 2
+    assert "chain.rpc_urls: base.provider.example is unreachable" in with_env.stderr
+    assert SECRET not in with_env.stdout + with_env.stderr
+
+
+def test_config_check_catches_what_run_refuses(tmp_path: Path) -> None:
+    config = init_for_local_devnet(tmp_path)
+    text = config.read_text().replace('mode = "fork"', 'mode = "demo"')
+    text = text.replace("[wallet]\n", '[wallet]\npassword_file = "missing-password.txt"\n')
+    text = text.replace("max_input_usd = 10000.0", "max_input_usd = 50000.0")
+    config.write_text(text)
+    result = run("config", "check", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert 'execution.mode: "demo" is only for `defi-agent demo`' in result.stderr
+    assert "127.0.0.1:45678 is unreachable" in result.stderr
+    assert "wallet.password_file:" in result.stderr and "does not exist" in result.stderr
+    assert "note: strategies.arbitrage.max_input_usd (50,000 USD) is above" in result.stderr
+    started = run("run", "--config", str(config), cwd=tmp_path)
+    assert started.returncode == 2 and '"demo" is what `defi-agent demo` runs' in started.stderr
 
 
 @pytest.mark.parametrize(
