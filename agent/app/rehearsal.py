@@ -436,21 +436,48 @@ async def fund_public_fork(
     executor_usd: float = 100_000.0,
 ) -> FundedFork:
     """On a local fork of a public chain: gas and ``wallet_usd`` of every token for
-    ``account`` (``agent.app.funding``), an ArbExecutor owned by ``account`` (V2 factories
-    whose pair init-code hash verifies on chain) holding ``executor_usd`` in wrapped native and
-    the first stablecoin. Amounts come from the fork's own pool prices."""
+    ``account`` (``fund_wallet``), an ArbExecutor owned by ``account`` (V2 factories whose pair
+    init-code hash verifies on chain) holding ``executor_usd`` in wrapped native and the first
+    stablecoin. Amounts come from the fork's own pool prices."""
+    wallet = await fund_wallet(
+        rpc, rpc_url, chain, token_refs, token_addresses, account, wallet_usd=wallet_usd
+    )
+    executor = await _deploy_and_fund_executor(rpc, rpc_url, chain, account, wallet, executor_usd)
+    return FundedFork(executor, wallet.lines)  # the executor steps are appended there
+
+
+@dataclass
+class FundedWallet:
+    lines: list[str]
+    tokens: dict[str, Token]
+    prices: dict[str, float]
+    holders: dict[str, list[str]]
+
+
+async def fund_wallet(
+    rpc: JsonRpc,
+    rpc_url: str,
+    chain: str,
+    token_refs: list[str],
+    token_addresses: Mapping[str, str],
+    account: str,
+    *,
+    wallet_usd: float = 100_000.0,
+) -> FundedWallet:
+    """Gas (10,000 of the native token) and ``wallet_usd`` of every token for ``account`` on
+    a local chain (a fork, a replica, the devnet), priced by the chain's own pools."""
     import aiohttp
 
     from agent.chain.multicall import Multicall
     from agent.chain.rpc import RpcClient
     from agent.chain.tokens import resolve_tokens
-    from agent.cli.wallet import verify_v2_init_code_hash
     from agent.dex.pools import PoolRegistry
     from agent.market.builder import pool_prices_usd
 
     registry_addresses = addresses_for(chain)
     lines: list[str] = []
     await rpc.call("anvil_setBalance", [account, hex(10_000 * 10**18)])
+    lines.append(f"funded {account}: 10,000 of the native token (gas)")
     async with aiohttp.ClientSession() as session:
         client = RpcClient([rpc_url], session=session)
         multicall = Multicall(client)
@@ -476,7 +503,27 @@ async def fund_public_fork(
             amount = int(wallet_usd / price * 10**token.decimals)
             method = await fund_token(rpc, address, account, amount, holders=holders[address])
             lines.append(f"funded {account}: {_whole(amount, token)} {token.symbol} by {method}")
-        w3 = client.web3()
+    return FundedWallet(lines, tokens, prices, holders)
+
+
+async def _deploy_and_fund_executor(
+    rpc: JsonRpc,
+    rpc_url: str,
+    chain: str,
+    account: str,
+    wallet: FundedWallet,
+    executor_usd: float,
+) -> str:
+    import aiohttp
+
+    from agent.chain.rpc import RpcClient
+    from agent.cli.wallet import verify_v2_init_code_hash
+
+    registry_addresses = addresses_for(chain)
+    lines = wallet.lines
+    tokens, prices, holders = wallet.tokens, wallet.prices, wallet.holders
+    async with aiohttp.ClientSession() as session:
+        w3 = RpcClient([rpc_url], session=session).web3()
         v2_hashes: dict[str, bytes] = {}
         for dex in registry_addresses.v2_dexes().values():
             candidates = list(
@@ -507,7 +554,7 @@ async def fund_public_fork(
         amount = int(executor_usd / 2 / price * 10**token.decimals)
         method = await fund_token(rpc, address, executor, amount, holders=holders[address])
         lines.append(f"funded the executor: {_whole(amount, token)} {token.symbol} by {method}")
-    return FundedFork(executor, lines)
+    return executor
 
 
 def _whole(amount: int, token: Token) -> str:

@@ -37,6 +37,54 @@ def devnet_up(
     asyncio.run(serve_devnet(name=name, extra_tokens=extra_tokens, replica=replica))
 
 
+def devnet_fund(
+    address: Annotated[str, typer.Argument(help="The wallet to fund (0x...).")],
+    name: Annotated[str, typer.Option(help="The devnet's name given to `devnet up`.")] = "devnet",
+    rpc_url: Annotated[
+        str | None,
+        typer.Option(help="A local chain's RPC (a replica); default: the devnet's deployment."),
+    ] = None,
+    usd: Annotated[float, typer.Option(min=1, help="USD of each token.")] = 100_000.0,
+) -> None:
+    """Give ADDRESS gas and test tokens on a local chain (a devnet or a replica; never a
+    public chain: the funding methods are Anvil cheat codes)."""
+    import asyncio
+
+    from eth_utils import is_hex_address, to_checksum_address
+
+    from agent.errors import ConfigError
+
+    if not is_hex_address(address):
+        raise ConfigError(f"ADDRESS: not an address: {address!r}")
+    for line in asyncio.run(_fund_on_local_chain(to_checksum_address(address), name, rpc_url, usd)):
+        typer.echo(line)
+
+
+async def _fund_on_local_chain(
+    address: str, name: str, rpc_url: str | None, usd: float
+) -> list[str]:
+    from agent.app.rehearsal import _market_tokens, fund_wallet, upstream_chain
+    from agent.chain.registry import DEVNET_CHAIN, default_deployment_path, load_deployment
+    from agent.devnet.jsonrpc import JsonRpc
+    from agent.errors import ConfigError
+
+    if rpc_url is None:
+        path = default_deployment_path(name)
+        if not path.is_file():
+            raise ConfigError(f"no devnet '{name}' ({path}); start one with `defi-agent devnet up`")
+        rpc_url = load_deployment(path).rpc_url
+    assert rpc_url is not None
+    chain, _ = await upstream_chain(rpc_url)
+    async with JsonRpc(rpc_url) as rpc:
+        if chain == DEVNET_CHAIN:
+            symbols = [s for s in load_deployment(default_deployment_path(name)).tokens]
+            tokens = [s for s in symbols if not s.startswith("ALT")]
+        else:
+            tokens = _market_tokens(None, chain)
+        funded = await fund_wallet(rpc, rpc_url, chain, tokens, {}, address, wallet_usd=usd)
+    return funded.lines
+
+
 def devnet_down(
     name: Annotated[str, typer.Option(help="Deployment name given to `devnet up`.")] = "devnet",
 ) -> None:

@@ -28,6 +28,7 @@ def _print_devnet(console: Console, devnet: Devnet) -> None:
     console.print(table)
     v2 = sum(1 for p in devnet.pools if p.kind == "v2")
     console.print(f"pools: {v2} V2, {len(devnet.pools) - v2} V3")
+    _print_funded_accounts(console, devnet)
     if devnet.deployments_dir is not None:
         console.print(f"deployment: {devnet.deployments_dir / (devnet.name + '.json')}")
     else:  # a replica: the agent finds everything through the registry, as on the real chain
@@ -35,6 +36,23 @@ def _print_devnet(console: Console, devnet: Devnet) -> None:
             f'agent.toml: [chain] name = "{devnet.name}", chain_id = {devnet.chain_id}, '
             f'rpc_urls = ["{devnet.rpc_url}"], and no deployment_file'
         )
+
+
+def _print_funded_accounts(console: Console, devnet: Devnet) -> None:
+    """Anvil's public test accounts (their keys are in Anvil's own docs: test use only)."""
+    from agent.devnet.node import DEV_ACCOUNTS
+
+    replica = devnet.deployments_dir is None
+    table = Table("#", "address", "holds", title="funded accounts (Anvil's public test keys)")
+    for index, (address, _key) in enumerate(DEV_ACCOUNTS):
+        if index == 0:
+            holds = "10,000 ETH; provides the pools' liquidity"
+        else:
+            holds = "10,000 ETH" + (" and 2M USD of every token" if replica else "")
+        table.add_row(str(index), address, holds)
+    console.print(table)
+    url = f" --rpc-url {devnet.rpc_url}" if replica else ""
+    console.print(f"fund your own wallet: defi-agent devnet fund ADDRESS{url}")
 
 
 async def serve_devnet(
