@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 from eth_abi import decode, encode
+from eth_utils import to_checksum_address
 
 from agent.chain.multicall import Call, Multicall
 from agent.chain.rpc import RpcClient
@@ -268,7 +269,7 @@ async def _executor_checks(
         return
     (owner,) = decode(["address"], bytes.fromhex((await _call(rpc, executor, _OWNER))[2:]))
     owner_ok = account is None or owner.lower() == account.lower()
-    report.add("executor owner", owner_ok, f"{owner}", fatal=True)
+    report.add("executor owner", owner_ok, to_checksum_address(owner), fatal=True)
     registered = []
     for dex in cfg.chain_addresses().v2_dexes().values():
         if dex.name not in cfg.market.dexes:

@@ -52,7 +52,7 @@ def _print_funded_accounts(console: Console, devnet: Devnet) -> None:
         table.add_row(str(index), address, holds)
     console.print(table)
     url = f" --rpc-url {devnet.rpc_url}" if replica else ""
-    console.print(f"fund your own wallet: defi-agent devnet fund ADDRESS{url}")
+    console.print(f"fund your own wallet: defi-agent devnet fund ADDRESS{url}", soft_wrap=True)
 
 
 async def serve_devnet(
