@@ -34,6 +34,7 @@ from agent.types import Token
 from agent.wallet.keystore import read_keystore_address
 
 _OWNER = bytes.fromhex("8da5cb5b")  # owner()
+_EXECUTOR = bytes.fromhex("c34c08e5")  # executor()
 _V2_INIT_CODE_HASH = bytes.fromhex("0c3502e1")  # v2InitCodeHash(address)
 
 
@@ -268,8 +269,11 @@ async def _executor_checks(
         report.add("executor", False, f"no code at {executor}", fatal=True)
         return
     (owner,) = decode(["address"], bytes.fromhex((await _call(rpc, executor, _OWNER))[2:]))
-    owner_ok = account is None or owner.lower() == account.lower()
-    report.add("executor owner", owner_ok, to_checksum_address(owner), fatal=True)
+    (trader,) = decode(["address"], bytes.fromhex((await _call(rpc, executor, _EXECUTOR))[2:]))
+    report.add("executor owner", True, f"{to_checksum_address(owner)} (receives withdrawals)")
+    # Only the executor role may trade through it: that must be the keystore's account.
+    trader_ok = account is None or trader.lower() == account.lower()
+    report.add("executor role", trader_ok, to_checksum_address(trader), fatal=True)
     registered = []
     for dex in cfg.chain_addresses().v2_dexes().values():
         if dex.name not in cfg.market.dexes:

@@ -83,10 +83,12 @@ async def _info(cfg: Any, executor: str) -> tuple[list[tuple[str, str]], list[tu
             return bytes.fromhex(str(answer)[2:])
 
         (owner,) = decode(["address"], await call(_selector("owner()")))
+        (trader,) = decode(["address"], await call(_selector("executor()")))
         (v3_factory,) = decode(["address"], await call(_selector("v3Factory()")))
         rows = [
             ("code", f"{(len(code) - 2) // 2} bytes"),
-            ("owner", to_checksum_address(owner)),
+            ("owner (withdrawals)", to_checksum_address(owner)),
+            ("executor (trades)", to_checksum_address(trader)),
             ("V3 factory", to_checksum_address(v3_factory)),
         ]
         for dex in cfg.chain_addresses().v2_dexes().values():

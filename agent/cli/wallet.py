@@ -281,14 +281,14 @@ def executor_deploy(
     owner = to_checksum_address(owner) if owner else None
     address = asyncio.run(_deploy(agent_config, signer, extra_hashes, owner))
     typer.echo(
-        f"ArbExecutor {address} deployed by {signer.address} (executor), owner "
-        f"{owner or signer.address}"
+        f"ArbExecutor deployed by {signer.address} (executor), owner {owner or signer.address}"
     )
     line = f'arb_executor = "{address}"'
     if write_arb_executor(config, address):
-        typer.echo(f"wrote {line} into [execution] of {config}")
+        typer.echo(f"wrote {line} into [execution] of {config}; the address:")
     else:
-        typer.echo(f"add this line to the [execution] section of {config}:\n{line}")
+        typer.echo(f"add this line to the [execution] section of {config}:\n{line}\nthe address:")
+    typer.echo(address)  # last, alone on its line: scripts read it
 
 
 def executor_withdraw(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tomllib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -513,8 +514,8 @@ url = "sqlite+aiosqlite:///{tmp_path / "agent.db"}"
     await transfer_token(w3, weth, devnet.accounts[2][0], executor, 3 * 10**18)
     cold_before = await erc20_balance(w3, weth, cold_owner)
     hot_before = await erc20_balance(w3, weth, address)
-    with config.open("a") as tail:
-        tail.write(f'\n[execution]\narb_executor = "{executor}"\n')
+    # `executor deploy` wrote the address into the config
+    assert tomllib.loads(config.read_text())["execution"]["arb_executor"] == executor
     stdout, _ = await cli("executor", "withdraw", "--token", "WETH")
     assert f"swept {3 * 10**18}" in stdout and cold_owner in stdout
     assert await erc20_balance(w3, weth, executor) == 0
