@@ -249,3 +249,16 @@ class AlertDeliveryError(FatalError):
     Retryable failures use ``TemporaryError`` / ``RateLimitedError`` instead. Messages of all
     three are safe to log: channels build them without tokens or URLs.
     """
+
+
+class WrongChainError(ConfigError):
+    """An RPC endpoint serves another chain than ``chain.chain_id`` (the message names both)."""
+
+
+class TokenRefused(SimulationRevert):
+    """A token reverts a transfer to or from us (blocklist, pause): trading it cannot work.
+    ``token`` is its address."""
+
+    def __init__(self, token: str, reason: str) -> None:
+        super().__init__(f"token {token} refuses the transfer: {reason}")
+        self.token = token

@@ -26,7 +26,7 @@ from agent.chain.tokens import resolve_tokens
 from agent.config.models import AgentConfig
 from agent.dex.pools import PoolRegistry
 from agent.dex.v2 import V2Pool
-from agent.errors import AgentError, ConfigError, WalletError
+from agent.errors import AgentError, WalletError, WrongChainError
 from agent.execution.common import SEL_ALLOWANCE, SEL_BALANCE_OF, _erc20_call
 from agent.market.builder import pool_prices_usd
 from agent.metrics.server import redact_endpoint
@@ -36,10 +36,6 @@ from agent.wallet.keystore import read_keystore_address
 _OWNER = bytes.fromhex("8da5cb5b")  # owner()
 _EXECUTOR = bytes.fromhex("c34c08e5")  # executor()
 _V2_INIT_CODE_HASH = bytes.fromhex("0c3502e1")  # v2InitCodeHash(address)
-
-
-class WrongChainError(ConfigError):
-    """An RPC endpoint serves another chain than ``chain.chain_id``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,14 @@ from agent.chain.arb_executor import (
     hops_from_route,
 )
 from agent.chain.tx import FeePolicy, Receipt, TransactionSender, TxMandate, TxRequest
-from agent.errors import AgentError, BroadcastRejected, FatalError, SimulationRevert, TemporaryError
+from agent.errors import (
+    AgentError,
+    BroadcastRejected,
+    FatalError,
+    SimulationRevert,
+    TemporaryError,
+    TokenRefused,
+)
 from agent.events import EventBus, TradeSent
 from agent.execution.common import (
     NO_AGGREGATOR,
@@ -79,7 +86,7 @@ from agent.execution.common import (
     min_profit,
 )
 from agent.execution.settlement import _mined_receipts, _trade_account, fill_from_receipt
-from agent.execution.token_probe import PPM, TokenRefused, probe_transfer
+from agent.execution.token_probe import PPM, probe_transfer
 from agent.feeds.oneinch import OneInchSwap
 from agent.store.journal import Journal, TxRecord
 from agent.store.models import IntentStatus, TxStatus

@@ -24,7 +24,7 @@ from eth_utils import function_signature_to_4byte_selector
 from web3 import AsyncWeb3
 from web3.types import RPCEndpoint
 
-from agent.errors import SimulationRevert
+from agent.errors import TokenRefused
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,6 @@ _TRANSFER = function_signature_to_4byte_selector("transfer(address,uint256)")
 _BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
 _ERROR_STRING = function_signature_to_4byte_selector("Error(string)")
 PPM = 1_000_000
-
-
-class TokenRefused(SimulationRevert):
-    """A token reverts a transfer to or from us (blocklist, pause): trading it cannot work."""
-
-    def __init__(self, token: str, reason: str) -> None:
-        super().__init__(f"token {token} refuses the transfer: {reason}")
-        self.token = token
 
 
 @dataclass(frozen=True, slots=True)
