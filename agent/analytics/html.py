@@ -14,6 +14,8 @@ price line, the buy and sell markers, the benchmark and a grid's range exit:
 ``benchmark-series``    buy-and-hold (backtest) / holding the starting balances (report)
 ``trade-markers``       trades on the equity line
 ``drawdown-series``     drawdown below the running peak, percent
+``*-close-up``          backtest: price, buy, sell and range-exit ids of the close-up
+                        of the trading span, when the trades crowd into a corner
 ======================  ===========================================================
 """
 
@@ -31,6 +33,7 @@ from typing import Any
 from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 _PROLOG = re.compile(r"^.*?(?=<svg)", re.DOTALL)  # the XML declaration and DOCTYPE
 _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
@@ -143,6 +146,22 @@ def new_figure(height_in: float = 3.6) -> tuple[Figure, Any]:
     return figure, axes
 
 
+def money_axis(axis: Any) -> None:
+    """Amounts with thousands separators on ``axis`` (21,500,000 rather than 21500000 or an
+    offset), cents only where a tick has them (100.5), for equity axes."""
+    axis.set_major_formatter(FuncFormatter(_amount_tick))
+
+
+def _amount_tick(value: float, _position: int | None) -> str:
+    text = f"{value:,.2f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def block_axis(axis: Any) -> None:
+    """Ticks on whole blocks only: a half block does not exist."""
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def svg_of(figure: Figure) -> str:
     """``figure`` as an inline ``<svg>`` element; text stays text in the page's own sans-serif
     font (nothing to fetch), and matplotlib's made-up ids are made unique to this chart."""
@@ -182,9 +201,13 @@ def thin(
 
 
 def percent(value: float | None, digits: int = 2, signed: bool = True) -> str:
-    """``+1.23 %`` from a fraction (0.0123); ``-`` for None."""
+    """``+1.23 %`` from a fraction (0.0123); ``-`` for None. A return too small for
+    ``digits`` gets the decimals it needs (up to 6: ``+0.0064 %``), so a run that made money
+    never shows as ``+0.00 %``."""
     if value is None:
         return "-"
+    while value != 0 and round(value * 100, digits) == 0 and digits < 6:
+        digits += 1
     shown = round(value * 100, digits) + 0.0  # + 0.0: no "-0.00 %" for a tiny loss
     return f"{shown:+,.{digits}f} %" if signed else f"{shown:,.{digits}f} %"
 

@@ -20,7 +20,9 @@ from agent.analytics.html import (
     Page,
     Section,
     TableSection,
+    block_axis,
     money,
+    money_axis,
     new_figure,
     percent,
     render,
@@ -123,7 +125,8 @@ def _equity_chart(curves: list[RunCurves]) -> str:
     )
     axes.set_xlabel("block")
     axes.set_ylabel("equity (USD)")
-    axes.ticklabel_format(axis="y", style="plain", useOffset=False)
+    money_axis(axes.yaxis)
+    block_axis(axes.xaxis)
     axes.legend(loc="best", fontsize="small")
     return svg_of(figure)
 
@@ -181,6 +184,7 @@ def _price_chart(curves: list[RunCurves], names: Mapping[str, str]) -> str | Non
         )
     axes.set_xlabel("block")
     axes.set_ylabel("price vs the run's start (%)")
+    block_axis(axes.xaxis)
     axes.legend(loc="best", fontsize="small")
     return svg_of(figure)
 
@@ -220,6 +224,7 @@ def _drawdown_chart(curves: list[RunCurves]) -> str:
         )
     axes.set_xlabel("block")
     axes.set_ylabel("% below peak")
+    block_axis(axes.xaxis)
     if len(curves) > 1:
         axes.legend(loc="best", fontsize="small")
     return svg_of(figure)

@@ -19,6 +19,7 @@ from agent.analytics.html import (
     Section,
     TableSection,
     money,
+    money_axis,
     new_figure,
     percent,
     render,
@@ -82,13 +83,32 @@ def metric_rows(metrics: Metrics, quote_symbol: str) -> list[tuple[str, str]]:
     ]
 
 
-def _price_chart(result: BacktestResult) -> str:
-    candles = result.candles
+def _trading_window(result: BacktestResult) -> tuple[int, int] | None:
+    """Candles ``[start, stop)`` around the trades and the range exit when they crowd into
+    less than a quarter of the data (a grid that stops early): there the whole-period chart
+    piles every marker onto a few pixels, so the page adds a close-up. None otherwise."""
+    at = [t.candle for t in result.trades]
+    exit_ = result.extra.get("range_exit")
+    if exit_ is not None:
+        at.append(int(exit_["candle"]))
+    total = len(result.candles)
+    if not at or (max(at) - min(at) + 1) * 4 >= total:
+        return None
+    margin = (max(at) - min(at)) // 5 + 10
+    return max(0, min(at) - margin), min(total, max(at) + margin + 1)
+
+
+def _price_chart(result: BacktestResult, window: tuple[int, int] | None = None) -> str:
+    """Closes with the trades and the range exit; ``window``: only those candles (the
+    close-up, whose series ids end in ``-close-up``)."""
+    start, stop = window or (0, len(result.candles))
+    candles = result.candles.slice(start, stop)
+    suffix = "" if window is None else "-close-up"
     figure, axes = new_figure(4.2)
     xs, ys = _thin(candles.ts, candles.close)
-    axes.plot(xs, ys, linewidth=0.8, color="#57606a", label="close", gid="price-series")
+    axes.plot(xs, ys, linewidth=0.8, color="#57606a", label="close", gid=f"price-series{suffix}")
     for side, color, marker in (("buy", "#1a7f37", "^"), ("sell", "#cf222e", "v")):
-        trades = [t for t in result.trades if t.side == side]
+        trades = [t for t in result.trades if t.side == side and start <= t.candle < stop]
         axes.plot(
             _dates([t.ts for t in trades]),
             [t.price for t in trades],
@@ -96,8 +116,12 @@ def _price_chart(result: BacktestResult) -> str:
             marker=marker,
             markersize=6,
             color=color,
+            # a white edge keeps markers apart where trades crowd; above the range exit
+            markeredgecolor="white",
+            markeredgewidth=0.6,
+            zorder=4,
             label=f"{side}s ({len(trades):,})",
-            gid=f"{side}-markers",
+            gid=f"{side}-markers{suffix}",
         )
     exit_ = result.extra.get("range_exit")
     if exit_ is not None:
@@ -110,8 +134,10 @@ def _price_chart(result: BacktestResult) -> str:
             marker="X",
             markersize=11,
             color="#9a6700",
+            alpha=0.8,
+            zorder=3,
             label="range exit: grid stopped",
-            gid="range-exit",
+            gid=f"range-exit{suffix}",
         )
     levels = result.extra.get("levels")
     if result.strategy == "grid" and levels and not result.extra.get("recenters"):
@@ -133,6 +159,7 @@ def _equity_chart(result: BacktestResult, hold: FloatArray) -> str:
         gid="benchmark-series",
     )  # fmt: skip
     axes.set_ylabel(result.settings.quote_symbol)
+    money_axis(axes.yaxis)
     axes.legend(loc="best", fontsize="small")
     return svg_of(figure)
 
@@ -249,8 +276,20 @@ def render_backtest_html(
             f"{settings.base_symbol} at the first open, no fees or gas.",
         ),
         Chart("drawdown", _drawdown_chart(result)),
-        _period_table(result),
     ]
+    window = _trading_window(result)
+    if window is not None:
+        first_ts, last_ts = (int(result.candles.ts[i]) for i in (window[0], window[1] - 1))
+        sections.insert(
+            -2,
+            Chart(
+                "trades close up",
+                _price_chart(result, window),
+                note=f"Candles {window[0]:,} to {window[1] - 1:,} ({_iso_day(first_ts)} to "
+                f"{_iso_day(last_ts)} UTC), where every trade was made.",
+            ),
+        )
+    sections.append(_period_table(result))
     if walk_forward:
         sections.append(_walk_forward_table(walk_forward))
     first, last = _iso_day(int(candles.ts[0])), _iso_day(int(candles.ts[-1]))
