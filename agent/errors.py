@@ -262,3 +262,14 @@ class TokenRefused(SimulationRevert):
     def __init__(self, token: str, reason: str) -> None:
         super().__init__(f"token {token} refuses the transfer: {reason}")
         self.token = token
+
+
+class WebhookRefused(FatalError):
+    """A refused signal webhook request: ``status`` is the HTTP status and ``reason`` what the
+    sender is told and the journal records (never a secret). Fatal: the same request is refused
+    again."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason

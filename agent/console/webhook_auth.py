@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.config.models import WebhookConfig
+from agent.errors import WebhookRefused
 from agent.store.journal import Journal
 from strategies.signal import TradingSignal
 
@@ -87,16 +88,6 @@ class SignalMessage(BaseModel):
         if (self.amount is None) == (self.amount_usd is None):
             raise ValueError("give exactly one of 'amount' (tokens) and 'amount_usd'")
         return self
-
-
-class WebhookRefused(Exception):
-    """A refused webhook request: ``status`` and the ``reason`` told to the sender and
-    journaled (never a secret)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ from agent.console.webhook_auth import (
     JOURNAL_SOURCE,
     MAX_BODY_BYTES,
     SIGNATURE_HEADER,
-    WebhookRefused,
 )
+from agent.errors import WebhookRefused
 
 log = logging.getLogger(__name__)
 

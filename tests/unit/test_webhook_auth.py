@@ -12,11 +12,10 @@ from pydantic import SecretStr
 from agent.config.models import AgentConfig, WebhookConfig
 from agent.console.webhook_auth import (
     WebhookReceiver,
-    WebhookRefused,
     sign_body,
     tradingview_passphrase,
 )
-from agent.errors import ConfigError
+from agent.errors import ConfigError, WebhookRefused
 
 SECRET = "a-webhook-secret-of-some-length"
 NOW = 1_800_000_000.0
