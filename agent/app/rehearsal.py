@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from rich.console import Console
 from rich.live import Live
 
@@ -183,8 +184,15 @@ def rehearsal_config(
 async def upstream_chain(fork_url: str) -> tuple[str, int]:
     """(registry name, chain id) of the chain at ``fork_url``; ``ConfigError`` when the
     registry does not know it (there would be no addresses to trade)."""
-    async with JsonRpc(fork_url) as upstream:
-        chain_id = int(await upstream.call("eth_chainId"), 16)
+    try:
+        async with JsonRpc(fork_url) as upstream:
+            chain_id = int(await upstream.call("eth_chainId"), 16)
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        # The URL may carry a provider key: the message names neither it nor its host.
+        raise FatalError(
+            f"the chain to fork cannot be reached ({type(exc).__name__}); check --fork-url "
+            "or DEFI_AGENT_FORK_URL"
+        ) from None
     name = DEVNET_CHAIN if chain_id == DEVNET_CHAIN_ID else chain_name_for_id(chain_id)
     if name is None:
         raise ConfigError(
