@@ -153,11 +153,12 @@ async def test_report_shows_for_every_fill_the_realised_usd_its_alert_showed(
 
 
 async def test_status_lists_why_a_run_refused_everything(chain: Chain, workdir: Path) -> None:
-    """The default risk limits refuse a 60k USD arbitrage with `exposure_trade`: the console
-    of `status` says so, with the count, instead of a silent agent that never trades."""
-    defaults = {"max_trade_usd": 1_000.0, "max_token_exposure_usd": 5_000.0}
+    """A config whose token allowlist leaves out the traded tokens refuses every arbitrage
+    with `token_not_allowed`: `status` says so, with the count, instead of a silent agent that
+    never trades. (Strategies size within `max_trade_usd` now, so the default limits trade.)"""
+    refuse_all = {"token_allowlist": ["DAI"]}
     config = workdir / "agent.toml"
-    cfg = write_config(config, chain.tree(workdir, risk=defaults), {})
+    cfg = write_config(config, chain.tree(workdir, risk=refuse_all), {})
 
     refused: dict[str, int] = {}
     async with running_agent(cfg) as agent:
@@ -167,7 +168,7 @@ async def test_status_lists_why_a_run_refused_everything(chain: Chain, workdir: 
             assert tick.started == 0
             for reason, count in tick.rejected.items():
                 refused[reason] = refused.get(reason, 0) + count
-    assert refused.get("exposure_trade", 0) >= 3, refused
+    assert refused.get("token_not_allowed", 0) >= 3, refused
 
     status = rows(await defi_agent("status", "--config", str(config), cwd=workdir))
     by_count = sorted(refused.items(), key=lambda item: (-item[1], item[0]))
