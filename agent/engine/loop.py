@@ -269,9 +269,33 @@ class Engine:
             finally:
                 await self._drain_trades()
                 await self._settle_strategies()
+                await self._closing_equity()
                 for task in background:
                     task.cancel()
         return self.report
+
+    async def _closing_equity(self) -> None:
+        """One last equity snapshot after the trades in flight settled: the run's last fill
+        is in its final equity (a tick's snapshot is taken before that tick's trades)."""
+        snapshot = self.last_snapshot
+        if snapshot is None or not self.report.fills:
+            return
+        block = max([snapshot.block] + [f.block_number or 0 for f in self.report.fills])
+        try:
+            if self.balances is not None:
+                self.portfolio.refresh(await self.balances.balances(block))
+            view = self.portfolio.view()
+            await self.journal.snapshot_equity(
+                self.settings.mode,
+                view.equity_usd,
+                dict(view.balances),
+                block_number=block,
+                unit_prices_usd=self.portfolio.unit_prices_usd(),
+            )
+        except AgentError as exc:  # the run is over either way: say so, never raise here
+            log.warning("closing equity snapshot not written: %s", exc)
+        else:
+            self.report.equity_usd.append((block, view.equity_usd))
 
     async def _block_loop(
         self,
