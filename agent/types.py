@@ -70,7 +70,11 @@ class WhaleTrade:
 
 @dataclass(frozen=True, slots=True)
 class GasPrice:
-    """EIP-1559 fee picture for the next block, in wei per gas."""
+    """EIP-1559 fee picture for the next block, in wei per gas.
+
+    On a legacy-gas chain (``legacy``) there is one price per gas: it is the base fee, the
+    next base fee and the max fee, with a zero priority fee, and transactions are type 0.
+    """
 
     base_fee_wei: int
     next_base_fee_wei: int
@@ -78,6 +82,7 @@ class GasPrice:
     max_fee_wei: int
     block: int
     priority_percentiles_wei: dict[int, int] = field(default_factory=dict)
+    legacy: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from agent.chain.gas import GasOracle, GasPolicy
 from agent.chain.heads import HeadGuard
 from agent.chain.multicall import Call, Multicall
 from agent.chain.nonce import NonceManager
-from agent.chain.registry import DEVNET_CHAIN, EXPECTED_BLOCK_TIME_S
+from agent.chain.registry import DEVNET_CHAIN, EXPECTED_BLOCK_TIME_S, chain_profile
 from agent.chain.rpc import RpcClient, poll_new_blocks, subscribe_new_blocks
 from agent.chain.tokens import resolve_tokens
 from agent.chain.tx import TransactionSender
@@ -335,6 +335,7 @@ async def open_agent(
                 max_fee_cap_wei=cfg.execution.max_fee_wei,
                 max_age_s=gas_cfg.max_age_s,
             ),
+            model=chain_profile(cfg.chain.name).gas,
         )
         whale_wallets = list(cfg.feeds.whales.wallets) + list(cfg.strategies.whale_follow.wallets)
         whales = (

@@ -16,16 +16,18 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from web3 import AsyncWeb3
 
+from agent.chain.registry import ETHEREUM_GAS, LEGACY_GAS, GasModel
 from agent.errors import ConfigError, TemporaryError
 from agent.types import GasPrice, Reading
 
 # EIP-1559 constants (London): target is half the gas limit, base fee moves at most 1/8.
+# Other chains' own values live in their registry profile (``GasModel``).
 ELASTICITY_MULTIPLIER = 2
 BASE_FEE_MAX_CHANGE_DENOMINATOR = 8
 GWEI = 10**9
@@ -55,16 +57,62 @@ class GasPolicy:
             raise ConfigError("gas.history_blocks must be at least 1")
 
 
-def next_base_fee(base_fee_wei: int, gas_used: int, gas_limit: int) -> int:
-    """EIP-1559 base fee of the child block, exactly as clients compute it (integer math)."""
-    target = gas_limit // ELASTICITY_MULTIPLIER
+def next_base_fee(
+    base_fee_wei: int,
+    gas_used: int,
+    gas_limit: int,
+    *,
+    elasticity_multiplier: int = ELASTICITY_MULTIPLIER,
+    max_change_denominator: int = BASE_FEE_MAX_CHANGE_DENOMINATOR,
+) -> int:
+    """EIP-1559 base fee of the child block, exactly as clients compute it (integer math).
+
+    The defaults are Ethereum's; OP-stack chains use 6 / 250 (see ``agent.chain.registry``).
+    """
+    target = gas_limit // elasticity_multiplier
     if target == 0 or gas_used == target:
         return base_fee_wei
     if gas_used > target:
-        delta = base_fee_wei * (gas_used - target) // target // BASE_FEE_MAX_CHANGE_DENOMINATOR
+        delta = base_fee_wei * (gas_used - target) // target // max_change_denominator
         return base_fee_wei + max(delta, 1)
-    delta = base_fee_wei * (target - gas_used) // target // BASE_FEE_MAX_CHANGE_DENOMINATOR
+    delta = base_fee_wei * (target - gas_used) // target // max_change_denominator
     return base_fee_wei - delta
+
+
+def holocene_eip1559_params(extra_data: bytes) -> tuple[int, int] | None:
+    """``(elasticity, denominator)`` from an OP-stack block's extraData (Holocene onwards).
+
+    The header carries version byte 0 (or 1 since Jovian, which appends a minimum base fee)
+    then ``denominator`` and ``elasticity`` as big-endian u32; zeros mean "use the chain's
+    pre-Holocene constants". Anything else (Ethereum's free-form extraData) gives ``None``.
+    """
+    if len(extra_data) not in (9, 17) or extra_data[0] not in (0, 1):
+        return None
+    denominator = int.from_bytes(extra_data[1:5], "big")
+    elasticity = int.from_bytes(extra_data[5:9], "big")
+    if denominator == 0 or elasticity == 0:
+        return None
+    return elasticity, denominator
+
+
+def model_next_base_fee(model: GasModel, block: Mapping[str, Any]) -> int:
+    """The child block's base fee under ``model`` from its parent header ``block``."""
+    base_fee = int(block["baseFeePerGas"])
+    if model.kind == "arbitrum":
+        return base_fee  # ArbOS prices from a backlog, not the parent's fill (see GasModel)
+    elasticity = model.elasticity_multiplier
+    denominator = model.base_fee_max_change_denominator
+    if model.params_in_extra_data:
+        published = holocene_eip1559_params(bytes(block.get("extraData") or b""))
+        if published is not None:
+            elasticity, denominator = published
+    return next_base_fee(
+        base_fee,
+        int(block["gasUsed"]),
+        int(block["gasLimit"]),
+        elasticity_multiplier=elasticity,
+        max_change_denominator=denominator,
+    )
 
 
 def max_fee_per_gas(next_base_fee_wei: int, priority_fee_wei: int, cap_wei: int) -> int:
@@ -87,16 +135,29 @@ class GasOracle:
         w3: AsyncWeb3[Any],
         policy: GasPolicy | None = None,
         *,
+        model: GasModel = ETHEREUM_GAS,
         logger: logging.Logger | None = None,
     ) -> None:
         self._w3 = w3
         self.policy = policy if policy is not None else GasPolicy()
+        self.model = model
+        self._checked_base_fee = False
         self.log = logger if logger is not None else logging.getLogger("agent.chain.gas")
         self._last: Reading[GasPrice] | None = None
 
     async def gas_price(self) -> GasPrice:
         """Fees for the next block from ``eth_feeHistory`` + the newest block's header."""
         policy = self.policy
+        if self.model.kind != "legacy" and not self._checked_base_fee:
+            # A pre-London chain (or Anvil --hardfork berlin) has no base fee: price it the
+            # legacy way instead of refusing every opportunity for want of a gas price.
+            latest = await self._w3.eth.get_block("latest")
+            if latest.get("baseFeePerGas") is None:
+                self.log.info("gas: the chain has no baseFeePerGas: legacy gas pricing")
+                self.model = LEGACY_GAS
+            self._checked_base_fee = True
+        if self.model.kind == "legacy":
+            return await self._legacy_gas_price()
         history = await self._w3.eth.fee_history(
             policy.history_blocks, "latest", list(policy.percentiles)
         )
@@ -105,8 +166,13 @@ class GasOracle:
             raise TemporaryError("eth_feeHistory returned no blocks")
         newest = int(history["oldestBlock"]) + len(base_fees) - 2
         block = await self._w3.eth.get_block(newest)
+        if block.get("baseFeePerGas") is None:
+            raise TemporaryError(
+                f"block {newest} has no baseFeePerGas: the chain prices gas the legacy way "
+                "(give it a legacy gas model)"
+            )
         base_fee = int(block["baseFeePerGas"])
-        computed_next = next_base_fee(base_fee, int(block["gasUsed"]), int(block["gasLimit"]))
+        computed_next = model_next_base_fee(self.model, block)
         reported_next = base_fees[-1]
         if computed_next != reported_next:
             # Anvil with interval mining reports its own estimate; the formula is what counts.
@@ -126,6 +192,40 @@ class GasOracle:
             max_fee_wei=max_fee_per_gas(computed_next, priority, policy.max_fee_cap_wei),
             block=newest,
             priority_percentiles_wei=percentiles,
+        )
+
+    async def _legacy_gas_price(self) -> GasPrice:
+        """Legacy (pre-London) fees: one ``gasPrice`` per transaction, no base fee.
+
+        The price is the configured percentile of the gas prices paid in the last
+        ``history_blocks`` blocks (median across blocks), never below the node's
+        ``eth_gasPrice``, and capped by ``max_fee_cap_wei``. It is reported as the whole
+        ``max_fee_wei``, the base fee and the next base fee, with a zero priority fee, so that
+        every "expected fee" sum (next base + priority) equals the price paid.
+        """
+        policy = self.policy
+        newest = int(await self._w3.eth.block_number)
+        node_price = int(await self._w3.eth.gas_price)
+        per_block: list[int] = []
+        for number in range(max(0, newest - policy.history_blocks + 1), newest + 1):
+            block = await self._w3.eth.get_block(number, full_transactions=True)
+            prices = sorted(
+                int(tx["gasPrice"])
+                for tx in block.get("transactions") or []
+                if isinstance(tx, Mapping) and "gasPrice" in tx
+            )
+            if prices:
+                index = min(len(prices) - 1, len(prices) * policy.priority_percentile // 100)
+                per_block.append(prices[index])
+        observed = int(statistics.median_low(per_block)) if per_block else 0
+        price = min(max(node_price, observed), policy.max_fee_cap_wei)
+        return GasPrice(
+            base_fee_wei=price,
+            next_base_fee_wei=price,
+            priority_fee_wei=0,
+            max_fee_wei=price,
+            block=newest,
+            legacy=True,
         )
 
     async def poll(self) -> Reading[GasPrice]:

@@ -372,6 +372,88 @@ EXPECTED_BLOCK_TIME_S: Mapping[str, float] = MappingProxyType(
 )
 
 
+# Predeploys that price the L1 part of an L2 transaction.
+OP_GAS_PRICE_ORACLE = "0x420000000000000000000000000000000000000F"
+ARBITRUM_NODE_INTERFACE = "0x00000000000000000000000000000000000000C8"
+
+GasModelKind = Literal["eip1559", "legacy", "arbitrum"]
+L1FeeKind = Literal["none", "op_stack", "arbitrum"]
+
+
+@dataclass(frozen=True, slots=True)
+class GasModel:
+    """How a chain prices L2 execution gas.
+
+    ``eip1559``: the child block's base fee moves toward ``gas_limit / elasticity_multiplier``
+    by at most ``1 / base_fee_max_change_denominator`` per block. ``legacy``: no base fee, one
+    ``gasPrice`` per transaction (type 0). ``arbitrum``: ArbOS sets the base fee from a
+    gas-pool backlog (speed limit), not from the parent block's fill, so the next base fee is
+    taken as the current one (blocks come every ~250 ms and the fee moves slowly).
+    """
+
+    kind: GasModelKind = "eip1559"
+    elasticity_multiplier: int = 2
+    base_fee_max_change_denominator: int = 8
+    # OP stack since Holocene: the header's extraData carries the current pair.
+    params_in_extra_data: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class L1FeeModel:
+    """How a chain charges for posting a transaction's bytes to L1.
+
+    ``op_stack``: the GasPriceOracle predeploy (Fjord: ``getL1Fee(bytes unsignedTx)``, FastLZ
+    size estimate; receipts carry ``l1Fee``). ``arbitrum``: the NodeInterface's
+    ``gasEstimateComponents`` gives the L1 part in L2 gas units, already inside ``gasUsed``.
+    """
+
+    kind: L1FeeKind = "none"
+    oracle: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainProfile:
+    """Fee and timing behaviour of one chain (addresses live in :class:`ChainAddresses`)."""
+
+    chain: str
+    gas: GasModel
+    l1_fee: L1FeeModel
+    block_time_s: float
+
+
+ETHEREUM_GAS = GasModel("eip1559", 2, 8)
+# OP stack after Canyon: elasticity 6, denominator 250 (Bedrock had 50). Since Holocene the
+# pair is a SystemConfig value, published in each block's extraData (read there when present).
+OP_STACK_GAS = GasModel("eip1559", 6, 250, params_in_extra_data=True)
+# Polygon PoS after the Delhi fork: denominator 16.
+POLYGON_GAS = GasModel("eip1559", 2, 16)
+LEGACY_GAS = GasModel("legacy")
+OP_STACK_L1_FEE = L1FeeModel("op_stack", OP_GAS_PRICE_ORACLE)
+NO_L1_FEE = L1FeeModel()
+
+CHAIN_PROFILES: Mapping[str, ChainProfile] = MappingProxyType(
+    {
+        "ethereum": ChainProfile("ethereum", ETHEREUM_GAS, NO_L1_FEE, 12.0),
+        "base": ChainProfile("base", OP_STACK_GAS, OP_STACK_L1_FEE, 2.0),
+        "optimism": ChainProfile("optimism", OP_STACK_GAS, OP_STACK_L1_FEE, 2.0),
+        "arbitrum": ChainProfile(
+            "arbitrum",
+            GasModel("arbitrum"),
+            L1FeeModel("arbitrum", ARBITRUM_NODE_INTERFACE),
+            0.25,
+        ),
+        "polygon": ChainProfile("polygon", POLYGON_GAS, NO_L1_FEE, 2.0),
+        DEVNET_CHAIN: ChainProfile(DEVNET_CHAIN, ETHEREUM_GAS, NO_L1_FEE, 1.0),
+    }
+)
+
+
+def chain_profile(chain: str) -> ChainProfile:
+    """The fee/timing profile of ``chain`` (the devnet's for an unknown name)."""
+    profile = CHAIN_PROFILES.get(chain)
+    return profile if profile is not None else CHAIN_PROFILES[DEVNET_CHAIN]
+
+
 def known_chains() -> list[str]:
     """Names accepted by :func:`addresses_for` without a deployment file, plus ``devnet``."""
     return [*_MAINNETS, DEVNET_CHAIN]

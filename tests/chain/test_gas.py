@@ -10,6 +10,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from agent.chain.gas import GWEI, GasOracle, GasPolicy, gas_cost_usd, next_base_fee
 from agent.devnet import Devnet
+from agent.devnet.node import AnvilNode
 
 pytestmark = pytest.mark.chain
 
@@ -139,3 +140,23 @@ async def test_unreachable_node_gives_a_stale_reading_not_an_exception() -> None
     finally:
         await w3.provider.disconnect()
     assert reading.is_stale() and reading.value is None and reading.error
+
+
+async def test_legacy_chain_is_priced_from_recent_gas_prices() -> None:
+    """Anvil before London has no base fee: the oracle prices gas from what blocks paid."""
+    async with AnvilNode(extra_args=["--hardfork", "berlin"]) as node:
+        w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
+        accounts = await w3.eth.accounts
+        for price_gwei in (3, 5, 7):
+            await w3.eth.send_transaction(
+                {"from": accounts[1], "to": accounts[2], "value": 1, "gasPrice": price_gwei * GWEI}
+            )
+        oracle = GasOracle(w3, GasPolicy(history_blocks=3, priority_percentile=50))
+
+        gas = await oracle.gas_price()
+
+        latest = await w3.eth.get_block("latest")
+        assert latest.get("baseFeePerGas") is None
+        assert gas.legacy
+        assert gas.max_fee_wei == 5 * GWEI  # the median block's price, above eth_gasPrice
+        assert gas.next_base_fee_wei + gas.priority_fee_wei == gas.max_fee_wei
