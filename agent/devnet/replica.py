@@ -56,7 +56,8 @@ from typing import Any, Literal
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
-from agent.chain.registry import ChainAddresses, addresses_for
+from agent.chain.l1fee import OpL1FeeParams
+from agent.chain.registry import ChainAddresses, addresses_for, chain_profile
 from agent.devnet import Devnet
 from agent.devnet.deploy import (
     MAX_UINT256,
@@ -96,6 +97,14 @@ SWAP_ROUTER02_ARTIFACT = (
 MULTICALL3_ARTIFACT = _ABIS / "Multicall3.json"
 FORK_V2_FACTORY_ARTIFACT = _ABIS / "ReplicaV2Factory.json"
 FORK_V2_ROUTER_ARTIFACT = _ABIS / "ReplicaV2Router.json"
+GAS_PRICE_ORACLE_ARTIFACT = _ABIS / "ReplicaGasPriceOracle.json"
+# Base mainnet's L1 fee inputs (late 2025 scale): what the replica's oracle starts with.
+BASE_L1_FEE_PARAMS = OpL1FeeParams(
+    l1_base_fee_wei=2 * 10**9,
+    blob_base_fee_wei=1,
+    base_fee_scalar=2_269,
+    blob_base_fee_scalar=1_055_762,
+)
 _TOKEN_ARTIFACTS = {
     "fiat": _ABIS / "ReplicaFiatToken.json",
     "tether": _ABIS / "ReplicaTetherToken.json",
@@ -467,6 +476,7 @@ def replica_source_files() -> list[Path]:
         MULTICALL3_ARTIFACT,
         FORK_V2_FACTORY_ARTIFACT,
         FORK_V2_ROUTER_ARTIFACT,
+        GAS_PRICE_ORACLE_ARTIFACT,
         *_TOKEN_ARTIFACTS.values(),
     ]
 
@@ -711,6 +721,10 @@ async def deploy_replica(rpc: JsonRpc, profile: ReplicaProfile, *, rpc_url: str 
 
     await _execute(rpc, plan)
     await rpc.call("anvil_stopImpersonatingAccount", [TOKEN_ISSUER])
+    l1_fee = chain_profile(profile.chain).l1_fee
+    if l1_fee.kind == "op_stack" and l1_fee.oracle is not None:
+        await place_gas_price_oracle(rpc, BASE_L1_FEE_PARAMS, l1_fee.oracle)
+        addresses["gas_price_oracle"] = l1_fee.oracle
     return Deployment(
         name=profile.chain,
         chain_id=profile.chain_id,
@@ -720,6 +734,25 @@ async def deploy_replica(rpc: JsonRpc, profile: ReplicaProfile, *, rpc_url: str 
         pools=tuple(pools),
         prices_usd={s: float(t.price_usd) for s, t in tokens.items()},
     )
+
+
+async def place_gas_price_oracle(
+    rpc: JsonRpc, params: OpL1FeeParams, address: str = "0x420000000000000000000000000000000000000F"
+) -> None:
+    """Put the Fjord GasPriceOracle (``contracts/ReplicaGasPriceOracle.sol``) at the OP-stack
+    predeploy with ``params`` in its storage (see the contract for the slot layout); calling
+    it again changes the fees, as a new L1 block would on the real chain."""
+    artifact = json.loads(GAS_PRICE_ORACLE_ARTIFACT.read_text(encoding="utf-8"))
+    await rpc.call("anvil_setCode", [address, artifact["deployedBytecode"]])
+    slots = (
+        1 | (1 << 8),  # isEcotone, isFjord
+        params.l1_base_fee_wei,
+        params.blob_base_fee_wei,
+        params.base_fee_scalar,
+        params.blob_base_fee_scalar,
+    )
+    for slot, value in enumerate(slots):
+        await rpc.call("anvil_setStorageAt", [address, hex(slot), "0x" + f"{value:064x}"])
 
 
 def _create2(factory: str, salt: bytes, init_code_hash: bytes) -> str:

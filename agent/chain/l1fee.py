@@ -1,0 +1,235 @@
+"""The L1 data fee an OP-stack transaction pays on top of its L2 gas (Fjord rules).
+
+Every transaction on Base or Optimism pays ``gasUsed * effectiveGasPrice`` for L2 execution
+plus an L1 fee for posting its bytes to Ethereum; for small swaps the L1 part is often the
+larger one. Since Fjord the GasPriceOracle predeploy (``0x4200...000F``) prices it as::
+
+    fastlz  = FastLZ-compressed length of the unsigned RLP transaction + 68 (the signature)
+    size    = max(100e6, -42_585_600 + 836_500 * fastlz)           # Brotli-size estimate * 1e6
+    l1_fee  = size * (baseFeeScalar * 16 * l1BaseFee + blobBaseFeeScalar * blobBaseFee) / 1e12
+
+Prediction asks the oracle itself (``getL1Fee(unsignedTx)`` by ``eth_call``, one cheap call
+per opportunity) so the figure carries the oracle's own rounding; :func:`fjord_l1_fee` is the
+same formula locally (tests hold the two equal). Realised cost is the receipt's ``l1Fee`` where
+the node reports it (op-geth, op-reth) and otherwise the oracle at the receipt's block for the
+mined transaction's unsigned bytes (an Anvil replica).
+
+Arbitrum is different: the L1 part is charged in L2 gas and is already inside ``gasUsed`` (the
+realised side is right as it is); its prediction would come from the NodeInterface's
+``gasEstimateComponents`` (a virtual contract only a Nitro node answers; Anvil cannot), which
+is not wired here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import rlp
+from eth_abi import decode, encode
+from eth_utils import keccak, to_bytes
+from web3 import AsyncWeb3
+
+from agent.chain.registry import OP_GAS_PRICE_ORACLE
+
+FJORD_COST_INTERCEPT = -42_585_600
+FJORD_COST_FASTLZ_COEF = 836_500
+FJORD_MIN_TRANSACTION_SIZE = 100
+FJORD_DECIMALS = 6
+# The unsigned transaction lacks its signature (v, r, s): the oracle counts 68 bytes for it.
+SIGNATURE_ALLOWANCE = 68
+
+
+def _selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+GET_L1_FEE = _selector("getL1Fee(bytes)")
+GET_L1_FEE_UPPER_BOUND = _selector("getL1FeeUpperBound(uint256)")
+L1_BASE_FEE = _selector("l1BaseFee()")
+BLOB_BASE_FEE = _selector("blobBaseFee()")
+BASE_FEE_SCALAR = _selector("baseFeeScalar()")
+BLOB_BASE_FEE_SCALAR = _selector("blobBaseFeeScalar()")
+
+
+@dataclass(frozen=True, slots=True)
+class OpL1FeeParams:
+    """The oracle's inputs at one block: L1 base/blob fees (wei) and their scalars (1e6 = 1)."""
+
+    l1_base_fee_wei: int
+    blob_base_fee_wei: int
+    base_fee_scalar: int
+    blob_base_fee_scalar: int
+
+
+def fastlz_compressed_length(data: bytes) -> int:
+    """Length of ``data`` after FastLZ level-1 compression (what Solady's ``flzCompress``
+    returns and op-geth's ``FlzCompressLen`` counts), without building the output."""
+    table = [0] * 8192
+    size = len(data)
+
+    def u24(i: int) -> int:
+        return data[i] | (data[i + 1] << 8) | (data[i + 2] << 16)
+
+    def hash24(value: int) -> int:
+        return ((2654435769 * value) >> 19) & 0x1FFF
+
+    def literals(run: int) -> int:
+        return 0x21 * (run // 0x20) + (run % 0x20 + 1 if run % 0x20 else 0)
+
+    def match_cost(length: int) -> int:
+        length -= 1
+        return 3 * (length // 262) + (3 if length % 262 >= 6 else 2)
+
+    def match_length(p: int, q: int, end: int) -> int:
+        length = 0
+        while length < end - q:
+            differs = data[p + length] != data[q + length]
+            length += 1  # FastLZ counts the byte that ends the match
+            if differs:
+                break
+        return length
+
+    n = 0
+    anchor = 0
+    ip = 2
+    ip_limit = size - 13 if size >= 13 else 0
+    while ip < ip_limit:
+        while True:
+            seq = u24(ip)
+            h = hash24(seq)
+            ref = table[h]
+            table[h] = ip
+            distance = ip - ref
+            if ip >= ip_limit:
+                break
+            ip += 1
+            if distance <= 0x1FFF and seq == u24(ref):
+                break
+        if ip >= ip_limit:
+            break
+        ip -= 1
+        if ip > anchor:
+            n += literals(ip - anchor)
+        length = match_length(ref + 3, ip + 3, ip_limit + 9)
+        n += match_cost(length)
+        ip += length
+        table[hash24(u24(ip))] = ip
+        ip += 1
+        table[hash24(u24(ip))] = ip
+        ip += 1
+        anchor = ip
+    return n + literals(size - anchor)
+
+
+def _fjord_cost(fastlz_size: int, params: OpL1FeeParams) -> int:
+    estimated = max(
+        FJORD_COST_INTERCEPT + FJORD_COST_FASTLZ_COEF * fastlz_size,
+        FJORD_MIN_TRANSACTION_SIZE * 10**6,
+    )
+    fee_scaled = (
+        params.base_fee_scalar * 16 * params.l1_base_fee_wei
+        + params.blob_base_fee_scalar * params.blob_base_fee_wei
+    )
+    return int(estimated * fee_scaled // 10 ** (FJORD_DECIMALS * 2))
+
+
+def fjord_l1_fee(unsigned_tx: bytes, params: OpL1FeeParams) -> int:
+    """The L1 fee (wei) ``getL1Fee(unsigned_tx)`` returns under ``params`` (Fjord)."""
+    return _fjord_cost(fastlz_compressed_length(unsigned_tx) + SIGNATURE_ALLOWANCE, params)
+
+
+def fjord_l1_fee_upper_bound(unsigned_tx_size: int, params: OpL1FeeParams) -> int:
+    """``getL1FeeUpperBound(size)``: Fjord's bound on FastLZ's output for any such payload."""
+    tx_size = unsigned_tx_size + SIGNATURE_ALLOWANCE
+    return _fjord_cost(tx_size + tx_size // 255 + 16, params)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, str):
+        return int(value, 16) if value.startswith("0x") else int(value)
+    return int(value or 0)
+
+
+def unsigned_tx_bytes(tx: Mapping[str, Any]) -> bytes:
+    """The unsigned serialization OP's oracle expects, from transaction fields as we sign them
+    or as ``eth_getTransactionByHash`` returns them (type 2, or legacy type 0)."""
+    to = tx.get("to")
+    to_raw = to_bytes(hexstr=str(to)) if to else b""
+    data = tx.get("data", tx.get("input", b""))
+    data_raw = to_bytes(hexstr=data) if isinstance(data, str) else bytes(data)
+    tx_type = _int(tx.get("type", 0))
+    if tx_type == 2:
+        access_list = [
+            [
+                to_bytes(hexstr=str(item["address"])),
+                [to_bytes(hexstr=str(k)) for k in item["storageKeys"]],
+            ]
+            for item in tx.get("accessList") or []
+        ]
+        fields = [
+            _int(tx["chainId"]),
+            _int(tx["nonce"]),
+            _int(tx["maxPriorityFeePerGas"]),
+            _int(tx["maxFeePerGas"]),
+            _int(tx["gas"]),
+            to_raw,
+            _int(tx.get("value", 0)),
+            data_raw,
+            access_list,
+        ]
+        return b"\x02" + bytes(rlp.encode(fields))
+    fields = [
+        _int(tx["nonce"]),
+        _int(tx["gasPrice"]),
+        _int(tx["gas"]),
+        to_raw,
+        _int(tx.get("value", 0)),
+        data_raw,
+    ]
+    return bytes(rlp.encode(fields))
+
+
+BlockRef = int | Literal["latest", "pending"]
+
+
+class OpStackL1Fees:
+    """Asks the GasPriceOracle predeploy for L1 fees (prediction) and settles them (receipts)."""
+
+    def __init__(self, w3: AsyncWeb3[Any], oracle: str = OP_GAS_PRICE_ORACLE) -> None:
+        self._w3 = w3
+        self.oracle = AsyncWeb3.to_checksum_address(oracle)
+
+    async def _call(self, data: bytes, block: BlockRef = "latest") -> int:
+        raw = await self._w3.eth.call({"to": self.oracle, "data": data}, block)
+        (value,) = decode(["uint256"], bytes(raw))
+        return int(value)
+
+    async def l1_fee(self, unsigned_tx: bytes, block: BlockRef = "latest") -> int:
+        """``getL1Fee(unsigned_tx)`` at ``block``, wei."""
+        return await self._call(GET_L1_FEE + encode(["bytes"], [unsigned_tx]), block)
+
+    async def l1_fee_upper_bound(self, unsigned_tx_size: int, block: BlockRef = "latest") -> int:
+        """``getL1FeeUpperBound(size)`` at ``block``, wei."""
+        return await self._call(
+            GET_L1_FEE_UPPER_BOUND + encode(["uint256"], [unsigned_tx_size]), block
+        )
+
+    async def params(self, block: BlockRef = "latest") -> OpL1FeeParams:
+        """The oracle's fee inputs at ``block`` (for :func:`fjord_l1_fee` without a call)."""
+        return OpL1FeeParams(
+            l1_base_fee_wei=await self._call(L1_BASE_FEE, block),
+            blob_base_fee_wei=await self._call(BLOB_BASE_FEE, block),
+            base_fee_scalar=await self._call(BASE_FEE_SCALAR, block),
+            blob_base_fee_scalar=await self._call(BLOB_BASE_FEE_SCALAR, block),
+        )
+
+    async def realised_l1_fee(self, raw_receipt: Mapping[str, Any]) -> int:
+        """The L1 fee a mined transaction paid: the receipt's ``l1Fee`` when the node gives
+        it, else the oracle at the receipt's block for the transaction's unsigned bytes."""
+        reported = raw_receipt.get("l1Fee")
+        if reported is not None:
+            return _int(reported)
+        tx = await self._w3.eth.get_transaction(raw_receipt["transactionHash"])
+        return await self.l1_fee(unsigned_tx_bytes(tx), _int(raw_receipt["blockNumber"]))
