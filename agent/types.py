@@ -128,6 +128,9 @@ class Intent:
     predicted_profit_usd: float
     deadline: int
     opportunity_id: str | None = None
+    # Predicted costs, wei of the native coin: L2 execution and the L1 data fee.
+    predicted_gas_cost_wei: int = 0
+    predicted_l1_fee_wei: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,10 @@ class Fill:
     predicted_profit: int
     gas_used: int = 0
     gas_cost_wei: int = 0
+    # The L1 data fee part of ``gas_cost_wei`` (OP-stack chains), and the predicted costs.
+    l1_fee_wei: int = 0
+    predicted_gas_cost_wei: int = 0
+    predicted_l1_fee_wei: int = 0
     block_number: int | None = None
     predicted_profit_usd: float | None = None
     profit_usd: float | None = None
@@ -211,6 +218,12 @@ class Opportunity:
     price_impact_bps: float
     block: int
     note: str = ""
+    # The L1 data fee (wei) of the transaction that would carry it out (OP-stack chains; 0
+    # elsewhere). Once priced, ``gas_cost_usd`` and ``net_profit_usd`` include it.
+    l1_fee_wei: int = 0
+    l1_fee_usd: float = 0.0
+    # The predicted L2 execution cost (wei): gas estimate x the fee it was priced at.
+    gas_cost_wei: int = 0
 
     @property
     def score(self) -> float:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
@@ -33,6 +33,7 @@ from agent.app.preflight import check_wallet_address, verify_chain
 from agent.chain.blocks import HeadMonitor
 from agent.chain.gas import GasOracle, GasPolicy
 from agent.chain.heads import HeadGuard
+from agent.chain.l1fee import OpStackL1Fees
 from agent.chain.multicall import Call, Multicall
 from agent.chain.nonce import NonceManager
 from agent.chain.registry import DEVNET_CHAIN, EXPECTED_BLOCK_TIME_S, chain_profile
@@ -68,7 +69,7 @@ from agent.risk.gate import RiskGate
 from agent.store.db import create_engine, migrate, session_factory
 from agent.store.journal import HEARTBEAT_INTERVAL_S, Journal
 from agent.store.lock import journal_lock, wallet_lock
-from agent.types import Token
+from agent.types import Intent, Token
 from agent.wallet.keystore import KeystorePassword, Signer, unlock_keystore
 from strategies import STRATEGIES
 from strategies.base import Strategy
@@ -393,6 +394,8 @@ async def open_agent(
         reconciler: Reconciler | None = None
         sender: TransactionSender | None = None
         portfolio = Portfolio(tokens)
+        # Prices each opportunity's L1 data fee (live/fork on an OP-stack chain only).
+        l1_fee_wei: Callable[[Intent], Awaitable[int]] | None = None
         if chain_mode == "paper":
             # paper_balances may name a token by a symbol only market.tokens resolved
             by_ref = {k.upper(): t for a, t in tokens.items() for k in (a, t.symbol)}
@@ -427,9 +430,22 @@ async def open_agent(
             reconciler = Reconciler(sender, journal)
             report = await reconciler.reconcile(wait_s=30.0)
             log.info("start-up reconciliation: %s", report)
+            l1_fee_model = chain_profile(cfg.chain.name).l1_fee
             executor = ChainExecutor(
-                sender, journal, contracts, settings, aggregator=aggregator, events=events
+                sender,
+                journal,
+                contracts,
+                settings,
+                aggregator=aggregator,
+                events=events,
+                l1_fees=(
+                    OpStackL1Fees(w3, l1_fee_model.oracle)
+                    if l1_fee_model.kind == "op_stack" and l1_fee_model.oracle is not None
+                    else None
+                ),
             )
+            if executor.l1_fees is not None:
+                l1_fee_wei = executor.l1_fee_wei
             market.aggregator_executable = aggregator is not None
             holders = [signer.address] + (
                 [contracts.arb_executor] if contracts.arb_executor else []
@@ -510,6 +526,7 @@ async def open_agent(
             reconcile=None if reconciler is None else partial(reconciler.reconcile, wait_s=0.0),
             events=events,
             redact=redactor_for(cfg),
+            l1_fee_wei=l1_fee_wei,
         )
         parts = AgentParts(
             cfg=cfg,

@@ -26,6 +26,7 @@ from web3.exceptions import TransactionNotFound
 from web3.types import RPCEndpoint
 
 from agent.chain.gas import GasOracle
+from agent.chain.l1fee import unsigned_tx_bytes
 from agent.chain.nonce import NonceManager
 from agent.errors import (
     AgentError,
@@ -278,9 +279,13 @@ class Receipt:
     effective_gas_price_wei: int
     logs: tuple[LogEntry, ...]
     contract_address: str | None
+    # OP-stack L1 data fee (wei) when the node reports it (op-geth's ``l1Fee``); ``None``
+    # when it does not (Ethereum, Arbitrum, an Anvil replica of an OP chain).
+    l1_fee_wei: int | None = None
 
     @property
     def gas_cost_wei(self) -> int:
+        """L2 execution cost only; the L1 data fee is :attr:`l1_fee_wei`."""
         return self.gas_used * self.effective_gas_price_wei
 
 
@@ -295,6 +300,7 @@ def receipt_from_web3(raw: Mapping[str, Any]) -> Receipt:
         for entry in raw["logs"]
     )
     contract = raw.get("contractAddress")
+    l1_fee = raw.get("l1Fee")
     return Receipt(
         tx_hash="0x" + bytes(raw["transactionHash"]).hex(),
         status=int(raw["status"]),
@@ -303,6 +309,7 @@ def receipt_from_web3(raw: Mapping[str, Any]) -> Receipt:
         effective_gas_price_wei=int(raw.get("effectiveGasPrice", 0)),
         logs=logs,
         contract_address=AsyncWeb3.to_checksum_address(contract) if contract else None,
+        l1_fee_wei=None if l1_fee is None else int(str(l1_fee), 0),
     )
 
 
@@ -475,6 +482,21 @@ class TransactionSender:
                 )
                 await self.nonces.resync()
         raise TemporaryError(f"could not find a usable nonce for {self.address}")
+
+    async def unsigned_preview(self, request: TxRequest) -> bytes:
+        """The unsigned serialization :meth:`send` would sign for ``request`` now (same gas
+        estimate, fees and next nonce): what an L2's L1 fee oracle prices. Raises as
+        :meth:`estimate_gas` does when the call would revert."""
+        gas_limit = request.gas_limit or await self.estimate_gas(request)
+        fees = await self.suggest_fees()
+        nonce = self.nonces.next_nonce
+        if nonce is None:
+            nonce = int(
+                await self.read_w3.eth.get_transaction_count(
+                    AsyncWeb3.to_checksum_address(self.address), "pending"
+                )
+            )
+        return unsigned_tx_bytes(self._tx_fields(request, nonce, gas_limit, fees))
 
     def _tx_fields(
         self, request: TxRequest, nonce: int, gas_limit: int, fees: Fees

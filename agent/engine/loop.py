@@ -37,7 +37,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -181,6 +181,8 @@ def intent_from(opportunity: Opportunity, *, slippage_bps: int, deadline: int) -
         predicted_profit_usd=opportunity.gross_profit_usd,
         deadline=deadline,
         opportunity_id=opportunity.id,
+        predicted_gas_cost_wei=opportunity.gas_cost_wei,
+        predicted_l1_fee_wei=opportunity.l1_fee_wei,
     )
 
 
@@ -205,6 +207,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         events: ev.EventBus | None = None,
         redact: Callable[[str], str] = str,
+        l1_fee_wei: Callable[[Intent], Awaitable[int]] | None = None,
     ) -> None:
         self.settings = settings
         self.market = market
@@ -227,6 +230,8 @@ class Engine:
         # Removes the configuration's secrets from tracebacks and reasons before they are
         # logged, journaled or published (an exception text may quote a URL with its key).
         self.redact = redact
+        # Prices the L1 data fee of the transaction an intent would send (OP-stack chains).
+        self.l1_fee_wei = l1_fee_wei
         self.report = RunReport()
         self.last_snapshot: MarketSnapshot | None = None
         # the latest few snapshots: a fill is priced at its own block's prices when it settles
@@ -366,7 +371,10 @@ class Engine:
         view = self.portfolio.mark(snapshot)
         self._watch_drawdown(view)
         await self._load_orders()
-        opportunities = await self._evaluate(snapshot, view, report)
+        opportunities = [
+            await self._with_costs(o, snapshot)
+            for o in await self._evaluate(snapshot, view, report)
+        ]
         report.opportunities = len(opportunities)
         ranked = sorted(opportunities, key=lambda o: o.net_profit_usd, reverse=True)
         decisions = [(o, self._decide(o, snapshot, view, report)) for o in ranked]
@@ -500,6 +508,38 @@ class Engine:
                 self.metrics.record_opportunities(strategy.name, len(opportunities))
             found.extend(opportunities)
         return found
+
+    async def _with_costs(self, opportunity: Opportunity, snapshot: MarketSnapshot) -> Opportunity:
+        """``opportunity`` with its predicted costs in wei and, on a chain with an L1 data fee,
+        that fee for its real transaction added to ``gas_cost_usd`` (the risk gate's gas rules
+        then judge the total). A fee that cannot be priced makes the cost prohibitive:
+        the gate refuses it rather than trade blind."""
+        l2_wei = opportunity.gas_estimate * snapshot.gas.max_fee_wei if snapshot.gas else 0
+        opportunity = replace(opportunity, gas_cost_wei=l2_wei)
+        if self.l1_fee_wei is None:
+            return opportunity
+        intent = intent_from(
+            opportunity,
+            slippage_bps=self.settings.slippage_bps,
+            deadline=int(snapshot.timestamp) + self.settings.deadline_s,
+        )
+        try:
+            fee = await self.l1_fee_wei(intent)
+        except Exception as exc:  # the node or the build failed: the cost is unknown
+            self._log_failure(f"L1 fee of {opportunity.id}", exc)
+            # Unknown cost: as if gas took ten times the edge, so ``gas_to_profit`` refuses an
+            # arbitrage; kept finite (it is journaled as JSON).
+            fee = 0
+            l1_usd = 10 * max(opportunity.gross_profit_usd, 0.0) + 1.0
+        else:
+            l1_usd = fee / 1e18 * snapshot.native_price_usd
+        return replace(
+            opportunity,
+            l1_fee_wei=fee,
+            l1_fee_usd=l1_usd,
+            gas_cost_usd=opportunity.gas_cost_usd + l1_usd,
+            net_profit_usd=opportunity.net_profit_usd - l1_usd,
+        )
 
     def _decide(
         self,

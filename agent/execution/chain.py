@@ -54,6 +54,7 @@ from agent.chain.arb_executor import (
     encode_execute_with_flash_loan,
     hops_from_route,
 )
+from agent.chain.l1fee import OpStackL1Fees
 from agent.chain.tx import FeePolicy, Receipt, TransactionSender, TxMandate, TxRequest
 from agent.errors import (
     AgentError,
@@ -255,6 +256,12 @@ def encode_swap_router02(
 # Live and fork
 
 
+# Unsigned type-2 envelope around the calldata (chain id, nonce, fees, gas, to, value, lists).
+_TX_ENVELOPE_BYTES = 64
+# Calldata of a router swap or a 1inch swap, for pricing its L1 fee before it is built.
+_SWAP_CALLDATA_ALLOWANCE = 1_200
+
+
 class ChainExecutor:
     """Carries intents out on a real chain (live) or an Anvil fork: the same code path."""
 
@@ -268,6 +275,7 @@ class ChainExecutor:
         clock: Callable[[], float] = time.time,
         aggregator: SwapBuilder | None = None,
         events: EventBus | None = None,
+        l1_fees: OpStackL1Fees | None = None,
     ) -> None:
         if settings.mode not in ("live", "fork"):
             raise FatalError(f"ChainExecutor runs live or fork, not {settings.mode!r}")
@@ -279,6 +287,8 @@ class ChainExecutor:
         self._clock = clock
         self.aggregator = aggregator
         self.events = events
+        # OP-stack chains: prices the L1 data fee of each trade (None: the chain has none).
+        self.l1_fees = l1_fees
         self._allowance_locks: dict[tuple[str, str], asyncio.Lock] = {}
         if decode_arb_executor_error not in sender.revert_decoders:
             sender.revert_decoders = (*sender.revert_decoders, decode_arb_executor_error)
@@ -596,9 +606,12 @@ class ChainExecutor:
             await self.journal.set_intent_status(intent.id, IntentStatus.REVERTED, reason)
             log.warning("intent %s reverted on chain in %s: %s", intent.id, receipt.tx_hash, reason)
             return ExecutionOutcome(intent.id, IntentStatus.REVERTED, detail=reason)
-        gas_receipts = await _mined_receipts(
-            self.sender, await self.journal.txs_for_intent(intent.id)
-        )
+        gas_receipts = [
+            await self._with_l1_fee(r)
+            for r in await _mined_receipts(
+                self.sender, await self.journal.txs_for_intent(intent.id)
+            )
+        ]
         fill = fill_from_receipt(intent, self.settings.mode, trade_tx, receipt, gas_receipts)
         if cross_check:
             await self._cross_check_balances(intent, trade_tx, receipt, fill)
@@ -612,6 +625,39 @@ class ChainExecutor:
             fill.predicted_profit,
         )
         return ExecutionOutcome(intent.id, IntentStatus.FILLED, fill=fill)
+
+    async def _with_l1_fee(self, receipt: Receipt) -> Receipt:
+        """``receipt`` with its L1 data fee: the node's figure, or (a node that gives none,
+        such as an Anvil replica) the oracle's at the receipt's block."""
+        if self.l1_fees is None or receipt.l1_fee_wei is not None:
+            return receipt
+        fee = await self.l1_fees.realised_l1_fee(
+            {"transactionHash": receipt.tx_hash, "blockNumber": receipt.block_number}
+        )
+        return replace(receipt, l1_fee_wei=fee)
+
+    async def l1_fee_wei(self, intent: Intent) -> int:
+        """The L1 data fee (wei) of the transaction that would carry ``intent`` out now.
+
+        An arbitrage is priced exactly: its ArbExecutor call is built as :meth:`execute`
+        would build it and the oracle prices the unsigned transaction ``send`` would sign
+        (same gas estimate, fees and nonce), so the prediction matches the realised fee to the
+        oracle's rounding while the L1 inputs hold. A swap cannot be built without first
+        granting its allowance, so it (and any transaction whose gas estimate fails) is
+        priced with the oracle's ``getL1FeeUpperBound`` for its calldata plus the envelope.
+        """
+        if self.l1_fees is None:
+            return 0
+        if intent.kind == "arb":
+            request = await self._arb_request(intent)
+            try:
+                return await self.l1_fees.l1_fee(await self.sender.unsigned_preview(request))
+            except (SimulationRevert, TemporaryError) as exc:
+                log.debug("L1 fee of %s: no exact preview (%s): upper bound", intent.id, exc)
+            calldata_size = len(request.data)
+        else:
+            calldata_size = _SWAP_CALLDATA_ALLOWANCE
+        return await self.l1_fees.l1_fee_upper_bound(calldata_size + _TX_ENVELOPE_BYTES)
 
     async def _cross_check_balances(
         self, intent: Intent, trade_tx: TxRecord, receipt: Receipt, fill: Fill

@@ -32,7 +32,7 @@ def fill_from_receipt(
     Arbitrage: what left the ArbExecutor in the start token is ``amount_in``, what came back is
     ``amount_out``, the difference the profit. Swap: what left the wallet in ``token_in`` and
     what reached it in ``token_out``. Gas sums every mined transaction of the intent (approvals
-    included), in wei.
+    included), in wei, L1 data fees included (``l1_fee_wei`` says how much of it they are).
     """
     account = _trade_account(intent, trade_tx)
     if intent.kind == "arb":
@@ -65,7 +65,11 @@ def fill_from_receipt(
         predicted_amount_out=intent.predicted_amount_out,
         predicted_profit=intent.predicted_profit,
         gas_used=sum(r.gas_used for r in gas_receipts),
-        gas_cost_wei=sum(r.gas_cost_wei for r in gas_receipts),
+        # What left the wallet: L2 execution plus the L1 data fee (OP-stack chains).
+        gas_cost_wei=sum(r.gas_cost_wei + (r.l1_fee_wei or 0) for r in gas_receipts),
+        l1_fee_wei=sum(r.l1_fee_wei or 0 for r in gas_receipts),
+        predicted_gas_cost_wei=intent.predicted_gas_cost_wei,
+        predicted_l1_fee_wei=intent.predicted_l1_fee_wei,
         block_number=receipt.block_number,
         predicted_profit_usd=intent.predicted_profit_usd,
         opportunity_id=intent.opportunity_id,

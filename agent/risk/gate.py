@@ -15,7 +15,8 @@ machine-readable reason, the first failing check in this order (``CHECK_ORDER``)
  6. ``cooldown``          a token pair of the route traded (or reverted) too recently
  7. ``unprofitable``      an arbitrage whose predicted profit or net USD edge is not positive
  8. ``gas_price_cap``     next base fee + priority fee above ``max_gas_price``
- 9. ``gas_to_profit``     an arbitrage whose gas cost is too large a share of its gross profit
+ 9. ``gas_to_profit``     an arbitrage whose gas cost (L2 execution plus the L1 data fee on
+                          OP-stack chains) is too large a share of its gross profit
 10. ``slippage``          the slippage tolerance the trade would be sent with is too loose
 11. ``price_impact``      the worst hop moves its pool's price too much
 12. ``exposure_trade``    the trade's notional is above ``max_trade_usd``
@@ -428,7 +429,9 @@ class RiskGate:
         # A directional swap (grid, DCA, whale-follow) carries no predicted profit by design.
         if opp.kind != "arb":
             return None
-        if opp.predicted_profit <= 0 or opp.net_profit_usd <= 0:
+        # Judged on L2 gas: an edge the L1 data fee eats is the gas rule's case
+        # (``gas_to_profit``, which weighs the total), not a trade that never paid.
+        if opp.predicted_profit <= 0 or opp.net_profit_usd + opp.l1_fee_usd <= 0:
             return (
                 f"predicted profit {opp.predicted_profit} units, "
                 f"net {opp.net_profit_usd:,.4f} USD after gas"
@@ -451,10 +454,12 @@ class RiskGate:
         opp = case.opportunity
         if opp.kind != "arb" or opp.gross_profit_usd <= 0:
             return None
+        # gas_cost_usd is the total: L2 execution plus the L1 data fee where the chain has one.
         ratio = opp.gas_cost_usd / opp.gross_profit_usd
-        if ratio > self.limits.max_gas_to_profit_ratio:
+        if ratio > self.limits.max_gas_to_profit_ratio or ratio >= 1:
+            l1 = f" (L1 data fee {opp.l1_fee_usd:,.4f} USD)" if opp.l1_fee_usd else ""
             return (
-                f"gas {opp.gas_cost_usd:,.4f} USD is {ratio:.2f} of gross profit "
+                f"gas {opp.gas_cost_usd:,.4f} USD{l1} is {ratio:.2f} of gross profit "
                 f"{opp.gross_profit_usd:,.4f} USD > {self.limits.max_gas_to_profit_ratio:g}"
             )
         return None

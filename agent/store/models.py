@@ -274,6 +274,10 @@ class FillRow(Base):
     profit_realised: Mapped[int] = mapped_column(TokenAmount)
     gas_used: Mapped[int] = mapped_column(Integer, default=0)
     gas_cost_wei: Mapped[int] = mapped_column(TokenAmount, default=0)
+    # The L1 data fee inside gas_cost_wei, and the predicted L2 / L1 costs (revision 0007).
+    l1_fee_wei: Mapped[int] = mapped_column(TokenAmount, default=0)
+    gas_cost_predicted_wei: Mapped[int] = mapped_column(TokenAmount, default=0)
+    l1_fee_predicted_wei: Mapped[int] = mapped_column(TokenAmount, default=0)
     profit_predicted_usd: Mapped[float | None] = mapped_column(Float)
     profit_realised_usd: Mapped[float | None] = mapped_column(Float)
     block_number: Mapped[int | None] = mapped_column(Integer)
