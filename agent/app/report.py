@@ -349,6 +349,16 @@ def run_json(run: RunRecord) -> dict[str, Any]:
     }
 
 
+def gas_parts_wei(fill: Fill) -> tuple[int, int]:
+    """(L2 execution, L1 data fee) of what ``fill`` paid in gas, wei of the native coin."""
+    return fill.gas_cost_wei - fill.l1_fee_wei, fill.l1_fee_wei
+
+
+def native_amount(wei: int) -> str:
+    """Wei as the native coin with 9 decimals (gwei precision), for tables."""
+    return f"{wei / 10**18:.9f}"
+
+
 def fill_json(fill: Fill, run_id: int | None) -> dict[str, Any]:
     return {
         "run": run_id,
@@ -361,6 +371,11 @@ def fill_json(fill: Fill, run_id: int | None) -> dict[str, Any]:
         "realised_profit": str(fill.profit),
         "predicted_profit_usd": fill.predicted_profit_usd,
         "realised_profit_usd": fill.profit_usd,
+        # wei, exact: L2 execution and the L1 data fee (OP-stack chains), predicted and paid
+        "gas_l2_wei": str(gas_parts_wei(fill)[0]),
+        "gas_l1_wei": str(fill.l1_fee_wei),
+        "predicted_gas_l2_wei": str(fill.predicted_gas_cost_wei),
+        "predicted_gas_l1_wei": str(fill.predicted_l1_fee_wei),
     }
 
 

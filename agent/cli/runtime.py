@@ -289,7 +289,9 @@ def report(
     from agent.app.journal_views import known_tokens
     from agent.app.report import (
         fill_json,
+        gas_parts_wei,
         journal_risk,
+        native_amount,
         plot_equity,
         risk_lines,
         run_json,
@@ -302,9 +304,18 @@ def report(
     if summary.run is not None:
         console.print(f"run {_run_line(summary.run)}")
     table = Table(
-        "run", "block", "intent", "tx", "predicted", "realised", title=f"fills · {summary.scope}"
+        "run",
+        "block",
+        "intent",
+        "tx",
+        "predicted",
+        "realised",
+        "gas L2",
+        "gas L1",
+        title=f"fills · {summary.scope}",
     )
     for fill in summary.fills:
+        gas_l2_wei, gas_l1_wei = gas_parts_wei(fill)
         table.add_row(
             str(summary.fill_runs.get(fill.intent_id) or "-"),
             "-" if fill.block_number is None else str(fill.block_number),
@@ -312,6 +323,8 @@ def report(
             (fill.tx_hash or "paper")[:14],
             "-" if fill.predicted_profit_usd is None else signed_usd(fill.predicted_profit_usd),
             "-" if fill.profit_usd is None else signed_usd(fill.profit_usd),
+            native_amount(gas_l2_wei),
+            native_amount(gas_l1_wei),
         )
     console.print(table)
     console.print(
