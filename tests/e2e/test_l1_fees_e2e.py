@@ -1,0 +1,138 @@
+"""L1 data fees on the Base replica (the Fjord GasPriceOracle at the OP-stack predeploy):
+the whole agent, in fork mode, configured for Base.
+
+* An arbitrage whose L2 gas is cheap but whose L1 data fee is larger than its profit is refused
+  ``gas_to_profit``.
+* With Base's usual L1 fee inputs the same arbitrage fills, and the fill carries the predicted
+  and realised L2 and L1 costs; the L1 fee predicted equals the one the oracle charges the mined
+  transaction at its block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from eth_utils import to_checksum_address
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from agent.chain.arb_executor import encode_deployment, load_arb_executor_artifact
+from agent.chain.l1fee import OpStackL1Fees, fjord_l1_fee, unsigned_tx_bytes
+from agent.chain.registry import addresses_for
+from agent.devnet import Devnet
+from agent.devnet.replica import BASE_L1_FEE_PARAMS, place_gas_price_oracle
+from agent.devnet.traders import swap_v2
+from tests.e2e.harness import AGENT_ACCOUNT, GAPPER, running_agent, write_config
+from tests.e2e.test_replica_e2e import _call, _send_as, replica_tree
+
+# 1 ETH per L1 gas: an L1 data fee of several ETH for an arbitrage transaction.
+RUINOUS_L1_BASE_FEE_WEI = 10**18
+
+
+@pytest.fixture
+async def base(base_replica: Devnet) -> AsyncIterator[Devnet]:
+    snapshot = await base_replica.snapshot()
+    try:
+        yield base_replica
+    finally:
+        await base_replica.revert(snapshot)
+
+
+async def _arb_executor(base: Devnet) -> str:
+    rpc = base.rpc
+    assert rpc is not None
+    reg = addresses_for("base")
+    hashes = {
+        dex.factory: base.v2_pair_init_code_hashes.get(name, dex.pair_init_code_hash)  # type: ignore[attr-defined]
+        for name, dex in reg.v2_dexes().items()
+    }
+    creation = encode_deployment(
+        load_arb_executor_artifact(), reg.v3_dexes()["uniswap_v3"].factory, hashes
+    )
+    receipt = await _send_as(rpc, AGENT_ACCOUNT, {"data": "0x" + creation.hex()})
+    executor = to_checksum_address(receipt["contractAddress"])
+    for symbol, amount in (("WETH", 40 * 10**18), ("USDC", 100_000 * 10**6)):
+        data = _call("transfer(address,uint256)", ["address", "uint256"], [executor, amount])
+        await _send_as(rpc, AGENT_ACCOUNT, {"to": reg.tokens[symbol].address, "data": data})
+    return executor
+
+
+async def test_l1_fee_decides_and_is_booked_on_the_base_replica(
+    base: Devnet, workdir: Path
+) -> None:
+    rpc = base.rpc
+    assert rpc is not None
+    reg = addresses_for("base")
+    executor = await _arb_executor(base)
+    tree = replica_tree(
+        base,
+        workdir,
+        tokens=["WETH", "USDC"],
+        arb_executor=executor,
+        strategies={
+            "arbitrage": {
+                "enabled": True,
+                "dexes": ["uniswap_v2", "sushiswap"],
+                "min_profit_usd": 1.0,
+                "max_input_usd": 100_000.0,
+            }
+        },
+        dexes=["uniswap_v2", "sushiswap"],
+    )
+    cfg = write_config(workdir / "agent.toml", tree, {})
+    await place_gas_price_oracle(
+        rpc, replace(BASE_L1_FEE_PARAMS, l1_base_fee_wei=RUINOUS_L1_BASE_FEE_WEI)
+    )
+    async with running_agent(cfg) as agent:
+        gap = await swap_v2(
+            rpc,
+            dex="sushiswap",
+            router=reg.v2_dexes()["sushiswap"].router02 or "",
+            trader=GAPPER,
+            path=[reg.weth, reg.tokens["USDC"].address],
+            amount_in=10 * 10**18,
+        )
+        refused = await agent.tick(gap.block)
+        assert refused.started == 0
+        assert set(refused.rejected) == {"gas_to_profit"}
+
+        # Base's usual L1 inputs (the next L1 block): the same gap is worth taking.
+        await place_gas_price_oracle(rpc, BASE_L1_FEE_PARAMS)
+        await base.call("evm_mine", [])
+        report = await agent.tick()
+        assert report.started == 1, report.rejected
+        (fill,) = agent.parts.engine.report.fills
+        assert fill.profit > 0 and fill.profit == fill.predicted_profit
+        stored = (await agent.parts.journal.list_fills())[0]
+
+    assert fill.tx_hash is not None
+    w3 = AsyncWeb3(AsyncHTTPProvider(base.rpc_url))
+    mined = await w3.eth.get_transaction(fill.tx_hash)  # type: ignore[arg-type]
+    receipt = await w3.eth.get_transaction_receipt(fill.tx_hash)  # type: ignore[arg-type]
+    oracle_fee = await OpStackL1Fees(w3).l1_fee(
+        unsigned_tx_bytes(mined), int(receipt["blockNumber"])
+    )
+    # Realised L1: the oracle's charge for the mined transaction (Anvil gives no l1Fee);
+    # predicted L1: the same figure, to the wei (same bytes, same L1 inputs).
+    assert (
+        fill.l1_fee_wei == oracle_fee == fjord_l1_fee(unsigned_tx_bytes(mined), BASE_L1_FEE_PARAMS)
+    )
+    assert fill.predicted_l1_fee_wei == fill.l1_fee_wei > 0
+    # L2: gas used x effective price, under the prediction at the max fee.
+    l2_paid = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+    assert fill.gas_cost_wei == l2_paid + fill.l1_fee_wei
+    assert 0 < l2_paid <= fill.predicted_gas_cost_wei
+    # The journal keeps all four.
+    assert (
+        stored.gas_cost_wei,
+        stored.l1_fee_wei,
+        stored.predicted_gas_cost_wei,
+        stored.predicted_l1_fee_wei,
+    ) == (
+        fill.gas_cost_wei,
+        fill.l1_fee_wei,
+        fill.predicted_gas_cost_wei,
+        fill.predicted_l1_fee_wei,
+    )
