@@ -188,10 +188,12 @@ class FeePolicy:
 
 @dataclass(frozen=True, slots=True)
 class Fees:
-    """EIP-1559 fee fields, wei per gas."""
+    """EIP-1559 fee fields, wei per gas. ``legacy``: a type-0 transaction on a chain without
+    a base fee; both fields then hold its ``gasPrice``."""
 
     max_fee_per_gas_wei: int
     max_priority_fee_per_gas_wei: int
+    legacy: bool = False
 
     def bumped(self, bump_bps: int) -> Fees:
         """Both fields raised by at least ``bump_bps`` (rounded up, and by at least 1 wei)."""
@@ -199,7 +201,9 @@ class Fees:
         def up(value: int) -> int:
             return max(value + 1, -(-value * (10_000 + bump_bps) // 10_000))
 
-        return Fees(up(self.max_fee_per_gas_wei), up(self.max_priority_fee_per_gas_wei))
+        return Fees(
+            up(self.max_fee_per_gas_wei), up(self.max_priority_fee_per_gas_wei), self.legacy
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +439,14 @@ class TransactionSender:
         """Fees for the next block under the policy; ``FeeCapExceeded`` if the cap is too low."""
         policy = self.fee_policy
         gas = await self.fee_oracle.gas_price()
+        if gas.legacy:
+            # One price per gas (the oracle's percentile of what recent blocks paid).
+            if gas.max_fee_wei > policy.max_fee_per_gas_cap_wei:
+                raise FeeCapExceeded(
+                    f"gas price {gas.max_fee_wei} wei/gas is above the cap "
+                    f"{policy.max_fee_per_gas_cap_wei}"
+                )
+            return Fees(gas.max_fee_wei, gas.max_fee_wei, legacy=True)
         priority = (
             policy.priority_fee_wei if policy.priority_fee_wei is not None else gas.priority_fee_wei
         )
@@ -511,6 +523,16 @@ class TransactionSender:
             "maxFeePerGas": fees.max_fee_per_gas_wei,
             "maxPriorityFeePerGas": fees.max_priority_fee_per_gas_wei,
         }
+        if fees.legacy:
+            # Type 0 (EIP-155: the chain id is inside the signature) for a pre-London chain.
+            fields = {
+                "chainId": self.chain_id,
+                "nonce": nonce,
+                "value": request.value_wei,
+                "data": request.data,
+                "gas": gas_limit,
+                "gasPrice": fees.max_fee_per_gas_wei,
+            }
         if request.to is not None:
             fields["to"] = AsyncWeb3.to_checksum_address(request.to)
         return fields
@@ -660,6 +682,7 @@ class TransactionSender:
         fees = Fees(
             max(bumped.max_fee_per_gas_wei, current.max_fee_per_gas_wei),
             max(bumped.max_priority_fee_per_gas_wei, current.max_priority_fee_per_gas_wei),
+            old.legacy,
         )
         if fees.max_fee_per_gas_wei > self.fee_policy.max_fee_per_gas_cap_wei:
             raise FeeCapExceeded(

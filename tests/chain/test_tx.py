@@ -21,6 +21,7 @@ from agent.chain.gas import GasOracle
 from agent.chain.rpc import RpcClient
 from agent.chain.tx import FeePolicy, Fees, TxRequest, custom_error_decoder
 from agent.devnet import Devnet
+from agent.devnet.node import DEV_ACCOUNTS, AnvilNode
 from agent.errors import BroadcastRejected, FeeCapExceeded, SimulationRevert
 from agent.store import TxStatus
 from tests.chain._execution_helpers import journal_at, make_sender
@@ -369,3 +370,30 @@ async def test_a_send_whose_reply_was_lost_is_sent_once(
         journaled = await journal.list_txs()
         assert [t.tx_hash for t in journaled] == [sent.tx_hash]
         assert journaled[0].status != TxStatus.DROPPED
+
+
+async def test_a_chain_without_base_fee_gets_type_0_transactions(tmp_path: Path) -> None:
+    """Anvil on Berlin (before London): the sender prices gas the legacy way and signs type-0
+    (EIP-155) transactions; a stuck one is replaced by a type-0 one with a higher gasPrice."""
+    async with AnvilNode(extra_args=["--hardfork", "berlin"]) as node:
+        w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
+        _, key = DEV_ACCOUNTS[5]
+        recipient = DEV_ACCOUNTS[6][0]
+        async with journal_at(tmp_path / "agent.db") as journal:
+            sender = await make_sender(w3, key, journal)
+            sent = await sender.send(TxRequest(to=recipient, value_wei=777))
+            receipt, _ = await sender.track(sent, timeout_s=30)
+            assert receipt.status == 1
+            mined = await w3.eth.get_transaction(sent.tx_hash)  # type: ignore[arg-type]
+            assert int(mined["type"]) == 0
+            assert int(mined["chainId"]) == await w3.eth.chain_id  # EIP-155 replay protection
+            assert int(mined["gasPrice"]) == sent.fees.max_fee_per_gas_wei > 0
+
+            await w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+            stuck = await sender.send(TxRequest(to=recipient, value_wei=1))
+            bumped = await sender.replace(stuck)
+            await w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+            replacement = await w3.eth.get_transaction(bumped.tx_hash)  # type: ignore[arg-type]
+        assert int(replacement["type"]) == 0
+        assert int(replacement["gasPrice"]) > int(mined["gasPrice"])
+        assert int(replacement["nonce"]) == int(mined["nonce"]) + 1
