@@ -139,7 +139,18 @@ def _source_key(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
-def compile_sources(sources: list[Path]) -> tuple[str, dict[str, Any]]:
+# What a pre-Shanghai devnet (``Devnet(hardfork="berlin")``, the legacy-gas devnet) deploys,
+# built again for London into abis/london/: no PUSH0, which Berlin/London nodes reject.
+# (Multicall3's getBasefee is London's BASEFEE: on Berlin only that getter fails. The
+# ArbExecutor needs Cancun's transient storage: a legacy devnet offers no arbitrage.)
+PRE_SHANGHAI_DIR = ABIS_DIR / "london"
+PRE_SHANGHAI_CONTRACTS = ("Multicall3", "TestERC20", "BalanceProbe")
+PRE_SHANGHAI_SETTINGS: dict[str, Any] = {**SOLC_SETTINGS, "evmVersion": "london"}
+
+
+def compile_sources(
+    sources: list[Path], settings: dict[str, Any] = SOLC_SETTINGS
+) -> tuple[str, dict[str, Any]]:
     """Compile all sources in one solc run; returns (solc version, standard-JSON output)."""
     standard_input = {
         "language": "Solidity",
@@ -147,7 +158,7 @@ def compile_sources(sources: list[Path]) -> tuple[str, dict[str, Any]]:
             _source_key(path): {"content": path.read_text(encoding="utf-8")} for path in sources
         },
         "settings": {
-            **SOLC_SETTINGS,
+            **settings,
             "outputSelection": {
                 "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
             },
@@ -163,12 +174,16 @@ def compile_sources(sources: list[Path]) -> tuple[str, dict[str, Any]]:
     return str(result["version"]), output
 
 
-def contract_artifacts() -> list[Artifact]:
-    """Compile contracts/*.sol and render abis/<Name>.json for each."""
-    sources = contract_sources()
+def contract_artifacts(
+    names: tuple[str, ...] | None = None,
+    settings: dict[str, Any] = SOLC_SETTINGS,
+    out_dir: Path = ABIS_DIR,
+) -> list[Artifact]:
+    """Compile contracts/*.sol (or only ``names``) and render <out_dir>/<Name>.json for each."""
+    sources = [p for p in contract_sources() if names is None or p.stem in names]
     if not sources:
         return []
-    version, output = compile_sources(sources)
+    version, output = compile_sources(sources, settings)
     artifacts: list[Artifact] = []
     for path in sources:
         name = path.stem
@@ -181,10 +196,10 @@ def contract_artifacts() -> list[Artifact]:
             "bytecode": "0x" + compiled["evm"]["bytecode"]["object"],
             "deployedBytecode": "0x" + compiled["evm"]["deployedBytecode"]["object"],
             "compiler": compiler_label(version),
-            "settings": SOLC_SETTINGS,
+            "settings": settings,
             "sourceHash": source_hash(path),
         }
-        artifacts.append(Artifact(ABIS_DIR / f"{name}.json", render_json(document)))
+        artifacts.append(Artifact(out_dir / f"{name}.json", render_json(document)))
     return artifacts
 
 
@@ -254,8 +269,12 @@ def stale_files() -> list[str]:
 def write_all() -> list[Path]:
     """Regenerate every abis/ file; returns the paths whose content changed."""
     ABIS_DIR.mkdir(exist_ok=True)
+    PRE_SHANGHAI_DIR.mkdir(exist_ok=True)
     changed: list[Path] = []
-    for artifact in [*contract_artifacts(), *interface_artifacts()]:
+    pre_shanghai = contract_artifacts(
+        PRE_SHANGHAI_CONTRACTS, PRE_SHANGHAI_SETTINGS, PRE_SHANGHAI_DIR
+    )
+    for artifact in [*contract_artifacts(), *pre_shanghai, *interface_artifacts()]:
         if not artifact.path.is_file() or artifact.path.read_text("utf-8") != artifact.text:
             artifact.path.write_text(artifact.text, encoding="utf-8")
             changed.append(artifact.path)

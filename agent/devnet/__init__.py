@@ -33,13 +33,20 @@ __all__ = [
 DEFAULT_DEPLOYMENTS_DIR = PROJECT_ROOT / "anvil" / "deployments"
 
 
-def _state_key(extra_tokens: int) -> str:
+# Our contracts built for London (no PUSH0): what a devnet before Shanghai deploys.
+DEFAULT_ABIS = PROJECT_ROOT / "abis"
+PRE_SHANGHAI_ABIS = DEFAULT_ABIS / "london"
+
+
+def _state_key(extra_tokens: int, hardfork: str | None = None) -> str:
     """Changes whenever what a deployment would produce changes; guards saved states."""
-    digest = hashlib.sha256(f"extra_tokens={extra_tokens}".encode())
+    key = f"extra_tokens={extra_tokens}" + (f",hardfork={hardfork}" if hardfork else "")
+    digest = hashlib.sha256(key.encode())
+    abis = PRE_SHANGHAI_ABIS if hardfork else PROJECT_ROOT / "abis"
     for path in (
         Path(__file__).parent / "deploy.py",
-        PROJECT_ROOT / "abis" / "TestERC20.json",
-        PROJECT_ROOT / "abis" / "Multicall3.json",
+        abis / "TestERC20.json",
+        abis / "Multicall3.json",
         PROJECT_ROOT / "anvil" / "package-lock.json",
     ):
         if path.is_file():
@@ -66,7 +73,11 @@ class Devnet:
         deployments_dir: Path | None = DEFAULT_DEPLOYMENTS_DIR,
         extra_tokens: int = 0,
         block_time_s: int | None = None,
+        hardfork: str | None = None,
     ) -> None:
+        """``hardfork`` (e.g. ``"berlin"``) runs Anvil at that fork: ``"berlin"`` is a
+        legacy-gas chain (no base fee, type-0 transactions). Only forks before Shanghai are
+        meant: our contracts are then deployed from their London builds (no PUSH0)."""
         self.name = name
         self.chain_id = chain_id
         self.fork_url = fork_url
@@ -79,6 +90,9 @@ class Devnet:
             "fork_url": fork_url,
             "fork_block": fork_block,
         }
+        self.hardfork = hardfork
+        if hardfork is not None:
+            self._node_options["hardfork"] = hardfork
         self.block_time_s = block_time_s
         self.node = AnvilNode(**self._node_options)
         self.rpc: JsonRpc | None = None
@@ -162,11 +176,13 @@ class Devnet:
             chain_id=self.chain_id,
             rpc_url=self.rpc_url,
             extra_tokens=self.extra_tokens,
+            artifacts_dir=PRE_SHANGHAI_ABIS if self.hardfork else DEFAULT_ABIS,
+            legacy_gas=self.hardfork == "berlin",
         )
 
     def _state_key(self) -> str:
         """Guards a saved state: changes whenever what ``_deploy`` would produce changes."""
-        return _state_key(self.extra_tokens)
+        return _state_key(self.extra_tokens, self.hardfork)
 
     async def stop(self) -> None:
         if self.rpc is not None:

@@ -224,6 +224,7 @@ class _Plan:
         self.sender = sender
         self.nonce = first_nonce
         self.txs: list[_Tx] = []
+        self.legacy_gas = False  # a node before London: gasPrice, not EIP-1559 fee fields
 
     def deploy(
         self,
@@ -272,25 +273,29 @@ async def deploy_stack(
     extra_tokens: int = 0,
     fund_accounts: int = 9,
     one_block: bool = True,
+    artifacts_dir: Path = _ABIS,
+    legacy_gas: bool = False,
 ) -> Deployment:
     """Deploy everything on a fresh Anvil reachable through ``rpc``; return the deployment.
 
     ``extra_tokens`` adds alt tokens paired on both V2 DEXes with every other token and on V3
     with WETH and USDC (five pools each), to reach benchmark scale: 9 extra tokens give 240 V2
     and 60 V3 pools. ``fund_accounts`` dev accounts after the deployer get 2M USD of every base
-    token for tests and simulated traders.
+    token for tests and simulated traders. ``artifacts_dir`` holds our contracts' builds
+    (``abis/london`` for a node before Shanghai, which has no PUSH0).
     """
     deployer = DEV_ACCOUNTS[0][0]
     await rpc.call("anvil_setBalance", [deployer, hex(10**30)])
     nonce = int(await rpc.call("eth_getTransactionCount", [deployer, "latest"]), 16)
     plan = _Plan(deployer, nonce)
+    plan.legacy_gas = legacy_gas
 
     specs = {s.symbol: s for s in (WETH_SPEC, *BASE_TOKENS, *_extra_tokens(extra_tokens))}
     addresses: dict[str, str] = {}
 
     weth9 = _artifact(_NPM / "v2-periphery/build/WETH9.json")
     addresses["WETH"] = plan.deploy("WETH9", _creation_code(weth9))
-    test_erc20 = _creation_code(_artifact(_ABIS / "TestERC20.json"))
+    test_erc20 = _creation_code(_artifact(artifacts_dir / "TestERC20.json"))
     for spec in specs.values():
         if spec.symbol == "WETH":
             continue
@@ -496,7 +501,7 @@ async def deploy_stack(
             )
 
     await (_execute(rpc, plan) if one_block else _execute_one_by_one(rpc, plan))
-    multicall = _artifact(_ABIS / "Multicall3.json")
+    multicall = _artifact(artifacts_dir / "Multicall3.json")
     await rpc.call("anvil_setCode", [MULTICALL3_ADDRESS, multicall["deployedBytecode"]])
 
     return Deployment(
@@ -522,8 +527,11 @@ def _send_params(plan: _Plan, i: int, tx: _Tx) -> list[dict[str, str]]:
             "gas": hex(tx.gas),
             "value": hex(tx.value),
             "nonce": hex(plan.nonce - len(plan.txs) + i),
-            "maxFeePerGas": hex(100 * 10**9),
-            "maxPriorityFeePerGas": hex(10**9),
+            **(
+                {"gasPrice": hex(10 * 10**9)}
+                if plan.legacy_gas
+                else {"maxFeePerGas": hex(100 * 10**9), "maxPriorityFeePerGas": hex(10**9)}
+            ),
         }
     ]
 

@@ -150,6 +150,7 @@ class AnvilNode:
         block_time_s: float | None = None,
         extra_args: Sequence[str] = (),
         start_timeout_s: float = 20.0,
+        hardfork: str | None = None,
     ) -> None:
         self._args = ["--host", "127.0.0.1", "--port", "0", "--chain-id", str(chain_id)]
         self._fork_url = fork_url or None
@@ -159,6 +160,8 @@ class AnvilNode:
                 self._args += ["--fork-block-number", str(fork_block)]
         if block_time_s:
             self._args += ["--block-time", str(block_time_s)]
+        if hardfork:
+            self._args += ["--hardfork", hardfork]
         self._args += list(extra_args)
         self._start_timeout_s = start_timeout_s
         self._proc: asyncio.subprocess.Process | None = None

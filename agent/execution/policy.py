@@ -399,6 +399,15 @@ class SigningPolicy:
             named.append(mandate.token)
         return list(dict.fromkeys(str(to_checksum_address(t)) for t in named))
 
+    async def _probe(self, params: Mapping[str, Any], artifact: str) -> Mapping[str, Any]:
+        """``eth_call`` of ``params`` with the wallet's code overridden by ``artifact``."""
+        probe_code = _artifact_code(artifact, "deployedBytecode")
+        override = {self.wallet: {"code": "0x" + probe_code.hex()}}
+        response: Mapping[str, Any] = await self.w3.provider.make_request(
+            RPCEndpoint("eth_call"), [params, "latest", override]
+        )
+        return response
+
     async def simulate_balances(
         self, target: str, calldata: bytes, mandate: TxMandate
     ) -> list[BalanceChange]:
@@ -407,12 +416,12 @@ class SigningPolicy:
         tokens, holders = self._tokens(mandate), self._holders()
         call = _PROBE_SELECTOR + encode(_PROBE_ARGS, [target, calldata, tokens, holders])
         params = {"from": self.wallet, "to": self.wallet, "data": "0x" + call.hex()}
-        probe_code = _artifact_code("BalanceProbe", "deployedBytecode")
-        override = {self.wallet: {"code": "0x" + probe_code.hex()}}
-        response = await self.w3.provider.make_request(
-            RPCEndpoint("eth_call"), [params, "latest", override]
-        )
+        response = await self._probe(params, "BalanceProbe")
         error = response.get("error")
+        if error is not None and "NotActivated" in str(error):
+            # A node before Shanghai (a legacy-gas chain) has no PUSH0: the London build.
+            response = await self._probe(params, "london/BalanceProbe")
+            error = response.get("error")
         if error is not None:
             message = str(error.get("message", error)) if isinstance(error, Mapping) else str(error)
             revert_data = _revert_data_from_error(error) if isinstance(error, Mapping) else None
