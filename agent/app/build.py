@@ -427,10 +427,15 @@ async def open_agent(
                 fee_policy,
                 fee_oracle=gas,
             )
-            reconciler = Reconciler(sender, journal)
+            l1_fee_model = chain_profile(cfg.chain.name).l1_fee
+            l1_fees = (
+                OpStackL1Fees(w3, l1_fee_model.oracle)
+                if l1_fee_model.kind == "op_stack" and l1_fee_model.oracle is not None
+                else None
+            )
+            reconciler = Reconciler(sender, journal, l1_fees=l1_fees)
             report = await reconciler.reconcile(wait_s=30.0)
             log.info("start-up reconciliation: %s", report)
-            l1_fee_model = chain_profile(cfg.chain.name).l1_fee
             executor = ChainExecutor(
                 sender,
                 journal,
@@ -438,11 +443,7 @@ async def open_agent(
                 settings,
                 aggregator=aggregator,
                 events=events,
-                l1_fees=(
-                    OpStackL1Fees(w3, l1_fee_model.oracle)
-                    if l1_fee_model.kind == "op_stack" and l1_fee_model.oracle is not None
-                    else None
-                ),
+                l1_fees=l1_fees,
             )
             if executor.l1_fees is not None:
                 l1_fee_wei = executor.l1_fee_wei

@@ -86,7 +86,12 @@ from agent.execution.common import (
     min_amount_out,
     min_profit,
 )
-from agent.execution.settlement import _mined_receipts, _trade_account, fill_from_receipt
+from agent.execution.settlement import (
+    _mined_receipts,
+    _trade_account,
+    fill_from_receipt,
+    with_l1_fees,
+)
 from agent.execution.token_probe import PPM, probe_transfer
 from agent.feeds.oneinch import OneInchSwap
 from agent.store.journal import Journal, TxRecord
@@ -606,12 +611,10 @@ class ChainExecutor:
             await self.journal.set_intent_status(intent.id, IntentStatus.REVERTED, reason)
             log.warning("intent %s reverted on chain in %s: %s", intent.id, receipt.tx_hash, reason)
             return ExecutionOutcome(intent.id, IntentStatus.REVERTED, detail=reason)
-        gas_receipts = [
-            await self._with_l1_fee(r)
-            for r in await _mined_receipts(
-                self.sender, await self.journal.txs_for_intent(intent.id)
-            )
-        ]
+        gas_receipts = await with_l1_fees(
+            await _mined_receipts(self.sender, await self.journal.txs_for_intent(intent.id)),
+            self.l1_fees,
+        )
         fill = fill_from_receipt(intent, self.settings.mode, trade_tx, receipt, gas_receipts)
         if cross_check:
             await self._cross_check_balances(intent, trade_tx, receipt, fill)
@@ -625,16 +628,6 @@ class ChainExecutor:
             fill.predicted_profit,
         )
         return ExecutionOutcome(intent.id, IntentStatus.FILLED, fill=fill)
-
-    async def _with_l1_fee(self, receipt: Receipt) -> Receipt:
-        """``receipt`` with its L1 data fee: the node's figure, or (a node that gives none,
-        such as an Anvil replica) the oracle's at the receipt's block."""
-        if self.l1_fees is None or receipt.l1_fee_wei is not None:
-            return receipt
-        fee = await self.l1_fees.realised_l1_fee(
-            {"transactionHash": receipt.tx_hash, "blockNumber": receipt.block_number}
-        )
-        return replace(receipt, l1_fee_wei=fee)
 
     async def l1_fee_wei(self, intent: Intent) -> int:
         """The L1 data fee (wei) of the transaction that would carry ``intent`` out now.

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 from web3 import AsyncWeb3
 
+from agent.chain.l1fee import OpStackL1Fees
 from agent.chain.tx import Receipt, TransactionSender
 from agent.errors import BroadcastRejected
-from agent.execution.settlement import _mined_receipts, fill_from_receipt
+from agent.execution.settlement import _mined_receipts, fill_from_receipt, with_l1_fees
 from agent.store.journal import Journal, TxRecord
 from agent.store.models import IntentStatus, TxStatus
 
@@ -64,9 +65,12 @@ class Reconciler:
         sender: TransactionSender,
         journal: Journal,
         receipt_grace_s: float | None = None,
+        l1_fees: OpStackL1Fees | None = None,
     ) -> None:
         self.sender = sender
         self.journal = journal
+        # OP-stack chains: the L1 data fee of receipts that do not carry it
+        self.l1_fees = l1_fees
         # the sender's grace by default: "nonce too low" and reconciliation agree on it
         self.receipt_grace_s = (
             sender.receipt_grace_s if receipt_grace_s is None else receipt_grace_s
@@ -202,7 +206,9 @@ class Reconciler:
                 if receipt is None:
                     report.notes.append(f"journal says {mined[0].tx_hash} mined; node disagrees")
                     continue
-                gas_receipts = await _mined_receipts(self.sender, txs)
+                gas_receipts = await with_l1_fees(
+                    await _mined_receipts(self.sender, txs), self.l1_fees
+                )
                 fill = fill_from_receipt(intent, record.mode, mined[0], receipt, gas_receipts)
                 await self.journal.record_fill(fill)
                 report.intents_filled += 1

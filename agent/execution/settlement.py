@@ -7,7 +7,9 @@ Amounts are ``int`` in smallest units throughout.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
+from agent.chain.l1fee import OpStackL1Fees
 from agent.chain.tx import Receipt, TransactionSender, net_token_flow, token_transfers
 from agent.errors import FatalError
 from agent.store.journal import TxRecord
@@ -84,3 +86,19 @@ async def _mined_receipts(sender: TransactionSender, txs: Sequence[TxRecord]) ->
             if receipt is not None:
                 receipts.append(receipt)
     return receipts
+
+
+async def with_l1_fees(receipts: Sequence[Receipt], l1_fees: OpStackL1Fees | None) -> list[Receipt]:
+    """``receipts`` with their L1 data fee: the node's figure, or (a node that gives none, such
+    as an Anvil replica of an OP-stack chain) the oracle's at each receipt's block."""
+    if l1_fees is None:
+        return list(receipts)
+    priced = []
+    for receipt in receipts:
+        if receipt.l1_fee_wei is None:
+            fee = await l1_fees.realised_l1_fee(
+                {"transactionHash": receipt.tx_hash, "blockNumber": receipt.block_number}
+            )
+            receipt = replace(receipt, l1_fee_wei=fee)
+        priced.append(receipt)
+    return priced
