@@ -136,3 +136,44 @@ async def test_l1_fee_decides_and_is_booked_on_the_base_replica(
         fill.predicted_gas_cost_wei,
         fill.predicted_l1_fee_wei,
     )
+
+
+async def test_an_l1_fee_that_cannot_be_priced_refuses_the_arbitrage(
+    base: Devnet, workdir: Path
+) -> None:
+    """No oracle answer (here: no code at the predeploy): the cost is unknown, and the agent
+    refuses rather than trade blind."""
+    rpc = base.rpc
+    assert rpc is not None
+    reg = addresses_for("base")
+    executor = await _arb_executor(base)
+    tree = replica_tree(
+        base,
+        workdir,
+        tokens=["WETH", "USDC"],
+        arb_executor=executor,
+        strategies={
+            "arbitrage": {
+                "enabled": True,
+                "dexes": ["uniswap_v2", "sushiswap"],
+                "min_profit_usd": 1.0,
+                "max_input_usd": 100_000.0,
+            }
+        },
+        dexes=["uniswap_v2", "sushiswap"],
+    )
+    cfg = write_config(workdir / "agent.toml", tree, {})
+    async with running_agent(cfg) as agent:
+        await rpc.call("anvil_setCode", ["0x420000000000000000000000000000000000000F", "0x"])
+        gap = await swap_v2(
+            rpc,
+            dex="sushiswap",
+            router=reg.v2_dexes()["sushiswap"].router02 or "",
+            trader=GAPPER,
+            path=[reg.weth, reg.tokens["USDC"].address],
+            amount_in=10 * 10**18,
+        )
+        report = await agent.tick(gap.block)
+        assert report.started == 0
+        assert set(report.rejected) == {"gas_to_profit"}
+        assert agent.parts.engine.report.fills == []
