@@ -82,6 +82,10 @@ class MulticallError(TemporaryError):
     """A batch could not be read at a single consistent block (read again at the next one)."""
 
 
+class LogQueryRefused(TemporaryError):
+    """The provider refused an eth_getLogs even for a single block (too many results)."""
+
+
 class PoolReadError(TemporaryError):
     """A pool's state could not be read (call reverted, not a pool, transport failure)."""
 

@@ -34,6 +34,7 @@ from agent.chain.blocks import HeadMonitor
 from agent.chain.gas import GasOracle, GasPolicy
 from agent.chain.heads import HeadGuard
 from agent.chain.l1fee import OpStackL1Fees
+from agent.chain.limits import ProviderLimits
 from agent.chain.multicall import Call, Multicall
 from agent.chain.nonce import NonceManager
 from agent.chain.registry import DEVNET_CHAIN, EXPECTED_BLOCK_TIME_S, chain_profile
@@ -171,6 +172,11 @@ class PaperBalances:
         return await self.journal.paper_balances()
 
 
+def provider_limits(cfg: AgentConfig) -> ProviderLimits:
+    """``[chain.limits]`` as the ``ProviderLimits`` every RPC read respects."""
+    return ProviderLimits(**cfg.chain.limits.model_dump())  # the same names, one to one
+
+
 async def _tokens(cfg: AgentConfig, multicall: Multicall) -> dict[str, Token]:
     """``market.tokens`` (symbols or 0x addresses) with decimals and symbols read on chain."""
     return await resolve_tokens(
@@ -295,17 +301,23 @@ async def open_agent(
         if console_server is not None:
             console_server.listen()  # like metrics: a busy port fails before any connection
             stack.callback(console_server.close)
+        limits = provider_limits(cfg)
         rpc = RpcClient(
             [str(u) for u in cfg.chain.rpc_urls],
             session=session,
             timeout_s=cfg.chain.request_timeout_s,
+            limits=limits,
             on_request=lambda url, method, ok, latency_s: metrics.record_rpc_request(
                 url, method, ok=ok, latency_s=latency_s
             ),
         )
         w3 = rpc.web3()
         addresses = cfg.chain_addresses()
-        multicall = Multicall(rpc, max_calls_per_chunk=cfg.market.multicall_batch_size)
+        multicall = Multicall(
+            rpc,
+            max_calls_per_chunk=cfg.market.multicall_batch_size,
+            max_request_bytes=limits.max_request_bytes,
+        )
         tokens = await _tokens(cfg, multicall)
         dexes = set(cfg.market.dexes)
         v2_factories: dict[str, str] = {
@@ -318,6 +330,7 @@ async def open_agent(
             v3_factory=next(iter(v3.values())).factory if v3 else None,
             fee_tiers=list(cfg.market.v3_fee_tiers),
             multicall=multicall,
+            limits=limits,
         )
         await registry.discover(list(tokens))
         # Read every pool once now: feeds priced from the pools (the simulated ones) start with
@@ -345,6 +358,7 @@ async def open_agent(
                 whale_wallets,
                 pool_tokens={a: (p.token0, p.token1) for a, p in registry.pools.items()},
                 max_block_range=cfg.feeds.whales.max_blocks_per_query,
+                limits=limits,
             )
             if whale_wallets
             else None

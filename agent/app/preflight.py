@@ -20,6 +20,7 @@ import aiohttp
 from eth_abi import decode, encode
 from eth_utils import to_checksum_address
 
+from agent.chain.limits import ProviderLimits
 from agent.chain.multicall import Call, Multicall
 from agent.chain.rpc import RpcClient
 from agent.chain.tokens import resolve_tokens
@@ -326,8 +327,15 @@ async def preflight(cfg: AgentConfig) -> PreflightReport:
             report.add(f"rpc {redact_endpoint(url)}", True, f"chain id {chain_id}")
         if report.failed:
             return report
-        rpc = RpcClient(list(urls), session=session, timeout_s=cfg.chain.request_timeout_s)
-        multicall = Multicall(rpc, max_calls_per_chunk=cfg.market.multicall_batch_size)
+        limits = ProviderLimits(**cfg.chain.limits.model_dump())
+        rpc = RpcClient(
+            list(urls), session=session, timeout_s=cfg.chain.request_timeout_s, limits=limits
+        )
+        multicall = Multicall(
+            rpc,
+            max_calls_per_chunk=cfg.market.multicall_batch_size,
+            max_request_bytes=limits.max_request_bytes,
+        )
         try:
             account = await check_wallet_address(cfg)
             report.add("keystore", True, account or "none yet (paper mode needs none)")

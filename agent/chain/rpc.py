@@ -32,6 +32,7 @@ from web3 import AsyncWeb3, WebSocketProvider
 from web3.providers.async_base import AsyncJSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
+from agent.chain.limits import UNLIMITED, ProviderLimits, log_range_refusal
 from agent.errors import (
     AgentError,
     RateLimitedError,
@@ -88,6 +89,7 @@ class RpcClient:
         backoff_max_s: float = 2.0,
         cooldown_s: float = 5.0,
         on_request: RequestObserver | None = None,
+        limits: ProviderLimits = UNLIMITED,
     ) -> None:
         if not rpc_urls:
             raise ValueError("rpc_urls must name at least one endpoint")
@@ -102,6 +104,8 @@ class RpcClient:
         self._cooldown_s = cooldown_s
         self._on_request = on_request
         self._next_id = 0
+        self.limits = limits
+        self._pacer = RequestPacer(limits.requests_per_s)
 
     # --- counters ---------------------------------------------------------------------------
 
@@ -163,16 +167,46 @@ class RpcClient:
         return results
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any]]:
-        """Many JSON-RPC calls in one HTTP request; the response objects in request order."""
+        """Many JSON-RPC calls; the response objects in request order. Calls travel in as few
+        HTTP requests as ``limits`` allow (calls per batch, bytes per request), sent together."""
         if not calls:
             return []
+        encoded = [json.dumps(list(p)) for _m, p in calls]
+        groups: list[list[int]] = [[]]
+        size = 0
+        for index, ((method, _params), params_json) in enumerate(zip(calls, encoded, strict=True)):
+            cost = len(params_json) + len(method) + 60  # the envelope: jsonrpc, id, method
+            group = groups[-1]
+            if group and (
+                len(group) >= self.limits.max_calls_per_batch
+                or size + cost > self.limits.max_request_bytes
+            ):
+                groups.append([])
+                size = 0
+            groups[-1].append(index)
+            size += cost
+        if len(groups) == 1:
+            return await self._batch_request(calls, encoded)
+        answers = await asyncio.gather(
+            *(
+                self._batch_request([calls[i] for i in group], [encoded[i] for i in group])
+                for group in groups
+            )
+        )
+        return [reply for answer in answers for reply in answer]
+
+    async def _batch_request(
+        self, calls: Sequence[tuple[str, Sequence[Any]]], encoded_params: Sequence[str]
+    ) -> list[dict[str, Any]]:
         first_id = self._next_id + 1
         self._next_id += len(calls)
-        body = json.dumps(
-            [
-                {"jsonrpc": "2.0", "id": first_id + i, "method": m, "params": list(p)}
-                for i, (m, p) in enumerate(calls)
-            ]
+        body = (
+            "["
+            + ",".join(
+                f'{{"jsonrpc":"2.0","id":{first_id + i},"method":{json.dumps(m)},"params":{p}}}'
+                for i, ((m, _), p) in enumerate(zip(calls, encoded_params, strict=True))
+            )
+            + "]"
         ).encode()
         ids = list(range(first_id, first_id + len(calls)))
         method = calls[0][0] if len({m for m, _ in calls}) == 1 else "batch"
@@ -227,6 +261,7 @@ class RpcClient:
             index = self._pick_endpoint()
         url = self.rpc_urls[index]
         stats = self.stats[index]
+        await self._pacer.wait()
         stats.requests += 1
         stats.calls += call_count
         started = time.perf_counter()
@@ -317,6 +352,10 @@ def _retry_after_s(header: str | None) -> float | None:
 
 def _raise_if_retryable_error(reply: Any) -> None:
     error = reply.get("error") if isinstance(reply, dict) else None
+    # Infura answers an oversized eth_getLogs with its rate-limit code: that is an answer
+    # (ask for less), handled by the caller, not a reason to fail the request around it
+    if log_range_refusal(error) is not None:
+        return
     if isinstance(error, dict) and error.get("code") in _RETRYABLE_RPC_CODES:
         raise RateLimitedError(f"rpc error {error.get('code')}: {error.get('message', '')}")
 
@@ -354,6 +393,24 @@ def _expect_any(payload: Any) -> None:
             _raise_if_retryable_error(reply)
     else:
         _expect_single(payload)
+
+
+class RequestPacer:
+    """Spaces requests ``1 / per_s`` seconds apart (``per_s`` 0: no pacing), so a provider's
+    requests-per-second cap is met rather than answered with 429s."""
+
+    def __init__(self, per_s: float) -> None:
+        self._interval = 1.0 / per_s if per_s > 0 else 0.0
+        self._next_slot = 0.0
+
+    async def wait(self) -> None:
+        if not self._interval:
+            return
+        now = time.monotonic()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + self._interval  # claimed before sleeping: no lock needed
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
 
 class FailoverProvider(AsyncJSONBaseProvider):

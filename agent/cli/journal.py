@@ -190,6 +190,7 @@ async def _chain_sheet(
 ) -> BalanceSheet:
     """Wallet and executor balances read through the configured RPC."""
     from agent.app.journal_views import chain_balance_sheet
+    from agent.chain.limits import ProviderLimits
     from agent.chain.multicall import Multicall
     from agent.chain.rpc import RpcClient
     from agent.chain.tokens import resolve_tokens
@@ -198,9 +199,16 @@ async def _chain_sheet(
     holders = {"wallet": read_keystore_address(cfg.wallet.keystore)}
     if cfg.execution.arb_executor:
         holders["executor"] = str(cfg.execution.arb_executor)
-    rpc = RpcClient([str(u) for u in cfg.chain.rpc_urls], timeout_s=cfg.chain.request_timeout_s)
+    limits = ProviderLimits(**cfg.chain.limits.model_dump())
+    rpc = RpcClient(
+        [str(u) for u in cfg.chain.rpc_urls], timeout_s=cfg.chain.request_timeout_s, limits=limits
+    )
     try:
-        multicall = Multicall(rpc, max_calls_per_chunk=cfg.market.multicall_batch_size)
+        multicall = Multicall(
+            rpc,
+            max_calls_per_chunk=cfg.market.multicall_batch_size,
+            max_request_bytes=limits.max_request_bytes,
+        )
         tokens = await resolve_tokens(
             cfg.market.tokens, cfg.chain_addresses(), cfg.market.token_addresses, multicall
         )

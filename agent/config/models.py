@@ -190,6 +190,18 @@ class _Section(BaseModel):
 # Sections.
 
 
+class ChainLimits(_Section):
+    """What the RPC provider accepts; every read stays within it. Defaults fit the common
+    providers' free tiers; a refused log range is split and asked again anyway."""
+
+    max_calls_per_batch: int = Field(100, ge=1, le=100_000)
+    max_request_bytes: int = Field(2_000_000, ge=10_000, le=1_000_000_000)
+    logs_max_block_range: int = Field(2_000, ge=1, le=10_000_000)
+    logs_max_results: int = Field(10_000, ge=1, le=10_000_000)
+    # 0 = no pacing (a local node); an HTTP 429 is retried with backoff either way
+    requests_per_s: float = Field(0.0, ge=0, le=100_000)
+
+
 class ChainConfig(_Section):
     """Which chain and how to reach it. ``rpc_urls`` are tried in order (failover)."""
 
@@ -206,6 +218,7 @@ class ChainConfig(_Section):
     block_time_s: float | None = Field(None, gt=0, le=600)
     # No new head for this long = stalled (alert, /health degraded); default 3 block times.
     stall_after_s: float | None = Field(None, gt=0)
+    limits: ChainLimits = Field(default_factory=ChainLimits)
 
     def head_stall_after_s(self) -> float | None:
         """Seconds without a new head that count as a stall, or None: not watched (devnet)."""

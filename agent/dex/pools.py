@@ -25,6 +25,8 @@ from typing import Any
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
+from agent.chain.limits import UNLIMITED, ProviderLimits
+from agent.chain.logs import get_logs, log_request, plan_log_ranges
 from agent.chain.multicall import Call, CallResult, JsonRpcBatcher, Multicall, Web3Batcher
 from agent.dex.v2 import DEFAULT_FEE_PIPS, V2Pool
 from agent.dex.v3 import FEE_TIERS_PIPS, TICK_SPACING_BY_FEE, V3Pool
@@ -222,11 +224,8 @@ async def load_v3_ticks(
     return answer
 
 
-def _touched_ticks(reply: dict[str, Any]) -> tuple[dict[str, set[int]], str | None]:
-    """``{pool: {tickLower, tickUpper, ...}}`` from an eth_getLogs answer for Mint/Burn."""
-    logs = reply.get("result")
-    if "error" in reply or not isinstance(logs, list):
-        return {}, f"eth_getLogs failed: {reply.get('error')}"
+def _touched_ticks(logs: Sequence[Any]) -> tuple[dict[str, set[int]], str | None]:
+    """``{pool: {tickLower, tickUpper, ...}}`` from the Mint/Burn logs of eth_getLogs."""
     touched: dict[str, set[int]] = {}
     for entry_log in logs:
         try:
@@ -293,6 +292,8 @@ class PoolRegistry:
     v2_fee_pips: Mapping[str, int] = field(default_factory=dict)
     fee_tiers: Sequence[int] = FEE_TIERS_PIPS
     multicall: Multicall | None = None
+    # the provider's caps (the RpcClient splits batches itself; this plans log ranges)
+    limits: ProviderLimits = UNLIMITED
 
     def __post_init__(self) -> None:
         self._batch = _batcher(self.rpc)
@@ -474,15 +475,13 @@ class PoolRegistry:
 
         requests = self.multicall.build_requests(self._refresh_calls, block, cache_encoding=True)
         chunk_count = len(requests)
+        log_filter: dict[str, Any] = {
+            "address": v3_addresses,
+            "topics": [[MINT_TOPIC, BURN_TOPIC]],
+        }
+        pieces = plan_log_ranges(synced + 1, block, self.limits) if synced is not None else []
         if want_logs:
-            assert synced is not None
-            log_filter = {
-                "fromBlock": hex(synced + 1),
-                "toBlock": hex(block),
-                "address": v3_addresses,
-                "topics": [[MINT_TOPIC, BURN_TOPIC]],
-            }
-            requests.append(("eth_getLogs", [log_filter]))
+            requests.extend(log_request(log_filter, piece) for piece in pieces)
         try:
             replies = await self._batch.batch(requests)
         except AgentError as exc:
@@ -495,7 +494,20 @@ class PoolRegistry:
         touched: dict[str, set[int]] = {}
         logs_ok = True
         if want_logs:
-            touched, error = _touched_ticks(replies[-1])
+            assert synced is not None
+            try:
+                # a piece the provider refused as too large is split and asked again
+                logs = await get_logs(
+                    self._batch,
+                    log_filter,
+                    synced + 1,
+                    block,
+                    self.limits,
+                    answered=dict(zip(pieces, replies[chunk_count:], strict=True)),
+                )
+                touched, error = _touched_ticks(logs)
+            except AgentError as exc:
+                error = f"eth_getLogs failed: {type(exc).__name__}: {exc}"
             logs_ok = error is None
         _, results = self.multicall.decode_replies(self._refresh_calls, replies[:chunk_count])
 

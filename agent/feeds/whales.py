@@ -37,6 +37,9 @@ from eth_abi import decode
 from eth_utils import keccak, to_checksum_address
 from web3 import AsyncWeb3
 
+from agent.chain.limits import UNLIMITED, ProviderLimits
+from agent.chain.logs import get_logs
+from agent.chain.rpc import FailoverProvider
 from agent.types import WhaleTrade
 
 
@@ -100,6 +103,15 @@ def _data(log: Mapping[str, Any]) -> bytes:
     return bytes(raw) if isinstance(raw, bytes | bytearray) else bytes.fromhex(str(raw)[2:])
 
 
+def _raw_log(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-RPC log with its numbers as ints, as web3 formats them."""
+    return {
+        **entry,
+        "blockNumber": int(str(entry["blockNumber"]), 16),
+        "logIndex": int(str(entry["logIndex"]), 16),
+    }
+
+
 def _decode_swap(log: Mapping[str, Any], topic0: str) -> _Swap | None:
     pool = to_checksum_address(str(log["address"]))
     tx_hash, block, log_index = (
@@ -141,6 +153,7 @@ class WhaleWatcher:
         log_addresses: Sequence[str] | None = None,
         max_block_range: int = 500,
         logger: logging.Logger | None = None,
+        limits: ProviderLimits = UNLIMITED,
     ) -> None:
         self._w3 = w3
         self.wallets = frozenset(to_checksum_address(w) for w in wallets)
@@ -149,7 +162,8 @@ class WhaleWatcher:
             for pool, (t0, t1) in (pool_tokens or {}).items()
         }
         self.log_addresses = [to_checksum_address(a) for a in log_addresses or []]
-        self.max_block_range = max(1, max_block_range)
+        self.limits = limits
+        self.max_block_range = max(1, min(max_block_range, limits.logs_max_block_range))
         self.log = logger if logger is not None else logging.getLogger("agent.feeds.whales")
         self.get_logs_calls = 0
         self.next_block: int | None = None
@@ -193,6 +207,12 @@ class WhaleWatcher:
         if self.log_addresses:
             params["address"] = self.log_addresses
         self.get_logs_calls += 1
+        provider = self._w3.provider
+        if isinstance(provider, FailoverProvider):
+            # through the RpcClient: a range the provider refuses is split and asked again
+            query = {k: v for k, v in params.items() if k not in ("fromBlock", "toBlock")}
+            logs = await get_logs(provider.client, query, from_block, to_block, self.limits)
+            return [_raw_log(entry) for entry in logs]
         return list(await self._w3.eth.get_logs(params))  # type: ignore[arg-type]
 
     async def decode(

@@ -10,9 +10,11 @@ from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import AsyncWeb3
 
+from agent.chain.rpc import RpcClient
 from agent.devnet import Devnet
 from agent.feeds.whales import WhaleWatcher
 from agent.types import WhaleTrade
+from tests.fakes.rpc_proxy import EnforcedLimits, FaultyRpcProxy
 
 pytestmark = pytest.mark.chain
 
@@ -188,3 +190,14 @@ async def test_watcher_reports_v2_and_v3_whale_trades_exactly(
     assert await bare.poll() == trades
     await devnet.mine(1)
     assert await bare.poll() == []
+
+    # Through the RpcClient behind a provider that takes 2 blocks per eth_getLogs: the
+    # refused 6-block range is split and asked again, and the same trades come out.
+    caps = EnforcedLimits(logs_max_block_range=2, style="alchemy")
+    async with (
+        FaultyRpcProxy(devnet.rpc_url, failure_rate=0.0, limits=caps) as proxy,
+        RpcClient([proxy.url]) as client,
+    ):
+        limited = WhaleWatcher(client.web3(), [WHALE])
+        assert await limited.scan(block - 3, block + 2) == trades
+        assert proxy.refused["logs_range"] >= 1

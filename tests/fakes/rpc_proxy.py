@@ -6,6 +6,13 @@ body, garbled JSON. Everything else is forwarded unchanged. It records what it d
 can check that faults really happened. ``cut()`` makes it drop every connection (a dead
 endpoint) until ``restore()``. ``lie(method, result)`` makes it a lying node: the next answers
 to ``method`` carry ``result`` instead of the node's (``told`` records each lie).
+
+``limits=EnforcedLimits(...)`` makes it a provider with caps, refusing as providers do: a body
+over ``max_body_bytes`` gets HTTP 413, a batch over ``max_batch_calls`` one error object, more
+than ``requests_per_s`` requests in a second HTTP 429, and an ``eth_getLogs`` over
+``logs_max_block_range`` blocks or ``logs_max_results`` results the error of ``style``:
+Infura's ``-32005 query returned more than ...`` or Alchemy's ``-32602 ... block range ...``
+(with the range that would work). ``refused`` counts each kind of refusal.
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -22,6 +31,33 @@ import aiohttp
 from aiohttp import web
 
 FAULTS = ("http_500", "http_429", "reset", "timeout", "truncated", "garbled")
+
+
+@dataclass(frozen=True)
+class EnforcedLimits:
+    """A provider's caps (``None``: no cap) and how it words a refused log query."""
+
+    max_batch_calls: int | None = None
+    max_body_bytes: int | None = None
+    logs_max_block_range: int | None = None
+    logs_max_results: int | None = None
+    requests_per_s: int | None = None
+    style: str = "infura"  # or "alchemy"
+
+
+def _log_refusal(style: str, start: int, end: int, why: str) -> dict[str, Any]:
+    if style == "infura":
+        return {
+            "code": -32005,
+            "message": f"query returned more than 10000 results. Try with this block range "
+            f"[{hex(start)}, {hex(end)}].",
+        }
+    return {
+        "code": -32602,
+        "message": f"Log response size exceeded ({why}). You can make eth_getLogs requests "
+        f"with up to a 10 block range. Based on your parameters, this block range should "
+        f"work: [{hex(start)}, {hex(end)}]",
+    }
 
 
 class FaultyRpcProxy:
@@ -35,6 +71,7 @@ class FaultyRpcProxy:
         slow_reply_s: float = 1.0,
         seed: int = 0,
         faults: tuple[str, ...] = FAULTS,
+        limits: EnforcedLimits | None = None,
     ) -> None:
         self.upstream_url = upstream_url
         self.failure_rate = failure_rate
@@ -47,6 +84,10 @@ class FaultyRpcProxy:
         self.dropped_while_down = 0
         self._lies: list[tuple[str, Callable[[Any], Any]]] = []
         self.told: list[tuple[str, Any]] = []  # (method, the result answered instead)
+        self.limits = limits
+        self.refused: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()  # JSON-RPC calls forwarded, by method
+        self._recent: deque[float] = deque()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.url = ""
@@ -114,6 +155,77 @@ class FaultyRpcProxy:
         self.told.append((method, answer["result"]))
         return json.dumps(answer).encode()
 
+    async def _block_number(self) -> int:
+        reply = await self._forward(b'{"jsonrpc":"2.0","id":0,"method":"eth_blockNumber"}')
+        return int(json.loads(reply)["result"], 16)
+
+    async def _enforce(self, body: bytes) -> web.Response | None:
+        limits = self.limits
+        assert limits is not None
+        if limits.requests_per_s is not None:
+            now = time.monotonic()
+            while self._recent and now - self._recent[0] >= 1.0:
+                self._recent.popleft()
+            if len(self._recent) >= limits.requests_per_s:
+                self.refused["rate"] += 1
+                return web.Response(status=429, text="too many requests")
+            self._recent.append(now)
+        if limits.max_body_bytes is not None and len(body) > limits.max_body_bytes:
+            self.refused["body"] += 1
+            return web.Response(status=413, text="request entity too large")
+        payload = json.loads(body)
+        requests = payload if isinstance(payload, list) else [payload]
+        if limits.max_batch_calls is not None and len(requests) > limits.max_batch_calls:
+            self.refused["batch"] += 1
+            error = {"code": -32600, "message": f"batch of more than {limits.max_batch_calls}"}
+            return web.json_response({"jsonrpc": "2.0", "id": None, "error": error})
+        self.calls.update(str(r.get("method")) for r in requests)
+        refused: dict[int, dict[str, Any]] = {}
+        for index, call in enumerate(requests):
+            if call.get("method") != "eth_getLogs" or limits.logs_max_block_range is None:
+                continue
+            query = call["params"][0]
+            start_tag, end_tag = query.get("fromBlock", "latest"), query.get("toBlock", "latest")
+            head = (
+                None
+                if str(start_tag).startswith("0x") and str(end_tag).startswith("0x")
+                else (await self._block_number())
+            )
+            start = int(start_tag, 16) if str(start_tag).startswith("0x") else head
+            end = int(end_tag, 16) if str(end_tag).startswith("0x") else head
+            assert start is not None and end is not None
+            if end - start + 1 > limits.logs_max_block_range:
+                self.refused["logs_range"] += 1
+                fits = (start, start + limits.logs_max_block_range - 1)
+                refused[index] = _log_refusal(limits.style, *fits, "block range")
+        if not refused and limits.logs_max_results is None:
+            return None
+        replies = json.loads(await self._forward(body))
+        answers = replies if isinstance(replies, list) else [replies]
+        by_id = {a.get("id"): a for a in answers}
+        for index, call in enumerate(requests):
+            answer = by_id.get(call.get("id"))
+            if answer is None:
+                continue
+            if index in refused:
+                answer.pop("result", None)
+                answer["error"] = refused[index]
+            elif (
+                call.get("method") == "eth_getLogs"
+                and limits.logs_max_results is not None
+                and isinstance(answer.get("result"), list)
+                and len(answer["result"]) > limits.logs_max_results
+            ):
+                self.refused["logs_results"] += 1
+                query = call["params"][0]
+                start = int(query["fromBlock"], 16)
+                end = int(query["toBlock"], 16)
+                answer.pop("result")
+                answer["error"] = _log_refusal(
+                    limits.style, start, (start + end) // 2, "too many results"
+                )
+        return web.json_response(replies)
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         if self.down:
@@ -122,6 +234,10 @@ class FaultyRpcProxy:
             request.transport.close()
             return web.Response()
         body = await request.read()
+        if self.limits is not None:
+            refusal = await self._enforce(body)
+            if refusal is not None:
+                return refusal
         fault = self.rng.choice(self.faults) if self.rng.random() < self.failure_rate else None
         if fault is None:
             reply = self._lie_about(body, await self._forward(body))
