@@ -57,6 +57,8 @@ GET_POOL = _selector("getPool(address,address,uint24)")
 
 MINT_TOPIC = "0x" + keccak(text="Mint(address,address,int24,int24,uint128,uint256,uint256)").hex()
 BURN_TOPIC = "0x" + keccak(text="Burn(address,int24,int24,uint128,uint256,uint256)").hex()
+SWAP_TOPIC = "0x" + keccak(text="Swap(address,address,int256,int256,uint160,uint128,int24)").hex()
+SYNC_TOPIC = "0x" + keccak(text="Sync(uint112,uint112)").hex()
 
 _ZERO_ADDRESS = "0x" + "00" * 20
 
@@ -189,6 +191,15 @@ async def load_v3_ticks(
 
     Pools whose reads failed are missing from the answer.
     """
+    tables = await load_v3_tick_tables(multicall, pools, block)
+    return {pool: {t: net for t, (_g, net) in table.items()} for pool, table in tables.items()}
+
+
+async def load_v3_tick_tables(
+    multicall: Multicall, pools: Sequence[tuple[str, int]], block: int
+) -> dict[str, dict[int, tuple[int, int]]]:
+    """``{pool: {tick: (liquidity_gross, liquidity_net)}}`` like ``load_v3_ticks``: the gross
+    liquidity is what Mint and Burn events change, and a tick exists while it is above 0."""
     word_calls: list[Call] = []
     owners: list[tuple[str, int, int]] = []
     for address, spacing in pools:
@@ -210,7 +221,7 @@ async def load_v3_ticks(
             tick_calls.append(Call(address, TICKS + _int16(tick)))
             tick_owners.append((address, tick))
             word ^= low_bit
-    answer: dict[str, dict[int, int]] = {a: {} for a, _ in pools if a not in failed}
+    answer: dict[str, dict[int, tuple[int, int]]] = {a: {} for a, _ in pools if a not in failed}
     if tick_calls:
         ticks = await multicall.aggregate(tick_calls, block)
         for (address, tick), result in zip(tick_owners, ticks.results, strict=True):
@@ -220,8 +231,58 @@ async def load_v3_ticks(
                 failed.add(address)
                 answer.pop(address, None)
                 continue
-            answer[address][tick] = _signed_word(result.return_data, 1)
+            answer[address][tick] = (
+                _word(result.return_data, 0),
+                _signed_word(result.return_data, 1),
+            )
     return answer
+
+
+@dataclass(frozen=True, slots=True)
+class _PoolEvent:
+    """One decoded log that changes a pool: ``kind`` is sync (V2 reserves), swap (V3 price,
+    tick, liquidity after the swap), or liquidity (V3 Mint with +amount, Burn with -amount)."""
+
+    block: int
+    log_index: int
+    pool: str
+    kind: str
+    values: tuple[int, ...]
+
+
+def _decode_pool_events(logs: Sequence[Any]) -> list[_PoolEvent]:
+    """Sync / Swap / Mint / Burn logs in chain order. Raises ``ValueError`` on a log that does
+    not decode (nothing is applied then)."""
+    events: list[_PoolEvent] = []
+    for entry_log in logs:
+        try:
+            topics = entry_log["topics"]
+            topic0 = str(topics[0]).lower()
+            data = bytes.fromhex(str(entry_log["data"])[2:])
+            position = (int(str(entry_log["blockNumber"]), 16), int(str(entry_log["logIndex"]), 16))
+            pool = to_checksum_address(entry_log["address"])
+            if topic0 == SYNC_TOPIC:
+                values: tuple[int, ...] = (_word(data, 0), _word(data, 1))
+                kind = "sync"
+            elif topic0 == SWAP_TOPIC:
+                values = (_word(data, 2), _signed_word(data, 4), _word(data, 3))
+                kind = "swap"
+            elif topic0 in (MINT_TOPIC, BURN_TOPIC):
+                lower = int.from_bytes(bytes.fromhex(topics[2][2:]), "big", signed=True)
+                upper = int.from_bytes(bytes.fromhex(topics[3][2:]), "big", signed=True)
+                # Mint data: sender, amount, amount0, amount1; Burn data: amount, amount0, amount1
+                amount = _word(data, 1) if topic0 == MINT_TOPIC else -_word(data, 0)
+                values = (lower, upper, amount)
+                kind = "liquidity"
+            else:
+                continue
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            raise ValueError(f"undecodable pool log: {exc}") from None
+        if len(data) < 32 * {"sync": 2, "swap": 5, "liquidity": 3}[kind]:
+            raise ValueError("pool log data too short")
+        events.append(_PoolEvent(*position, pool, kind, values))
+    events.sort(key=lambda e: (e.block, e.log_index))
+    return events
 
 
 def _touched_ticks(logs: Sequence[Any]) -> tuple[dict[str, set[int]], str | None]:
@@ -256,6 +317,8 @@ class RefreshResult:
     http_requests: int | None
     duration_s: float
     error: str | None = None
+    # pools whose event-advanced state differed from the chain at the spot check (reloaded)
+    drifted: frozenset[str] = frozenset()
 
     @property
     def ok(self) -> bool:
@@ -273,6 +336,7 @@ class _Entry:
     error: str | None = None
     # V3 only: tick -> liquidity_net as last read; None until the full tick state is loaded
     ticks: dict[int, int] | None = None
+    gross: dict[int, int] | None = None  # tick -> liquidity_gross, kept with ``ticks``
     ticks_tuple: tuple[tuple[int, int], ...] = ()
     template: V3Pool | None = None  # the last V3Pool built, reused while ticks are unchanged
 
@@ -294,6 +358,11 @@ class PoolRegistry:
     multicall: Multicall | None = None
     # the provider's caps (the RpcClient splits batches itself; this plans log ranges)
     limits: ProviderLimits = UNLIMITED
+    # after the first load, advance pools by their Sync/Swap/Mint/Burn logs (one eth_getLogs
+    # a block) instead of re-reading every pool; ``spot_check_size`` pools a block, in
+    # rotation, are read too and reloaded when they differ (``drift_count``)
+    event_driven: bool = False
+    spot_check_size: int = 16
 
     def __post_init__(self) -> None:
         self._batch = _batcher(self.rpc)
@@ -304,6 +373,10 @@ class PoolRegistry:
         self._refresh_calls: tuple[Call, ...] = ()
         self._refresh_layout: list[tuple[_Entry, int]] = []
         self.last_block: int | None = None
+        self.drift_count = 0
+        self.event_refreshes = 0  # refreshes that advanced the pools by their logs
+        self._spot_cursor = 0
+        self._drifted: frozenset[str] = frozenset()
 
     # --- what consumers read -----------------------------------------------------------------
 
@@ -434,8 +507,12 @@ class PoolRegistry:
         """Bring every pool to ``block_number``. Never raises for RPC or decoding trouble."""
         started = time.perf_counter()
         calls_before, requests_before = self._counters()
+        self._drifted = frozenset()
         try:
-            result = await self._refresh(block_number)
+            by_events = (
+                await self._refresh_by_events(block_number) if self._events_ready() else None
+            )
+            result = by_events if by_events is not None else await self._refresh(block_number)
         except Exception as exc:  # one bad answer must never kill the engine's refresh loop
             log.exception("pool refresh at block %s failed", block_number)
             for entry in self._entries.values():
@@ -456,6 +533,7 @@ class PoolRegistry:
             ),
             duration_s=time.perf_counter() - started,
             error=error,
+            drifted=self._drifted,
         )
 
     def _counters(self) -> tuple[int, int | None]:
@@ -551,15 +629,16 @@ class PoolRegistry:
         reloaded = await self._reload_touched_ticks(to_reload, block)
         full = [e for e in fresh_v3 if e.ticks is None]
         if full:
-            loaded = await load_v3_ticks(
+            loaded = await load_v3_tick_tables(
                 self.multicall, [(e.ref.address, e.tick_spacing) for e in full], block
             )
             for entry in full:
-                ticks = loaded.get(entry.ref.address)
-                if ticks is None:
+                table = loaded.get(entry.ref.address)
+                if table is None:
                     entry.error = f"tick state read failed at block {block}"
                     continue
-                entry.ticks = ticks
+                entry.ticks = {tick: net for tick, (_gross, net) in table.items()}
+                entry.gross = {tick: gross for tick, (gross, _net) in table.items()}
                 self._install_ticks(entry, block)
                 reloaded.add(entry.ref.address)
         for entry in fresh_v3:
@@ -579,6 +658,248 @@ class PoolRegistry:
             self._logs_synced_to = block
         self.last_block = block
         return len(updated), frozenset(reloaded), error
+
+    # --- event-driven refresh -----------------------------------------------------------------
+
+    def _events_ready(self) -> bool:
+        """Events can advance the state only from a complete, exact one: every pool loaded
+        (V3 with its whole tick table, gross included) and the logs synced."""
+        if not self.event_driven or self._logs_synced_to is None or not self._entries:
+            return False
+        return all(
+            e.error is None
+            and e.state is not None
+            and (e.ref.kind == "v2" or (e.ticks is not None and e.gross is not None))
+            for e in self._entries.values()
+        )
+
+    def _spot_sample(self) -> list[_Entry]:
+        entries = list(self._entries.values())
+        size = min(self.spot_check_size, len(entries))
+        if size <= 0:
+            return []
+        start = self._spot_cursor % len(entries)
+        self._spot_cursor = start + size
+        return (entries + entries)[start : start + size]
+
+    async def _refresh_by_events(self, block: int) -> tuple[int, frozenset[str], str | None] | None:
+        """Advance every pool from ``synced + 1`` to ``block`` by its logs, in one batch with the
+        spot check's reads. None when the logs could not be read or decoded: the caller then
+        re-reads every pool (nothing was changed)."""
+        assert self.multicall is not None
+        synced = self._logs_synced_to
+        assert synced is not None
+        if block <= synced:
+            return None  # an older or repeated head: a full read says what is true there
+        log_filter: dict[str, Any] = {
+            "address": list(self._entries),
+            "topics": [[SYNC_TOPIC, SWAP_TOPIC, MINT_TOPIC, BURN_TOPIC]],
+        }
+        pieces = plan_log_ranges(synced + 1, block, self.limits)
+        sample = self._spot_sample()
+        spot_calls: list[Call] = []
+        for entry in sample:
+            if entry.ref.kind == "v2":
+                spot_calls.append(Call(entry.ref.address, GET_RESERVES))
+            else:
+                spot_calls += [Call(entry.ref.address, SLOT0), Call(entry.ref.address, LIQUIDITY)]
+        requests = self.multicall.build_requests(spot_calls, block) if spot_calls else []
+        chunk_count = len(requests)
+        requests.extend(log_request(log_filter, piece) for piece in pieces)
+        try:
+            replies = await self._batch.batch(requests)
+            logs = await get_logs(
+                self._batch,
+                log_filter,
+                synced + 1,
+                block,
+                self.limits,
+                answered=dict(zip(pieces, replies[chunk_count:], strict=True)),
+            )
+            events = _decode_pool_events(logs)
+        except (AgentError, ValueError) as exc:
+            log.warning("pool logs to block %d unreadable (%s): re-reading every pool", block, exc)
+            return None
+        suspect = self._apply_events(events, block)
+        spot: list[CallResult] = []
+        if spot_calls:
+            _, spot = self.multicall.decode_replies(spot_calls, replies[:chunk_count])
+        drifted = suspect | self._spot_check(sample, spot, block)
+        reloaded = await self._reload_pools(drifted, block)
+        self.drift_count += len(drifted)
+        self.event_refreshes += 1
+        self._drifted = frozenset(drifted)
+        self._logs_synced_to = block
+        self.last_block = block
+        return len(self._entries), frozenset(reloaded), None
+
+    def _apply_events(self, events: Sequence[_PoolEvent], block: int) -> set[str]:
+        """Apply ``events`` in order, then give every pool its state at ``block``. Returns the
+        pools whose events made no sense against the state held (they drifted)."""
+        reserves: dict[str, tuple[int, int]] = {}
+        prices: dict[str, list[int]] = {}  # V3: [sqrt_price_x96, tick, liquidity]
+        tables_changed: set[str] = set()
+        suspect: set[str] = set()
+        for event in events:
+            entry = self._entries.get(event.pool)
+            if entry is None or event.pool in suspect:
+                continue
+            if event.kind == "sync" and entry.ref.kind == "v2":
+                r0, r1 = event.values
+                reserves[event.pool] = (r0, r1)
+                continue
+            state = entry.state
+            if entry.ref.kind != "v3" or not isinstance(state, V3Pool):
+                suspect.add(event.pool)
+                continue
+            price = prices.setdefault(
+                event.pool, [state.sqrt_price_x96, state.tick, state.liquidity]
+            )
+            if event.kind == "swap":
+                price[:] = list(event.values)
+                continue
+            lower, upper, amount = event.values
+            if amount == 0:
+                continue  # a Burn of 0 collects fees: no liquidity moves
+            gross, net = entry.gross, entry.ticks
+            assert gross is not None and net is not None
+            # Pool.sol _updatePosition: both ticks' gross and net, and the active liquidity
+            # when the current tick is inside [lower, upper)
+            for tick, net_delta in ((lower, amount), (upper, -amount)):
+                new_gross = gross.get(tick, 0) + amount
+                if new_gross < 0:
+                    suspect.add(event.pool)
+                elif new_gross == 0:
+                    gross.pop(tick, None)
+                    net.pop(tick, None)
+                else:
+                    gross[tick] = new_gross
+                    net[tick] = net.get(tick, 0) + net_delta
+            if lower <= price[1] < upper:
+                price[2] += amount
+                if price[2] < 0:
+                    suspect.add(event.pool)
+            tables_changed.add(event.pool)
+        for address, entry in self._entries.items():
+            if entry.ref.kind == "v2":
+                old = entry.state
+                assert isinstance(old, V2Pool)
+                r0, r1 = reserves.get(address, (old.reserve0, old.reserve1))
+                entry.state = V2Pool(
+                    address, entry.token0, entry.token1, r0, r1, entry.fee_pips, block
+                )
+                continue
+            old3 = entry.state
+            assert isinstance(old3, V3Pool)
+            if address in tables_changed:
+                assert entry.ticks is not None
+                entry.ticks_tuple = tuple(sorted(entry.ticks.items()))
+            sqrt_price, tick, liquidity = prices.get(
+                address, [old3.sqrt_price_x96, old3.tick, old3.liquidity]
+            )
+            entry.template = self._v3_state(entry, sqrt_price, tick, liquidity, block)
+            entry.state = entry.template
+        return suspect
+
+    def _spot_check(
+        self, sample: Sequence[_Entry], results: Sequence[CallResult], block: int
+    ) -> set[str]:
+        """Pools of ``sample`` whose state differs from the chain's answer (a failed read
+        judges nothing: the pool keeps its event-advanced state)."""
+        drifted: set[str] = set()
+        index = 0
+        for entry in sample:
+            state = entry.state
+            try:
+                if entry.ref.kind == "v2":
+                    data = _need(results[index], 2)
+                    index += 1
+                    assert isinstance(state, V2Pool)
+                    if (state.reserve0, state.reserve1) != (_word(data, 0), _word(data, 1)):
+                        drifted.add(entry.ref.address)
+                    continue
+                slot0 = _need(results[index], 2)
+                liquidity = _word(_need(results[index + 1], 1), 0)
+                index += 2
+            except ValueError:
+                index += 1 if entry.ref.kind == "v2" else 2
+                continue
+            assert isinstance(state, V3Pool)
+            chain_view = (_word(slot0, 0), _signed_word(slot0, 1), liquidity)
+            if (state.sqrt_price_x96, state.tick, state.liquidity) != chain_view:
+                drifted.add(entry.ref.address)
+        if drifted:
+            log.warning(
+                "%d pool(s) drifted from the chain at block %d: %s (reloading)",
+                len(drifted),
+                block,
+                ", ".join(sorted(drifted)),
+            )
+        return drifted
+
+    async def _reload_pools(self, addresses: set[str], block: int) -> set[str]:
+        """Read ``addresses`` again in full at ``block`` (V3: the whole tick table too)."""
+        assert self.multicall is not None
+        if not addresses:
+            return set()
+        entries = [self._entries[a] for a in sorted(addresses)]
+        calls: list[Call] = []
+        for entry in entries:
+            if entry.ref.kind == "v2":
+                calls.append(Call(entry.ref.address, GET_RESERVES))
+            else:
+                calls += [Call(entry.ref.address, SLOT0), Call(entry.ref.address, LIQUIDITY)]
+        answer = await self.multicall.aggregate(calls, block)
+        v3 = [e for e in entries if e.ref.kind == "v3"]
+        tables = (
+            await load_v3_tick_tables(
+                self.multicall, [(e.ref.address, e.tick_spacing) for e in v3], block
+            )
+            if v3
+            else {}
+        )
+        reloaded: set[str] = set()
+        index = 0
+        for entry in entries:
+            address = entry.ref.address
+            try:
+                if entry.ref.kind == "v2":
+                    data = _need(answer.results[index], 2)
+                    index += 1
+                    entry.state = V2Pool(
+                        address,
+                        entry.token0,
+                        entry.token1,
+                        _word(data, 0),
+                        _word(data, 1),
+                        entry.fee_pips,
+                        block,
+                    )
+                    reloaded.add(address)
+                    continue
+                slot0 = _need(answer.results[index], 2)
+                liquidity = _word(_need(answer.results[index + 1], 1), 0)
+                index += 2
+            except ValueError as exc:
+                index += 1 if entry.ref.kind == "v2" else 2
+                entry.error = f"reload after drift failed at block {block}: {exc}"
+                entry.ticks = None
+                continue
+            table = tables.get(address)
+            if table is None:
+                entry.error = f"tick state read failed at block {block}"
+                entry.ticks = None
+                continue
+            entry.ticks = {tick: net for tick, (_gross, net) in table.items()}
+            entry.gross = {tick: gross for tick, (gross, _net) in table.items()}
+            entry.ticks_tuple = tuple(sorted(entry.ticks.items()))
+            entry.template = self._v3_state(
+                entry, _word(slot0, 0), _signed_word(slot0, 1), liquidity, block
+            )
+            entry.state = entry.template
+            entry.error = None
+            reloaded.add(address)
+        return reloaded
 
     def _v3_state(
         self, entry: _Entry, sqrt_price_x96: int, tick: int, liquidity: int, block: int
@@ -636,7 +957,7 @@ class PoolRegistry:
         if not calls:
             return set()
         answer = await self.multicall.aggregate(calls, block)
-        updates: dict[str, dict[int, int | None]] = {}
+        updates: dict[str, dict[int, tuple[int, int] | None]] = {}
         failed: set[str] = set()
         for (entry, tick), result in zip(owners, answer.results, strict=True):
             if not result.success or len(result.return_data) < 256:
@@ -644,7 +965,7 @@ class PoolRegistry:
                 continue
             gross = _word(result.return_data, 0)
             net = _signed_word(result.return_data, 1)
-            updates.setdefault(entry.ref.address, {})[tick] = net if gross > 0 else None
+            updates.setdefault(entry.ref.address, {})[tick] = (gross, net) if gross > 0 else None
         reloaded: set[str] = set()
         for address, tick_updates in updates.items():
             entry = self._entries[address]
@@ -655,11 +976,14 @@ class PoolRegistry:
                 continue
             current = entry.ticks
             assert current is not None
-            for tick, new_net in tick_updates.items():
-                if new_net is None:
+            gross_table = entry.gross if entry.gross is not None else {}
+            for tick, new in tick_updates.items():
+                if new is None:
                     current.pop(tick, None)
+                    gross_table.pop(tick, None)
                 else:
-                    current[tick] = new_net
+                    gross_table[tick], current[tick] = new
+            entry.gross = gross_table if entry.gross is not None else None
             self._install_ticks(entry, block)
             reloaded.add(address)
         for address in failed - set(updates):

@@ -185,12 +185,16 @@ async def chain(w3: Any, devnet: Devnet) -> AsyncIterator[Chain]:
         yield Chain(client, devnet)
 
 
-def registry_for(chain: Chain) -> PoolRegistry:
+def registry_for(chain: Chain, event_driven: bool = False) -> PoolRegistry:
+    """The pools, re-read every block or (``event_driven``) advanced by their logs after the
+    first load, with every pool spot-checked every block (``drift_count`` must stay 0)."""
     a = chain.devnet.addresses
     registry = PoolRegistry(
         chain.client,
         v2_factories={"uniswap_v2": a["uniswap_v2.factory"], "sushiswap": a["sushiswap.factory"]},
         v3_factory=a["uniswap_v3.factory"],
+        event_driven=event_driven,
+        spot_check_size=len(chain.devnet.pools),
     )
     for info in chain.devnet.pools:
         if info.kind == "v2":
@@ -310,12 +314,15 @@ def simulate_v3(swap: PlannedSwap) -> bool:
     return True
 
 
-async def test_v3_local_quotes_equal_quoter_and_executed_swaps(chain: Chain) -> None:
+@pytest.mark.parametrize("event_driven", [False, True], ids=["reread", "events"])
+async def test_v3_local_quotes_equal_quoter_and_executed_swaps(
+    chain: Chain, event_driven: bool
+) -> None:
     rng = random.Random(20240607)
     traders = [address for address, _ in chain.devnet.accounts[1:10]]
     npm = chain.devnet.addresses["uniswap_v3.position_manager"]
     await chain.approve_all(traders, [chain.devnet.addresses["uniswap_v3.swap_router"], npm])
-    registry = registry_for(chain)
+    registry = registry_for(chain, event_driven)
     v3_addresses = [p.address for p in chain.devnet.pools if p.kind == "v3"]
     assert (await registry.refresh(await chain.head())).ok
     v3_pools = [registry.get(a) for a in v3_addresses]
@@ -381,6 +388,8 @@ async def test_v3_local_quotes_equal_quoter_and_executed_swaps(chain: Chain) -> 
     assert sum(s.size_class == "dust" for s in executed) >= 10
     assert reverts_agreed >= 1  # local math and QuoterV2 also agree on what reverts
     assert sum(s.size_class == "very_large" for s in executed) >= 10
+    assert registry.drift_count == 0
+    assert (registry.event_refreshes > 0) == event_driven
     # the registry, refreshed after all those swaps, still equals a full independent read
     final = await chain.head()
     await registry.refresh(final)
@@ -388,6 +397,8 @@ async def test_v3_local_quotes_equal_quoter_and_executed_swaps(chain: Chain) -> 
 
     for address in v3_addresses[:4]:
         assert registry.get(address) == await fetch_v3_pool(chain.client, address, final)
+    assert registry.drift_count == 0  # events alone kept every pool exact
+    assert registry.event_refreshes >= (rounds - 1 if event_driven else 0)
 
 
 def plan_v2(chain: Chain, pool: V2Pool, trader: str, rng: random.Random) -> PlannedSwap:
@@ -399,12 +410,15 @@ def plan_v2(chain: Chain, pool: V2Pool, trader: str, rng: random.Random) -> Plan
     return PlannedSwap(pool, trader, token_in, token_out, exact_input, amount, None, size_class)
 
 
-async def test_v2_local_quotes_equal_router_and_executed_swaps(chain: Chain) -> None:
+@pytest.mark.parametrize("event_driven", [False, True], ids=["reread", "events"])
+async def test_v2_local_quotes_equal_router_and_executed_swaps(
+    chain: Chain, event_driven: bool
+) -> None:
     rng = random.Random(99)
     traders = [address for address, _ in chain.devnet.accounts[1:10]]
     routers = {dex: chain.devnet.addresses[f"{dex}.router"] for dex in ("uniswap_v2", "sushiswap")}
     await chain.approve_all(traders, list(routers.values()))
-    registry = registry_for(chain)
+    registry = registry_for(chain, event_driven)
     v2_infos = {p.address: p for p in chain.devnet.pools if p.kind == "v2"}
     executed: list[PlannedSwap] = []
     reverts_agreed = 0
@@ -478,3 +492,5 @@ async def test_v2_local_quotes_equal_router_and_executed_swaps(chain: Chain) -> 
     assert {s.pool.address for s in executed} >= set(list(v2_infos)[:5])
     assert sum(s.size_class == "dust" for s in executed) >= 5
     assert sum(s.size_class == "very_large" for s in executed) >= 10
+    assert registry.drift_count == 0
+    assert (registry.event_refreshes > 0) == event_driven
