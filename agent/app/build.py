@@ -331,6 +331,8 @@ async def open_agent(
             fee_tiers=list(cfg.market.v3_fee_tiers),
             multicall=multicall,
             limits=limits,
+            event_driven=cfg.market.event_driven_pools,
+            spot_check_size=cfg.market.spot_check_pools,
         )
         await registry.discover(list(tokens))
         # Read every pool once now: feeds priced from the pools (the simulated ones) start with

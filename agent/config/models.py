@@ -351,6 +351,10 @@ class MarketConfig(_Section):
     dexes: list[DexName] = Field(default_factory=lambda: list(ALL_DEXES), min_length=1)
     v3_fee_tiers: list[FeeTier] = Field(default_factory=lambda: list(ALL_FEE_TIERS))
     multicall_batch_size: int = Field(500, ge=1, le=5000)
+    # after the first load, pools advance by their logs (one eth_getLogs a block) rather than
+    # being re-read; this many, in rotation, are also read each block to catch drift
+    event_driven_pools: bool = True
+    spot_check_pools: int = Field(16, ge=0, le=10_000)
     token_addresses: dict[str, Address] = Field(default_factory=dict)
 
 

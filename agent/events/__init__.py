@@ -2,11 +2,11 @@
 
 Sources publish: the block source (``HeadSeen``, ``HeadStalled``, ``HeadResumed``,
 ``HeadRefused``, ``HeadTrusted``), the market view (``PriceOutlier``,
-``PriceOutlierCleared``), the feed watch (``FeedStale``, ``FeedFresh``, ``FeedsChecked``), the
-executor (``TradeSent``), the signing policy (``SigningRefusal``) and the engine (``Tick``,
-``Refusal``, ``StrategyFailed``, ``SourceFailed``, ``TradeMined``, ``TradeReverted``,
-``TradeFailed``, ``Halt``, ``DayClosed``); the control surface publishes ``ControlAction``.
-Alerts, metrics, /health and the log subscribe (``agent.app.build`` wires them).
+``PriceOutlierCleared``, ``PoolsDrifted``), the feed watch (``FeedStale``, ``FeedFresh``,
+``FeedsChecked``), the executor (``TradeSent``), the signing policy (``SigningRefusal``) and
+the engine (``Tick``, ``Refusal``, ``StrategyFailed``, ``SourceFailed``, ``TradeMined``,
+``TradeReverted``, ``TradeFailed``, ``Halt``, ``DayClosed``); the control surface publishes
+``ControlAction``. Alerts, metrics, /health and the log subscribe (``agent.app.build`` wires them).
 """
 
 from agent.events.bus import EventBus, Throttle
@@ -24,6 +24,7 @@ from agent.events.types import (
     HeadSeen,
     HeadStalled,
     HeadTrusted,
+    PoolsDrifted,
     PriceOutlier,
     PriceOutlierCleared,
     Refusal,
@@ -53,6 +54,7 @@ __all__ = [
     "HeadSeen",
     "HeadStalled",
     "HeadTrusted",
+    "PoolsDrifted",
     "PriceOutlier",
     "PriceOutlierCleared",
     "Refusal",

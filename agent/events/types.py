@@ -108,6 +108,17 @@ class PriceOutlier(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PoolsDrifted(Event):
+    """The spot check found pools whose event-advanced state differed from the chain at
+    ``block`` (they were reloaded): a missed or misapplied log, or a node that changed."""
+
+    kind: ClassVar[str] = "pools_drifted"
+
+    block: int
+    pools: tuple[str, ...]  # addresses
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PriceOutlierCleared(Event):
     """A pool reported as a price outlier agrees with the consensus again."""
 

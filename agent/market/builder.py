@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from agent.dex.pools import PoolRegistry
 from agent.dex.v2 import V2Pool
 from agent.errors import StaleDataError
-from agent.events import EventBus, PriceOutlier, PriceOutlierCleared
+from agent.events import EventBus, PoolsDrifted, PriceOutlier, PriceOutlierCleared
 from agent.market.snapshot import (
     AggregatorQuote,
     CexQuote,
@@ -368,7 +368,9 @@ class MarketView:
 
     async def snapshot(self, block: int) -> MarketSnapshot:
         started = time.perf_counter()
-        await self.registry.refresh(block)
+        refreshed = await self.registry.refresh(block)
+        if refreshed.drifted and self.events is not None:
+            self.events.publish(PoolsDrifted(block=block, pools=tuple(sorted(refreshed.drifted))))
         if self.gas is not None:
             reading = await self.gas.poll()
             if reading.value is not None:

@@ -40,6 +40,7 @@ from agent.events import (
     HeadResumed,
     HeadSeen,
     HeadStalled,
+    PoolsDrifted,
     PriceOutlier,
     PriceOutlierCleared,
     Tick,
@@ -197,6 +198,12 @@ class AgentMetrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.pool_drift = Counter(
+            "pool_drift",
+            "Pools whose event-advanced state differed from the chain at the spot check",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self.price_outliers = Gauge(
             "price_outlier_pools",
             "Pools whose price is ignored for USD valuation as an outlier",
@@ -277,6 +284,8 @@ class AgentMetrics:
             self.price_outliers.inc()
         elif isinstance(event, PriceOutlierCleared):
             self.price_outliers.dec()
+        elif isinstance(event, PoolsDrifted):
+            self.pool_drift.inc(len(event.pools))
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -9,6 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.events import EventBus, PoolsDrifted
 from agent.metrics.server import AgentMetrics, HealthReport, MetricsServer, redact_endpoint
 from agent.types import Reading
 
@@ -197,3 +199,21 @@ def test_each_agent_has_its_own_registry() -> None:
     assert first.registry.get_sample_value("defi_agent_ticks_total") == 1
     assert second.registry.get_sample_value("defi_agent_ticks_total") == 0
     assert REGISTRY.get_sample_value("defi_agent_ticks_total") is None
+
+
+async def test_pool_drift_is_counted_from_the_market_event(
+    session: aiohttp.ClientSession,
+) -> None:
+    events = EventBus()
+    metrics = AgentMetrics()
+    metrics.subscribe(events)
+    server = MetricsServer(metrics, HealthReport, port=0)
+    await server.start()
+    try:
+        events.publish(PoolsDrifted(block=7, pools=("0x" + "11" * 20, "0x" + "22" * 20)))
+        events.publish(PoolsDrifted(block=9, pools=("0x" + "11" * 20,)))
+        await asyncio.sleep(0)
+        scraped = await scrape(session, server)
+    finally:
+        await server.stop()
+    assert scraped["defi_agent_pool_drift_total"] == 3
