@@ -301,6 +301,21 @@ def _touched_ticks(logs: Sequence[Any]) -> tuple[dict[str, set[int]], str | None
     return touched, None
 
 
+_UNDO_BLOCKS = 128  # how deep a reorg can be undone by reloading the pools it touched
+
+
+def _header_request(block: int) -> tuple[str, list[Any]]:
+    return ("eth_getBlockByNumber", [hex(block), False])
+
+
+def _header(reply: dict[str, Any]) -> tuple[str, str]:
+    """``(hash, parentHash)`` of an eth_getBlockByNumber reply; ``ValueError`` if absent."""
+    header = reply.get("result")
+    if not isinstance(header, dict) or not header.get("hash"):
+        raise ValueError(f"block header unavailable: {reply.get('error')}")
+    return str(header["hash"]), str(header.get("parentHash", ""))
+
+
 # --- the registry ------------------------------------------------------------------------------
 
 
@@ -375,6 +390,10 @@ class PoolRegistry:
         self.last_block: int | None = None
         self.drift_count = 0
         self.event_refreshes = 0  # refreshes that advanced the pools by their logs
+        self.reorgs_handled = 0
+        # the last _UNDO_BLOCKS blocks: their hashes, and the pools their logs changed
+        self._block_hashes: dict[int, str] = {}
+        self._touched_by_block: dict[int, set[str]] = {}
         self._spot_cursor = 0
         self._drifted: frozenset[str] = frozenset()
 
@@ -706,32 +725,91 @@ class PoolRegistry:
         requests = self.multicall.build_requests(spot_calls, block) if spot_calls else []
         chunk_count = len(requests)
         requests.extend(log_request(log_filter, piece) for piece in pieces)
+        # the headers of the last block applied and of the new one: a reorg shows as a
+        # different hash for the last one (same HTTP request)
+        requests += [_header_request(synced), _header_request(block)]
         try:
             replies = await self._batch.batch(requests)
+            synced_header, head_header = (_header(r) for r in replies[-2:])
+            # the first load's block is known from here on: a reorg right after it is seen
+            self._block_hashes.setdefault(synced, synced_header[0])
+            reorged: set[str] = set()
+            first = synced + 1
+            if self._block_hashes.get(synced, synced_header[0]) != synced_header[0]:
+                ancestor = await self._common_ancestor(synced)
+                if ancestor is None:
+                    self.reorgs_handled += 1
+                    log.warning("reorg deeper than %d blocks: reloading every pool", _UNDO_BLOCKS)
+                    self._forget_tick_tables()
+                    return None
+                reorged = set().union(
+                    *(self._touched_by_block.get(b, set()) for b in range(ancestor + 1, synced + 1))
+                )
+                log.warning(
+                    "reorg: blocks %d..%d replaced; reloading %d pool(s) they had changed",
+                    ancestor + 1,
+                    synced,
+                    len(reorged),
+                )
+                first = ancestor + 1
             logs = await get_logs(
                 self._batch,
                 log_filter,
                 synced + 1,
                 block,
                 self.limits,
-                answered=dict(zip(pieces, replies[chunk_count:], strict=True)),
+                answered=dict(zip(pieces, replies[chunk_count:-2], strict=True)),
             )
+            if first <= synced:  # the new blocks that replaced the reorged ones
+                logs = (await get_logs(self._batch, log_filter, first, synced, self.limits)) + logs
             events = _decode_pool_events(logs)
         except (AgentError, ValueError) as exc:
             log.warning("pool logs to block %d unreadable (%s): re-reading every pool", block, exc)
             return None
-        suspect = self._apply_events(events, block)
+        for height in range(first, block + 1):
+            self._touched_by_block.pop(height, None)
+        for event in events:
+            self._touched_by_block.setdefault(event.block, set()).add(event.pool)
+        self._block_hashes[block] = head_header[0]
+        for height in [h for h in self._block_hashes if h <= block - _UNDO_BLOCKS or h > block]:
+            self._block_hashes.pop(height, None)
+        for height in [h for h in self._touched_by_block if h <= block - _UNDO_BLOCKS]:
+            self._touched_by_block.pop(height, None)
+        suspect = self._apply_events([e for e in events if e.pool not in reorged], block)
+        suspect |= reorged
         spot: list[CallResult] = []
         if spot_calls:
             _, spot = self.multicall.decode_replies(spot_calls, replies[:chunk_count])
-        drifted = suspect | self._spot_check(sample, spot, block)
-        reloaded = await self._reload_pools(drifted, block)
+        drifted = (suspect | self._spot_check(sample, spot, block)) - reorged
+        reloaded = await self._reload_pools(drifted | reorged, block)
         self.drift_count += len(drifted)
+        self.reorgs_handled += 1 if first <= synced else 0
         self.event_refreshes += 1
         self._drifted = frozenset(drifted)
         self._logs_synced_to = block
         self.last_block = block
         return len(self._entries), frozenset(reloaded), None
+
+    async def _common_ancestor(self, below: int) -> int | None:
+        """The highest block at or under ``below`` whose hash is still the one recorded, or
+        None when no recorded block is left on the chain."""
+        heights = sorted((h for h in self._block_hashes if h <= below), reverse=True)
+        if not heights:
+            return None
+        replies = await self._batch.batch([_header_request(h) for h in heights])
+        for height, reply in zip(heights, replies, strict=True):
+            if _header(reply)[0] == self._block_hashes[height]:
+                return height
+        return None
+
+    def _forget_tick_tables(self) -> None:
+        """Every V3 pool is read in full again by the next re-read."""
+        for entry in self._entries.values():
+            if entry.ref.kind == "v3":
+                entry.ticks = None
+                entry.gross = None
+        self._block_hashes.clear()
+        self._touched_by_block.clear()
 
     def _apply_events(self, events: Sequence[_PoolEvent], block: int) -> set[str]:
         """Apply ``events`` in order, then give every pool its state at ``block``. Returns the

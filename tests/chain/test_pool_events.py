@@ -132,3 +132,36 @@ async def test_drift_set_in_storage_is_found_by_the_spot_check_and_repaired(
         assert (await registry.refresh(block)).ok
         await assert_equals_chain(registry, client, block)
         assert registry.drift_count == 2
+
+
+async def test_a_mint_reorged_out_is_undone(w3: Any, devnet: Devnet) -> None:
+    async with RpcClient([devnet.rpc_url]) as client:
+        registry = event_registry(client, devnet, spot_check_size=0)
+        await registry.discover(t.address for t in devnet.tokens.values())
+        assert (await registry.refresh(await head(client))).ok
+        target = next(p for p in devnet.pools if p.kind == "v3" and p.fee_pips == 3000)
+        before = registry.get(target.address)
+        assert isinstance(before, V3Pool)
+        lower, upper = await mint_position(devnet, before, 3000)
+        await devnet.mine(1)
+        minted = await registry.refresh(await head(client))
+        assert minted.ok and registry.event_refreshes == 1
+        with_mint = registry.get(target.address)
+        assert isinstance(with_mint, V3Pool)
+        assert {lower, upper} <= {t for t, _ in with_mint.ticks}
+
+        # the block with the Mint and the one after it are replaced by empty ones
+        await devnet.call("anvil_reorg", [2, []])
+        await devnet.mine(1)
+        block = await head(client)
+        refreshed = await registry.refresh(block)
+        assert refreshed.ok, refreshed.error
+        assert registry.reorgs_handled == 1
+        assert target.address in refreshed.ticks_reloaded
+        after = registry.get(target.address)
+        assert isinstance(after, V3Pool)
+        # the Mint's ticks and liquidity are gone again
+        assert after.ticks == before.ticks != with_mint.ticks
+        assert after.liquidity == before.liquidity != with_mint.liquidity
+        await assert_equals_chain(registry, client, block)
+        assert registry.drift_count == 0
