@@ -35,6 +35,7 @@ from agent.chain.gas import GasOracle, GasPolicy
 from agent.chain.heads import HeadGuard
 from agent.chain.l1fee import OpStackL1Fees
 from agent.chain.limits import ProviderLimits
+from agent.chain.logs import get_logs
 from agent.chain.multicall import Call, Multicall
 from agent.chain.nonce import NonceManager
 from agent.chain.registry import DEVNET_CHAIN, EXPECTED_BLOCK_TIME_S, chain_profile
@@ -359,8 +360,10 @@ async def open_agent(
                 w3,
                 whale_wallets,
                 pool_tokens={a: (p.token0, p.token1) for a, p in registry.pools.items()},
-                max_block_range=cfg.feeds.whales.max_blocks_per_query,
-                limits=limits,
+                max_block_range=min(
+                    cfg.feeds.whales.max_blocks_per_query, limits.logs_max_block_range
+                ),
+                fetch_logs=lambda query, first, last: get_logs(rpc, query, first, last, limits),
             )
             if whale_wallets
             else None

@@ -1,12 +1,27 @@
-"""Pool discovery and per-block refresh: every pool's exact state for about two RPC calls a block.
+"""Pool discovery and per-block refresh: every pool's exact state for about one request a block.
 
-``PoolRegistry.refresh(block)`` sends one HTTP request carrying two JSON-RPC calls: one
-Multicall3 ``eth_call`` with V2 ``getReserves`` and V3 ``slot0`` + ``liquidity`` for every pool,
-and one ``eth_getLogs`` for V3 ``Mint``/``Burn`` since the last refresh. Only pools with such
-logs get a second read, and only of the ticks the logs name (``ticks(t)`` says whether the tick
-is still initialized and its new ``liquidity_net``). The first read of a V3 pool loads its whole
-tick state through ``tickBitmap`` words and ``ticks()``. All reads of one refresh are pinned to
-the same block, and every pool state carries it.
+Two ways to bring pools to a block:
+
+* Re-read (the first load, and whenever events cannot be used): ``refresh(block)`` sends one
+  batch with Multicall3 ``eth_call``s reading V2 ``getReserves`` and V3 ``slot0`` +
+  ``liquidity`` of every pool, and ``eth_getLogs`` for V3 ``Mint``/``Burn`` since the last
+  refresh. Only pools with such logs get a second read, and only of the ticks the logs name.
+  The first read of a V3 pool loads its whole tick state through ``tickBitmap`` words and
+  ``ticks()`` (gross and net liquidity).
+* Event-driven (``event_driven=True``, after every pool is loaded): one batch holding one
+  ``eth_getLogs`` for ``Sync`` / ``Swap`` / ``Mint`` / ``Burn`` of every pool (pieces within
+  the provider's block range), the headers of the last applied and the new block, and a rotating
+  spot check of ``spot_check_size`` pools. Logs are applied in chain order with their exact
+  effect (V2 reserves; V3 price, tick and liquidity after a swap; a Mint/Burn's gross and net
+  liquidity on both ticks, and the active liquidity when the price is inside the range). A
+  spot-checked pool that differs from the chain is reloaded and counted (``drift_count``). A
+  changed header hash is a reorg: the pools the replaced blocks changed (hashes and touched
+  pools of the last 128 blocks are kept) are reloaded, the new blocks' logs applied. Logs that
+  cannot be read fall back to the re-read.
+
+Every read is within ``limits`` (``agent.chain.limits``): the RPC client splits batches, log
+ranges are planned and a refused range is split. All reads of one refresh are pinned to the
+same block, and every pool state carries it.
 
 A pool whose read failed keeps its last good state and is listed in ``stale_pools`` (with the
 error); it is never replaced by zeros. ``refresh`` never raises for RPC trouble: it returns a

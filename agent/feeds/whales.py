@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +37,11 @@ from eth_abi import decode
 from eth_utils import keccak, to_checksum_address
 from web3 import AsyncWeb3
 
-from agent.chain.limits import UNLIMITED, ProviderLimits
-from agent.chain.logs import get_logs
-from agent.chain.rpc import FailoverProvider
 from agent.types import WhaleTrade
+
+LogFetcher = Callable[[Mapping[str, Any], int, int], Awaitable[list[dict[str, Any]]]]
+"""``(filter without the range, from_block, to_block) -> raw JSON-RPC logs``: how the wiring
+reads logs within the provider's limits (``agent.chain.logs.get_logs``)."""
 
 
 def _topic(signature: str) -> str:
@@ -153,7 +154,7 @@ class WhaleWatcher:
         log_addresses: Sequence[str] | None = None,
         max_block_range: int = 500,
         logger: logging.Logger | None = None,
-        limits: ProviderLimits = UNLIMITED,
+        fetch_logs: LogFetcher | None = None,
     ) -> None:
         self._w3 = w3
         self.wallets = frozenset(to_checksum_address(w) for w in wallets)
@@ -162,8 +163,8 @@ class WhaleWatcher:
             for pool, (t0, t1) in (pool_tokens or {}).items()
         }
         self.log_addresses = [to_checksum_address(a) for a in log_addresses or []]
-        self.limits = limits
-        self.max_block_range = max(1, min(max_block_range, limits.logs_max_block_range))
+        self._fetch_logs = fetch_logs
+        self.max_block_range = max(1, max_block_range)
         self.log = logger if logger is not None else logging.getLogger("agent.feeds.whales")
         self.get_logs_calls = 0
         self.next_block: int | None = None
@@ -207,11 +208,10 @@ class WhaleWatcher:
         if self.log_addresses:
             params["address"] = self.log_addresses
         self.get_logs_calls += 1
-        provider = self._w3.provider
-        if isinstance(provider, FailoverProvider):
-            # through the RpcClient: a range the provider refuses is split and asked again
+        if self._fetch_logs is not None:
+            # within the provider's limits: a range it refuses is split and asked again
             query = {k: v for k, v in params.items() if k not in ("fromBlock", "toBlock")}
-            logs = await get_logs(provider.client, query, from_block, to_block, self.limits)
+            logs = await self._fetch_logs(query, from_block, to_block)
             return [_raw_log(entry) for entry in logs]
         return list(await self._w3.eth.get_logs(params))  # type: ignore[arg-type]
 

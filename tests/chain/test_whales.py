@@ -10,6 +10,8 @@ from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import AsyncWeb3
 
+from agent.chain.limits import ProviderLimits
+from agent.chain.logs import get_logs
 from agent.chain.rpc import RpcClient
 from agent.devnet import Devnet
 from agent.feeds.whales import WhaleWatcher
@@ -198,6 +200,12 @@ async def test_watcher_reports_v2_and_v3_whale_trades_exactly(
         FaultyRpcProxy(devnet.rpc_url, failure_rate=0.0, limits=caps) as proxy,
         RpcClient([proxy.url]) as client,
     ):
-        limited = WhaleWatcher(client.web3(), [WHALE])
+        limited = WhaleWatcher(
+            client.web3(),
+            [WHALE],
+            fetch_logs=lambda query, first, last: get_logs(
+                client, query, first, last, ProviderLimits()
+            ),
+        )
         assert await limited.scan(block - 3, block + 2) == trades
         assert proxy.refused["logs_range"] >= 1
