@@ -723,8 +723,13 @@ class PoolRegistry:
         assert self.multicall is not None
         synced = self._logs_synced_to
         assert synced is not None
-        if block <= synced:
-            return None  # an older or repeated head: a full read says what is true there
+        if block < synced:
+            # an older head: tick tables hold later Mints/Burns that a re-read at ``block``
+            # would not undo, and the logs after it would be applied twice
+            self._forget_tick_tables()
+            return None
+        if block == synced:
+            return None  # the same head again: a re-read says the same
         log_filter: dict[str, Any] = {
             "address": list(self._entries),
             "topics": [[SYNC_TOPIC, SWAP_TOPIC, MINT_TOPIC, BURN_TOPIC]],

@@ -165,3 +165,25 @@ async def test_a_mint_reorged_out_is_undone(w3: Any, devnet: Devnet) -> None:
         assert after.liquidity == before.liquidity != with_mint.liquidity
         await assert_equals_chain(registry, client, block)
         assert registry.drift_count == 0
+
+
+async def test_an_older_head_reloads_rather_than_applying_logs_twice(
+    w3: Any, devnet: Devnet
+) -> None:
+    async with RpcClient([devnet.rpc_url]) as client:
+        registry = event_registry(client, devnet, spot_check_size=0)
+        await registry.discover(t.address for t in devnet.tokens.values())
+        start = await head(client)
+        assert (await registry.refresh(start)).ok
+        target = next(p for p in devnet.pools if p.kind == "v3" and p.fee_pips == 500)
+        before = registry.get(target.address)
+        assert isinstance(before, V3Pool)
+        await mint_position(devnet, before, 500)
+        latest = await head(client)
+        assert (await registry.refresh(latest)).ok
+        # a head from before the Mint (a lagging endpoint), then the latest again
+        assert (await registry.refresh(start)).ok
+        assert registry.get(target.address) == before
+        assert (await registry.refresh(latest)).ok
+        await assert_equals_chain(registry, client, latest)
+        assert registry.drift_count == 0
