@@ -58,6 +58,7 @@ from agent.execution import (
     settings_from_config,
 )
 from agent.execution.policy import SigningPolicy
+from agent.execution.tx_journal import JournaledTxs
 from agent.feeds.factory import build_feeds
 from agent.feeds.oneinch import OneInchClient, QuotePair
 from agent.feeds.readings import Poller
@@ -441,7 +442,7 @@ async def open_agent(
                 submit_w3,
                 signer,
                 NonceManager(w3, signer.address),
-                journal,
+                JournaledTxs(journal),
                 cfg.chain.chain_id,
                 fee_policy,
                 fee_oracle=gas,

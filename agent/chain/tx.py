@@ -1,10 +1,13 @@
-"""EIP-1559 transactions: fees, simulation, signing, journaling, broadcast, tracking, replacement.
+"""EIP-1559 transactions: fees, simulation, signing, broadcast, tracking, replacement.
 
 Every send follows the same order, which is what makes a crash at any instant recoverable:
 
     eth_call simulation (revert reason decoded) -> estimateGas + margin -> fees (capped)
     -> nonce -> sign -> journal (hash, nonce, raw bytes) -> broadcast via the submit RPC
     -> journal "sent"
+
+The journal is a ``TxJournal`` handed in by the caller (``agent.execution.tx_journal`` writes
+it to the store): this module knows when each step must be recorded, not where.
 
 Reads (simulation, estimates, receipts, nonces) go to ``read_w3``; the signed bytes go only to
 ``submit_w3`` (for example a private-mempool RPC), as raw ``eth_sendRawTransaction``.
@@ -38,7 +41,6 @@ from agent.errors import (
     SimulationRevert,
     TemporaryError,
 )
-from agent.store.journal import Journal
 from agent.types import GasPrice, Intent
 from agent.wallet.keystore import Signer
 
@@ -77,6 +79,22 @@ StepHook = Callable[[str], Awaitable[None]]
 # balancers mixing nodes) before a transaction whose nonce was used is called lost. Tracking,
 # "nonce too low" handling and start-up reconciliation all use it.
 RECEIPT_GRACE_S = 5.0
+
+
+class TxJournal(Protocol):
+    """Where the sender records each step of a transaction's life, before the next I/O."""
+
+    async def signed(self, tx: SentTx, chain_id: int, sender: str) -> None:
+        """``tx`` is signed and about to be broadcast (its nonce is spent from here on)."""
+
+    async def sent(self, tx_hash: str) -> None:
+        """The submit RPC accepted ``tx_hash``."""
+
+    async def rejected(self, tx_hash: str, reason: str) -> None:
+        """The node refused ``tx_hash`` outright: it is in no mempool."""
+
+    async def settled(self, receipt: Receipt, siblings: Sequence[str]) -> None:
+        """``receipt`` mined (status 1 or 0); the other ``siblings`` (same nonce) lost."""
 
 
 class FeeOracle(Protocol):
@@ -355,7 +373,7 @@ class TransactionSender:
         submit_w3: AsyncWeb3[Any],
         signer: Signer,
         nonces: NonceManager,
-        journal: Journal | None,
+        journal: TxJournal | None,
         chain_id: int,
         fee_policy: FeePolicy,
         fee_oracle: FeeOracle | None = None,
@@ -551,34 +569,21 @@ class TransactionSender:
                 await self.guard.check(request)
             signed = self.signer.sign_transaction(self._tx_fields(request, nonce, gas_limit, fees))
             await self._step(STEP_SIGNED)
+            sent = SentTx(signed.hash, nonce, request, gas_limit, fees, intent_id, signed.raw)
             if self.journal is not None:
-                await self.journal.record_signed_tx(
-                    tx_hash=signed.hash,
-                    raw_tx=signed.raw,
-                    chain_id=self.chain_id,
-                    sender=self.address,
-                    nonce=nonce,
-                    purpose=request.purpose,
-                    gas_limit=gas_limit,
-                    max_fee_per_gas_wei=fees.max_fee_per_gas_wei,
-                    max_priority_fee_per_gas_wei=fees.max_priority_fee_per_gas_wei,
-                    to_address=request.to,
-                    value_wei=request.value_wei,
-                    intent_id=intent_id,
-                )
+                await self.journal.signed(sent, self.chain_id, self.address)
         except BaseException:
             if nonce_is_new:
                 await self.nonces.release(nonce)
             raise
         # From here on the transaction exists in the journal: its nonce is never handed back.
         await self._step(STEP_JOURNALED)
-        sent = SentTx(signed.hash, nonce, request, gas_limit, fees, intent_id, signed.raw)
         try:
             await self.broadcast(signed.raw)
         except BroadcastRejected as exc:
             # The node refused it outright: nothing is in any mempool under this hash.
             if self.journal is not None:
-                await self.journal.mark_dropped(signed.hash, f"broadcast rejected: {exc.reason}")
+                await self.journal.rejected(signed.hash, exc.reason)
             if nonce_is_new and not isinstance(exc, NonceTooLow):
                 await self.nonces.release(nonce)
             raise
@@ -588,7 +593,7 @@ class TransactionSender:
         if nonce_is_new:
             await self.nonces.mark_broadcast(nonce)
         if self.journal is not None:
-            await self.journal.mark_sent(signed.hash)
+            await self.journal.sent(signed.hash)
         await self._step(STEP_MARKED_SENT)
         log.info("sent %s %s nonce=%d", request.purpose, signed.hash, nonce)
         return sent
@@ -741,23 +746,7 @@ class TransactionSender:
     async def record_outcome(self, receipt: Receipt, siblings: Sequence[str] = ()) -> None:
         """Journal the mined (or reverted) transaction and mark its same-nonce siblings replaced."""
         if self.journal is not None:
-            if receipt.status == 1:
-                await self.journal.mark_mined(
-                    receipt.tx_hash,
-                    receipt.block_number,
-                    receipt.gas_used,
-                    receipt.effective_gas_price_wei,
-                )
-            else:
-                await self.journal.mark_reverted(
-                    receipt.tx_hash,
-                    receipt.block_number,
-                    receipt.gas_used,
-                    receipt.effective_gas_price_wei,
-                )
-            for tx_hash in siblings:
-                if tx_hash != receipt.tx_hash:
-                    await self.journal.mark_replaced(tx_hash, receipt.tx_hash)
+            await self.journal.settled(receipt, siblings)
         await self._step(STEP_MARKED_FINAL)
 
     async def track(

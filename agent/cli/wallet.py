@@ -411,6 +411,7 @@ async def _opened_sender(agent_config: Any, signer: Signer) -> AsyncIterator[Tra
     from agent.chain.rpc import RpcClient
     from agent.chain.tx import TransactionSender
     from agent.execution import settings_from_config
+    from agent.execution.tx_journal import JournaledTxs
     from agent.store import Journal, init_db, session_factory
 
     read_client = RpcClient(agent_config.chain.rpc_urls)
@@ -430,7 +431,7 @@ async def _opened_sender(agent_config: Any, signer: Signer) -> AsyncIterator[Tra
             submit_w3=submit_client.web3(),
             signer=signer,
             nonces=NonceManager(w3, signer.address),
-            journal=Journal(session_factory(engine)),
+            journal=JournaledTxs(Journal(session_factory(engine))),
             chain_id=chain_id,
             fee_policy=fee_policy,
         )

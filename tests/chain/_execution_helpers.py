@@ -11,6 +11,7 @@ from web3 import AsyncWeb3
 
 from agent.chain.nonce import NonceManager
 from agent.chain.tx import FeePolicy, StepHook, TransactionSender
+from agent.execution.tx_journal import JournaledTxs
 from agent.store import Journal, init_db, session_factory
 from agent.wallet.keystore import Signer
 
@@ -41,7 +42,7 @@ async def make_sender(
         submit_w3=submit_w3 or w3,
         signer=signer,
         nonces=NonceManager(w3, signer.address),
-        journal=journal,
+        journal=JournaledTxs(journal),
         chain_id=await w3.eth.chain_id,
         fee_policy=policy,
         on_step=on_step,
