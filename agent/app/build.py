@@ -19,8 +19,6 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
-from eth_abi import decode, encode
-from eth_utils import function_signature_to_4byte_selector
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 from web3 import AsyncWeb3
@@ -36,7 +34,7 @@ from agent.chain.heads import HeadGuard
 from agent.chain.l1fee import OpStackL1Fees
 from agent.chain.limits import ProviderLimits
 from agent.chain.logs import get_logs
-from agent.chain.multicall import Call, Multicall
+from agent.chain.multicall import Multicall
 from agent.chain.nonce import NonceManager
 from agent.chain.registry import DEVNET_CHAIN, EXPECTED_BLOCK_TIME_S, chain_profile
 from agent.chain.rpc import RpcClient, poll_new_blocks, subscribe_new_blocks
@@ -57,12 +55,13 @@ from agent.execution import (
     Reconciler,
     settings_from_config,
 )
+from agent.execution.balances import BalanceReader, PaperBalances
 from agent.execution.policy import SigningPolicy
 from agent.execution.tx_journal import JournaledTxs
 from agent.feeds.factory import build_feeds
 from agent.feeds.oneinch import OneInchClient, QuotePair
 from agent.feeds.readings import Poller
-from agent.feeds.sim import SimCexClient, SimOneInchClient, SimSentimentFeed
+from agent.feeds.sim import SimCexClient, SimOneInchClient, SimSentimentFeed, best_pool_quote
 from agent.feeds.watch import FeedWatch
 from agent.feeds.whales import WhaleWatcher
 from agent.market.builder import FeedBoard, MarketView
@@ -79,7 +78,6 @@ from strategies.base import Strategy
 from strategies.signal import SignalStrategy
 
 log = logging.getLogger(__name__)
-_BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
 
 
 @dataclass
@@ -132,46 +130,6 @@ def nominal_block_time_s(chain: ChainConfig) -> float:
     if chain.name == DEVNET_CHAIN:
         return 0.05
     return EXPECTED_BLOCK_TIME_S.get(chain.name, 12.0)
-
-
-class BalanceReader:
-    """ERC20 balances of the agent's accounts in one multicall per block."""
-
-    def __init__(self, multicall: Multicall, tokens: list[str], holders: list[str]) -> None:
-        self.multicall = multicall
-        self.holders = list(holders)
-        self.calls = [
-            (token, Call(token, _BALANCE_OF + encode(["address"], [holder])))
-            for holder in holders
-            for token in tokens
-        ]
-
-    async def balances(self, block: int) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for held in (await self.by_holder(block)).values():
-            for token, amount in held.items():
-                totals[token] = totals.get(token, 0) + amount
-        return totals
-
-    async def by_holder(self, block: int) -> dict[str, dict[str, int]]:
-        """Each holder's balances (token address -> smallest units) at ``block``."""
-        result = await self.multicall.aggregate([c for _, c in self.calls], block)
-        held: dict[str, dict[str, int]] = {holder: {} for holder in self.holders}
-        per_holder = len(self.calls) // max(1, len(self.holders))
-        for index, ((token, _), answer) in enumerate(zip(self.calls, result.results, strict=True)):
-            if answer.success and len(answer.return_data) >= 32:
-                (amount,) = decode(["uint256"], answer.return_data[:32])
-                holder = held[self.holders[index // per_holder]]
-                holder[token] = holder.get(token, 0) + int(amount)
-        return held
-
-
-class PaperBalances:
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
-
-    async def balances(self, block: int) -> dict[str, int]:
-        return await self.journal.paper_balances()
 
 
 def provider_limits(cfg: AgentConfig) -> ProviderLimits:
@@ -404,7 +362,7 @@ async def open_agent(
         journal = Journal(session_factory(engine_db))
 
         contracts = DexContracts.from_addresses(
-            _address_map(addresses),
+            addresses.role_addresses(),
             str(cfg.execution.arb_executor or "") or None,
             router_kinds={d.name: k for d in addresses.v3_dexes().values() if (k := d.router_kind)},
         )
@@ -648,23 +606,6 @@ def _health(health: HealthState, built: list[AgentParts]) -> HealthReport:
     )
 
 
-def _address_map(addresses: Any) -> dict[str, str]:
-    """The registry's ChainAddresses as the flat "dex.role" map DexContracts reads."""
-    flat: dict[str, str] = {}
-    for dex in addresses.v2_dexes().values():
-        flat[f"{dex.name}.factory"] = dex.factory
-        if dex.router02:
-            flat[f"{dex.name}.router"] = dex.router02
-    for dex in addresses.v3_dexes().values():
-        flat[f"{dex.name}.factory"] = dex.factory
-        router = dex.router
-        if router:
-            flat[f"{dex.name}.swap_router"] = router
-        if dex.quoter_v2:
-            flat[f"{dex.name}.quoter_v2"] = dex.quoter_v2
-    return flat
-
-
 def _simulated_feeds(
     market: MarketView,
     tokens: dict[str, Token],
@@ -680,19 +621,11 @@ def _simulated_feeds(
         s: by_symbol[t] for s, t in (("ETH/USDT", "WETH"), ("BTC/USDT", "WBTC")) if t in by_symbol
     }
 
-    async def best_quote(src: str, dst: str, amount_in: int) -> int:
-        best = 0
-        for pool in market.registry.pools.values():
-            if {pool.token0, pool.token1} == {src, dst}:
-                with contextlib.suppress(Exception):
-                    best = max(best, pool.quote_exact_input(src, amount_in))
-        return best
-
     pairs = []
     if "WETH" in by_symbol and "USDC" in by_symbol:
         usdc = tokens[by_symbol["USDC"]]
         pairs.append(QuotePair(by_symbol["USDC"], by_symbol["WETH"], 1_000 * 10**usdc.decimals))
-    oneinch = SimOneInchClient(best_quote, pairs=pairs)
+    oneinch = SimOneInchClient(best_pool_quote(lambda: market.registry.pools.values()), pairs=pairs)
     board.oneinch = oneinch
     sentiment = SimSentimentFeed(list(by_symbol), market.price_usd)
     board.sentiment = sentiment

@@ -181,6 +181,23 @@ class ChainAddresses:
             )
         }
 
+    def role_addresses(self) -> dict[str, str]:
+        """The DEX contracts as the flat "dex.role" map a deployment file uses
+        ("uniswap_v2.router", "uniswap_v3.quoter_v2", ...)."""
+        flat: dict[str, str] = {}
+        for dex in self.v2_dexes().values():
+            flat[f"{dex.name}.factory"] = dex.factory
+            if dex.router02:
+                flat[f"{dex.name}.router"] = dex.router02
+        for v3 in self.v3_dexes().values():
+            flat[f"{v3.name}.factory"] = v3.factory
+            router = v3.router
+            if router:
+                flat[f"{v3.name}.swap_router"] = router
+            if v3.quoter_v2:
+                flat[f"{v3.name}.quoter_v2"] = v3.quoter_v2
+        return flat
+
     def dex_names(self) -> list[str]:
         """Names of every DEX deployed on this chain ("uniswap_v2", "sushiswap", "uniswap_v3")."""
         return [*self.v2_dexes(), *self.v3_dexes()]

@@ -22,9 +22,11 @@ import logging
 import math
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
+from typing import Protocol
 
+from agent.dex.errors import SwapRevert
 from agent.errors import FatalError
 from agent.feeds.cex import CEX_TO_ONCHAIN, CexTicker, OrderBook, cex_base_for
 from agent.feeds.http import ReadingBook, Redactor, read_into
@@ -37,6 +39,36 @@ PriceUsd = Callable[[str], Awaitable[float]]
 BestQuote = Callable[[str, str, int], Awaitable[int]]
 
 _log = logging.getLogger("agent.feeds.sim")
+
+
+class QuotingPool(Protocol):
+    """A local pool the simulated aggregator routes through (``agent.dex`` V2 and V3 pools)."""
+
+    @property
+    def token0(self) -> str: ...
+
+    @property
+    def token1(self) -> str: ...
+
+    def quote_exact_input(self, token_in: str, amount_in: int) -> int: ...
+
+
+def best_pool_quote(pools: Callable[[], Iterable[QuotingPool]]) -> BestQuote:
+    """The simulated aggregator's quote: the best single-pool exact-input quote among the
+    pools of the pair (0 where no pool can fill it); ``pools`` is read at every call."""
+
+    async def best_quote(src: str, dst: str, amount_in: int) -> int:
+        best = 0
+        for pool in pools():
+            if {pool.token0, pool.token1} != {src, dst}:
+                continue
+            try:
+                best = max(best, pool.quote_exact_input(src, amount_in))
+            except SwapRevert:
+                continue  # this pool cannot fill the amount (the router would revert)
+        return best
+
+    return best_quote
 
 
 class SimCexClient:
