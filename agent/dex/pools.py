@@ -47,7 +47,6 @@ from agent.dex.v2 import DEFAULT_FEE_PIPS, V2Pool
 from agent.dex.v3 import FEE_TIERS_PIPS, TICK_SPACING_BY_FEE, V3Pool
 from agent.dex.v3_math import MAX_TICK, MIN_TICK
 from agent.errors import AgentError, PoolReadError
-from agent.market.snapshot import PoolRef
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +328,16 @@ def _header(reply: dict[str, Any]) -> tuple[str, str]:
     if not isinstance(header, dict) or not header.get("hash"):
         raise ValueError(f"block header unavailable: {reply.get('error')}")
     return str(header["hash"]), str(header.get("parentHash", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRef:
+    """Where a pool lives: which DEX deployment, which protocol version."""
+
+    address: str
+    dex: str
+    kind: str  # "v2" | "v3"
+    factory: str = ""
 
 
 # --- the registry ------------------------------------------------------------------------------

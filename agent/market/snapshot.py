@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from agent.dex.pools import PoolRef as PoolRef  # its home is dex; strategies read it here
 from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
 from agent.types import GasPrice, Reading, Token, WhaleTrade
@@ -19,16 +20,6 @@ from agent.types import GasPrice, Reading, Token, WhaleTrade
 Pool = V2Pool | V3Pool
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class PoolRef:
-    """Where a pool lives: which DEX deployment, which protocol version."""
-
-    address: str
-    dex: str
-    kind: str  # "v2" | "v3"
-    factory: str = ""
 
 
 @dataclass(frozen=True, slots=True)
