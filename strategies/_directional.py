@@ -74,10 +74,6 @@ def _pool_fee_pips(pool: Pool) -> int:
     return pool.fee_pips
 
 
-def pool_tokens(pool: Pool) -> tuple[str, str]:
-    return pool.token0, pool.token1
-
-
 def pools_for_pair(
     snapshot: MarketSnapshot,
     token_a: str,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from eth_abi import decode
@@ -832,8 +832,3 @@ def _rpc_error(method: str, message: str) -> AgentError:
             return NonceTooLow(message)
         return BroadcastRejected(message)
     return TemporaryError(f"{method} failed: {message}")
-
-
-def with_gas_limit(request: TxRequest, gas_limit: int) -> TxRequest:
-    """``request`` with a fixed gas limit (skips estimation)."""
-    return replace(request, gas_limit=gas_limit)

@@ -392,11 +392,6 @@ def tick_position(compressed_tick: int) -> tuple[int, int]:
     return compressed_tick >> 8, compressed_tick & 0xFF
 
 
-def compress_tick(tick: int, tick_spacing: int) -> int:
-    """tick / tick_spacing rounded towards negative infinity, as the pool does."""
-    return tick // tick_spacing
-
-
 def next_initialized_tick_within_one_word(
     bitmap: Mapping[int, int], tick: int, tick_spacing: int, lte: bool
 ) -> tuple[int, bool]:

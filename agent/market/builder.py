@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -467,7 +467,3 @@ class MarketView:
                 if price > 0:
                     return price
         raise StaleDataError(f"no pool price for {symbol} yet")
-
-
-def token_map(tokens: Iterable[Token]) -> dict[str, Token]:
-    return {t.address: t for t in tokens}

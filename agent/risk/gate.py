@@ -52,7 +52,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from agent.alerts.base import RiskHalt
-from agent.errors import RiskRejected
 from agent.market.portfolio import DEFAULT_QUOTE_TOKENS, token_matches
 from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.risk.controls import _MAX_REASON_CHARS
@@ -107,10 +106,6 @@ class Rejected:
     reason: RejectReason
     detail: str = ""
     approved: bool = field(default=False, init=False)
-
-    def to_error(self) -> RiskRejected:
-        """The same refusal as an exception, for code paths that raise."""
-        return RiskRejected(str(self.reason), self.detail)
 
 
 RiskDecision = Approved | Rejected
@@ -290,10 +285,6 @@ class RiskGate:
     def halt(self) -> HaltRecord | None:
         """The drawdown halt in force, if any."""
         return self._halt
-
-    @property
-    def trading_allowed(self) -> bool:
-        return self._pause_reason is None and self._halt is None
 
     def control_state(self, resumed: bool = False) -> ControlState:
         return ControlState(self.paused, self._pause_reason, self._halt, resumed)
