@@ -22,9 +22,7 @@ import logging
 from collections.abc import Sequence
 from typing import Literal
 
-from eth_abi import encode
-from eth_utils import function_signature_to_4byte_selector
-
+from agent.chain.abi import calldata_hex
 from agent.devnet.jsonrpc import JsonRpc
 from agent.errors import FatalError, JsonRpcError
 
@@ -35,13 +33,8 @@ FUNDING_METHODS: tuple[FundingMethod, ...] = ("deal", "storage", "holder")
 _HOLDER_SHARE = 10  # take at most 1/10 of a holder's balance
 
 
-def _calldata(signature: str, types: Sequence[str], args: Sequence[object]) -> str:
-    selector = function_signature_to_4byte_selector(signature)
-    return "0x" + (selector + encode(list(types), list(args))).hex()
-
-
 async def token_balance(rpc: JsonRpc, token: str, holder: str) -> int:
-    data = _calldata("balanceOf(address)", ["address"], [holder])
+    data = calldata_hex("balanceOf(address)", ["address"], [holder])
     return int(await rpc.call("eth_call", [{"to": token, "data": data}, "latest"]), 16)
 
 
@@ -50,7 +43,7 @@ async def _deal(rpc: JsonRpc, token: str, account: str, amount: int, _: Sequence
 
 
 async def _storage(rpc: JsonRpc, token: str, account: str, amount: int, _: Sequence[str]) -> None:
-    call = {"to": token, "data": _calldata("balanceOf(address)", ["address"], [account])}
+    call = {"to": token, "data": calldata_hex("balanceOf(address)", ["address"], [account])}
     listed = await rpc.call("eth_createAccessList", [call, "latest"])
     word = "0x" + amount.to_bytes(32, "big").hex()
     for entry in listed.get("accessList", []):
@@ -73,12 +66,12 @@ async def _holder(
         await rpc.call("anvil_setBalance", [holder, hex(10**18)])  # gas for the impersonated
         await rpc.call("anvil_impersonateAccount", [holder])
         try:
-            transfer = _calldata(
+            transfer = calldata_hex(
                 "transfer(address,uint256)", ["address", "uint256"], [account, missing]
             )
             await _mined(rpc, {"from": holder, "to": token, "data": transfer})
             # A V2 pair's reserves must match its balance again, or its next swap reverts.
-            sync = {"from": holder, "to": holder, "data": _calldata("sync()", [], [])}
+            sync = {"from": holder, "to": holder, "data": calldata_hex("sync()", [], [])}
             with contextlib.suppress(FatalError):  # not a V2 pair: a V3 pool keeps no reserves
                 await _mined(rpc, sync)
         finally:

@@ -20,6 +20,7 @@ import aiohttp
 from eth_abi import decode, encode
 from eth_utils import to_checksum_address
 
+from agent.chain.abi import calldata
 from agent.chain.limits import ProviderLimits
 from agent.chain.multicall import Call, Multicall
 from agent.chain.rpc import RpcClient
@@ -28,7 +29,6 @@ from agent.config.models import AgentConfig
 from agent.dex.pools import PoolRegistry
 from agent.dex.v2 import V2Pool
 from agent.errors import AgentError, WalletError, WrongChainError
-from agent.execution.common import SEL_ALLOWANCE, SEL_BALANCE_OF, _erc20_call
 from agent.market.builder import pool_prices_usd
 from agent.metrics.server import redact_endpoint
 from agent.types import Token
@@ -177,7 +177,7 @@ async def _discover_pools(
             else:
                 held = await multicall.aggregate(
                     [
-                        Call(t.address, _erc20_call(SEL_BALANCE_OF, ["address"], [address]))
+                        Call(t.address, calldata("balanceOf(address)", ["address"], [address]))
                         for t in (t0, t1)
                     ]
                 )
@@ -217,7 +217,7 @@ async def _wallet_checks(
     if executor is not None:
         holders.append(("executor", executor))
     calls = [
-        Call(t.address, _erc20_call(SEL_BALANCE_OF, ["address"], [holder]))
+        Call(t.address, calldata("balanceOf(address)", ["address"], [holder]))
         for _, holder in holders
         for t in tokens.values()
     ]
@@ -236,7 +236,10 @@ async def _wallet_checks(
     spenders += [r for d in addresses.v3_dexes().values() if (r := d.router)]
     pairs = list(itertools.product(tokens.values(), spenders))
     allowance_calls = [
-        Call(t.address, _erc20_call(SEL_ALLOWANCE, ["address", "address"], [account, spender]))
+        Call(
+            t.address,
+            calldata("allowance(address,address)", ["address", "address"], [account, spender]),
+        )
         for t, spender in pairs
     ]
     outstanding = []

@@ -29,11 +29,8 @@ from agent.app.control import AgentControl
 from agent.app.funding import fund_token
 from agent.app.report import LiveBoard, Report, build_report
 from agent.app.runner import install_signal_handlers, remove_signal_handlers
-from agent.chain.arb_executor import (
-    UNISWAP_V2_PAIR_INIT_CODE_HASH,
-    encode_deployment,
-    load_arb_executor_artifact,
-)
+from agent.chain.abi import UNISWAP_V2_PAIR_INIT_CODE_HASH, calldata_hex
+from agent.chain.arb_executor import encode_deployment, load_arb_executor_artifact
 from agent.chain.registry import (
     DEVNET_CHAIN,
     DEVNET_CHAIN_ID,
@@ -72,13 +69,6 @@ async def _send_as(rpc: JsonRpc, sender: str, tx: dict[str, str]) -> dict[str, A
     raise FatalError(f"funding transaction {tx_hash} was not mined")
 
 
-def _call(signature: str, types: list[str], args: list[object]) -> str:
-    from eth_abi import encode
-    from eth_utils import function_signature_to_4byte_selector
-
-    return "0x" + (function_signature_to_4byte_selector(signature) + encode(types, args)).hex()
-
-
 async def fund_and_deploy(
     rpc: JsonRpc, deployment: Deployment, account: str, *, executor_usd: float = 400_000.0
 ) -> str:
@@ -96,7 +86,7 @@ async def fund_and_deploy(
         if symbol == "WETH":
             continue
         amount = int(1_000_000 / deployment.prices_usd[symbol] * 10**token.decimals)
-        data = _call("mint(address,uint256)", ["address", "uint256"], [account, amount])
+        data = calldata_hex("mint(address,uint256)", ["address", "uint256"], [account, amount])
         await _send_as(rpc, account, {"to": token.address, "data": data})
     factories = {
         a[f"{dex}.factory"]: UNISWAP_V2_PAIR_INIT_CODE_HASH for dex in ("uniswap_v2", "sushiswap")
@@ -110,7 +100,7 @@ async def fund_and_deploy(
     for symbol in ("WETH", "USDC"):
         token = deployment.tokens[symbol]
         amount = int(executor_usd / 2 / deployment.prices_usd[symbol] * 10**token.decimals)
-        data = _call("transfer(address,uint256)", ["address", "uint256"], [executor, amount])
+        data = calldata_hex("transfer(address,uint256)", ["address", "uint256"], [executor, amount])
         await _send_as(rpc, account, {"to": token.address, "data": data})
     return executor
 
@@ -524,8 +514,8 @@ async def _deploy_and_fund_executor(
 ) -> str:
     import aiohttp
 
+    from agent.chain.abi import verify_v2_init_code_hash
     from agent.chain.rpc import RpcClient
-    from agent.cli.wallet import verify_v2_init_code_hash
 
     registry_addresses = addresses_for(chain)
     lines = wallet.lines

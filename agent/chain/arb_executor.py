@@ -20,37 +20,27 @@ from typing import Any
 from eth_abi import decode, encode
 from eth_abi.exceptions import DecodingError
 from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 
+from agent.chain.abi import selector
 from agent.errors import ConfigError
 from agent.types import RouteHop
 
 DEFAULT_ARTIFACT_PATH = Path(__file__).resolve().parents[2] / "abis" / "ArbExecutor.json"
 
-# CREATE2 init-code hashes of the pair/pool contracts. The V2 one is Uniswap V2's (also what the
-# devnet's two V2 stacks use: both deploy the npm UniswapV2Factory); forks such as SushiSwap on
-# mainnet have their own and are registered per factory.
-UNISWAP_V2_PAIR_INIT_CODE_HASH = bytes.fromhex(
-    "96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f"
-)
-V3_POOL_INIT_CODE_HASH = bytes.fromhex(
-    "e34f199b19b2b4f47f68442619d555527d244f78a3297ea89325f843f87b8b54"
-)
-
 HOP_ABI_TYPE = "(uint8,address,address,address,uint24,address)"
 _EXECUTE_ARG_TYPES = (f"{HOP_ABI_TYPE}[]", "address", "uint256", "uint256", "uint256")
 _EXECUTE_SIGNATURE = f"execute({','.join(_EXECUTE_ARG_TYPES)})"
 _FLASH_SIGNATURE = f"executeWithFlashLoan({','.join(_EXECUTE_ARG_TYPES)})"
-EXECUTE_SELECTOR = keccak(text=_EXECUTE_SIGNATURE)[:4]
-EXECUTE_WITH_FLASH_LOAN_SELECTOR = keccak(text=_FLASH_SIGNATURE)[:4]
+EXECUTE_SELECTOR = selector(_EXECUTE_SIGNATURE)
+EXECUTE_WITH_FLASH_LOAN_SELECTOR = selector(_FLASH_SIGNATURE)
 _CONSTRUCTOR_ARG_TYPES = ("address", "address", "address[]", "bytes32[]")
-WITHDRAW_TOKEN_SELECTOR = keccak(text="withdrawToken(address,uint256)")[:4]
-WITHDRAW_ETH_SELECTOR = keccak(text="withdrawEth(uint256)")[:4]
+WITHDRAW_TOKEN_SELECTOR = selector("withdrawToken(address,uint256)")
+WITHDRAW_ETH_SELECTOR = selector("withdrawEth(uint256)")
 _ZERO_ADDRESS = "0x" + "00" * 20
 
 # Custom errors of the contract: selector -> (name, argument names, argument types).
 _ERRORS: dict[bytes, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    keccak(text=f"{name}({','.join(types)})")[:4]: (name, names, types)
+    selector(f"{name}({','.join(types)})"): (name, names, types)
     for name, names, types in (
         ("NotOwner", (), ()),
         ("NotExecutor", (), ()),

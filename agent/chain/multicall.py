@@ -18,14 +18,14 @@ from typing import Any, Protocol
 
 from eth_abi import decode, encode
 from eth_abi.exceptions import DecodingError
-from eth_utils import function_signature_to_4byte_selector
 
+from agent.chain.abi import selector
 from agent.errors import AgentError, MulticallError
 
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
 
-_AGGREGATE3 = function_signature_to_4byte_selector("aggregate3((address,bool,bytes)[])")
-_GET_BLOCK_NUMBER = function_signature_to_4byte_selector("getBlockNumber()")
+_AGGREGATE3 = selector("aggregate3((address,bool,bytes)[])")
+_GET_BLOCK_NUMBER = selector("getBlockNumber()")
 
 
 class JsonRpcBatcher(Protocol):

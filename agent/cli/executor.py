@@ -13,10 +13,11 @@ from typing import Annotated, Any
 
 import typer
 from eth_abi import decode, encode
-from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from eth_utils import to_checksum_address
 from rich.console import Console
 from rich.table import Table
 
+from agent.chain.abi import selector
 from agent.cli.common import ConfigOption, EnvOption
 from agent.errors import ConfigError
 
@@ -24,10 +25,6 @@ AddressOption = Annotated[
     str | None,
     typer.Option("--address", help="The ArbExecutor (default: execution.arb_executor)."),
 ]
-
-
-def _selector(signature: str) -> bytes:
-    return function_signature_to_4byte_selector(signature)
 
 
 def _executor_address(cfg: Any, address: str | None) -> str:
@@ -82,9 +79,9 @@ async def _info(cfg: Any, executor: str) -> tuple[list[tuple[str, str]], list[tu
             )
             return bytes.fromhex(str(answer)[2:])
 
-        (owner,) = decode(["address"], await call(_selector("owner()")))
-        (trader,) = decode(["address"], await call(_selector("executor()")))
-        (v3_factory,) = decode(["address"], await call(_selector("v3Factory()")))
+        (owner,) = decode(["address"], await call(selector("owner()")))
+        (trader,) = decode(["address"], await call(selector("executor()")))
+        (v3_factory,) = decode(["address"], await call(selector("v3Factory()")))
         rows = [
             ("code", f"{(len(code) - 2) // 2} bytes"),
             ("owner (withdrawals)", to_checksum_address(owner)),
@@ -92,7 +89,7 @@ async def _info(cfg: Any, executor: str) -> tuple[list[tuple[str, str]], list[tu
             ("V3 factory", to_checksum_address(v3_factory)),
         ]
         for dex in cfg.chain_addresses().v2_dexes().values():
-            query = _selector("v2InitCodeHash(address)") + encode(["address"], [dex.factory])
+            query = selector("v2InitCodeHash(address)") + encode(["address"], [dex.factory])
             (registered,) = decode(["bytes32"], await call(query))
             if not any(registered):
                 state = "not accepted"
@@ -108,7 +105,7 @@ async def _info(cfg: Any, executor: str) -> tuple[list[tuple[str, str]], list[tu
         wei = int(await rpc.call_raw("eth_getBalance", [executor, "latest"]), 16)
         balances = [("ETH", f"{wei / 10**18:,.6f}")]
         for token in tokens.values():
-            query = _selector("balanceOf(address)") + encode(["address"], [executor])
+            query = selector("balanceOf(address)") + encode(["address"], [executor])
             answer = await rpc.call_raw(
                 "eth_call", [{"to": token.address, "data": "0x" + query.hex()}, "latest"]
             )
@@ -153,6 +150,7 @@ async def _fund(
     from agent.chain.tx import TransactionSender, TxRequest
     from agent.errors import FatalError
     from agent.execution import settings_from_config
+    from agent.execution.tx_journal import JournaledTxs
     from agent.store import Journal, init_db, session_factory
 
     async with aiohttp.ClientSession() as session:
@@ -174,11 +172,11 @@ async def _fund(
                 submit_w3=w3,
                 signer=signer,
                 nonces=NonceManager(w3, signer.address),
-                journal=Journal(session_factory(engine)),
+                journal=JournaledTxs(Journal(session_factory(engine))),
                 chain_id=cfg.chain.chain_id,
                 fee_policy=fee_policy,
             )
-            data = _selector("transfer(address,uint256)") + encode(
+            data = selector("transfer(address,uint256)") + encode(
                 ["address", "uint256"], [executor, units]
             )
             sent = await sender.send(TxRequest(to=token.address, data=data, purpose="fund"))

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 from web3 import AsyncWeb3
 
+from agent.chain.abi import selector
 from agent.errors import ConfigError, WalletError
 from agent.wallet.keystore import (
     KeystorePassword,
@@ -170,38 +170,6 @@ def keys_verify(keystore: KeystoreOption = None, config: ConfigOption = None) ->
 # executor deploy
 
 
-def v2_pair_address_for(factory: str, token_a: str, token_b: str, init_code_hash: bytes) -> str:
-    """The CREATE2 address ``factory`` gives the pair of ``token_a``/``token_b``."""
-    token0, token1 = sorted((token_a, token_b), key=lambda t: int(t, 16))
-    salt = keccak(bytes.fromhex(token0[2:]) + bytes.fromhex(token1[2:]))
-    digest = keccak(b"\xff" + bytes.fromhex(factory[2:]) + salt + init_code_hash)
-    return to_checksum_address(digest[12:])
-
-
-async def verify_v2_init_code_hash(
-    w3: AsyncWeb3[Any], factory: str, candidates: Sequence[bytes]
-) -> bytes | None:
-    """The candidate pair init-code hash that reproduces ``factory``'s first pair address, or
-    ``None`` (no pair yet, or no candidate matches). Checked on chain, never assumed."""
-
-    async def call(to: str, signature: str, args: bytes = b"") -> bytes:
-        data = keccak(text=signature)[:4] + args
-        return bytes(await w3.eth.call({"to": to_checksum_address(to), "data": data}))
-
-    count = int.from_bytes(await call(factory, "allPairsLength()"), "big")
-    if count == 0:
-        return None
-    pair = to_checksum_address(
-        (await call(factory, "allPairs(uint256)", (0).to_bytes(32, "big")))[12:32]
-    )
-    token0 = to_checksum_address((await call(pair, "token0()"))[12:32])
-    token1 = to_checksum_address((await call(pair, "token1()"))[12:32])
-    for candidate in candidates:
-        if v2_pair_address_for(factory, token0, token1, candidate) == pair:
-            return candidate
-    return None
-
-
 def write_arb_executor(config: Path, address: str) -> bool:
     """Set ``execution.arb_executor = address`` in ``config``, keeping its comments and layout
     (a commented-out ``# arb_executor =`` line is replaced). False, leaving the file as it was,
@@ -340,7 +308,7 @@ async def _withdraw(
             DexContracts({}, {}, arb_executor=executor),
             watched_tokens=[t.address for t in tokens],
         )
-        owner_word = await w3.eth.call({"to": executor, "data": keccak(text="owner()")[:4]})
+        owner_word = await w3.eth.call({"to": executor, "data": selector("owner()")})
         owner = to_checksum_address(bytes(owner_word)[12:32])
         swept: list[tuple[str, int]] = []
         sweeps = [
@@ -369,7 +337,7 @@ async def _withdraw(
 async def _deploy(
     agent_config: Any, signer: Signer, extra_hashes: Mapping[str, bytes], owner: str | None
 ) -> str:
-    from agent.chain.arb_executor import UNISWAP_V2_PAIR_INIT_CODE_HASH
+    from agent.chain.abi import UNISWAP_V2_PAIR_INIT_CODE_HASH, verify_v2_init_code_hash
     from agent.execution import DexContracts, deploy_arb_executor
     from agent.execution.policy import SigningPolicy
 

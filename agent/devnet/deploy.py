@@ -26,8 +26,9 @@ from typing import Any
 
 import rlp
 from eth_abi import encode
-from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
+from agent.chain.abi import calldata, sort_tokens, v2_pair_address, v3_pool_address
 from agent.chain.registry import DeployedPool
 from agent.devnet.jsonrpc import JsonRpc
 from agent.devnet.node import DEV_ACCOUNTS, PROJECT_ROOT
@@ -35,12 +36,6 @@ from agent.errors import FatalError
 from agent.types import Token
 
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
-V2_PAIR_INIT_CODE_HASH = bytes.fromhex(
-    "96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f"
-)
-V3_POOL_INIT_CODE_HASH = bytes.fromhex(
-    "e34f199b19b2b4f47f68442619d555527d244f78a3297ea89325f843f87b8b54"
-)
 V3_TICK_SPACING = {100: 1, 500: 10, 3000: 60, 10000: 200}
 V2_DEXES = ("uniswap_v2", "sushiswap")
 MAX_UINT256 = 2**256 - 1
@@ -181,31 +176,9 @@ def create_address(sender: str, nonce: int) -> str:
     return to_checksum_address(keccak(encoded)[12:])
 
 
-def v2_pair_address(factory: str, token_a: str, token_b: str) -> str:
-    t0, t1 = sort_tokens(token_a, token_b)
-    salt = keccak(bytes.fromhex(t0[2:]) + bytes.fromhex(t1[2:]))
-    raw = keccak(b"\xff" + bytes.fromhex(factory[2:]) + salt + V2_PAIR_INIT_CODE_HASH)
-    return to_checksum_address(raw[12:])
-
-
-def v3_pool_address(factory: str, token_a: str, token_b: str, fee_pips: int) -> str:
-    t0, t1 = sort_tokens(token_a, token_b)
-    salt = keccak(encode(["address", "address", "uint24"], [t0, t1, fee_pips]))
-    raw = keccak(b"\xff" + bytes.fromhex(factory[2:]) + salt + V3_POOL_INIT_CODE_HASH)
-    return to_checksum_address(raw[12:])
-
-
-def sort_tokens(token_a: str, token_b: str) -> tuple[str, str]:
-    return (token_a, token_b) if int(token_a, 16) < int(token_b, 16) else (token_b, token_a)
-
-
 def sqrt_price_x96(price_raw: Fraction) -> int:
     """floor(sqrt(price) * 2**96) for a raw price (token1 units per token0 unit)."""
     return math.isqrt(price_raw.numerator * 2**192 // price_raw.denominator)
-
-
-def _calldata(signature: str, types: Sequence[str], args: Sequence[Any]) -> bytes:
-    return function_signature_to_4byte_selector(signature) + encode(list(types), list(args))
 
 
 @dataclass
@@ -248,7 +221,7 @@ class _Plan:
         gas: int = 300_000,
         value: int = 0,
     ) -> None:
-        self._add(_Tx(label, to, _calldata(signature, types, args), gas, value))
+        self._add(_Tx(label, to, calldata(signature, types, args), gas, value))
 
     def _add(self, tx: _Tx) -> None:
         self.txs.append(tx)

@@ -23,19 +23,13 @@ import logging
 import random
 from dataclasses import dataclass, field
 
-from eth_abi import encode
-from eth_utils import function_signature_to_4byte_selector
-
+from agent.chain.abi import calldata_hex
 from agent.devnet.deploy import Deployment
 from agent.devnet.jsonrpc import JsonRpc
 from agent.devnet.node import DEV_ACCOUNTS
 
 log = logging.getLogger(__name__)
 _FAR_DEADLINE = 2**40
-
-
-def _calldata(signature: str, types: list[str], args: list[object]) -> str:
-    return "0x" + (function_signature_to_4byte_selector(signature) + encode(types, args)).hex()
 
 
 @dataclass
@@ -151,7 +145,7 @@ class MarketSimulator:
     async def _swap_v2(self, trader: str, dex: str, path: list[str], amount_in: int) -> None:
         router = self.deployment.addresses[f"{dex}.router"]
         await self._approve(trader, path[0], router, amount_in)
-        data = _calldata(
+        data = calldata_hex(
             "swapExactTokensForTokensSupportingFeeOnTransferTokens"
             "(uint256,uint256,address[],address,uint256)",
             ["uint256", "uint256", "address[]", "address", "uint256"],
@@ -165,14 +159,14 @@ class MarketSimulator:
         a = self.deployment.addresses
         if "uniswap_v3.swap_router" in a:
             router = a["uniswap_v3.swap_router"]
-            data = _calldata(
+            data = calldata_hex(
                 "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))",
                 ["(address,address,uint24,address,uint256,uint256,uint256,uint160)"],
                 [(token_in, token_out, fee_pips, trader, _FAR_DEADLINE, amount_in, 0, 0)],
             )
         else:  # SwapRouter02: no deadline in the params
             router = a["uniswap_v3.swap_router02"]
-            data = _calldata(
+            data = calldata_hex(
                 "exactInputSingle((address,address,uint24,address,uint256,uint256,uint160))",
                 ["(address,address,uint24,address,uint256,uint256,uint160)"],
                 [(token_in, token_out, fee_pips, trader, amount_in, 0, 0)],
@@ -186,7 +180,7 @@ class MarketSimulator:
             [
                 {
                     "to": token,
-                    "data": _calldata(
+                    "data": calldata_hex(
                         "allowance(address,address)", ["address", "address"], [trader, spender]
                     ),
                 },
@@ -194,9 +188,9 @@ class MarketSimulator:
             ],
         )
         if int(leftover, 16) != 0:  # a reverted swap left it: USDT-like tokens need 0 first
-            zero = _calldata("approve(address,uint256)", ["address", "uint256"], [spender, 0])
+            zero = calldata_hex("approve(address,uint256)", ["address", "uint256"], [spender, 0])
             await self._send(trader, token, zero, "approve")
-        data = _calldata("approve(address,uint256)", ["address", "uint256"], [spender, amount])
+        data = calldata_hex("approve(address,uint256)", ["address", "uint256"], [spender, amount])
         await self._send(trader, token, data, "approve")
 
     async def _check_previous(self) -> None:

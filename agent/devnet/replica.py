@@ -56,6 +56,7 @@ from typing import Any, Literal
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
+from agent.chain.abi import sort_tokens, v2_pair_address, v3_pool_address
 from agent.chain.l1fee import OpL1FeeParams
 from agent.chain.registry import ChainAddresses, addresses_for, chain_profile
 from agent.devnet import Devnet
@@ -70,10 +71,7 @@ from agent.devnet.deploy import (
     _execute,
     _Plan,
     create_address,
-    sort_tokens,
     sqrt_price_x96,
-    v2_pair_address,
-    v3_pool_address,
 )
 from agent.devnet.jsonrpc import JsonRpc
 from agent.devnet.node import DEV_ACCOUNTS, PROJECT_ROOT

@@ -11,18 +11,12 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from eth_abi import encode
-from eth_utils import function_signature_to_4byte_selector
-
+from agent.chain.abi import calldata_hex
 from agent.chain.registry import DeployedPool
 from agent.devnet.jsonrpc import JsonRpc
 from agent.errors import FatalError
 
 _FAR_DEADLINE = 2**40
-
-
-def _calldata(signature: str, types: list[str], args: list[object]) -> str:
-    return "0x" + (function_signature_to_4byte_selector(signature) + encode(types, args)).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +34,7 @@ class SwapResult:
 async def balance_of(rpc: JsonRpc, token: str, owner: str) -> int:
     raw = await rpc.call(
         "eth_call",
-        [{"to": token, "data": _calldata("balanceOf(address)", ["address"], [owner])}, "latest"],
+        [{"to": token, "data": calldata_hex("balanceOf(address)", ["address"], [owner])}, "latest"],
     )
     return int(raw, 16)
 
@@ -63,7 +57,7 @@ async def _transact(rpc: JsonRpc, sender: str, to: str, data: str, label: str) -
 
 
 async def _approve(rpc: JsonRpc, trader: str, token: str, spender: str, amount: int) -> None:
-    data = _calldata("approve(address,uint256)", ["address", "uint256"], [spender, amount])
+    data = calldata_hex("approve(address,uint256)", ["address", "uint256"], [spender, amount])
     await _transact(rpc, trader, token, data, "approve")
 
 
@@ -73,7 +67,7 @@ async def swap_v2(
     """Swap exactly ``amount_in`` along ``path`` through a V2 Router02 (any output accepted)."""
     await _approve(rpc, trader, path[0], router, amount_in)
     before = await balance_of(rpc, path[-1], trader)
-    data = _calldata(
+    data = calldata_hex(
         "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)",
         ["uint256", "uint256", "address[]", "address", "uint256"],
         [amount_in, 0, path, trader, _FAR_DEADLINE],
@@ -105,7 +99,7 @@ async def swap_v3(
     """Swap exactly ``amount_in`` through SwapRouter.exactInputSingle (no price limit)."""
     await _approve(rpc, trader, token_in, swap_router, amount_in)
     before = await balance_of(rpc, token_out, trader)
-    data = _calldata(
+    data = calldata_hex(
         "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))",
         ["(address,address,uint24,address,uint256,uint256,uint256,uint160)"],
         [(token_in, token_out, fee_pips, trader, _FAR_DEADLINE, amount_in, 0, 0)],

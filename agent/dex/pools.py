@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_abi import encode
-from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
+from agent.chain.abi import event_topic, selector
 from agent.chain.limits import UNLIMITED, ProviderLimits
 from agent.chain.logs import get_logs, log_request, plan_log_ranges
 from agent.chain.multicall import Call, CallResult, JsonRpcBatcher, Multicall, Web3Batcher
@@ -53,26 +54,22 @@ log = logging.getLogger(__name__)
 Pool = V2Pool | V3Pool
 
 
-def _selector(signature: str) -> bytes:
-    return function_signature_to_4byte_selector(signature)
+GET_RESERVES = selector("getReserves()")
+TOKEN0 = selector("token0()")
+TOKEN1 = selector("token1()")
+SLOT0 = selector("slot0()")
+LIQUIDITY = selector("liquidity()")
+FEE = selector("fee()")
+TICK_SPACING = selector("tickSpacing()")
+TICK_BITMAP = selector("tickBitmap(int16)")
+TICKS = selector("ticks(int24)")
+GET_PAIR = selector("getPair(address,address)")
+GET_POOL = selector("getPool(address,address,uint24)")
 
-
-GET_RESERVES = _selector("getReserves()")
-TOKEN0 = _selector("token0()")
-TOKEN1 = _selector("token1()")
-SLOT0 = _selector("slot0()")
-LIQUIDITY = _selector("liquidity()")
-FEE = _selector("fee()")
-TICK_SPACING = _selector("tickSpacing()")
-TICK_BITMAP = _selector("tickBitmap(int16)")
-TICKS = _selector("ticks(int24)")
-GET_PAIR = _selector("getPair(address,address)")
-GET_POOL = _selector("getPool(address,address,uint24)")
-
-MINT_TOPIC = "0x" + keccak(text="Mint(address,address,int24,int24,uint128,uint256,uint256)").hex()
-BURN_TOPIC = "0x" + keccak(text="Burn(address,int24,int24,uint128,uint256,uint256)").hex()
-SWAP_TOPIC = "0x" + keccak(text="Swap(address,address,int256,int256,uint160,uint128,int24)").hex()
-SYNC_TOPIC = "0x" + keccak(text="Sync(uint112,uint112)").hex()
+MINT_TOPIC = event_topic("Mint(address,address,int24,int24,uint128,uint256,uint256)")
+BURN_TOPIC = event_topic("Burn(address,int24,int24,uint128,uint256,uint256)")
+SWAP_TOPIC = event_topic("Swap(address,address,int256,int256,uint160,uint128,int24)")
+SYNC_TOPIC = event_topic("Sync(uint112,uint112)")
 
 _ZERO_ADDRESS = "0x" + "00" * 20
 

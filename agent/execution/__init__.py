@@ -6,14 +6,22 @@
 * ``reconcile``: ``Reconciler`` brings every non-final journal row in line with the chain;
 * ``settlement``: realised amounts of an intent from its trade receipt (live path and
   reconciliation);
-* ``common``: slippage floors, function selectors, ERC20 reads, DEX addresses and
-  ``ExecutionOutcome``, shared by all of them.
+* ``common``: slippage floors, router selectors, DEX addresses and ``ExecutionOutcome``,
+  shared by all of them (ERC20 selectors and reads live in ``agent.chain.abi``);
+* ``balances``: the wallet's balances per block; ``tx_journal``: transactions in the journal.
 
 Amounts are ``int`` in smallest units throughout; ``slippage_bps`` is in basis points.
 """
 
 from __future__ import annotations
 
+from agent.chain.abi import (
+    SEL_ALLOWANCE,
+    SEL_APPROVE,
+    SEL_BALANCE_OF,
+    erc20_allowance,
+    erc20_balance,
+)
 from agent.execution.chain import (
     STEP_APPROVED,
     STEP_INTENT_RECORDED,
@@ -31,9 +39,6 @@ from agent.execution.common import (
     AGGREGATOR_KIND,
     BPS,
     NO_AGGREGATOR,
-    SEL_ALLOWANCE,
-    SEL_APPROVE,
-    SEL_BALANCE_OF,
     SEL_QUOTE_EXACT_INPUT_SINGLE,
     SEL_V2_GET_AMOUNTS_OUT,
     SEL_V2_SWAP_EXACT_TOKENS,
@@ -41,8 +46,6 @@ from agent.execution.common import (
     SEL_V3_EXACT_INPUT_SINGLE,
     DexContracts,
     ExecutionOutcome,
-    erc20_allowance,
-    erc20_balance,
     is_aggregator_route,
     min_amount_out,
     min_profit,

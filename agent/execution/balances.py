@@ -4,12 +4,10 @@ virtual portfolio (paper). Amounts are ``int`` in each token's smallest unit."""
 from __future__ import annotations
 
 from eth_abi import decode, encode
-from eth_utils import function_signature_to_4byte_selector
 
+from agent.chain.abi import SEL_BALANCE_OF
 from agent.chain.multicall import Call, Multicall
 from agent.store.journal import Journal
-
-_BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
 
 
 class BalanceReader:
@@ -19,7 +17,7 @@ class BalanceReader:
         self.multicall = multicall
         self.holders = list(holders)
         self.calls = [
-            (token, Call(token, _BALANCE_OF + encode(["address"], [holder])))
+            (token, Call(token, SEL_BALANCE_OF + encode(["address"], [holder])))
             for holder in holders
             for token in tokens
         ]

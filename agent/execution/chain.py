@@ -48,6 +48,7 @@ from typing import Any, Protocol
 from eth_abi import encode
 from web3 import AsyncWeb3
 
+from agent.chain.abi import SEL_APPROVE, erc20_allowance, erc20_balance
 from agent.chain.arb_executor import (
     decode_arb_executor_error,
     encode_execute,
@@ -67,7 +68,6 @@ from agent.errors import (
 from agent.events import EventBus, TradeSent
 from agent.execution.common import (
     NO_AGGREGATOR,
-    SEL_APPROVE,
     SEL_MULTICALL_DEADLINE,
     SEL_V2_SWAP_EXACT_TOKENS,
     SEL_V2_SWAP_FEE_ON_TRANSFER,
@@ -79,9 +79,6 @@ from agent.execution.common import (
     SWAP_ROUTER02,
     DexContracts,
     ExecutionOutcome,
-    _erc20_call,
-    erc20_allowance,
-    erc20_balance,
     is_aggregator_route,
     min_amount_out,
     min_profit,
@@ -586,7 +583,7 @@ class ChainExecutor:
     async def _approve(
         self, intent_id: str | None, token: str, spender: str, amount: int, intent: Intent | None
     ) -> None:
-        data = _erc20_call(SEL_APPROVE, ["address", "uint256"], [spender, amount])
+        data = SEL_APPROVE + encode(["address", "uint256"], [spender, amount])
         mandate = TxMandate("approve", intent, token=token, spender=spender, amount=amount)
         sent = await self.sender.send(
             TxRequest(to=token, data=data, purpose="approve", mandate=mandate),

@@ -1,5 +1,5 @@
-"""Shared by the executors: slippage floors, function selectors, ERC20 reads, DEX addresses
-and the outcome of an intent.
+"""Shared by the executors: slippage floors, router selectors, DEX addresses and the outcome of
+an intent.
 
 Amounts are ``int`` in smallest units throughout; ``slippage_bps`` is in basis points.
 """
@@ -8,49 +8,36 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from eth_abi import encode
-from eth_utils.crypto import keccak
-from web3 import AsyncWeb3
-from web3.types import RPCEndpoint
-
-from agent.errors import SimulationRevert
+from agent.chain.abi import selector
 from agent.store.models import IntentStatus
 from agent.types import Fill, RouteHop
 
 BPS = 10_000
 
 
-def _selector(signature: str) -> bytes:
-    return keccak(text=signature)[:4]
-
-
-SEL_APPROVE = _selector("approve(address,uint256)")
-SEL_ALLOWANCE = _selector("allowance(address,address)")
-SEL_BALANCE_OF = _selector("balanceOf(address)")
-SEL_V2_SWAP_EXACT_TOKENS = _selector(
+SEL_V2_SWAP_EXACT_TOKENS = selector(
     "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)"
 )
 # Router02's variant for tokens that take a fee on transfer: the output is checked by balance.
-SEL_V2_SWAP_FEE_ON_TRANSFER = _selector(
+SEL_V2_SWAP_FEE_ON_TRANSFER = selector(
     "swapExactTokensForTokensSupportingFeeOnTransferTokens(uint256,uint256,address[],address,uint256)"
 )
-SEL_V2_GET_AMOUNTS_OUT = _selector("getAmountsOut(uint256,address[])")
-SEL_V3_EXACT_INPUT_SINGLE = _selector(
+SEL_V2_GET_AMOUNTS_OUT = selector("getAmountsOut(uint256,address[])")
+SEL_V3_EXACT_INPUT_SINGLE = selector(
     "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))"
 )
-SEL_V3_EXACT_INPUT = _selector("exactInput((bytes,address,uint256,uint256,uint256))")
+SEL_V3_EXACT_INPUT = selector("exactInput((bytes,address,uint256,uint256,uint256))")
 # SwapRouter02 (swap-router-contracts): no deadline in the structs; it goes into multicall.
-SEL_V3_02_EXACT_INPUT_SINGLE = _selector(
+SEL_V3_02_EXACT_INPUT_SINGLE = selector(
     "exactInputSingle((address,address,uint24,address,uint256,uint256,uint160))"
 )
-SEL_V3_02_EXACT_INPUT = _selector("exactInput((bytes,address,uint256,uint256))")
-SEL_MULTICALL_DEADLINE = _selector("multicall(uint256,bytes[])")
+SEL_V3_02_EXACT_INPUT = selector("exactInput((bytes,address,uint256,uint256))")
+SEL_MULTICALL_DEADLINE = selector("multicall(uint256,bytes[])")
 # V3 router kinds (agent.chain.registry.SWAP_ROUTER / SWAP_ROUTER02).
 SWAP_ROUTER = "swap_router"
 SWAP_ROUTER02 = "swap_router02"
-SEL_QUOTE_EXACT_INPUT_SINGLE = _selector(
+SEL_QUOTE_EXACT_INPUT_SINGLE = selector(
     "quoteExactInputSingle((address,address,uint256,uint24,uint160))"
 )
 
@@ -133,45 +120,3 @@ class ExecutionOutcome:
     detail: str | None = None
     # A token that reverted a transfer to or from us (blocklist, pause): cool it down.
     refused_token: str | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Calldata
-
-
-def _erc20_call(selector: bytes, types: Sequence[str], args: Sequence[Any]) -> bytes:
-    return selector + encode(list(types), list(args))
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading helpers
-
-
-async def _eth_call(
-    w3: AsyncWeb3[Any], to: str, data: bytes, block: int | str = "latest", sender: str | None = None
-) -> bytes:
-    params: dict[str, Any] = {"to": to, "data": "0x" + data.hex()}
-    if sender is not None:
-        params["from"] = sender
-    block_id = hex(block) if isinstance(block, int) else block
-    response = await w3.provider.make_request(RPCEndpoint("eth_call"), [params, block_id])
-    error = response.get("error")
-    if error is not None:
-        raise SimulationRevert(
-            str(error.get("message", error)) if isinstance(error, dict) else str(error)
-        )
-    return bytes.fromhex(str(response["result"]).removeprefix("0x"))
-
-
-async def erc20_balance(
-    w3: AsyncWeb3[Any], token: str, holder: str, block: int | str = "latest"
-) -> int:
-    """``token.balanceOf(holder)`` at ``block``, smallest units."""
-    out = await _eth_call(w3, token, _erc20_call(SEL_BALANCE_OF, ["address"], [holder]), block)
-    return int.from_bytes(out[:32], "big")
-
-
-async def erc20_allowance(w3: AsyncWeb3[Any], token: str, owner: str, spender: str) -> int:
-    """``token.allowance(owner, spender)``, smallest units."""
-    data = _erc20_call(SEL_ALLOWANCE, ["address", "address"], [owner, spender])
-    return int.from_bytes((await _eth_call(w3, token, data))[:32], "big")

@@ -14,6 +14,7 @@ from typing import Any
 from eth_abi import decode, encode
 from web3 import AsyncWeb3
 
+from agent.chain.abi import eth_call
 from agent.errors import FatalError, InsufficientPaperBalance, SimulationRevert
 from agent.execution.common import (
     AGGREGATOR_KIND,
@@ -21,7 +22,6 @@ from agent.execution.common import (
     SEL_V2_GET_AMOUNTS_OUT,
     DexContracts,
     ExecutionOutcome,
-    _eth_call,
     min_amount_out,
     min_profit,
 )
@@ -73,7 +73,7 @@ class PaperExecutor:
                 data = SEL_V2_GET_AMOUNTS_OUT + encode(
                     ["uint256", "address[]"], [amount, [hop.token_in, hop.token_out]]
                 )
-                (amounts,) = decode(["uint256[]"], await _eth_call(self.w3, router, data, block))
+                (amounts,) = decode(["uint256[]"], await eth_call(self.w3, router, data, block))
                 amount = int(amounts[-1])
             else:
                 if self.contracts.quoter_v2 is None:
@@ -82,7 +82,7 @@ class PaperExecutor:
                     ["(address,address,uint256,uint24,uint160)"],
                     [(hop.token_in, hop.token_out, amount, hop.fee_pips, 0)],
                 )
-                out = await _eth_call(self.w3, self.contracts.quoter_v2, data, block)
+                out = await eth_call(self.w3, self.contracts.quoter_v2, data, block)
                 amount = int.from_bytes(out[:32], "big")
         return amount
 

@@ -53,6 +53,7 @@ from eth_utils.crypto import keccak
 from web3 import AsyncWeb3
 from web3.types import RPCEndpoint
 
+from agent.chain.abi import SEL_APPROVE
 from agent.chain.arb_executor import (
     EXECUTE_SELECTOR,
     EXECUTE_WITH_FLASH_LOAN_SELECTOR,
@@ -71,7 +72,6 @@ from agent.errors import (
 )
 from agent.events import EventBus, SigningRefusal
 from agent.execution.common import (
-    SEL_APPROVE,
     SEL_MULTICALL_DEADLINE,
     SEL_V2_SWAP_EXACT_TOKENS,
     SEL_V2_SWAP_FEE_ON_TRANSFER,

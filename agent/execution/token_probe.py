@@ -20,17 +20,17 @@ from typing import Any
 
 from eth_abi import decode, encode
 from eth_abi.exceptions import DecodingError
-from eth_utils import function_signature_to_4byte_selector
 from web3 import AsyncWeb3
 from web3.types import RPCEndpoint
 
+from agent.chain.abi import selector
 from agent.errors import TokenRefused
 
 log = logging.getLogger(__name__)
 
-_TRANSFER = function_signature_to_4byte_selector("transfer(address,uint256)")
-_BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
-_ERROR_STRING = function_signature_to_4byte_selector("Error(string)")
+_TRANSFER = selector("transfer(address,uint256)")
+_BALANCE_OF = selector("balanceOf(address)")
+_ERROR_STRING = selector("Error(string)")
 PPM = 1_000_000
 
 

@@ -26,8 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from typing import Protocol
 
-from agent.dex.errors import SwapRevert
-from agent.errors import FatalError
+from agent.errors import FatalError, SwapRevert
 from agent.feeds.cex import CEX_TO_ONCHAIN, CexTicker, OrderBook, cex_base_for
 from agent.feeds.http import ReadingBook, Redactor, read_into
 from agent.feeds.oneinch import OneInchQuote, OneInchSwap, QuotePair

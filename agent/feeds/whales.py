@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 from web3 import AsyncWeb3
 
+from agent.chain.abi import event_topic
 from agent.types import WhaleTrade
 
 LogFetcher = Callable[[Mapping[str, Any], int, int], Awaitable[list[dict[str, Any]]]]
@@ -44,13 +45,9 @@ LogFetcher = Callable[[Mapping[str, Any], int, int], Awaitable[list[dict[str, An
 reads logs within the provider's limits (``agent.chain.logs.get_logs``)."""
 
 
-def _topic(signature: str) -> str:
-    return "0x" + keccak(text=signature).hex()
-
-
-SWAP_V2_TOPIC = _topic("Swap(address,uint256,uint256,uint256,uint256,address)")
-SWAP_V3_TOPIC = _topic("Swap(address,address,int256,int256,uint160,uint128,int24)")
-TRANSFER_TOPIC = _topic("Transfer(address,address,uint256)")
+SWAP_V2_TOPIC = event_topic("Swap(address,uint256,uint256,uint256,uint256,address)")
+SWAP_V3_TOPIC = event_topic("Swap(address,address,int256,int256,uint160,uint128,int24)")
+TRANSFER_TOPIC = event_topic("Transfer(address,address,uint256)")
 _TOKEN0 = "0x0dfe1681"  # token0()
 _TOKEN1 = "0xd21220a7"  # token1()
 

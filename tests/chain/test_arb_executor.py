@@ -13,8 +13,8 @@ from web3.contract import AsyncContract
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
+from agent.chain.abi import UNISWAP_V2_PAIR_INIT_CODE_HASH, v2_pair_address, v3_pool_address
 from agent.chain.arb_executor import (
-    UNISWAP_V2_PAIR_INIT_CODE_HASH,
     Hop,
     HopKind,
     decode_arb_executor_error,
@@ -24,7 +24,6 @@ from agent.chain.arb_executor import (
     load_arb_executor_artifact,
 )
 from agent.devnet import Devnet
-from agent.devnet.deploy import v2_pair_address, v3_pool_address
 from tests.conftest import load_abi
 
 pytestmark = pytest.mark.chain

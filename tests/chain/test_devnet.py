@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
+from agent.chain.abi import v2_pair_address, v3_pool_address
 from agent.devnet import Devnet
-from agent.devnet.deploy import MULTICALL3_ADDRESS, v2_pair_address, v3_pool_address
+from agent.devnet.deploy import MULTICALL3_ADDRESS
 from tests.conftest import load_abi
 
 DEADLINE = 2**40

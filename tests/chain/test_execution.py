@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 from web3 import AsyncWeb3
 
-from agent.chain.arb_executor import UNISWAP_V2_PAIR_INIT_CODE_HASH
+from agent.chain.abi import UNISWAP_V2_PAIR_INIT_CODE_HASH, v2_pair_address, v3_pool_address
 from agent.chain.tx import (
     STEP_BROADCAST,
     STEP_JOURNALED,
@@ -29,7 +29,6 @@ from agent.chain.tx import (
     TransactionSender,
 )
 from agent.devnet import Devnet
-from agent.devnet.deploy import v2_pair_address, v3_pool_address
 from agent.dex.pools import fetch_v2_pool, fetch_v3_pool
 from agent.execution import (
     ChainExecutor,

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from agent.devnet.deploy import v2_pair_address
+from agent.chain.abi import v2_pair_address
 from agent.devnet.traders import SwapResult, swap_v2
 from agent.store.db import init_db, session_factory
 from agent.store.journal import Journal

@@ -21,16 +21,13 @@ from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector
 
 from agent import events as ev
+from agent.chain.abi import erc20_allowance
 from agent.chain.registry import addresses_for
 from agent.devnet import Devnet
 from agent.devnet.jsonrpc import JsonRpc
 from agent.devnet.replica import TOKEN_ISSUER
 from agent.devnet.traders import balance_of
-from agent.execution.common import (
-    SEL_V2_SWAP_FEE_ON_TRANSFER,
-    erc20_allowance,
-    min_amount_out,
-)
+from agent.execution.common import SEL_V2_SWAP_FEE_ON_TRANSFER, min_amount_out
 from agent.store.models import IntentStatus
 from tests.e2e.harness import AGENT_ACCOUNT, running_agent, wait_for, write_config
 from tests.e2e.test_replica_e2e import dca, replica_tree
