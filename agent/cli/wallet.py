@@ -13,21 +13,18 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from eth_utils.address import to_checksum_address
 from web3 import AsyncWeb3
 
-from agent.chain.abi import selector
 from agent.errors import ConfigError, WalletError
 from agent.wallet.keystore import (
     KeystorePassword,
-    Signer,
     create_keystore,
     load_password,
     private_key_from_secret_text,
@@ -37,7 +34,7 @@ from agent.wallet.keystore import (
 )
 
 if TYPE_CHECKING:
-    from agent.chain.tx import TransactionSender
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +236,7 @@ def executor_deploy(
     """Deploy ArbExecutor from the keystore wallet (it becomes the executor, the key that
     trades; ``--owner`` receives withdrawals); print its address."""
     from agent.config.models import AgentConfig
+    from agent.execution.deploy import deploy_arb_executor_from_config
 
     agent_config = AgentConfig.load(config)
     if owner is not None and not AsyncWeb3.is_address(owner):
@@ -247,7 +245,9 @@ def executor_deploy(
     signer = unlock_keystore(settings.keystore_path, _password_for_unlock(settings))
     extra_hashes = _parse_hash_options(v2_init_code_hash or [])
     owner = to_checksum_address(owner) if owner else None
-    address = asyncio.run(_deploy(agent_config, signer, extra_hashes, owner))
+    address = asyncio.run(
+        deploy_arb_executor_from_config(agent_config, signer, extra_hashes, owner)
+    )
     typer.echo(
         f"ArbExecutor deployed by {signer.address} (executor), owner {owner or signer.address}"
     )
@@ -271,140 +271,15 @@ def executor_withdraw(
 ) -> None:
     """Sweep the ArbExecutor's tokens and ETH to its owner (the contract pays nobody else)."""
     from agent.config.models import AgentConfig
+    from agent.execution.deploy import withdraw_from_arb_executor
 
     agent_config = AgentConfig.load(config)
     if agent_config.execution.arb_executor is None:
         raise ConfigError("execution.arb_executor is not set: there is no executor to sweep")
     settings = wallet_settings(config, keystore)
     signer = unlock_keystore(settings.keystore_path, _password_for_unlock(settings))
-    owner, swept = asyncio.run(_withdraw(agent_config, signer, token or []))
+    owner, swept = asyncio.run(withdraw_from_arb_executor(agent_config, signer, token or []))
     if not swept:
         typer.echo(f"nothing to sweep; the owner is {owner}")
     for name, amount in swept:
         typer.echo(f"swept {amount} (smallest units) of {name} to the owner {owner}")
-
-
-async def _withdraw(
-    agent_config: Any, signer: Signer, token_refs: Sequence[str]
-) -> tuple[str, list[tuple[str, int]]]:
-    from agent.chain.arb_executor import encode_withdraw_eth, encode_withdraw_token
-    from agent.chain.tx import TxMandate, TxRequest
-    from agent.execution import DexContracts, erc20_balance
-    from agent.execution.policy import NATIVE, SigningPolicy
-
-    addresses = agent_config.chain_addresses()
-    executor = to_checksum_address(str(agent_config.execution.arb_executor))
-    tokens = []
-    for ref in token_refs or [t.address for t in addresses.tokens.values()]:
-        known = addresses.token(ref)
-        if known is None:
-            raise ConfigError(f"--token {ref!r} is not a token known on {agent_config.chain.name}")
-        tokens.append(known)
-    async with _opened_sender(agent_config, signer) as sender:
-        w3 = sender.read_w3
-        sender.guard = SigningPolicy(
-            w3,
-            signer.address,
-            DexContracts({}, {}, arb_executor=executor),
-            watched_tokens=[t.address for t in tokens],
-        )
-        owner_word = await w3.eth.call({"to": executor, "data": selector("owner()")})
-        owner = to_checksum_address(bytes(owner_word)[12:32])
-        swept: list[tuple[str, int]] = []
-        sweeps = [
-            (t.symbol, t.address, await erc20_balance(w3, t.address, executor)) for t in tokens
-        ]
-        sweeps.append(("ETH", NATIVE, int(await w3.eth.get_balance(executor))))
-        for name, address, amount in sweeps:
-            if amount == 0:
-                continue
-            data = (
-                encode_withdraw_eth(amount)
-                if address == NATIVE
-                else encode_withdraw_token(address, amount)
-            )
-            mandate = TxMandate("withdraw", token=address, amount=amount)
-            sent = await sender.send(
-                TxRequest(to=executor, data=data, purpose="withdraw", mandate=mandate)
-            )
-            receipt, _ = await sender.track(sent, timeout_s=180.0)
-            if receipt.status != 1:
-                raise WalletError(f"withdrawal of {name} reverted in {receipt.tx_hash}")
-            swept.append((name, amount))
-        return owner, swept
-
-
-async def _deploy(
-    agent_config: Any, signer: Signer, extra_hashes: Mapping[str, bytes], owner: str | None
-) -> str:
-    from agent.chain.abi import UNISWAP_V2_PAIR_INIT_CODE_HASH, verify_v2_init_code_hash
-    from agent.execution import DexContracts, deploy_arb_executor
-    from agent.execution.policy import SigningPolicy
-
-    addresses = agent_config.chain_addresses()
-    if addresses.uniswap_v3_factory is None:
-        raise ConfigError(f"no Uniswap V3 factory known on {agent_config.chain.name}")
-    async with _opened_sender(agent_config, signer) as sender:
-        w3 = sender.read_w3
-        sender.guard = SigningPolicy(w3, signer.address, DexContracts({}, {}))
-        v2_hashes: dict[str, bytes] = {}
-        for name, dex in addresses.v2_dexes().items():
-            # the operator's, then the registry's for this DEX (Sushi's own), then Uniswap's
-            known = (
-                extra_hashes.get(name),
-                dex.pair_init_code_hash,
-                UNISWAP_V2_PAIR_INIT_CODE_HASH,
-            )
-            candidates = [h for h in dict.fromkeys(known) if h]
-            verified = await verify_v2_init_code_hash(w3, dex.factory, candidates)
-            if verified is None:
-                log.warning(
-                    "%s factory %s: no verified pair init-code hash; not enabled (pass "
-                    "--v2-init-code-hash %s=0x...)",
-                    name,
-                    dex.factory,
-                    name,
-                )
-                continue
-            v2_hashes[dex.factory] = verified
-        return await deploy_arb_executor(
-            sender, addresses.uniswap_v3_factory, v2_hashes, owner=owner
-        )
-
-
-@asynccontextmanager
-async def _opened_sender(agent_config: Any, signer: Signer) -> AsyncIterator[TransactionSender]:
-    """A journaling ``TransactionSender`` for ``signer`` on the configured chain."""
-    from agent.chain.nonce import NonceManager
-    from agent.chain.rpc import RpcClient
-    from agent.chain.tx import TransactionSender
-    from agent.execution import settings_from_config
-    from agent.execution.tx_journal import JournaledTxs
-    from agent.store import Journal, init_db, session_factory
-
-    read_client = RpcClient(agent_config.chain.rpc_urls)
-    submit_url = agent_config.chain.submit_rpc_url
-    submit_client = RpcClient([submit_url]) if submit_url else read_client
-    engine = await init_db(agent_config.store.url)
-    try:
-        w3 = read_client.web3()
-        chain_id = int(await w3.eth.chain_id)
-        if chain_id != agent_config.chain.chain_id:
-            raise ConfigError(
-                f"chain.chain_id is {agent_config.chain.chain_id} but the RPC serves {chain_id}"
-            )
-        _, fee_policy = settings_from_config(agent_config.execution)
-        yield TransactionSender(
-            read_w3=w3,
-            submit_w3=submit_client.web3(),
-            signer=signer,
-            nonces=NonceManager(w3, signer.address),
-            journal=JournaledTxs(Journal(session_factory(engine))),
-            chain_id=chain_id,
-            fee_policy=fee_policy,
-        )
-    finally:
-        await engine.dispose()
-        await read_client.aclose()
-        if submit_client is not read_client:
-            await submit_client.aclose()
