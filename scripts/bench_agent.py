@@ -22,12 +22,17 @@ snapshot (for the arbitrage: without reusing the previous block's sizings).
 Peak RSS is this process's ``ru_maxrss`` (the agent; Anvil runs in its own process). Target:
 <= 250 MB.
 
-Baseline, measured in the same run on the same snapshots: ``sequential_requote``: each
-strategy evaluated one after another with pool quotes done by one ``eth_call`` per quote
-against the node at the snapshot's block (Router02.getAmountsOut / QuoterV2), which is how a
-bot without local exact pool math sizes an arbitrage. Only the arbitrage strategy's sizing is
-re-quoted (the dominant cost); the quote count and its latency per tick are reported, with the
-ratio to the agent's local decision time.
+Baselines, measured in the same run on the same snapshots, with the DEX addresses read once:
+
+- ``sequential_requote``: each strategy evaluated one after another with pool quotes done by
+  one ``eth_call`` per quote against the node at the snapshot's block (Router02.getAmountsOut /
+  QuoterV2), which is how a bot without local exact pool math sizes an arbitrage;
+- ``multicall_requote``: what a careful bot without local pool math writes: the same sizing
+  with all candidates searched in lockstep and every hop quote of one search step and hop depth
+  in one Multicall3 ``eth_call``.
+
+Only the arbitrage strategy's sizing is re-quoted (the dominant cost); the quote count and its
+latency per tick are reported, with the ratio to the agent's local decision time.
 
 Usage: .venv/bin/python scripts/bench_agent.py [--blocks 40] [--warmup 3]
 """
@@ -55,6 +60,7 @@ from rich.console import Console
 
 from agent.app.build import AgentParts, open_agent
 from agent.app.rehearsal import fund_and_deploy
+from agent.chain.multicall import Call, Multicall
 from agent.config.models import AgentConfig
 from agent.devnet import Devnet
 from agent.devnet.market import MarketSimulator
@@ -62,7 +68,7 @@ from agent.devnet.node import DEV_ACCOUNTS
 from agent.dex.v2 import V2Pool
 from agent.engine.loop import TickReport
 from agent.market.snapshot import MarketSnapshot, PortfolioView
-from agent.types import Opportunity
+from agent.types import Opportunity, RouteHop
 from agent.wallet.keystore import Signer
 
 AGENT_ACCOUNT, AGENT_KEY = DEV_ACCOUNTS[3]
@@ -155,68 +161,118 @@ async def mined(devnet: Devnet, tx_hashes: list[str]) -> None:
             await asyncio.sleep(0.002)
 
 
-# -- the baseline: the arbitrage sized with one eth_call per quote ------------------------------
-async def requote_opportunity(parts: AgentParts, opportunity: Opportunity, block: int) -> int:
-    """Re-derive ``opportunity``'s output by quoting each hop on the node at ``block``."""
-    amount = opportunity.amount_in
-    for hop in opportunity.route:
-        amount = await quote_on_node(parts, hop.pool, hop.token_in, hop.token_out, amount, block)
-    return amount
+# -- the baselines: the arbitrage sized with quotes from the node ---------------------------------
+class NodeQuoter:
+    """Hop quotes from the node (Router02.getAmountsOut for V2 pools, QuoterV2 for V3 pools),
+    with the DEX addresses read from the deployment once, as a careful bot would."""
 
-
-async def quote_on_node(
-    parts: AgentParts, pool_address: str, token_in: str, token_out: str, amount: int, block: int
-) -> int:
-    pool = parts.registry.pools[pool_address]
-    ref = parts.registry.pool_refs[pool_address]
-    addresses = parts.cfg.chain_addresses()
-    if isinstance(pool, V2Pool):
-        router = addresses.v2_dexes()[ref.dex].router02
-        data = GET_AMOUNTS_OUT + encode(["uint256", "address[]"], [amount, [token_in, token_out]])
-        raw = await parts.rpc.call_raw(
-            "eth_call", [{"to": router, "data": "0x" + data.hex()}, hex(block)]
+    def __init__(self, parts: AgentParts) -> None:
+        addresses = parts.cfg.chain_addresses()
+        self.parts = parts
+        self.routers = {name: dex.router02 for name, dex in addresses.v2_dexes().items()}
+        self.quoter = next(iter(addresses.v3_dexes().values())).quoter_v2
+        self.multicall = Multicall(
+            parts.rpc, max_calls_per_chunk=parts.cfg.market.multicall_batch_size
         )
-        (amounts,) = decode(["uint256[]"], bytes.fromhex(raw[2:]))
-        return int(amounts[-1])
-    quoter = next(iter(addresses.v3_dexes().values())).quoter_v2
-    data = QUOTE_EXACT_INPUT_SINGLE + encode(
-        ["(address,address,uint256,uint24,uint160)"],
-        [(token_in, token_out, amount, pool.fee_pips, 0)],
-    )
-    raw = await parts.rpc.call_raw(
-        "eth_call", [{"to": quoter, "data": "0x" + data.hex()}, hex(block)]
-    )
-    return int(decode(["uint256", "uint160", "uint32", "uint256"], bytes.fromhex(raw[2:]))[0])
+
+    def call(self, hop: RouteHop, amount: int) -> Call:
+        """The read that quotes ``amount`` of ``hop.token_in`` through ``hop.pool``."""
+        pool = self.parts.registry.pools[hop.pool]
+        if isinstance(pool, V2Pool):
+            router = self.routers[self.parts.registry.pool_refs[hop.pool].dex]
+            assert router is not None
+            path = [hop.token_in, hop.token_out]
+            return Call(router, GET_AMOUNTS_OUT + encode(["uint256", "address[]"], [amount, path]))
+        assert self.quoter is not None
+        params = (hop.token_in, hop.token_out, amount, pool.fee_pips, 0)
+        data = QUOTE_EXACT_INPUT_SINGLE + encode(
+            ["(address,address,uint256,uint24,uint160)"], [params]
+        )
+        return Call(self.quoter, data)
+
+    def amount_out(self, hop: RouteHop, return_data: bytes) -> int:
+        if isinstance(self.parts.registry.pools[hop.pool], V2Pool):
+            (amounts,) = decode(["uint256[]"], return_data)
+            return int(amounts[-1])
+        return int(decode(["uint256", "uint160", "uint32", "uint256"], return_data)[0])
+
+    async def quote(self, hop: RouteHop, amount: int, block: int) -> int:
+        """One ``eth_call`` for one hop at ``block``."""
+        call = self.call(hop, amount)
+        raw = await self.parts.rpc.call_raw(
+            "eth_call", [{"to": call.target, "data": "0x" + call.calldata.hex()}, hex(block)]
+        )
+        return self.amount_out(hop, bytes.fromhex(raw[2:]))
+
+
+def evaluate_all(
+    parts: AgentParts, snapshot: MarketSnapshot, view: PortfolioView
+) -> tuple[list[Opportunity], list[Opportunity]]:
+    """Every strategy one after another on this thread: (arbitrage candidates, all found)."""
+    from strategies.arbitrage import ArbitrageStrategy
+
+    arbitrage: list[Opportunity] = []
+    found: list[Opportunity] = []
+    for strategy in parts.engine.strategies:
+        opportunities = strategy.evaluate(snapshot, view)
+        if isinstance(strategy, ArbitrageStrategy):
+            arbitrage.extend(opportunities)
+        found.extend(opportunities)
+    return arbitrage, found
 
 
 async def sequential_requote_tick(
-    parts: AgentParts, snapshot: MarketSnapshot, search_iterations: int
+    parts: AgentParts, quoter: NodeQuoter, snapshot: MarketSnapshot, search_iterations: int
 ) -> tuple[float, int]:
     """The baseline's decision time for one snapshot and its eth_call count.
 
     Strategies run one after another on the event loop; the arbitrage's golden-section sizing
     of every candidate cycle that passes the marginal-rate filter is done with node quotes
-    (``search_iterations`` x hops eth_calls per candidate, as a bot without local pool math
-    would), then the risk gate runs.
+    (``search_iterations`` x hops eth_calls per candidate, one hop after the other, as a bot
+    without local pool math would), then the risk gate runs.
     """
-    from strategies.arbitrage import ArbitrageStrategy
-
     view = parts.portfolio.mark(snapshot)
     started = time.perf_counter()
     calls = 0
-    for strategy in parts.engine.strategies:
-        if isinstance(strategy, ArbitrageStrategy):
-            found = strategy.evaluate(snapshot, view)
-            for opportunity in found:
-                # Each candidate's sizing: search_iterations evaluations of the cycle output.
-                for _ in range(search_iterations):
-                    await requote_opportunity(parts, opportunity, snapshot.block)
-                    calls += len(opportunity.route)
-        else:
-            found = strategy.evaluate(snapshot, view)
-        for opportunity in found:
-            parts.risk.check(opportunity, snapshot, view, time.time(), slippage_bps=30)
+    arbitrage, found = evaluate_all(parts, snapshot, view)
+    for opportunity in arbitrage:
+        # Each candidate's sizing: search_iterations evaluations of the cycle output.
+        for _ in range(search_iterations):
+            amount = opportunity.amount_in
+            for hop in opportunity.route:
+                amount = await quoter.quote(hop, amount, snapshot.block)
+                calls += 1
+    for opportunity in found:
+        parts.risk.check(opportunity, snapshot, view, time.time(), slippage_bps=30)
     return time.perf_counter() - started, calls
+
+
+async def multicall_requote_tick(
+    parts: AgentParts, quoter: NodeQuoter, snapshot: MarketSnapshot, search_iterations: int
+) -> tuple[float, int, int]:
+    """The stronger baseline: the same sizing, but every candidate's search runs in lockstep and
+    the quotes of one hop depth for all candidates go in one Multicall3 ``eth_call`` (a route's
+    next hop needs the previous hop's output, so a step of the search costs one round trip per
+    hop, whatever the number of candidates). Returns (seconds, eth_calls, quotes)."""
+    view = parts.portfolio.mark(snapshot)
+    started = time.perf_counter()
+    round_trips = quotes = 0
+    arbitrage, found = evaluate_all(parts, snapshot, view)
+    depth_max = max((len(o.route) for o in arbitrage), default=0)
+    for _ in range(search_iterations):
+        amounts = [o.amount_in for o in arbitrage]
+        for depth in range(depth_max):
+            live = [i for i, o in enumerate(arbitrage) if len(o.route) > depth and amounts[i]]
+            calls = [quoter.call(arbitrage[i].route[depth], amounts[i]) for i in live]
+            result = await quoter.multicall.aggregate(calls, snapshot.block)
+            round_trips += result.rpc_calls
+            quotes += len(calls)
+            for i, answer in zip(live, result.results, strict=True):
+                hop = arbitrage[i].route[depth]
+                amounts[i] = quoter.amount_out(hop, answer.return_data) if answer.success else 0
+    for opportunity in found:
+        parts.risk.check(opportunity, snapshot, view, time.time(), slippage_bps=30)
+    return time.perf_counter() - started, round_trips, quotes
 
 
 def strategies_alone_ms(
@@ -278,11 +334,23 @@ async def run(blocks: int, warmup: int, baseline_ticks: int) -> dict[str, Any]:
                 alone = strategies_alone_ms(parts, snapshots[warmup:], views[warmup:])
                 baseline = []
                 requotes = []
+                batched: list[float] = []
+                batched_calls: list[int] = []
+                batched_quotes: list[int] = []
                 iterations = cfg.strategies.arbitrage.search_iterations
+                quoter = NodeQuoter(parts)
                 for snapshot in snapshots[warmup : warmup + baseline_ticks]:
-                    seconds, calls = await sequential_requote_tick(parts, snapshot, iterations)
+                    seconds, calls = await sequential_requote_tick(
+                        parts, quoter, snapshot, iterations
+                    )
                     baseline.append(seconds * 1000)
                     requotes.append(calls)
+                    seconds, calls, quotes = await multicall_requote_tick(
+                        parts, quoter, snapshot, iterations
+                    )
+                    batched.append(seconds * 1000)
+                    batched_calls.append(calls)
+                    batched_quotes.append(quotes)
             finally:
                 stop.set()
                 await engine_task
@@ -295,6 +363,7 @@ async def run(blocks: int, warmup: int, baseline_ticks: int) -> dict[str, Any]:
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     decide_median = statistics.median(decide) if decide else 0.0
     baseline_median = statistics.median(baseline) if baseline else 0.0
+    batched_median = statistics.median(batched) if batched else 0.0
     return {
         "benchmark": "agent tick: 300 pools, every strategy enabled",
         "pools": pools,
@@ -326,6 +395,18 @@ async def run(blocks: int, warmup: int, baseline_ticks: int) -> dict[str, Any]:
             "decide_ms": summary(baseline),
             "eth_calls_per_tick": summary([float(c) for c in requotes]),
             "median_ratio_vs_agent": round(baseline_median / decide_median, 1)
+            if decide_median
+            else None,
+        },
+        "baseline_multicall": {
+            "name": "multicall_requote: the same sizing with every candidate's search in "
+            "lockstep, the quotes of one hop depth for all candidates in one Multicall3 eth_call "
+            "(QuoterV2 / Router02.getAmountsOut) at the snapshot's block",
+            "ticks": len(batched),
+            "decide_ms": summary(batched),
+            "eth_calls_per_tick": summary([float(c) for c in batched_calls]),
+            "quotes_per_tick": summary([float(q) for q in batched_quotes]),
+            "median_ratio_vs_agent": round(batched_median / decide_median, 1)
             if decide_median
             else None,
         },

@@ -4,9 +4,9 @@ Starts a devnet with 9 extra tokens (240 V2 pools on two V2 DEXes + 60 V3 pools)
 pools through the factories, then for ``--blocks`` blocks (with real swaps in between) refreshes
 all of them and records JSON-RPC requests and latency per refresh. Measures local quote
 throughput on one core (V2, V3 within one tick range, V3 crossing 3+ initialized ticks) and, in
-the same run, the per-quote baseline a client like uniswap-python uses: one web3 contract
-``eth_call`` to QuoterV2 / Router02.getAmountsOut per pool and quote, counted by the same RPC
-client.
+the same run, the per-quote baseline a client like uniswap-python uses: one ``eth_call`` to
+QuoterV2 / Router02.getAmountsOut per pool and quote (encoded by web3 contract objects, one
+HTTP request per quote), counted by the same RPC client.
 
 Usage: .venv/bin/python scripts/bench_market.py [--blocks 50] [--baseline-quotes 120]
 """
@@ -273,7 +273,10 @@ def bench_local_quotes(
 
 
 async def bench_baseline(devnet: Devnet, quotes: int, rng: random.Random) -> dict[str, Any]:
-    """One web3 contract eth_call per quote, sequentially, as a per-quote client does."""
+    """One ``eth_call`` per quote, sequentially, as a per-quote client does: the web3 contract
+    objects encode the call and decode the answer (no I/O), and the call is one plain JSON-RPC
+    ``eth_call``. (A web3 ``contract.functions.f().call()`` sends ``eth_chainId`` twice before
+    each ``eth_call``; a careful client caches the chain id, so that is not what is measured.)"""
     async with RpcClient([devnet.rpc_url]) as client:
         w3 = client.web3()
         a = devnet.addresses
@@ -289,13 +292,19 @@ async def bench_baseline(devnet: Devnet, quotes: int, rng: random.Random) -> dic
             amount = units(devnet, token_in, 1_000)
             started = time.perf_counter()
             if info.kind == "v2":
-                await (
-                    routers[info.dex].functions.getAmountsOut(amount, [token_in, token_out]).call()
-                )
+                contract = routers[info.dex]
+                fn = contract.get_function_by_name("getAmountsOut")
+                args: tuple[Any, ...] = (amount, [token_in, token_out])
             else:
-                await quoter.functions.quoteExactInputSingle(
-                    (token_in, token_out, amount, info.fee_pips, 0)
-                ).call()
+                contract = quoter
+                fn = contract.get_function_by_name("quoteExactInputSingle")
+                args = ((token_in, token_out, amount, info.fee_pips, 0),)
+            data = contract.encode_abi(fn.abi_element_identifier, args=args)
+            raw = await client.call_raw(
+                "eth_call", [{"to": contract.address, "data": data}, "latest"]
+            )
+            output_types = [o["type"] for o in fn.abi["outputs"]]
+            w3.codec.decode(output_types, bytes.fromhex(raw[2:]))
             latencies_ms.append((time.perf_counter() - started) * 1000)
         per_quote_requests = client.request_count / quotes
     return {
