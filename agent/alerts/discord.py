@@ -16,12 +16,19 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 from pydantic import SecretStr
-from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
+from tenacity import AsyncRetrying, stop_after_attempt
 from yarl import URL
 
 from agent.alerts.base import AlertCard, AlertEvent, Severity
-from agent.alerts.ratelimit import Clock, Redactor, Sleep, retry_wait
+from agent.config.redaction import Redactor
 from agent.errors import AlertDeliveryError, RateLimitedError, TemporaryError
+from agent.feeds.resilience import (
+    Clock,
+    Sleep,
+    parse_retry_after,
+    retry_unless_long_wait,
+    retry_wait,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +90,9 @@ def _retry_after_s(body: Any, headers: Mapping[str, str]) -> float | None:
     if isinstance(body, dict) and isinstance(body.get("retry_after"), int | float):
         return float(body["retry_after"])
     for header in ("X-RateLimit-Reset-After", "Retry-After"):
-        value = headers.get(header)
-        if value is not None:
-            try:
-                return float(value)
-            except ValueError:
-                continue
+        seconds = parse_retry_after(headers.get(header))
+        if seconds is not None:
+            return seconds
     return None
 
 
@@ -126,7 +130,9 @@ class DiscordWebhookNotifier:
         # Set from X-RateLimit-Remaining: 0 so the next post waits for the bucket to reset.
         self._not_before = 0.0
         path_parts = [part for part in url.split("?", 1)[0].split("/") if part]
-        self._redact = Redactor([url, *path_parts[-2:], "/".join(path_parts[-2:])])
+        self._redact = Redactor(
+            [url, *path_parts[-2:], "/".join(path_parts[-2:])], mask="<redacted>"
+        )
 
     def __repr__(self) -> str:
         return f"DiscordWebhookNotifier(name={self._name!r}, webhook=<redacted>)"
@@ -145,18 +151,11 @@ class DiscordWebhookNotifier:
     async def aclose(self) -> None:
         """Nothing to release: the aiohttp session belongs to the caller."""
 
-    def _should_retry(self, retry_state: RetryCallState) -> bool:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, RateLimitedError):
-            return exc.retry_after_s is None or exc.retry_after_s <= self._max_retry_after_s
-        return isinstance(exc, TemporaryError)
-
     async def post(self, message: Mapping[str, Any]) -> None:
         """Execute the webhook with ``message`` (content and/or embeds); mentions are disabled."""
         payload = {"username": self._username, "allowed_mentions": {"parse": []}, **message}
         async for attempt in AsyncRetrying(
-            retry=self._should_retry,
+            retry=retry_unless_long_wait(self._max_retry_after_s),
             stop=stop_after_attempt(self._max_attempts),
             wait=self._wait,
             sleep=self._sleep,

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agent.alerts.base import AlertEvent, Notifier, Severity
-from agent.alerts.ratelimit import Clock
 from agent.errors import AgentError
+from agent.feeds.resilience import Clock
 
 logger = logging.getLogger(__name__)
 

@@ -22,11 +22,12 @@ from typing import Any
 
 import aiohttp
 from pydantic import SecretStr
-from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
+from tenacity import AsyncRetrying, stop_after_attempt
 
 from agent.alerts.base import AlertCard, AlertEvent, Severity
-from agent.alerts.ratelimit import Clock, Redactor, Sleep, TokenBucket, retry_wait
+from agent.config.redaction import Redactor
 from agent.errors import AlertDeliveryError, RateLimitedError, TemporaryError
+from agent.feeds.resilience import Clock, Sleep, TokenBucket, retry_unless_long_wait, retry_wait
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class TelegramBotApi:
         self._session = session
         self._token = token
         self._base_url = base_url.rstrip("/")
-        self._redact = Redactor([token])
+        self._redact = Redactor([token], mask="<redacted>")
         self._max_attempts = max_attempts
         self._wait = retry_wait(base_backoff_s, max_backoff_s)
         self._max_retry_after_s = max_retry_after_s
@@ -207,14 +208,6 @@ class TelegramBotApi:
         """``text`` with the bot token masked."""
         return self._redact(text)
 
-    def _should_retry(self, retry_state: RetryCallState) -> bool:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, RateLimitedError):
-            # A flood wait of minutes would stall every alert behind it: give up instead.
-            return exc.retry_after_s is None or exc.retry_after_s <= self._max_retry_after_s
-        return isinstance(exc, TemporaryError)
-
     async def call(
         self,
         method: str,
@@ -229,7 +222,7 @@ class TelegramBotApi:
         retries) or ``TemporaryError`` (5xx, network, timeouts after the retries).
         """
         async for attempt in AsyncRetrying(
-            retry=self._should_retry,
+            retry=retry_unless_long_wait(self._max_retry_after_s),
             stop=stop_after_attempt(self._max_attempts),
             wait=self._wait,
             sleep=self._sleep,

@@ -18,10 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from agent.config.loading import redact_url
 from agent.config.models import AgentConfig, LoggingConfig
+from agent.config.redaction import Redactor, redact_url
 from agent.errors import ConfigError
-from agent.feeds.resilience import Redactor
 
 Redact = Callable[[str], str]
 

@@ -12,18 +12,16 @@ import re
 import types
 from collections.abc import Mapping
 from decimal import Decimal
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
-from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from agent.chain.registry import DEVNET_CHAIN, default_deployment_path, load_deployment
+from agent.config.redaction import redact_url
 from agent.errors import ConfigError, FieldProblems
 
-REDACTED = "**********"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -346,49 +344,6 @@ def format_problems(source: str, problems: Mapping[str, str]) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Redaction and TOML output.
-
-
-def redact_url(url: str, hide_path: bool = True) -> str:
-    """A URL safe to log: credentials removed and, with ``hide_path`` (the default, right for
-    RPC URLs, whose providers put API keys in the path or query), the path and query replaced
-    by ``**********``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return REDACTED
-    if not parts.scheme or not parts.netloc:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{host}:{port}" if port is not None else host
-    if parts.username is not None or parts.password is not None:
-        netloc = f"{REDACTED}@{netloc}"
-    if hide_path:
-        hidden = parts.path not in ("", "/") or bool(parts.query) or bool(parts.fragment)
-        return f"{parts.scheme}://{netloc}" + (f"/{REDACTED}" if hidden else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def redact_tree(node: Any) -> Any:
-    """A dumped config tree with secrets as ``**********`` and URLs without credentials."""
-    if isinstance(node, SecretStr):
-        return REDACTED
-    if isinstance(node, dict):
-        return {str(k): redact_tree(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [redact_tree(v) for v in node]
-    if isinstance(node, Path):
-        return str(node)
-    if isinstance(node, Enum):
-        return node.value
-    if isinstance(node, str) and "://" in node:
-        return redact_url(node, hide_path=False)
-    return node
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")

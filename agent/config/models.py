@@ -63,10 +63,9 @@ from agent.config.loading import (
     format_problems,
     raise_if,
     read_dotenv,
-    redact_tree,
-    redact_url,
     toml_dumps,
 )
+from agent.config.redaction import redact_tree, redact_url
 from agent.errors import ConfigError
 from strategies.arbitrage import ArbitrageParams
 from strategies.cex_dex import CexDexParams

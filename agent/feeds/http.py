@@ -17,8 +17,9 @@ One place handles what every remote source needs:
   awaits it.
 
 :class:`HttpSource` lives here; the source-independent pieces live in
-``agent.feeds.resilience`` (errors, redaction, bucket, breaker, retries) and
-``agent.feeds.readings`` (readings, polling) and are re-exported from this module.
+``agent.feeds.resilience`` (errors, bucket, breaker, retries), ``agent.config.redaction`` (the
+one secret redactor) and ``agent.feeds.readings`` (readings, polling) and are re-exported from
+this module.
 
 The session is created by the engine and passed in; nothing here creates one.
 """
@@ -34,6 +35,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import aiohttp
 
+from agent.config.redaction import SENSITIVE_NAMES, Redactor
 from agent.errors import (
     HttpStatusError,
     RateLimitedError,
@@ -50,12 +52,9 @@ from agent.feeds.readings import (
     require_int,
 )
 from agent.feeds.resilience import (
-    REDACTED,
-    SENSITIVE_NAMES,
     CircuitBreaker,
     Clock,
     RedactingLogger,
-    Redactor,
     SourceGuard,
     SourcePolicy,
     SourceStats,
@@ -65,7 +64,6 @@ from agent.feeds.resilience import (
 
 # This module is the feeds' public entry point: the pieces above are re-exported from here.
 __all__ = [
-    "REDACTED",
     "SENSITIVE_NAMES",
     "CircuitBreaker",
     "HttpSource",

@@ -1,7 +1,11 @@
-"""Source-independent resilience: typed errors, secret redaction, rate limit, circuit breaker
-and retries (:class:`SourceGuard`), shared by the HTTP feeds and the ccxt CEX client.
+"""The one outbound-HTTP resilience layer: typed errors, rate limit, Retry-After, circuit breaker
+and retries (:class:`SourceGuard`), shared by the HTTP feeds, the ccxt CEX client and the alert
+channels (Telegram, Discord).
 
-* :class:`TokenBucket`: a rate limit per source; ``pause_until`` holds it for a Retry-After.
+* :class:`TokenBucket`: a rate limit per source (or per chat); ``pause_until`` / ``pause_for``
+  hold it for a Retry-After.
+* :func:`parse_retry_after`: a ``Retry-After`` header in seconds; :func:`retry_wait` and
+  :func:`retry_unless_long_wait`: the tenacity policy of a client that retries by itself.
 * :class:`SourceGuard`: timeout per attempt, tenacity retries with exponential backoff and
   jitter on ``TemporaryError`` (5xx, 429, timeouts, dropped connections, malformed JSON), waiting
   exactly what Retry-After asked for; other errors (4xx, schema drift) are not retried. A
@@ -9,8 +13,8 @@ and retries (:class:`SourceGuard`), shared by the HTTP feeds and the ccxt CEX cl
   paused and later calls fail fast.
 * :class:`CircuitBreaker`: open after N consecutive failed attempts, half-open after a cool-down
   (one trial), closed by a success.
-* :class:`Redactor` / :class:`RedactingLogger`: API keys never reach a log line, an exception
-  message or a ``Reading.error``.
+* :class:`RedactingLogger`: third-party log lines pass through the one
+  :class:`agent.config.redaction.Redactor`, so API keys never reach a log line.
 """
 
 from __future__ import annotations
@@ -19,13 +23,10 @@ import asyncio
 import email.utils
 import logging
 import math
-import re
 import time
-import traceback
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tenacity import (
     AsyncRetrying,
@@ -34,6 +35,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from agent.config.redaction import Redactor
 from agent.errors import (
     AgentError,
     CircuitOpenError,
@@ -48,37 +50,7 @@ T = TypeVar("T")
 K = TypeVar("K")
 
 Clock = Callable[[], float]
-
-# Header and query-parameter names whose values are credentials, compared case-insensitively.
-SENSITIVE_NAMES = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "x-api-key",
-        "x-cg-pro-api-key",
-        "x-cg-demo-api-key",
-        "x_cg_pro_api_key",
-        "x_cg_demo_api_key",
-        "x-mbx-apikey",
-        "api-key",
-        "api_key",
-        "apikey",
-        "key",
-        "secret",
-        "token",
-        "access_token",
-        "signature",
-        "cookie",
-        "set-cookie",
-    }
-)
-REDACTED = "***"
-# ``name=value`` of a credential-named query parameter inside free text (a URL in a message).
-_SENSITIVE_QUERY_RE = re.compile(
-    r"(?i)\b(api[_-]?key|apikey|access_token|token|secret|signature|key|"
-    r"x_cg_pro_api_key|x_cg_demo_api_key)=([^&\s\"']+)"
-)
-
+Sleep = Callable[[float], Awaitable[None]]
 
 # --------------------------------------------------------------------------------------------
 # errors
@@ -86,60 +58,6 @@ _SENSITIVE_QUERY_RE = re.compile(
 
 # --------------------------------------------------------------------------------------------
 # secrets
-
-
-class Redactor:
-    """Replaces known secret values, and values of credential-named fields, with ``***``.
-
-    Secrets are registered once (API keys, bearer tokens); every text a feed logs or puts into
-    an exception or a ``Reading.error`` passes through :meth:`redact`.
-    """
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets: set[str] = set()
-        for secret in secrets:
-            self.add(secret)
-
-    def add(self, secret: str | None) -> None:
-        """Register a secret value; empty or very short values are ignored (they'd mangle text)."""
-        if secret and len(secret) >= 4:
-            self._secrets.add(secret)
-
-    def merge(self, other: Redactor) -> None:
-        """Register every secret ``other`` knows."""
-        self._secrets.update(other._secrets)
-
-    def redact(self, text: str) -> str:
-        """``text`` with every registered secret, and every credential-named ``name=value``
-        query parameter, replaced (longest secrets first, so overlaps vanish)."""
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return _SENSITIVE_QUERY_RE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
-
-    def redact_url(self, url: str) -> str:
-        """A URL with credential-named query values and any registered secret replaced."""
-        parts = urlsplit(url)
-        if parts.query:
-            pairs = [
-                (name, REDACTED if name.lower() in SENSITIVE_NAMES else value)
-                for name, value in parse_qsl(parts.query, keep_blank_values=True)
-            ]
-            parts = parts._replace(query=urlencode(pairs, safe="*,:/"))
-        if parts.password or parts.username:
-            parts = parts._replace(netloc=parts.hostname or "")
-        return self.redact(urlunsplit(parts))
-
-    def redact_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        """A copy of ``headers`` safe to log."""
-        return {
-            name: REDACTED if name.lower() in SENSITIVE_NAMES else self.redact(value)
-            for name, value in headers.items()
-        }
-
-    def format_exception(self, exc: BaseException) -> str:
-        """A full traceback of ``exc`` with secrets removed, for unexpected errors."""
-        return self.redact("".join(traceback.format_exception(exc)))
 
 
 class RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -185,16 +103,20 @@ class SourcePolicy:
 
 
 class TokenBucket:
-    """Token bucket: ``burst`` tokens, refilled at ``rate_per_s``; :meth:`acquire` waits for one.
+    """Token bucket: ``burst`` tokens, refilled at ``rate_per_s``; :meth:`acquire` waits for one
+    (FIFO through a lock, so a burst of waiters cannot overdraw it).
 
-    :meth:`pause_until` blocks the bucket until a monotonic time (a server's Retry-After).
+    :meth:`pause_until` / :meth:`pause_for` block the bucket for a server's Retry-After. ``clock``
+    and ``sleep`` are injected so tests can drive time.
     """
 
     def __init__(
         self,
         rate_per_s: float,
-        burst: int,
+        burst: float,
         clock: Clock = time.monotonic,
+        *,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         if rate_per_s <= 0 or burst < 1:
             raise ValueError("rate_per_s must be > 0 and burst >= 1")
@@ -202,6 +124,7 @@ class TokenBucket:
         self._burst = float(burst)
         self._tokens = float(burst)
         self._clock = clock
+        self._sleep = sleep
         self._updated = clock()
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
@@ -210,28 +133,33 @@ class TokenBucket:
         """No token is handed out before ``until_monotonic`` (clock seconds)."""
         self._paused_until = max(self._paused_until, until_monotonic)
 
+    def pause_for(self, seconds: float) -> None:
+        """No token is handed out for the next ``seconds`` (a server's 429 Retry-After)."""
+        self.pause_until(self._clock() + seconds)
+
     def paused_for(self) -> float:
         """Seconds left of a pause, 0 when not paused."""
         return max(0.0, self._paused_until - self._clock())
 
     def _refill(self) -> None:
         now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+        elapsed_s = max(0.0, now - self._updated)
+        self._tokens = min(self._burst, self._tokens + elapsed_s * self._rate)
         self._updated = now
 
     async def acquire(self) -> None:
-        """Take one token, sleeping until one is available (FIFO through a lock)."""
+        """Take one token, sleeping until one is available."""
         async with self._lock:
             while True:
                 pause = self.paused_for()
                 if pause > 0:
-                    await asyncio.sleep(pause)
+                    await self._sleep(pause)
                     continue
                 self._refill()
                 if self._tokens >= 1.0:
                     self._tokens -= 1.0
                     return
-                await asyncio.sleep((1.0 - self._tokens) / self._rate)
+                await self._sleep((1.0 - self._tokens) / self._rate)
 
 
 class CircuitBreaker:
@@ -329,6 +257,34 @@ def parse_retry_after(value: str | None, now_epoch: float | None = None) -> floa
     if math.isnan(seconds) or math.isinf(seconds):
         return None
     return max(0.0, seconds)
+
+
+def retry_wait(base_backoff_s: float, max_backoff_s: float) -> Callable[[RetryCallState], float]:
+    """A tenacity ``wait``: the server's ``retry_after`` on 429, else exponential backoff."""
+
+    def wait(retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, RateLimitedError) and exc.retry_after_s is not None:
+            return max(0.0, exc.retry_after_s)
+        attempt = max(1, retry_state.attempt_number)
+        return float(min(max_backoff_s, base_backoff_s * 2 ** (attempt - 1)))
+
+    return wait
+
+
+def retry_unless_long_wait(max_retry_after_s: float) -> Callable[[RetryCallState], bool]:
+    """A tenacity ``retry``: temporary errors are retried, but not a 429 whose Retry-After is
+    longer than ``max_retry_after_s`` (a flood wait of minutes would stall everything behind)."""
+
+    def should_retry(retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, RateLimitedError):
+            return exc.retry_after_s is None or exc.retry_after_s <= max_retry_after_s
+        return isinstance(exc, TemporaryError)
+
+    return should_retry
 
 
 def _retry_after_of(exc: BaseException | None) -> float | None:

@@ -2,7 +2,8 @@
 
 Each ``AgentMetrics`` owns its own ``CollectorRegistry`` (never prometheus-client's global
 default), so two agents or two tests never share counters. Labels are bounded and secret-free:
-RPC endpoints are reduced to their host (``redact_endpoint``), channels and feeds to names.
+RPC endpoints are reduced to their host (``agent.config.redaction.redact_endpoint``), channels
+and feeds to names.
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ import errno
 import inspect
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from prometheus_client import (
@@ -28,6 +27,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from agent.config.redaction import redact_endpoint
 from agent.errors import ConfigError
 from agent.events import (
     HEAD_SOURCE,
@@ -54,31 +54,6 @@ NAMESPACE = "defi_agent"
 # Tick latency from block seen to decisions made: the target is tens of milliseconds.
 TICK_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 RPC_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-# A host label that looks like a key (long run of letters and digits with at least one digit)
-# is masked: some providers put the API key in a subdomain.
-_SECRET_LOOKING_LABEL = re.compile(r"^(?=.*\d)[A-Za-z0-9_-]{16,}$")
-
-
-def redact_endpoint(url: str) -> str:
-    """An RPC URL reduced to a safe metrics label: ``host[:port]``, nothing else.
-
-    Path, query, fragment and user info (where providers put API keys) are dropped, and a host
-    label that looks like a key becomes ``*``. Unparseable input becomes ``"unknown"``.
-    """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port
-    except ValueError:
-        return "unknown"
-    if not host:
-        return "unknown"
-    labels = ["*" if _SECRET_LOOKING_LABEL.match(label) else label for label in host.split(".")]
-    safe_host = ".".join(labels)
-    if ":" in safe_host:  # IPv6 literal
-        safe_host = f"[{safe_host}]"
-    return f"{safe_host}:{port}" if port is not None else safe_host
 
 
 class AgentMetrics:

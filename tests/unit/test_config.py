@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from agent.config.loading import REDACTED, redact_url
 from agent.config.models import AgentConfig, render_config_template, render_env_example
+from agent.config.redaction import REDACTED, redact_url
 from agent.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
