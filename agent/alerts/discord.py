@@ -20,7 +20,6 @@ from tenacity import AsyncRetrying, stop_after_attempt
 from yarl import URL
 
 from agent.alerts.base import AlertCard, AlertEvent, Severity
-from agent.config.redaction import Redactor
 from agent.errors import AlertDeliveryError, RateLimitedError, TemporaryError
 from agent.feeds.resilience import (
     Clock,
@@ -29,6 +28,7 @@ from agent.feeds.resilience import (
     retry_unless_long_wait,
     retry_wait,
 )
+from agent.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 

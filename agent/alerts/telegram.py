@@ -25,9 +25,9 @@ from pydantic import SecretStr
 from tenacity import AsyncRetrying, stop_after_attempt
 
 from agent.alerts.base import AlertCard, AlertEvent, Severity
-from agent.config.redaction import Redactor
 from agent.errors import AlertDeliveryError, RateLimitedError, TemporaryError
 from agent.feeds.resilience import Clock, Sleep, TokenBucket, retry_unless_long_wait, retry_wait
+from agent.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 

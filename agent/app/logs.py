@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from agent.config.models import AgentConfig, LoggingConfig
-from agent.config.redaction import Redactor, redact_url
 from agent.errors import ConfigError
+from agent.redaction import Redactor, redact_url
 
 Redact = Callable[[str], str]
 

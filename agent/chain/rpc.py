@@ -8,7 +8,7 @@ retried with exponential backoff and jitter, moving to the next URL; a node's JS
 answer (e.g. ``execution reverted``) is an answer and is returned, never retried.
 
 Endpoint URLs may carry API keys: they appear in counters, logs and errors only as
-``host[:port]`` (``agent.config.redaction.redact_endpoint``).
+``host[:port]`` (``agent.redaction.redact_endpoint``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from web3.providers.async_base import AsyncJSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
 from agent.chain.limits import UNLIMITED, ProviderLimits, log_range_refusal
-from agent.config.redaction import redact_endpoint
 from agent.errors import (
     AgentError,
     RateLimitedError,
@@ -42,6 +41,7 @@ from agent.errors import (
     TemporaryError,
 )
 from agent.events import Throttle
+from agent.redaction import redact_endpoint
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from agent.chain.registry import DEVNET_CHAIN, default_deployment_path, load_deployment
-from agent.config.redaction import redact_url
 from agent.errors import ConfigError, FieldProblems
+from agent.redaction import redact_url
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

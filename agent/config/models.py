@@ -65,8 +65,8 @@ from agent.config.loading import (
     read_dotenv,
     toml_dumps,
 )
-from agent.config.redaction import redact_tree, redact_url
 from agent.errors import ConfigError
+from agent.redaction import redact_tree, redact_url
 from strategies.arbitrage import ArbitrageParams
 from strategies.cex_dex import CexDexParams
 from strategies.dca import DcaParams

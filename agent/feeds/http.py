@@ -17,7 +17,7 @@ One place handles what every remote source needs:
   awaits it.
 
 :class:`HttpSource` lives here; the source-independent pieces live in
-``agent.feeds.resilience`` (errors, bucket, breaker, retries), ``agent.config.redaction`` (the
+``agent.feeds.resilience`` (errors, bucket, breaker, retries), ``agent.redaction`` (the
 one secret redactor) and ``agent.feeds.readings`` (readings, polling) and are re-exported from
 this module.
 
@@ -35,7 +35,6 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import aiohttp
 
-from agent.config.redaction import SENSITIVE_NAMES, Redactor
 from agent.errors import (
     HttpStatusError,
     RateLimitedError,
@@ -61,6 +60,7 @@ from agent.feeds.resilience import (
     TokenBucket,
     parse_retry_after,
 )
+from agent.redaction import SENSITIVE_NAMES, Redactor
 
 # This module is the feeds' public entry point: the pieces above are re-exported from here.
 __all__ = [

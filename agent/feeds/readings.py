@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from agent.config.redaction import Redactor
 from agent.errors import AgentError, ResponseShapeError
+from agent.redaction import Redactor
 from agent.types import Reading
 
 T = TypeVar("T")

@@ -14,7 +14,7 @@ channels (Telegram, Discord).
 * :class:`CircuitBreaker`: open after N consecutive failed attempts, half-open after a cool-down
   (one trial), closed by a success.
 * :class:`RedactingLogger`: third-party log lines pass through the one
-  :class:`agent.config.redaction.Redactor`, so API keys never reach a log line.
+  :class:`agent.redaction.Redactor`, so API keys never reach a log line.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from agent.config.redaction import Redactor
 from agent.errors import (
     AgentError,
     CircuitOpenError,
@@ -45,6 +44,7 @@ from agent.errors import (
     ServerError,
     TemporaryError,
 )
+from agent.redaction import Redactor
 
 T = TypeVar("T")
 K = TypeVar("K")

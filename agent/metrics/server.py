@@ -2,7 +2,7 @@
 
 Each ``AgentMetrics`` owns its own ``CollectorRegistry`` (never prometheus-client's global
 default), so two agents or two tests never share counters. Labels are bounded and secret-free:
-RPC endpoints are reduced to their host (``agent.config.redaction.redact_endpoint``), channels
+RPC endpoints are reduced to their host (``agent.redaction.redact_endpoint``), channels
 and feeds to names.
 """
 
@@ -27,7 +27,6 @@ from prometheus_client import (
     generate_latest,
 )
 
-from agent.config.redaction import redact_endpoint
 from agent.errors import ConfigError
 from agent.events import (
     HEAD_SOURCE,
@@ -46,6 +45,7 @@ from agent.events import (
     Tick,
     TradeSent,
 )
+from agent.redaction import redact_endpoint
 from agent.types import Reading
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import pytest
 from pydantic import BaseModel
 
 from agent.config.models import AgentConfig, render_config_template, render_env_example
-from agent.config.redaction import REDACTED, redact_url
 from agent.errors import ConfigError
+from agent.redaction import REDACTED, redact_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "sk-live-7f3a9c1e5b2d4a6f8e0c"  # stands for any API key / token / webhook

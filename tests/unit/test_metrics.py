@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.config.redaction import redact_endpoint
 from agent.events import EventBus, PoolsDrifted
 from agent.metrics.server import AgentMetrics, HealthReport, MetricsServer
+from agent.redaction import redact_endpoint
 from agent.types import Reading
 
 ALCHEMY_KEY = "Qk3vB9xLm2Rt7Yp1Zs8Wn4Hc6Jd0Fg5A"
