@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.dex.v2 import V2Pool
+from agent.dex.prices import mid_price as dex_mid_price
+from agent.dex.prices import price_impact_bps as dex_price_impact_bps
+from agent.dex.routes import Leg
 from agent.dex.v3 import V3Pool
 from agent.errors import SwapRevert
 from agent.market.snapshot import MarketSnapshot, Pool
@@ -106,26 +108,18 @@ def pools_for_pair(
 
 
 def mid_price(pool: Pool, base: Token, quote: Token) -> float:
-    """Marginal price of ``base`` in ``quote``, whole quote tokens per whole base token.
+    """Mid price of ``base`` in ``quote`` (before the pool fee, ``agent.dex.prices``), whole
+    quote tokens per whole base token.
 
     Float on purpose: a price is a decision input, never an amount that is sent.
     """
-    base_is_token0 = pool.token0.lower() == base.address.lower()
-    if isinstance(pool, V2Pool):
-        reserve_base = pool.reserve0 if base_is_token0 else pool.reserve1
-        reserve_quote = pool.reserve1 if base_is_token0 else pool.reserve0
-        if reserve_base == 0:
-            return 0.0
-        raw = reserve_quote / reserve_base
-    elif isinstance(pool, V3Pool):
-        # sqrt_price_x96 is sqrt(token1 / token0) in smallest units, Q64.96
-        raw_1_per_0 = (pool.sqrt_price_x96 / Q96) ** 2
-        if raw_1_per_0 == 0:
-            return 0.0
-        raw = raw_1_per_0 if base_is_token0 else 1.0 / raw_1_per_0
-    else:  # pragma: no cover - Pool is a closed union
-        raise TypeError(f"unknown pool type {type(pool).__name__}")
-    return raw * 10.0 ** (base.decimals - quote.decimals)
+    sold = _as_pool_spells(pool, base.address)
+    return dex_mid_price(pool, sold) * 10.0 ** (base.decimals - quote.decimals)
+
+
+def _as_pool_spells(pool: Pool, token: str) -> str:
+    """``token`` as ``pool`` spells it (the exact math compares addresses exactly)."""
+    return pool.token0 if pool.token0.lower() == token.lower() else pool.token1
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,11 +178,6 @@ def best_exact_output(
     return best
 
 
-def min_amount_out(amount_out: int, slippage_bps: int) -> int:
-    """``amount_out`` less the slippage allowance, rounded down (smallest units)."""
-    return amount_out * (BPS - slippage_bps) // BPS
-
-
 def hop_for(snapshot: MarketSnapshot, swap: ExactSwap) -> RouteHop:
     """The ``RouteHop`` of a single-pool swap, tagged with the pool's DEX and kind."""
     ref = snapshot.pool_refs.get(swap.pool_address)
@@ -205,12 +194,10 @@ def hop_for(snapshot: MarketSnapshot, swap: ExactSwap) -> RouteHop:
 
 
 def price_impact_bps(pool: Pool, token_in: Token, token_out: Token, swap: ExactSwap) -> float:
-    """How far the swap's average price is from the pool's mid price, in bps (fee included)."""
-    mid_out_per_in = mid_price(pool, token_in, token_out)
-    if mid_out_per_in <= 0 or swap.amount_in <= 0:
-        return 0.0
-    executed = token_out.from_units(swap.amount_out) / token_in.from_units(swap.amount_in)
-    return max(0.0, (1.0 - executed / mid_out_per_in) * BPS)
+    """The swap's price impact in bps, as ``agent.dex.prices`` defines it (pool fee excluded)."""
+    sold = _as_pool_spells(pool, token_in.address)
+    bought = pool.token1 if sold == pool.token0 else pool.token0
+    return dex_price_impact_bps((Leg(pool, sold, bought),), (swap.amount_in, swap.amount_out))
 
 
 def swap_opportunity(

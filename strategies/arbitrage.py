@@ -19,13 +19,12 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from agent.dex.prices import marginal_rate, price_impact_bps
 from agent.dex.routes import (
     Leg,
     cycle_profit,
     cycle_rate,
-    marginal_rate,
     maximise,
-    price_impact_bps,
     simulate,
     v2_optimal_cycle_input,
 )

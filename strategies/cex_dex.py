@@ -14,7 +14,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from agent.dex.routes import Leg, marginal_rate, maximise, price_impact_bps, simulate
+from agent.dex.prices import marginal_rate, price_impact_bps
+from agent.dex.routes import Leg, maximise, simulate
 from agent.dex.v2 import V2Pool
 from agent.errors import SwapRevert
 from agent.market.snapshot import MarketSnapshot, Pool, PortfolioView

@@ -1,9 +1,9 @@
-"""Routes over pool states: marginal rates, exact multi-hop simulation, optimal input size.
+"""Routes over pool states: cycle rates, exact multi-hop simulation, optimal input size.
 
-Pure functions over immutable pools. Marginal (infinitesimal-size, fee-inclusive) rates are
-floats and only ever used to *filter* candidates; every amount a trade carries comes from the
-exact integer simulators (``V2Pool`` / ``V3Pool``), hop after hop, each hop's pool state
-advanced so a route that visits a pool twice is still exact.
+Pure functions over immutable pools. Marginal rates (``agent.dex.prices``: infinitesimal size,
+after the fee) are floats and only ever used to *filter* candidates; every amount a trade
+carries comes from the exact integer simulators (``V2Pool`` / ``V3Pool``), hop after hop, each
+hop's pool state advanced so a route that visits a pool twice is still exact.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from agent.dex.prices import marginal_rate
 from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
 from agent.errors import SwapRevert
 
 Pool = V2Pool | V3Pool
-_Q96 = float(2**96)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,25 +27,6 @@ class Leg:
     pool: Pool
     token_in: str
     token_out: str
-
-
-def marginal_rate(pool: Pool, token_in: str) -> float:
-    """Units of the other token per unit of ``token_in`` for an infinitesimal trade, after fee."""
-    fee_factor = 1.0 - pool.fee_pips / 1_000_000
-    if isinstance(pool, V2Pool):
-        if token_in == pool.token0:
-            reserve_in, reserve_out = pool.reserve0, pool.reserve1
-        else:
-            reserve_in, reserve_out = pool.reserve1, pool.reserve0
-        if reserve_in <= 0 or reserve_out <= 0:
-            return 0.0
-        return reserve_out / reserve_in * fee_factor
-    if pool.liquidity <= 0:
-        return 0.0
-    price1_per_0 = (pool.sqrt_price_x96 / _Q96) ** 2
-    if token_in == pool.token0:
-        return price1_per_0 * fee_factor
-    return fee_factor / price1_per_0 if price1_per_0 > 0 else 0.0
 
 
 def cycle_rate(legs: Sequence[Leg]) -> float:
@@ -86,16 +67,6 @@ def simulate(legs: Sequence[Leg], amount_in: int) -> list[int]:
             raise SwapRevert("zero output")
         amounts.append(amount)
     return amounts
-
-
-def price_impact_bps(legs: Sequence[Leg], amounts: Sequence[int]) -> float:
-    """Worst hop's shortfall against its marginal rate, in basis points (fees excluded)."""
-    worst = 0.0
-    for leg, amount_in, amount_out in zip(legs, amounts, amounts[1:], strict=False):
-        ideal = marginal_rate(leg.pool, leg.token_in) * amount_in
-        if ideal > 0:
-            worst = max(worst, (ideal - amount_out) / ideal * 10_000)
-    return worst
 
 
 def v2_optimal_cycle_input(legs: Sequence[Leg]) -> int | None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agent.chain.abi import selector
+from agent.dex.prices import min_amount_out as min_amount_out  # the executors' floor
 from agent.store.models import IntentStatus
 from agent.types import Fill, RouteHop
 
@@ -49,11 +50,6 @@ NO_AGGREGATOR = "no 1inch client configured: an aggregator route cannot be execu
 def is_aggregator_route(route: Sequence[RouteHop]) -> bool:
     """True when the route goes through an aggregator (1inch) instead of named pools."""
     return any(hop.kind == AGGREGATOR_KIND for hop in route)
-
-
-def min_amount_out(predicted_amount_out: int, slippage_bps: int) -> int:
-    """``predicted_amount_out`` minus ``slippage_bps`` basis points, rounded down."""
-    return predicted_amount_out * (BPS - slippage_bps) // BPS
 
 
 def min_profit(predicted_profit: int, slippage_bps: int) -> int:
