@@ -247,6 +247,35 @@ def swap_opportunity(
     )
 
 
+def pool_swap_opportunity(
+    snapshot: MarketSnapshot,
+    swap: ExactSwap,
+    *,
+    strategy: str,
+    opportunity_id: str,
+    token_in: Token,
+    token_out: Token,
+    gas_estimate: int,
+    gross_profit_usd: float | None = None,
+    note: str = "",
+) -> Opportunity:
+    """``swap_opportunity`` for one exact swap through one pool: its hop, amounts and impact."""
+    return swap_opportunity(
+        snapshot,
+        strategy=strategy,
+        opportunity_id=opportunity_id,
+        route=(hop_for(snapshot, swap),),
+        token_in=token_in,
+        token_out=token_out,
+        amount_in=swap.amount_in,
+        predicted_amount_out=swap.amount_out,
+        gas_estimate=gas_estimate,
+        impact_bps=price_impact_bps(swap.pool, token_in, token_out, swap),
+        gross_profit_usd=gross_profit_usd,
+        note=note,
+    )
+
+
 class PendingSwap(Protocol):
     """What a strategy remembers about a swap it proposed until its fill arrives."""
 

@@ -18,7 +18,7 @@ from agent.dex.prices import marginal_rate, price_impact_bps
 from agent.dex.routes import Leg, maximise, simulate
 from agent.dex.v2 import V2Pool
 from agent.errors import SwapRevert
-from agent.market.snapshot import MarketSnapshot, Pool, PortfolioView
+from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.types import Opportunity, RouteHop
 from strategies.base import BaseStrategy, StrategyParams
 
@@ -63,10 +63,12 @@ class CexDexStrategy(BaseStrategy[CexDexParams]):
                 reading = snapshot.cex.get(token)
                 if reading is None or reading.value is None or reading.is_stale(snapshot.timestamp):
                     continue
-                for opportunity in (
-                    self._buy_on_dex(snapshot, portfolio, pool, token, quote, reading.value.bid),
-                    self._sell_on_dex(snapshot, portfolio, pool, token, quote, reading.value.ask),
+                # buy ``token`` on the DEX to sell at the CEX bid, or the reverse at the ask
+                for leg, cex_price_usd in (
+                    (Leg(pool, quote, token), reading.value.bid),
+                    (Leg(pool, token, quote), reading.value.ask),
                 ):
+                    opportunity = self._against_cex(snapshot, portfolio, leg, quote, cex_price_usd)
                     if (
                         opportunity is not None
                         and opportunity.net_profit_usd >= params.min_profit_usd
@@ -75,43 +77,27 @@ class CexDexStrategy(BaseStrategy[CexDexParams]):
         found.sort(key=lambda o: o.net_profit_usd, reverse=True)
         return found[: params.max_opportunities]
 
-    def _buy_on_dex(
+    def _against_cex(
         self,
         snapshot: MarketSnapshot,
         portfolio: PortfolioView,
-        pool: Pool,
-        token: str,
+        leg: Leg,
         quote: str,
-        cex_bid_usd: float,
+        cex_price_usd: float,
     ) -> Opportunity | None:
-        """Pay ``quote`` on the DEX for ``token`` worth more at the CEX bid."""
+        """Trade ``leg`` when the DEX beats the CEX by the edge: pay ``quote`` for a token the
+        CEX bids more for, or sell a token for more ``quote`` than it costs at the CEX ask."""
         quote_price = snapshot.prices_usd.get(quote, 0.0)
-        rate = marginal_rate(pool, quote)  # token per quote, after the pool fee
+        rate = marginal_rate(leg.pool, leg.token_in)  # out per in, after the pool fee
         if quote_price <= 0 or rate <= 0:
             return None
-        dex_price_usd = quote_price / (rate * _scale(snapshot, token, quote))
-        if dex_price_usd >= cex_bid_usd * (1 - self._edge_needed()):
-            return None
-        return self._sized(snapshot, portfolio, Leg(pool, quote, token), cex_bid_usd)
-
-    def _sell_on_dex(
-        self,
-        snapshot: MarketSnapshot,
-        portfolio: PortfolioView,
-        pool: Pool,
-        token: str,
-        quote: str,
-        cex_ask_usd: float,
-    ) -> Opportunity | None:
-        """Sell ``token`` on the DEX for more ``quote`` than it costs at the CEX ask."""
-        quote_price = snapshot.prices_usd.get(quote, 0.0)
-        rate = marginal_rate(pool, token)  # quote per token, after the pool fee
-        if quote_price <= 0 or rate <= 0:
-            return None
-        dex_price_usd = rate * _scale(snapshot, quote, token) * quote_price
-        if dex_price_usd <= cex_ask_usd * (1 + self._edge_needed()):
-            return None
-        return self._sized(snapshot, portfolio, Leg(pool, token, quote), cex_ask_usd)
+        if leg.token_in == quote:  # buying the token on the DEX below the CEX bid
+            dex_price_usd = quote_price / (rate * _scale(snapshot, leg.token_out, quote))
+            beats_cex = dex_price_usd < cex_price_usd * (1 - self._edge_needed())
+        else:  # selling the token on the DEX above the CEX ask
+            dex_price_usd = rate * _scale(snapshot, quote, leg.token_in) * quote_price
+            beats_cex = dex_price_usd > cex_price_usd * (1 + self._edge_needed())
+        return self._sized(snapshot, portfolio, leg, cex_price_usd) if beats_cex else None
 
     def _edge_needed(self) -> float:
         return (self.params.buffer_bps + self.params.cex_fee_bps) / 10_000

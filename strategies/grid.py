@@ -42,14 +42,12 @@ from strategies._directional import (
     ExactSwap,
     best_exact_input,
     best_exact_output,
-    hop_for,
     match_pending,
     mid_price,
     pair_ref,
+    pool_swap_opportunity,
     pools_for_pair,
-    price_impact_bps,
     resolve_token,
-    swap_opportunity,
 )
 from strategies.base import (
     BaseStrategy,
@@ -650,17 +648,14 @@ class GridStrategy(BaseStrategy[GridParams]):
                 base_balance -= order.base_amount
                 gross = snapshot.value_usd(quote.address, swap.amount_out - order.cost_quote)
             opportunities.append(
-                swap_opportunity(
+                pool_swap_opportunity(
                     snapshot,
+                    swap,
                     strategy=self.name,
                     opportunity_id=order.id,
-                    route=(hop_for(snapshot, swap),),
                     token_in=token_in,
                     token_out=token_out,
-                    amount_in=swap.amount_in,
-                    predicted_amount_out=swap.amount_out,
                     gas_estimate=params.gas_estimate,
-                    impact_bps=price_impact_bps(swap.pool, token_in, token_out, swap),
                     gross_profit_usd=gross,
                     note=f"grid {order.side} lot {order.level} at {order.trigger_price:.6g}",
                 )

@@ -23,12 +23,10 @@ from strategies._directional import (
     DEFAULT_SWAP_GAS,
     best_exact_input,
     checksum_address,
-    hop_for,
     match_pending,
+    pool_swap_opportunity,
     pools_for_pair,
-    price_impact_bps,
     resolve_token,
-    swap_opportunity,
     token_ref,
 )
 from strategies.base import BaseStrategy, StrategyParams
@@ -265,17 +263,14 @@ class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
             )
             gross = snapshot.value_usd(paid_with.address, swap.amount_out - position.cost)
             opportunities.append(
-                swap_opportunity(
+                pool_swap_opportunity(
                     snapshot,
+                    swap,
                     strategy=self.name,
                     opportunity_id=exit_id,
-                    route=(hop_for(snapshot, swap),),
                     token_in=token,
                     token_out=paid_with,
-                    amount_in=position.amount,
-                    predicted_amount_out=swap.amount_out,
                     gas_estimate=params.gas_estimate,
-                    impact_bps=price_impact_bps(swap.pool, token, paid_with, swap),
                     gross_profit_usd=gross,
                     note=f"whale-follow exit: {reason} ({change_bps / 100:+.2f}%)",
                 )
@@ -318,17 +313,14 @@ class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
             )
             balances[token_in.address] = balances.get(token_in.address, 0) - amount_in
             opportunities.append(
-                swap_opportunity(
+                pool_swap_opportunity(
                     snapshot,
+                    swap,
                     strategy=self.name,
                     opportunity_id=entry_id,
-                    route=(hop_for(snapshot, swap),),
                     token_in=token_in,
                     token_out=token_out,
-                    amount_in=amount_in,
-                    predicted_amount_out=swap.amount_out,
                     gas_estimate=params.gas_estimate,
-                    impact_bps=price_impact_bps(swap.pool, token_in, token_out, swap),
                     note=(
                         f"follow {trade.wallet[:10]} {token_in.symbol}->{token_out.symbol} "
                         f"({snapshot.block - trade.block} blocks late)"
