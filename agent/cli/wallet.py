@@ -90,25 +90,28 @@ def _interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def _password_for_unlock(settings: WalletSettings) -> KeystorePassword:
+def _configured_password(settings: WalletSettings) -> KeystorePassword | None:
+    """The password from the environment or the password file; ``None`` when it must be asked
+    (interactive only: without a terminal that is an error naming where to put it)."""
     password = load_password(settings.password_env, settings.password_file, settings.environ)
-    if password is not None:
-        return password
-    if not _interactive():
+    if password is None and not _interactive():
         raise WalletError(
             f"no keystore password: set ${settings.password_env} or wallet.password_file"
         )
+    return password
+
+
+def _password_for_unlock(settings: WalletSettings) -> KeystorePassword:
+    password = _configured_password(settings)
+    if password is not None:
+        return password
     return prompted_password(getpass.getpass(f"Password for {settings.keystore_path}: "))
 
 
 def _password_for_new(settings: WalletSettings) -> KeystorePassword:
-    password = load_password(settings.password_env, settings.password_file, settings.environ)
+    password = _configured_password(settings)
     if password is not None:
         return password
-    if not _interactive():
-        raise WalletError(
-            f"no keystore password: set ${settings.password_env} or wallet.password_file"
-        )
     first = getpass.getpass("New keystore password: ")
     second = getpass.getpass("Repeat the password: ")
     if first != second:
