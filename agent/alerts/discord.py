@@ -16,18 +16,11 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 from pydantic import SecretStr
-from tenacity import AsyncRetrying, stop_after_attempt
 from yarl import URL
 
 from agent.alerts.base import AlertCard, AlertEvent, Severity
 from agent.errors import AlertDeliveryError, RateLimitedError, TemporaryError
-from agent.feeds.resilience import (
-    Clock,
-    Sleep,
-    parse_retry_after,
-    retry_unless_long_wait,
-    retry_wait,
-)
+from agent.feeds.resilience import Clock, RetryPolicy, Sleep, parse_retry_after
 from agent.redaction import Redactor
 
 logger = logging.getLogger(__name__)
@@ -121,9 +114,7 @@ class DiscordWebhookNotifier:
         self._webhook_url = url
         self._name = name
         self._username = username
-        self._max_attempts = max_attempts
-        self._wait = retry_wait(base_backoff_s, max_backoff_s)
-        self._max_retry_after_s = max_retry_after_s
+        self._retry = RetryPolicy(max_attempts, base_backoff_s, max_backoff_s, max_retry_after_s)
         self._request_timeout_s = request_timeout_s
         self._clock = clock
         self._sleep = sleep
@@ -154,13 +145,7 @@ class DiscordWebhookNotifier:
     async def post(self, message: Mapping[str, Any]) -> None:
         """Execute the webhook with ``message`` (content and/or embeds); mentions are disabled."""
         payload = {"username": self._username, "allowed_mentions": {"parse": []}, **message}
-        async for attempt in AsyncRetrying(
-            retry=retry_unless_long_wait(self._max_retry_after_s),
-            stop=stop_after_attempt(self._max_attempts),
-            wait=self._wait,
-            sleep=self._sleep,
-            reraise=True,
-        ):
+        async for attempt in self._retry.retrying(self._sleep):
             with attempt:
                 delay_s = self._not_before - self._clock()
                 if delay_s > 0:

@@ -22,11 +22,10 @@ from typing import Any
 
 import aiohttp
 from pydantic import SecretStr
-from tenacity import AsyncRetrying, stop_after_attempt
 
 from agent.alerts.base import AlertCard, AlertEvent, Severity
 from agent.errors import AlertDeliveryError, RateLimitedError, TemporaryError
-from agent.feeds.resilience import Clock, Sleep, TokenBucket, retry_unless_long_wait, retry_wait
+from agent.feeds.resilience import Clock, RetryPolicy, Sleep, TokenBucket
 from agent.redaction import Redactor
 
 logger = logging.getLogger(__name__)
@@ -189,9 +188,7 @@ class TelegramBotApi:
         self._token = token
         self._base_url = base_url.rstrip("/")
         self._redact = Redactor([token], mask="<redacted>")
-        self._max_attempts = max_attempts
-        self._wait = retry_wait(base_backoff_s, max_backoff_s)
-        self._max_retry_after_s = max_retry_after_s
+        self._retry = RetryPolicy(max_attempts, base_backoff_s, max_backoff_s, max_retry_after_s)
         self._request_timeout_s = request_timeout_s
         self._per_chat_rate_per_s = per_chat_rate_per_s
         self._clock = clock
@@ -221,13 +218,7 @@ class TelegramBotApi:
         Raises ``AlertDeliveryError`` (4xx other than 429), ``RateLimitedError`` (429 after the
         retries) or ``TemporaryError`` (5xx, network, timeouts after the retries).
         """
-        async for attempt in AsyncRetrying(
-            retry=retry_unless_long_wait(self._max_retry_after_s),
-            stop=stop_after_attempt(self._max_attempts),
-            wait=self._wait,
-            sleep=self._sleep,
-            reraise=True,
-        ):
+        async for attempt in self._retry.retrying(self._sleep):
             with attempt:
                 if before_attempt is not None:
                     await before_attempt()

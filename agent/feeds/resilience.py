@@ -4,8 +4,8 @@ channels (Telegram, Discord).
 
 * :class:`TokenBucket`: a rate limit per source (or per chat); ``pause_until`` / ``pause_for``
   hold it for a Retry-After.
-* :func:`parse_retry_after`: a ``Retry-After`` header in seconds; :func:`retry_wait` and
-  :func:`retry_unless_long_wait`: the tenacity policy of a client that retries by itself.
+* :func:`parse_retry_after`: a ``Retry-After`` header in seconds; :class:`RetryPolicy`: the
+  tenacity retries of a client that drives its own requests (the alert channels).
 * :class:`SourceGuard`: timeout per attempt, tenacity retries with exponential backoff and
   jitter on ``TemporaryError`` (5xx, 429, timeouts, dropped connections, malformed JSON), waiting
   exactly what Retry-After asked for; other errors (4xx, schema drift) are not retried. A
@@ -32,6 +32,7 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
+    stop_after_attempt,
     wait_exponential_jitter,
 )
 
@@ -285,6 +286,27 @@ def retry_unless_long_wait(max_retry_after_s: float) -> Callable[[RetryCallState
         return isinstance(exc, TemporaryError)
 
     return should_retry
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of one request for a client that sends its own (the alert channels): temporary
+    errors with exponential backoff, a 429 after its Retry-After unless that is longer than
+    ``max_retry_after_s`` (a flood wait of minutes would stall everything queued behind)."""
+
+    max_attempts: int = 4
+    base_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    max_retry_after_s: float = 60.0
+
+    def retrying(self, sleep: Sleep = asyncio.sleep) -> AsyncRetrying:
+        return AsyncRetrying(
+            retry=retry_unless_long_wait(self.max_retry_after_s),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=retry_wait(self.base_backoff_s, self.max_backoff_s),
+            sleep=sleep,
+            reraise=True,
+        )
 
 
 def _retry_after_of(exc: BaseException | None) -> float | None:
