@@ -20,8 +20,8 @@ from yarl import URL
 
 from agent.alerts.base import AlertCard, AlertEvent, Severity
 from agent.errors import AlertDeliveryError, RateLimitedError, TemporaryError
-from agent.feeds.resilience import Clock, RetryPolicy, Sleep, parse_retry_after
 from agent.redaction import Redactor
+from agent.resilience import Clock, RetryPolicy, Sleep, parse_retry_after
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Literal
 
 from agent.alerts.base import AlertEvent, Notifier, Severity
 from agent.errors import AgentError
-from agent.feeds.resilience import Clock
+from agent.resilience import Clock
 
 logger = logging.getLogger(__name__)
 

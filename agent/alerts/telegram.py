@@ -25,8 +25,8 @@ from pydantic import SecretStr
 
 from agent.alerts.base import AlertCard, AlertEvent, Severity
 from agent.errors import AlertDeliveryError, RateLimitedError, TemporaryError
-from agent.feeds.resilience import Clock, RetryPolicy, Sleep, TokenBucket
 from agent.redaction import Redactor
+from agent.resilience import Clock, RetryPolicy, Sleep, TokenBucket
 
 logger = logging.getLogger(__name__)
 

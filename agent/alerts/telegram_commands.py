@@ -23,7 +23,7 @@ from typing import Any
 from agent.alerts.control import ControlJournal, ControlSurface
 from agent.alerts.telegram import TelegramBotApi, render_plain_html
 from agent.errors import AlertDeliveryError, RateLimitedError, TemporaryError
-from agent.feeds.resilience import Clock, Sleep
+from agent.resilience import Clock, Sleep
 
 logger = logging.getLogger(__name__)
 

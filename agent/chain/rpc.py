@@ -42,6 +42,7 @@ from agent.errors import (
 )
 from agent.events import Throttle
 from agent.redaction import redact_endpoint
+from agent.resilience import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +315,7 @@ class RpcClient:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise RpcTransportError(f"{label}: {type(exc).__name__}") from None
         if status == 429:
-            raise RateLimitedError(f"{label}: HTTP 429", _retry_after_s(retry_after))
+            raise RateLimitedError(f"{label}: HTTP 429", parse_retry_after(retry_after))
         if status >= 500:
             raise RpcTransportError(f"{label}: HTTP {status}")
         try:
@@ -341,13 +342,6 @@ class RpcClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-def _retry_after_s(header: str | None) -> float | None:
-    try:
-        return float(header) if header is not None else None
-    except ValueError:
-        return None
 
 
 def _raise_if_retryable_error(reply: Any) -> None:

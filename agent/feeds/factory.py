@@ -26,10 +26,10 @@ from agent.feeds.coingecko import DEFAULT_POLICIES as COINGECKO_POLICIES
 from agent.feeds.coingecko import CoinGeckoClient
 from agent.feeds.oneinch import OneInchClient, QuotePair
 from agent.feeds.readings import Poller
-from agent.feeds.resilience import SourcePolicy
 from agent.feeds.sentiment import SentimentAggregator, SentimentFeed
 from agent.feeds.x import DEFAULT_POLICY as X_POLICY
 from agent.feeds.x import XClient
+from agent.resilience import SourcePolicy
 from agent.types import Token
 
 

@@ -17,7 +17,7 @@ One place handles what every remote source needs:
   awaits it.
 
 :class:`HttpSource` lives here; the source-independent pieces live in
-``agent.feeds.resilience`` (errors, bucket, breaker, retries), ``agent.redaction`` (the
+``agent.resilience`` (errors, bucket, breaker, retries), ``agent.redaction`` (the
 one secret redactor) and ``agent.feeds.readings`` (readings, polling) and are re-exported from
 this module.
 
@@ -50,7 +50,8 @@ from agent.feeds.readings import (
     require_float,
     require_int,
 )
-from agent.feeds.resilience import (
+from agent.redaction import SENSITIVE_NAMES, Redactor
+from agent.resilience import (
     CircuitBreaker,
     Clock,
     RedactingLogger,
@@ -60,7 +61,6 @@ from agent.feeds.resilience import (
     TokenBucket,
     parse_retry_after,
 )
-from agent.redaction import SENSITIVE_NAMES, Redactor
 
 # This module is the feeds' public entry point: the pieces above are re-exported from here.
 __all__ = [

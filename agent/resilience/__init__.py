@@ -1,6 +1,6 @@
 """The one outbound-HTTP resilience layer: typed errors, rate limit, Retry-After, circuit breaker
 and retries (:class:`SourceGuard`), shared by the HTTP feeds, the ccxt CEX client and the alert
-channels (Telegram, Discord).
+channels (Telegram, Discord); the JSON-RPC client reads Retry-After with it too.
 
 * :class:`TokenBucket`: a rate limit per source (or per chat); ``pause_until`` / ``pause_for``
   hold it for a Retry-After.
