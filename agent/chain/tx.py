@@ -28,6 +28,7 @@ from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound
 from web3.types import RPCEndpoint
 
+from agent.chain.abi import selector
 from agent.chain.gas import GasOracle
 from agent.chain.l1fee import unsigned_tx_bytes
 from agent.chain.nonce import NonceManager
@@ -138,8 +139,8 @@ def custom_error_decoder(abi: Sequence[Mapping[str, Any]]) -> RevertDecoder:
             continue
         types = [_abi_type(i) for i in entry.get("inputs", [])]
         names = [str(i.get("name", "")) for i in entry.get("inputs", [])]
-        selector = keccak(text=f"{entry['name']}({','.join(types)})")[:4]
-        errors[selector] = (str(entry["name"]), names, types)
+        signature = f"{entry['name']}({','.join(types)})"
+        errors[selector(signature)] = (str(entry["name"]), names, types)
 
     def _decode(revert_data: bytes) -> str | None:
         spec = errors.get(revert_data[:4])
