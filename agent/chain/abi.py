@@ -18,14 +18,18 @@ from web3.types import RPCEndpoint
 
 from agent.errors import SimulationRevert
 
-# CREATE2 init-code hashes of the pair/pool contracts. The V2 one is Uniswap V2's (also what the
-# devnet's two V2 stacks use: both deploy the npm UniswapV2Factory); forks such as SushiSwap on
-# mainnet have their own and are registered per factory.
+# CREATE2 init-code hashes: keccak256 of the pair/pool creation code each factory deploys. The V2
+# one is Uniswap V2's (also what the devnet's two V2 stacks use: both deploy the npm
+# UniswapV2Factory); forks such as SushiSwap have their own, which the registry names per DEX.
 UNISWAP_V2_PAIR_INIT_CODE_HASH = bytes.fromhex(
     "96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f"
 )
-V3_POOL_INIT_CODE_HASH = bytes.fromhex(
+UNISWAP_V3_POOL_INIT_CODE_HASH = bytes.fromhex(
     "e34f199b19b2b4f47f68442619d555527d244f78a3297ea89325f843f87b8b54"
+)
+# SushiSwap's pair (its own build of the V2 pair), hardcoded in Sushi's UniswapV2Library.
+SUSHISWAP_V2_PAIR_INIT_CODE_HASH = bytes.fromhex(
+    "e18a34eb0e04b04f7a0ac29a6e80748dca96319b42c54d679cb821dca90c6303"
 )
 
 
@@ -81,7 +85,7 @@ def v3_pool_address(
     token_a: str,
     token_b: str,
     fee_pips: int,
-    init_code_hash: bytes = V3_POOL_INIT_CODE_HASH,
+    init_code_hash: bytes = UNISWAP_V3_POOL_INIT_CODE_HASH,
 ) -> str:
     """The CREATE2 address ``factory`` gives the ``fee_pips`` pool of ``token_a``/``token_b``."""
     token0, token1 = sort_tokens(token_a, token_b)

@@ -31,6 +31,11 @@ from typing import Any, Literal
 
 from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
 
+from agent.chain.abi import (
+    SUSHISWAP_V2_PAIR_INIT_CODE_HASH,
+    UNISWAP_V2_PAIR_INIT_CODE_HASH,
+    UNISWAP_V3_POOL_INIT_CODE_HASH,
+)
 from agent.errors import ConfigError
 from agent.types import Token
 
@@ -41,18 +46,6 @@ DEVNET_CHAIN = "devnet"
 # Anvil's default chain id; a devnet deployment file may say otherwise.
 DEVNET_CHAIN_ID = 31337
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-
-# CREATE2 init-code hashes: keccak256 of the pair/pool creation code each factory deploys.
-UNISWAP_V2_PAIR_INIT_CODE_HASH = bytes.fromhex(
-    "96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f"
-)
-UNISWAP_V3_POOL_INIT_CODE_HASH = bytes.fromhex(
-    "e34f199b19b2b4f47f68442619d555527d244f78a3297ea89325f843f87b8b54"
-)
-# SushiSwap's pair (its own build of the V2 pair), hardcoded in Sushi's UniswapV2Library.
-SUSHISWAP_V2_PAIR_INIT_CODE_HASH = bytes.fromhex(
-    "e18a34eb0e04b04f7a0ac29a6e80748dca96319b42c54d679cb821dca90c6303"
-)
 
 # The V3 router ABIs (see the module docstring).
 RouterKind = Literal["swap_router", "swap_router02"]

@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 
 from eth_abi import decode
 from eth_abi.exceptions import DecodingError
-from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from eth_utils import to_checksum_address
 
+from agent.chain.abi import selector
 from agent.chain.multicall import Call, CallResult, Multicall
 from agent.chain.registry import ChainAddresses
 from agent.errors import ConfigError
@@ -24,8 +25,8 @@ from agent.types import Token
 
 log = logging.getLogger(__name__)
 
-_DECIMALS = function_signature_to_4byte_selector("decimals()")
-_SYMBOL = function_signature_to_4byte_selector("symbol()")
+_DECIMALS = selector("decimals()")
+_SYMBOL = selector("symbol()")
 
 
 def token_address(ref: str, chain: ChainAddresses, token_addresses: Mapping[str, str]) -> str:

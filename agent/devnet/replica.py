@@ -46,7 +46,6 @@ import gzip
 import hashlib
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -54,9 +53,9 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from eth_abi import encode
-from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
-from agent.chain.abi import sort_tokens, v2_pair_address, v3_pool_address
+from agent.chain.abi import calldata, sort_tokens, v2_pair_address, v3_pool_address
 from agent.chain.l1fee import OpL1FeeParams
 from agent.chain.registry import ChainAddresses, addresses_for, chain_profile
 from agent.devnet import Devnet
@@ -483,10 +482,6 @@ def replica_source_files() -> list[Path]:
 # Deployment
 
 
-def _calldata(signature: str, types: Sequence[str], args: Sequence[Any]) -> bytes:
-    return function_signature_to_4byte_selector(signature) + encode(list(types), list(args))
-
-
 async def _send(rpc: JsonRpc, sender: str, to: str | None, data: bytes, gas: int) -> dict[str, Any]:
     """One transaction from an unlocked or impersonated ``sender``, mined; its receipt."""
     tx: dict[str, str] = {"from": sender, "data": "0x" + data.hex(), "gas": hex(gas)}
@@ -560,19 +555,19 @@ async def _place_token(rpc: JsonRpc, token: TokenPlacement, address: str) -> Non
     artifact = _artifact(_TOKEN_ARTIFACTS[token.kind])
     await rpc.call("anvil_setCode", [address, artifact["deployedBytecode"]])
     if token.kind == "fiat":
-        init = _calldata(
+        init = calldata(
             "initialize(string,string,uint8,address)",
             ["string", "string", "uint8", "address"],
             [token.name, token.symbol, token.decimals, TOKEN_ISSUER],
         )
     elif token.kind in ("tether", "rebasing"):  # their decimals are fixed: 6 and 18
-        init = _calldata(
+        init = calldata(
             "initialize(string,string,address)",
             ["string", "string", "address"],
             [token.name, token.symbol, TOKEN_ISSUER],
         )
     else:
-        init = _calldata(
+        init = calldata(
             "initialize(string,string,uint8,address,uint16)",
             ["string", "string", "uint8", "address", "uint16"],
             [token.name, token.symbol, token.decimals, TOKEN_ISSUER, token.transfer_fee_bps],
@@ -631,7 +626,7 @@ async def deploy_replica(rpc: JsonRpc, profile: ReplicaProfile, *, rpc_url: str 
         rpc,
         owner,
         factory,
-        _calldata("enableFeeAmount(uint24,int24)", ["uint24", "int24"], [100, 1]),
+        calldata("enableFeeAmount(uint24,int24)", ["uint24", "int24"], [100, 1]),
         200_000,
     )
 

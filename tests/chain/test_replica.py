@@ -17,9 +17,8 @@ from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector, keccak
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
+from agent.chain.abi import UNISWAP_V2_PAIR_INIT_CODE_HASH, UNISWAP_V3_POOL_INIT_CODE_HASH
 from agent.chain.registry import (
-    UNISWAP_V2_PAIR_INIT_CODE_HASH,
-    UNISWAP_V3_POOL_INIT_CODE_HASH,
     addresses_for,
 )
 from agent.devnet import Devnet

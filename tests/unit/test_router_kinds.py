@@ -11,9 +11,8 @@ import pytest
 from eth_abi import decode
 from eth_utils import function_signature_to_4byte_selector as selector
 
+from agent.chain.abi import SUSHISWAP_V2_PAIR_INIT_CODE_HASH, UNISWAP_V2_PAIR_INIT_CODE_HASH
 from agent.chain.registry import (
-    SUSHISWAP_V2_PAIR_INIT_CODE_HASH,
-    UNISWAP_V2_PAIR_INIT_CODE_HASH,
     addresses_for,
     load_deployment,
 )
