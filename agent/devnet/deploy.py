@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import rlp
 from eth_abi import encode
@@ -228,8 +228,80 @@ class _Plan:
         self.nonce += 1
 
 
-def _usd_to_units(usd: Fraction, spec: TokenSpec) -> int:
+def _usd_to_units(usd: Fraction, spec: PricedToken) -> int:
     return int(usd / spec.price_usd * 10**spec.decimals)
+
+
+class PricedToken(Protocol):
+    """What placing liquidity needs of a token: its USD price and decimals."""
+
+    @property
+    def price_usd(self) -> Fraction: ...
+
+    @property
+    def decimals(self) -> int: ...
+
+
+def plan_v3_pool(
+    plan: _Plan,
+    position_manager: str,
+    label: str,
+    token0: tuple[str, PricedToken],
+    token1: tuple[str, PricedToken],
+    fee: int,
+    depth_usd: int,
+    positions: Sequence[tuple[int | None, int | None, Fraction]],
+    *,
+    recipient: str,
+) -> int:
+    """Plan creating the ``fee`` pool of ``token0``/``token1`` (sorted) at their USD prices and
+    minting ``positions`` (tick offsets around the price, share of ``depth_usd``) for
+    ``recipient``, so swaps cross initialized ticks. Returns the pool's tick spacing."""
+    (t0, spec0), (t1, spec1) = token0, token1
+    price_raw = spec0.price_usd / spec1.price_usd * Fraction(10**spec1.decimals, 10**spec0.decimals)
+    plan.call(
+        f"v3 create {label} {fee}",
+        position_manager,
+        "createAndInitializePoolIfNecessary(address,address,uint24,uint160)",
+        ["address", "address", "uint24", "uint160"],
+        [t0, t1, fee, sqrt_price_x96(price_raw)],
+        gas=6_000_000,
+    )
+    spacing = V3_TICK_SPACING[fee]
+    tick = math.floor(math.log(price_raw.numerator / price_raw.denominator) / math.log(1.0001))
+    for lower_off, upper_off, share in positions:
+        if lower_off is None or upper_off is None:
+            lower = -(_MAX_TICK // spacing) * spacing
+            upper = (_MAX_TICK // spacing) * spacing
+        else:
+            lower = math.floor((tick + min(lower_off, -spacing)) / spacing) * spacing
+            upper = math.ceil((tick + max(upper_off, spacing)) / spacing) * spacing
+        capital = Fraction(depth_usd) * share
+        plan.call(
+            f"v3 mint {label} {fee} [{lower},{upper}]",
+            position_manager,
+            "mint((address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256))",
+            [
+                "(address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256)"
+            ],
+            [
+                (
+                    t0,
+                    t1,
+                    fee,
+                    lower,
+                    upper,
+                    _usd_to_units(capital, spec0),
+                    _usd_to_units(capital, spec1),
+                    0,
+                    0,
+                    recipient,
+                    _FAR_DEADLINE,
+                )
+            ],
+            gas=1_000_000,
+        )
+    return spacing
 
 
 def _extra_tokens(count: int) -> list[TokenSpec]:
@@ -393,62 +465,22 @@ async def deploy_stack(
     for sym_a, sym_b, fee, depth_usd in v3_pools:
         t0, t1 = sort_tokens(addresses[sym_a], addresses[sym_b])
         spec0, spec1 = (
-            (specs[sym_a], specs[sym_b])
-            if t0 == addresses[sym_a]
-            else (
-                specs[sym_b],
-                specs[sym_a],
-            )
+            (specs[sym_a], specs[sym_b]) if t0 == addresses[sym_a] else (specs[sym_b], specs[sym_a])
         )
-        price_raw = (
-            spec0.price_usd / spec1.price_usd * Fraction(10**spec1.decimals, 10**spec0.decimals)
-        )
-        sqrt_p = sqrt_price_x96(price_raw)
-        plan.call(
-            f"v3 create {sym_a}/{sym_b} {fee}",
-            npm,
-            "createAndInitializePoolIfNecessary(address,address,uint24,uint160)",
-            ["address", "address", "uint24", "uint160"],
-            [t0, t1, fee, sqrt_p],
-            gas=6_000_000,
-        )
-        spacing = V3_TICK_SPACING[fee]
-        tick = math.floor(math.log(price_raw.numerator / price_raw.denominator) / math.log(1.0001))
         positions = (
             V3_POSITIONS if sym_a in specs and not sym_a.startswith("ALT") else V3_POSITIONS[:3]
         )
-        for lower_off, upper_off, share in positions:
-            if lower_off is None or upper_off is None:
-                lower = -(_MAX_TICK // spacing) * spacing
-                upper = (_MAX_TICK // spacing) * spacing
-            else:
-                lower = math.floor((tick + min(lower_off, -spacing)) / spacing) * spacing
-                upper = math.ceil((tick + max(upper_off, spacing)) / spacing) * spacing
-            capital = Fraction(depth_usd) * share
-            plan.call(
-                f"v3 mint {sym_a}/{sym_b} {fee} [{lower},{upper}]",
-                npm,
-                "mint((address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256))",
-                [
-                    "(address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256)"
-                ],
-                [
-                    (
-                        t0,
-                        t1,
-                        fee,
-                        lower,
-                        upper,
-                        _usd_to_units(capital, spec0),
-                        _usd_to_units(capital, spec1),
-                        0,
-                        0,
-                        deployer,
-                        _FAR_DEADLINE,
-                    )
-                ],
-                gas=1_000_000,
-            )
+        spacing = plan_v3_pool(
+            plan,
+            npm,
+            f"{sym_a}/{sym_b}",
+            (t0, spec0),
+            (t1, spec1),
+            fee,
+            depth_usd,
+            positions,
+            recipient=deployer,
+        )
         pools.append(
             PoolInfo(
                 "uniswap_v3",

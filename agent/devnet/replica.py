@@ -45,7 +45,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -62,15 +61,15 @@ from agent.devnet import Devnet
 from agent.devnet.deploy import (
     MAX_UINT256,
     V3_POSITIONS,
-    V3_TICK_SPACING,
     Deployment,
     PoolInfo,
     _artifact,
     _creation_code,
     _execute,
     _Plan,
+    _usd_to_units,
     create_address,
-    sqrt_price_x96,
+    plan_v3_pool,
 )
 from agent.devnet.jsonrpc import JsonRpc
 from agent.devnet.node import DEV_ACCOUNTS, PROJECT_ROOT
@@ -575,10 +574,6 @@ async def _place_token(rpc: JsonRpc, token: TokenPlacement, address: str) -> Non
     await _send(rpc, TOKEN_ISSUER, address, init, 500_000)
 
 
-def _units(usd: Fraction, token: TokenPlacement) -> int:
-    return int(usd / token.price_usd * 10**token.decimals)
-
-
 def _issue(plan: _Plan, token: TokenPlacement, address: str, to: str, amount: int) -> None:
     if token.kind == "tether":  # Tether issues to its owner, who then transfers
         plan.call(f"issue {token.symbol}", address, "issue(uint256)", ["uint256"], [amount])
@@ -647,9 +642,9 @@ async def deploy_replica(rpc: JsonRpc, profile: ReplicaProfile, *, rpc_url: str 
         if token.kind == "weth":
             continue
         address = token_addresses[token.symbol]
-        _issue(issuer, token, address, lp, _units(Fraction(10**9), token))
+        _issue(issuer, token, address, lp, _usd_to_units(Fraction(10**9), token))
         for account in FUNDED_ACCOUNTS:
-            _issue(issuer, token, address, account, _units(FUNDING_USD, token))
+            _issue(issuer, token, address, account, _usd_to_units(FUNDING_USD, token))
     await _execute(rpc, issuer)
 
     await rpc.call("anvil_setBalance", [lp, hex(10**30)])
@@ -662,7 +657,7 @@ async def deploy_replica(rpc: JsonRpc, profile: ReplicaProfile, *, rpc_url: str 
             weth,
             "transfer(address,uint256)",
             ["address", "uint256"],
-            [account, _units(FUNDING_USD, tokens["WETH"])],
+            [account, _usd_to_units(FUNDING_USD, tokens["WETH"])],
         )
     npm = addresses["uniswap_v3.position_manager"]
     spenders = (addresses["uniswap_v2.router"], addresses["sushiswap.router"], npm)
@@ -687,8 +682,8 @@ async def deploy_replica(rpc: JsonRpc, profile: ReplicaProfile, *, rpc_url: str 
             [
                 a,
                 b,
-                _units(Fraction(depth_usd), tokens[sym_a]),
-                _units(Fraction(depth_usd), tokens[sym_b]),
+                _usd_to_units(Fraction(depth_usd), tokens[sym_a]),
+                _usd_to_units(Fraction(depth_usd), tokens[sym_b]),
                 0,
                 0,
                 lp,
@@ -772,48 +767,17 @@ def _add_v3_pool(
         if t0 == token_addresses[sym_a]
         else (tokens[sym_b], tokens[sym_a])
     )
-    price_raw = spec0.price_usd / spec1.price_usd * Fraction(10**spec1.decimals, 10**spec0.decimals)
-    plan.call(
-        f"v3 create {sym_a}/{sym_b} {fee}",
+    spacing = plan_v3_pool(
+        plan,
         npm,
-        "createAndInitializePoolIfNecessary(address,address,uint24,uint160)",
-        ["address", "address", "uint24", "uint160"],
-        [t0, t1, fee, sqrt_price_x96(price_raw)],
-        gas=6_000_000,
+        f"{sym_a}/{sym_b}",
+        (t0, spec0),
+        (t1, spec1),
+        fee,
+        depth_usd,
+        V3_POSITIONS,
+        recipient=plan.sender,
     )
-    spacing = V3_TICK_SPACING[fee]
-    tick = math.floor(math.log(price_raw.numerator / price_raw.denominator) / math.log(1.0001))
-    for lower_off, upper_off, share in V3_POSITIONS:
-        if lower_off is None or upper_off is None:
-            lower, upper = -(_MAX_TICK // spacing) * spacing, (_MAX_TICK // spacing) * spacing
-        else:
-            lower = math.floor((tick + min(lower_off, -spacing)) / spacing) * spacing
-            upper = math.ceil((tick + max(upper_off, spacing)) / spacing) * spacing
-        capital = Fraction(depth_usd) * share
-        plan.call(
-            f"v3 mint {sym_a}/{sym_b} {fee} [{lower},{upper}]",
-            npm,
-            "mint((address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256))",
-            [
-                "(address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256)"
-            ],
-            [
-                (
-                    t0,
-                    t1,
-                    fee,
-                    lower,
-                    upper,
-                    _units(capital, spec0),
-                    _units(capital, spec1),
-                    0,
-                    0,
-                    plan.sender,
-                    _FAR_DEADLINE,
-                )
-            ],
-            gas=1_000_000,
-        )
     return PoolInfo(
         "uniswap_v3",
         "v3",
