@@ -494,27 +494,7 @@ class Journal:
     async def record_intent(self, intent: Intent, mode: str) -> None:
         """Journal ``intent`` as ``pending``. Call before any I/O for it."""
         async with self._write_lock, self._sessions.begin() as session:
-            session.add(
-                IntentRow(
-                    id=intent.id,
-                    opportunity_id=intent.opportunity_id,
-                    run_id=self.run_id,
-                    strategy=intent.strategy,
-                    kind=intent.kind,
-                    mode=mode,
-                    token_in=intent.token_in,
-                    token_out=intent.token_out,
-                    amount_in=intent.amount_in,
-                    min_amount_out=intent.min_amount_out,
-                    predicted_amount_out=intent.predicted_amount_out,
-                    predicted_profit=intent.predicted_profit,
-                    predicted_profit_usd=intent.predicted_profit_usd,
-                    deadline=intent.deadline,
-                    route=_route_to_json(intent.route),
-                    status=IntentStatus.PENDING,
-                    status_history=[_history_entry(IntentStatus.PENDING, None)],
-                )
-            )
+            session.add(self._new_intent_row(intent, mode))
 
     async def set_intent_status(
         self, intent_id: str, status: IntentStatus, detail: str | None = None
@@ -523,6 +503,33 @@ class Journal:
         async with self._write_lock, self._sessions.begin() as session:
             row = await self._intent_row(session, intent_id)
             return self._transition_intent(row, status, detail)
+
+    def _new_intent_row(self, intent: Intent, mode: str, failure: str | None = None) -> IntentRow:
+        """The row of a newly journaled ``intent`` in this run: ``pending``, or ``failed`` with
+        ``failure`` when it failed before it could be journaled."""
+        history = [_history_entry(IntentStatus.PENDING, None)]
+        if failure is not None:
+            history.append(_history_entry(IntentStatus.FAILED, failure))
+        return IntentRow(
+            id=intent.id,
+            opportunity_id=intent.opportunity_id,
+            run_id=self.run_id,
+            strategy=intent.strategy,
+            kind=intent.kind,
+            mode=mode,
+            token_in=intent.token_in,
+            token_out=intent.token_out,
+            amount_in=intent.amount_in,
+            min_amount_out=intent.min_amount_out,
+            predicted_amount_out=intent.predicted_amount_out,
+            predicted_profit=intent.predicted_profit,
+            predicted_profit_usd=intent.predicted_profit_usd,
+            deadline=intent.deadline,
+            route=_route_to_json(intent.route),
+            status=IntentStatus.PENDING if failure is None else IntentStatus.FAILED,
+            status_detail=failure,
+            status_history=history,
+        )
 
     async def record_failure(self, intent: Intent, mode: str, reason: str) -> IntentStatus:
         """Journal that ``intent`` failed with ``reason``, wherever it got to; returns the
@@ -538,30 +545,7 @@ class Journal:
                 select(IntentRow).where(IntentRow.id == intent.id).with_for_update()
             )
             if row is None:
-                session.add(
-                    IntentRow(
-                        id=intent.id,
-                        opportunity_id=intent.opportunity_id,
-                        strategy=intent.strategy,
-                        kind=intent.kind,
-                        mode=mode,
-                        token_in=intent.token_in,
-                        token_out=intent.token_out,
-                        amount_in=intent.amount_in,
-                        min_amount_out=intent.min_amount_out,
-                        predicted_amount_out=intent.predicted_amount_out,
-                        predicted_profit=intent.predicted_profit,
-                        predicted_profit_usd=intent.predicted_profit_usd,
-                        deadline=intent.deadline,
-                        route=_route_to_json(intent.route),
-                        status=IntentStatus.FAILED,
-                        status_detail=reason,
-                        status_history=[
-                            _history_entry(IntentStatus.PENDING, None),
-                            _history_entry(IntentStatus.FAILED, reason),
-                        ],
-                    )
-                )
+                session.add(self._new_intent_row(intent, mode, failure=reason))
                 return IntentStatus.FAILED
             status = IntentStatus(row.status)
             if status in FINAL_INTENT_STATUSES:

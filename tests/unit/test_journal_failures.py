@@ -93,3 +93,12 @@ async def test_a_failure_is_journaled_wherever_the_intent_got_to(journal: Journa
     # Already final: left as it was.
     assert await journal.record_failure(make_intent("pending"), "fork", "again") == "failed"
     assert (await journal.get_intent("pending")).status_detail == "boom"
+
+
+async def test_an_intent_that_failed_before_it_was_journaled_belongs_to_its_run(
+    journal: Journal,
+) -> None:
+    run = await journal.start_run("fork", "devnet", 31337, "cfg")
+    await journal.record_failure(make_intent("unwritten"), "fork", "KeyError: 'pool'")
+    (failed,) = await journal.list_intents(run_id=run)
+    assert failed.intent.id == "unwritten" and failed.status == IntentStatus.FAILED
