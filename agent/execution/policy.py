@@ -49,11 +49,10 @@ from typing import Any, NoReturn, Protocol
 from eth_abi import decode, encode
 from eth_abi.exceptions import DecodingError
 from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 from web3 import AsyncWeb3
 from web3.types import RPCEndpoint
 
-from agent.chain.abi import SEL_APPROVE
+from agent.chain.abi import SEL_APPROVE, selector
 from agent.chain.arb_executor import (
     EXECUTE_SELECTOR,
     EXECUTE_WITH_FLASH_LOAN_SELECTOR,
@@ -125,7 +124,7 @@ def _artifact_code(name: str, key: str) -> bytes:
 
 
 _PROBE_ARGS = ["address", "bytes", "address[]", "address[]"]
-_PROBE_SELECTOR = keccak(text=f"probe({','.join(_PROBE_ARGS)})")[:4]
+_PROBE_SELECTOR = selector(f"probe({','.join(_PROBE_ARGS)})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,8 @@ import aiohttp
 from eth_abi import decode
 from eth_abi.exceptions import DecodingError
 from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 
+from agent.chain.abi import selector
 from agent.errors import ConfigError, UnknownRouterCall
 from agent.feeds.http import (
     HttpSource,
@@ -228,11 +228,11 @@ def _parse_quote(payload: Any, src: str, dst: str, amount_in: int) -> OneInchQuo
 # AggregationRouterV6 calldata
 
 _SWAP_DESCRIPTION = "(address,address,address,address,uint256,uint256,uint256)"
-SEL_SWAP = keccak(text=f"swap(address,{_SWAP_DESCRIPTION},bytes)")[:4]
+SEL_SWAP = selector(f"swap(address,{_SWAP_DESCRIPTION},bytes)")
 # ``Address`` in the router's ABI is a uint256: the address in the low 160 bits, flags above.
 _UNOSWAP_FAMILY: dict[bytes, tuple[str, bool, int]] = {
     # selector -> (name, has a receiver first, number of pools)
-    keccak(text=f"{name}({','.join(['uint256'] * arity)})")[:4]: (name, to, pools)
+    selector(f"{name}({','.join(['uint256'] * arity)})"): (name, to, pools)
     for name, to, pools, arity in (
         ("unoswap", False, 1, 4),
         ("unoswap2", False, 2, 5),
