@@ -84,8 +84,8 @@ def dry_run(
     from agent.app.logs import configure_logging, redactor_for
     from agent.app.rehearsal import rehearse
     from agent.app.report import print_report
-    from agent.config.loading import redact_url
     from agent.config.models import AgentConfig, LoggingConfig
+    from agent.redaction import redact_url
 
     source = ctx.get_parameter_source("fork_url")
     on_argv = source is not None and source.name == "COMMANDLINE"

@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from agent.config.loading import redact_url
 from agent.errors import FatalError
+from agent.redaction import redact_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _LISTENING = re.compile(rb"Listening on (?P<host>[\d.]+):(?P<port>\d+)")
