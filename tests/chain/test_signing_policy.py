@@ -16,10 +16,10 @@ from eth_abi import encode
 from eth_utils.crypto import keccak
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
+from agent.chain.abi import v2_pair_address
 from agent.chain.rpc import RpcClient
 from agent.chain.tx import Fees, TxMandate, TxRequest
 from agent.devnet import Devnet
-from agent.devnet.deploy import v2_pair_address
 from agent.errors import SigningRefused, SimulationRevert, TemporaryError
 from agent.events import EventBus, SigningRefusal
 from agent.execution import ChainExecutor, DexContracts, ExecutionSettings, erc20_balance
