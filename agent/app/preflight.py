@@ -30,7 +30,7 @@ from agent.dex.pools import PoolRegistry
 from agent.dex.v2 import V2Pool
 from agent.errors import AgentError, WalletError, WrongChainError
 from agent.market.builder import pool_prices_usd
-from agent.metrics.server import redact_endpoint
+from agent.redaction import redact_endpoint
 from agent.types import Token
 from agent.wallet.keystore import read_keystore_address
 

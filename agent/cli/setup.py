@@ -173,7 +173,7 @@ def _run_would_refuse(cfg: Any, *, offline: bool) -> list[str]:
 
     from agent.app.preflight import check_wallet_address, endpoint_chain_id
     from agent.errors import AgentError, WalletError
-    from agent.metrics.server import redact_endpoint
+    from agent.redaction import redact_endpoint
 
     problems: list[str] = []
     mode = cfg.execution.mode
