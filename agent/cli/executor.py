@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from eth_abi import decode, encode
 from eth_utils import to_checksum_address
 from rich.console import Console
 from rich.table import Table
 
-from agent.chain.abi import selector
 from agent.cli.common import ConfigOption, EnvOption
 from agent.errors import ConfigError
 
@@ -48,10 +46,11 @@ def executor_info(
 ) -> None:
     """The executor's code, owner, accepted V2 factories (init-code hashes) and balances."""
     from agent.config.models import AgentConfig
+    from agent.execution.deploy import describe_arb_executor
 
     cfg = AgentConfig.load(config, env_file=env_file)
     executor = _executor_address(cfg, address)
-    rows, balances = asyncio.run(_info(cfg, executor))
+    rows, balances = asyncio.run(describe_arb_executor(cfg, executor))
     console = Console()
     table = Table("", "", title=f"ArbExecutor {executor}")
     for name, value in rows:
@@ -61,56 +60,6 @@ def executor_info(
     for symbol, amount in balances:
         held.add_row(symbol, amount)
     console.print(held)
-
-
-async def _info(cfg: Any, executor: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    from agent.chain.multicall import Multicall
-    from agent.chain.rpc import RpcClient
-    from agent.chain.tokens import resolve_tokens
-
-    async with RpcClient([str(u) for u in cfg.chain.rpc_urls]) as rpc:
-        code = await rpc.call_raw("eth_getCode", [executor, "latest"])
-        if not (isinstance(code, str) and len(code) > 2):
-            raise ConfigError(f"no contract at {executor} on {cfg.chain.name}")
-
-        async def call(data: bytes) -> bytes:
-            answer = await rpc.call_raw(
-                "eth_call", [{"to": executor, "data": "0x" + data.hex()}, "latest"]
-            )
-            return bytes.fromhex(str(answer)[2:])
-
-        (owner,) = decode(["address"], await call(selector("owner()")))
-        (trader,) = decode(["address"], await call(selector("executor()")))
-        (v3_factory,) = decode(["address"], await call(selector("v3Factory()")))
-        rows = [
-            ("code", f"{(len(code) - 2) // 2} bytes"),
-            ("owner (withdrawals)", to_checksum_address(owner)),
-            ("executor (trades)", to_checksum_address(trader)),
-            ("V3 factory", to_checksum_address(v3_factory)),
-        ]
-        for dex in cfg.chain_addresses().v2_dexes().values():
-            query = selector("v2InitCodeHash(address)") + encode(["address"], [dex.factory])
-            (registered,) = decode(["bytes32"], await call(query))
-            if not any(registered):
-                state = "not accepted"
-            elif registered == dex.pair_init_code_hash:
-                state = "accepted (the registry's pair hash)"
-            else:
-                state = f"accepted (hash 0x{registered.hex()[:12]}...)"
-            rows.append((f"{dex.name} pairs", state))
-        multicall = Multicall(rpc)
-        tokens = await resolve_tokens(
-            cfg.market.tokens, cfg.chain_addresses(), cfg.market.token_addresses, multicall
-        )
-        wei = int(await rpc.call_raw("eth_getBalance", [executor, "latest"]), 16)
-        balances = [("ETH", f"{wei / 10**18:,.6f}")]
-        for token in tokens.values():
-            query = selector("balanceOf(address)") + encode(["address"], [executor])
-            answer = await rpc.call_raw(
-                "eth_call", [{"to": token.address, "data": "0x" + query.hex()}, "latest"]
-            )
-            balances.append((token.symbol, f"{int(str(answer), 16) / 10**token.decimals:,.6f}"))
-    return rows, balances
 
 
 def executor_fund(
@@ -143,46 +92,8 @@ async def _fund(
     import aiohttp
 
     from agent.app.preflight import verify_chain
-    from agent.chain.multicall import Multicall
-    from agent.chain.nonce import NonceManager
-    from agent.chain.rpc import RpcClient
-    from agent.chain.tokens import resolve_tokens
-    from agent.chain.tx import TransactionSender, TxRequest
-    from agent.errors import FatalError
-    from agent.execution import settings_from_config
-    from agent.execution.tx_journal import JournaledTxs
-    from agent.store import Journal, init_db, session_factory
+    from agent.execution.deploy import fund_arb_executor
 
     async with aiohttp.ClientSession() as session:
         await verify_chain(cfg, session)
-        rpc = RpcClient([str(u) for u in cfg.chain.rpc_urls], session=session)
-        tokens = await resolve_tokens(
-            [token_ref], cfg.chain_addresses(), cfg.market.token_addresses, Multicall(rpc)
-        )
-        (token,) = tokens.values()
-        units = int(whole * Decimal(10) ** token.decimals)
-        if Decimal(units) != whole * Decimal(10) ** token.decimals:
-            raise ConfigError(f"AMOUNT: {token.symbol} has {token.decimals} decimals")
-        engine = await init_db(cfg.store.url)
-        try:
-            w3 = rpc.web3()
-            _, fee_policy = settings_from_config(cfg.execution)
-            sender = TransactionSender(
-                read_w3=w3,
-                submit_w3=w3,
-                signer=signer,
-                nonces=NonceManager(w3, signer.address),
-                journal=JournaledTxs(Journal(session_factory(engine))),
-                chain_id=cfg.chain.chain_id,
-                fee_policy=fee_policy,
-            )
-            data = selector("transfer(address,uint256)") + encode(
-                ["address", "uint256"], [executor, units]
-            )
-            sent = await sender.send(TxRequest(to=token.address, data=data, purpose="fund"))
-            receipt, _ = await sender.track(sent, timeout_s=cfg.execution.receipt_timeout_s)
-            if receipt.status != 1:
-                raise FatalError(f"the transfer reverted in {receipt.tx_hash}")
-            return receipt.tx_hash, units, token.symbol
-        finally:
-            await engine.dispose()
+    return await fund_arb_executor(cfg, signer, executor, token_ref, whole)

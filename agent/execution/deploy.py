@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from decimal import Decimal
 
+from eth_abi import decode, encode
 from eth_utils.address import to_checksum_address
 
 from agent.chain.abi import (
@@ -18,11 +20,13 @@ from agent.chain.abi import (
     verify_v2_init_code_hash,
 )
 from agent.chain.arb_executor import encode_withdraw_eth, encode_withdraw_token
+from agent.chain.multicall import Multicall
 from agent.chain.nonce import NonceManager
 from agent.chain.rpc import RpcClient
+from agent.chain.tokens import resolve_tokens
 from agent.chain.tx import TransactionSender, TxMandate, TxRequest
 from agent.config.models import AgentConfig
-from agent.errors import ConfigError, WalletError
+from agent.errors import ConfigError, FatalError, WalletError
 from agent.execution.chain import deploy_arb_executor, settings_from_config
 from agent.execution.common import DexContracts
 from agent.execution.policy import NATIVE, SigningPolicy
@@ -114,14 +118,96 @@ async def deploy_arb_executor_from_config(
         )
 
 
+async def describe_arb_executor(
+    agent_config: AgentConfig, executor: str
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """What ``executor info`` shows: ``(name, value)`` rows for the code, owner, executor, V3
+    factory and the V2 factories it accepts, and ``(symbol, amount)`` for its balances."""
+    async with RpcClient([str(u) for u in agent_config.chain.rpc_urls]) as rpc:
+        code = await rpc.call_raw("eth_getCode", [executor, "latest"])
+        if not (isinstance(code, str) and len(code) > 2):
+            raise ConfigError(f"no contract at {executor} on {agent_config.chain.name}")
+
+        async def call(data: bytes) -> bytes:
+            answer = await rpc.call_raw(
+                "eth_call", [{"to": executor, "data": "0x" + data.hex()}, "latest"]
+            )
+            return bytes.fromhex(str(answer)[2:])
+
+        (owner,) = decode(["address"], await call(selector("owner()")))
+        (trader,) = decode(["address"], await call(selector("executor()")))
+        (v3_factory,) = decode(["address"], await call(selector("v3Factory()")))
+        rows = [
+            ("code", f"{(len(code) - 2) // 2} bytes"),
+            ("owner (withdrawals)", to_checksum_address(owner)),
+            ("executor (trades)", to_checksum_address(trader)),
+            ("V3 factory", to_checksum_address(v3_factory)),
+        ]
+        for dex in agent_config.chain_addresses().v2_dexes().values():
+            query = selector("v2InitCodeHash(address)") + encode(["address"], [dex.factory])
+            (registered,) = decode(["bytes32"], await call(query))
+            if not any(registered):
+                state = "not accepted"
+            elif registered == dex.pair_init_code_hash:
+                state = "accepted (the registry's pair hash)"
+            else:
+                state = f"accepted (hash 0x{registered.hex()[:12]}...)"
+            rows.append((f"{dex.name} pairs", state))
+        multicall = Multicall(rpc)
+        tokens = await resolve_tokens(
+            agent_config.market.tokens,
+            agent_config.chain_addresses(),
+            agent_config.market.token_addresses,
+            multicall,
+        )
+        wei = int(await rpc.call_raw("eth_getBalance", [executor, "latest"]), 16)
+        balances = [("ETH", f"{wei / 10**18:,.6f}")]
+        for token in tokens.values():
+            query = selector("balanceOf(address)") + encode(["address"], [executor])
+            answer = await rpc.call_raw(
+                "eth_call", [{"to": token.address, "data": "0x" + query.hex()}, "latest"]
+            )
+            balances.append((token.symbol, f"{int(str(answer), 16) / 10**token.decimals:,.6f}"))
+    return rows, balances
+
+
+async def fund_arb_executor(
+    agent_config: AgentConfig, signer: Signer, executor: str, token_ref: str, whole: Decimal
+) -> tuple[str, int, str]:
+    """Transfer ``whole`` tokens of ``token_ref`` from ``signer`` to ``executor``, journaled;
+    ``(tx hash, smallest units, symbol)``."""
+    async with RpcClient([str(u) for u in agent_config.chain.rpc_urls]) as rpc:
+        tokens = await resolve_tokens(
+            [token_ref],
+            agent_config.chain_addresses(),
+            agent_config.market.token_addresses,
+            Multicall(rpc),
+        )
+    (token,) = tokens.values()
+    units = int(whole * Decimal(10) ** token.decimals)
+    if Decimal(units) != whole * Decimal(10) ** token.decimals:
+        raise ConfigError(f"AMOUNT: {token.symbol} has {token.decimals} decimals")
+    # Sent through the read RPC, as `executor fund` always has (not chain.submit_rpc_url).
+    async with opened_sender(agent_config, signer, use_submit_rpc=False) as sender:
+        data = selector("transfer(address,uint256)") + encode(
+            ["address", "uint256"], [executor, units]
+        )
+        sent = await sender.send(TxRequest(to=token.address, data=data, purpose="fund"))
+        receipt, _ = await sender.track(sent, timeout_s=agent_config.execution.receipt_timeout_s)
+        if receipt.status != 1:
+            raise FatalError(f"the transfer reverted in {receipt.tx_hash}")
+        return receipt.tx_hash, units, token.symbol
+
+
 @asynccontextmanager
 async def opened_sender(
-    agent_config: AgentConfig, signer: Signer
+    agent_config: AgentConfig, signer: Signer, *, use_submit_rpc: bool = True
 ) -> AsyncIterator[TransactionSender]:
-    """A journaling ``TransactionSender`` for ``signer`` on the configured chain."""
+    """A journaling ``TransactionSender`` for ``signer`` on the configured chain; it broadcasts
+    through ``chain.submit_rpc_url`` when set, unless ``use_submit_rpc`` is false."""
 
     read_client = RpcClient(agent_config.chain.rpc_urls)
-    submit_url = agent_config.chain.submit_rpc_url
+    submit_url = agent_config.chain.submit_rpc_url if use_submit_rpc else None
     submit_client = RpcClient([submit_url]) if submit_url else read_client
     engine = await init_db(agent_config.store.url)
     try:
