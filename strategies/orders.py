@@ -65,13 +65,11 @@ from strategies._directional import (
     DEFAULT_SWAP_GAS,
     ExactSwap,
     best_exact_input,
-    hop_for,
     match_pending,
     mid_price,
+    pool_swap_opportunity,
     pools_for_pair,
-    price_impact_bps,
     resolve_token,
-    swap_opportunity,
 )
 from strategies.base import BaseStrategy, StrategyParams
 
@@ -298,17 +296,14 @@ class OrdersStrategy(BaseStrategy[OrdersParams]):
                 reason=f"price {price:.6g} at block {snapshot.block}",
             )
         )
-        return swap_opportunity(
+        return pool_swap_opportunity(
             snapshot,
+            swap,
             strategy=self.name,
             opportunity_id=opportunity_id,
-            route=(hop_for(snapshot, swap),),
             token_in=token_in,
             token_out=token_out,
-            amount_in=swap.amount_in,
-            predicted_amount_out=swap.amount_out,
             gas_estimate=self.params.gas_estimate,
-            impact_bps=price_impact_bps(swap.pool, token_in, token_out, swap),
             note=f"order #{order.id} {label} {order.side} at {price:.6g}",
         )
 
