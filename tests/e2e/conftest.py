@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.devnet import Devnet
-from tests.e2e.harness import TELEGRAM_TOKEN, Chain, funded_chain
+from tests.e2e.harness import TELEGRAM_TOKEN, Chain, Process, funded_chain
 from tests.fakes.discord_fake import DiscordWebhookFake
 from tests.fakes.telegram_fake import TelegramFake
 
@@ -49,3 +49,14 @@ async def discord() -> AsyncIterator[DiscordWebhookFake]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+async def agent_processes() -> AsyncIterator[list[Process]]:
+    """Whatever `defi-agent run` processes a test starts are gone when it ends."""
+    started: list[Process] = []
+    yield started
+    for proc in started:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

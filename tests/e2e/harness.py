@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,3 +277,33 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> No
     async with asyncio.timeout(timeout_s):
         while not predicate():
             await asyncio.sleep(0.05)
+
+
+# -- the real `defi-agent run` process ---------------------------------------------------------
+KEYSTORE_PASSWORD_ENV = "E2E_KEYSTORE_PASSWORD"
+KEYSTORE_PASSWORD = "correct horse battery staple e2e"
+Process = asyncio.subprocess.Process
+
+
+async def start_agent_run(
+    config: Path,
+    environ: Mapping[str, str],
+    *extra: str,
+    stdout: Any = None,
+    stderr: Any = asyncio.subprocess.STDOUT,
+) -> Process:
+    """``defi-agent run --config CONFIG`` as its own process, the entry point an operator uses,
+    with ``environ`` added to this process's environment. The caller (or the
+    ``agent_processes`` fixture) makes sure it is gone at the end."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        "run",
+        "--config",
+        str(config),
+        *extra,
+        env={**os.environ, **environ},
+        stdout=stdout,
+        stderr=stderr,
+    )

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import sys
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,6 +31,7 @@ from tests.e2e.harness import (
     AgentRun,
     Chain,
     running_agent,
+    start_agent_run,
     write_config,
 )
 
@@ -220,16 +219,10 @@ async def test_a_lot_bought_by_a_killed_agent_is_held_after_the_restart(
     db = await init_db(cfg.store.url)
     journal = Journal(session_factory(db))
     log_file = (workdir / "agent.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agent",
-        "run",
-        "--config",
-        str(config_path),
-        env={**os.environ, **environ},
+    proc = await start_agent_run(
+        config_path,
+        environ,
         stdout=log_file,
-        stderr=asyncio.subprocess.STDOUT,
     )
     try:
 

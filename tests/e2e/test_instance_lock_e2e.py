@@ -7,46 +7,32 @@ import asyncio
 import os
 import signal
 import socket
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from pydantic import SecretStr
 
 from agent.app.rehearsal import fund_and_deploy
 from agent.store.db import init_db, session_factory
 from agent.store.journal import Journal
 from agent.wallet.keystore import create_keystore
-from tests.e2e.harness import Chain, running_agent, tree_for, write_config
-
-PASSWORD_ENV = "E2E_KEYSTORE_PASSWORD"
-PASSWORD = "correct horse battery staple e2e"
-
-Process = asyncio.subprocess.Process
-
-
-@pytest.fixture
-async def agent_process() -> AsyncIterator[list[Process]]:
-    started: list[Process] = []
-    yield started
-    for proc in started:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+from tests.e2e.harness import (
+    KEYSTORE_PASSWORD,
+    KEYSTORE_PASSWORD_ENV,
+    Chain,
+    Process,
+    running_agent,
+    start_agent_run,
+    tree_for,
+    write_config,
+)
 
 
 async def _run(config: Path, *extra: str) -> tuple[int, str]:
     """`defi-agent run` to its end: (exit code, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agent",
-        "run",
-        "--config",
-        str(config),
+    proc = await start_agent_run(
+        config,
+        {KEYSTORE_PASSWORD_ENV: KEYSTORE_PASSWORD},
         *extra,
-        env={**os.environ, PASSWORD_ENV: PASSWORD},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -56,11 +42,11 @@ async def _run(config: Path, *extra: str) -> tuple[int, str]:
 
 
 async def test_a_second_run_on_the_same_journal_or_keystore_exits_2_naming_the_first(
-    chain: Chain, workdir: Path, agent_process: list[Process]
+    chain: Chain, workdir: Path, agent_processes: list[Process]
 ) -> None:
     keystore = workdir / "keys" / "keystore.json"
     keystore.parent.mkdir()
-    address = create_keystore(keystore, SecretStr(PASSWORD), scrypt_n=2**14)
+    address = create_keystore(keystore, SecretStr(KEYSTORE_PASSWORD), scrypt_n=2**14)
     executor = await fund_and_deploy(chain.rpc, chain.deployment, address)
     tree = tree_for(
         rpc_url=chain.devnet.rpc_url,
@@ -68,26 +54,20 @@ async def test_a_second_run_on_the_same_journal_or_keystore_exits_2_naming_the_f
         workdir=workdir,
         arb_executor=executor,
         tokens=chain.symbols,
-        wallet={"keystore": str(keystore), "password_env": PASSWORD_ENV},
+        wallet={"keystore": str(keystore), "password_env": KEYSTORE_PASSWORD_ENV},
     )
     config = workdir / "agent.toml"
-    cfg = write_config(config, tree, {PASSWORD_ENV: PASSWORD})
+    cfg = write_config(config, tree, {KEYSTORE_PASSWORD_ENV: KEYSTORE_PASSWORD})
     db = await init_db(cfg.store.url)
     journal = Journal(session_factory(db))
     log_file = (workdir / "first.log").open("wb")
     try:
-        first = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
-            "run",
-            "--config",
-            str(config),
-            env={**os.environ, PASSWORD_ENV: PASSWORD},
+        first = await start_agent_run(
+            config,
+            {KEYSTORE_PASSWORD_ENV: KEYSTORE_PASSWORD},
             stdout=log_file,
-            stderr=asyncio.subprocess.STDOUT,
         )
-        agent_process.append(first)
+        agent_processes.append(first)
         async with asyncio.timeout(60):
             while not await journal.equity_history():  # it ticks: both locks are held
                 assert first.returncode is None, (workdir / "first.log").read_text()[-3000:]
@@ -104,7 +84,7 @@ async def test_a_second_run_on_the_same_journal_or_keystore_exits_2_naming_the_f
         # Another journal, the same keystore: the wallet is taken.
         other_tree = {**tree, "store": {"url": f"sqlite+aiosqlite:///{workdir / 'other.db'}"}}
         other = workdir / "other.toml"
-        write_config(other, other_tree, {PASSWORD_ENV: PASSWORD})
+        write_config(other, other_tree, {KEYSTORE_PASSWORD_ENV: KEYSTORE_PASSWORD})
         code, stderr = await _run(other)
         assert code == 2, stderr
         assert f"the wallet {address} is in use by another defi-agent" in stderr

@@ -5,10 +5,8 @@ the restarted agent still refuses trades for the daily loss limit and keeps the 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -22,24 +20,19 @@ from agent.market.portfolio import PORTFOLIO_STATE_KEY
 from agent.store.db import init_db, session_factory
 from agent.store.journal import Journal
 from agent.wallet.keystore import create_keystore
-from tests.e2e.harness import Chain, running_agent, tree_for, write_config
+from tests.e2e.harness import (
+    KEYSTORE_PASSWORD,
+    KEYSTORE_PASSWORD_ENV,
+    Chain,
+    Process,
+    running_agent,
+    start_agent_run,
+    tree_for,
+    write_config,
+)
 
-PASSWORD_ENV = "E2E_KEYSTORE_PASSWORD"
-PASSWORD = "correct horse battery staple e2e"
 BURN = "0x000000000000000000000000000000000000dEaD"
 DAILY_LOSS_LIMIT_USD = 0.1
-
-Process = asyncio.subprocess.Process
-
-
-@pytest.fixture
-async def agent_process() -> AsyncIterator[list[Process]]:
-    started: list[Process] = []
-    yield started
-    for proc in started:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 def _transfer(to: str, amount: int) -> str:
@@ -48,11 +41,11 @@ def _transfer(to: str, amount: int) -> str:
 
 
 async def test_daily_loss_and_equity_peak_survive_a_sigkill(
-    chain: Chain, workdir: Path, agent_process: list[Process]
+    chain: Chain, workdir: Path, agent_processes: list[Process]
 ) -> None:
     keystore = workdir / "keys" / "keystore.json"
     keystore.parent.mkdir()
-    address = create_keystore(keystore, SecretStr(PASSWORD), scrypt_n=2**14)
+    address = create_keystore(keystore, SecretStr(KEYSTORE_PASSWORD), scrypt_n=2**14)
     executor = await fund_and_deploy(chain.rpc, chain.deployment, address)
     tree = tree_for(
         rpc_url=chain.devnet.rpc_url,
@@ -60,7 +53,7 @@ async def test_daily_loss_and_equity_peak_survive_a_sigkill(
         workdir=workdir,
         arb_executor=executor,
         tokens=chain.symbols,
-        wallet={"keystore": str(keystore), "password_env": PASSWORD_ENV},
+        wallet={"keystore": str(keystore), "password_env": KEYSTORE_PASSWORD_ENV},
         risk={"daily_loss_limit_usd": DAILY_LOSS_LIMIT_USD},
         strategies={
             "arbitrage": {
@@ -80,25 +73,19 @@ async def test_daily_loss_and_equity_peak_survive_a_sigkill(
             },
         },
     )
-    environ = {PASSWORD_ENV: PASSWORD}
+    environ = {KEYSTORE_PASSWORD_ENV: KEYSTORE_PASSWORD}
     config_path = workdir / "agent.toml"
     cfg = write_config(config_path, tree, environ)
     db = await init_db(cfg.store.url)
     journal = Journal(session_factory(db))
     log_file = (workdir / "agent.log").open("wb")
     try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
-            "run",
-            "--config",
-            str(config_path),
-            env={**os.environ, **environ},
+        proc = await start_agent_run(
+            config_path,
+            environ,
             stdout=log_file,
-            stderr=asyncio.subprocess.STDOUT,
         )
-        agent_process.append(proc)
+        agent_processes.append(proc)
 
         async def books() -> dict[str, float]:
             return dict(await journal.get_strategy_state(PORTFOLIO_STATE_KEY) or {})

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
 from pydantic import SecretStr
 
 from agent.app.build import open_agent
@@ -22,32 +19,23 @@ from agent.store.db import init_db, session_factory
 from agent.store.journal import Journal
 from agent.store.models import FINAL_INTENT_STATUSES, IntentStatus, TxStatus
 from agent.wallet.keystore import create_keystore
-from tests.e2e.harness import Chain, tree_for, write_config
-
-PASSWORD_ENV = "E2E_KEYSTORE_PASSWORD"
-PASSWORD = "correct horse battery staple e2e"
-
-
-Process = asyncio.subprocess.Process
-
-
-@pytest.fixture
-async def agent_process() -> AsyncIterator[list[Process]]:
-    """Whatever `defi-agent run` processes a test starts are gone when it ends."""
-    started: list[Process] = []
-    yield started
-    for proc in started:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+from tests.e2e.harness import (
+    KEYSTORE_PASSWORD,
+    KEYSTORE_PASSWORD_ENV,
+    Chain,
+    Process,
+    start_agent_run,
+    tree_for,
+    write_config,
+)
 
 
 async def test_sigterm_during_a_trade_exits_0_and_leaves_the_journal_reconcilable(
-    chain: Chain, workdir: Path, agent_process: list[Process]
+    chain: Chain, workdir: Path, agent_processes: list[Process]
 ) -> None:
     keystore = workdir / "keys" / "keystore.json"
     keystore.parent.mkdir()
-    address = create_keystore(keystore, SecretStr(PASSWORD), scrypt_n=2**14)
+    address = create_keystore(keystore, SecretStr(KEYSTORE_PASSWORD), scrypt_n=2**14)
     executor = await fund_and_deploy(chain.rpc, chain.deployment, address)
     tree = tree_for(
         rpc_url=chain.devnet.rpc_url,
@@ -55,27 +43,21 @@ async def test_sigterm_during_a_trade_exits_0_and_leaves_the_journal_reconcilabl
         workdir=workdir,
         arb_executor=executor,
         tokens=chain.symbols,
-        wallet={"keystore": str(keystore), "password_env": PASSWORD_ENV},
+        wallet={"keystore": str(keystore), "password_env": KEYSTORE_PASSWORD_ENV},
     )
-    environ = {PASSWORD_ENV: PASSWORD}
+    environ = {KEYSTORE_PASSWORD_ENV: KEYSTORE_PASSWORD}
     config_path = workdir / "agent.toml"
     cfg = write_config(config_path, tree, environ)
     db = await init_db(cfg.store.url)
     journal = Journal(session_factory(db))
     log_file = (workdir / "agent.log").open("wb")
     try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
-            "run",
-            "--config",
-            str(config_path),
-            env={**os.environ, **environ},
+        proc = await start_agent_run(
+            config_path,
+            environ,
             stdout=log_file,
-            stderr=asyncio.subprocess.STDOUT,
         )
-        agent_process.append(proc)
+        agent_processes.append(proc)
 
         async def running() -> bool:
             return bool(await journal.equity_history())
