@@ -368,14 +368,20 @@ async def test_a_second_replica_starts_from_the_saved_state(
 
 @pytest.mark.parametrize("chain", ["ethereum", "base"])
 async def test_the_simulated_market_trades_on_the_replicas_without_reverts(
-    chain: str, ethereum_replica: Devnet, base_replica: Devnet
+    chain: str,
+    ethereum_replica: Devnet,
+    base_replica: Devnet,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
+    """On a replica of its own (from the session's saved state): reverting ~80 blocks of
+    simulated trading on the shared session replica left Anvil with a head whose parent blocks
+    it could no longer serve, and every later test's gas oracle went stale."""
     from agent.devnet.market import MarketSimulator
+    from agent.devnet.replica import Replica
 
-    replica = ethereum_replica if chain == "ethereum" else base_replica
-    assert replica.rpc is not None and replica.deployment is not None
-    snapshot = await replica.snapshot()
-    try:
+    state = tmp_path_factory.getbasetemp() / "replica-state" / f"{chain}.json"
+    async with Replica(chain, state_file=state) as replica:
+        assert replica.rpc is not None and replica.deployment is not None
         simulator = MarketSimulator(replica.rpc, replica.deployment, gap_every=3, whale_every=4)
         sent = 0
         for _ in range(13):  # every pool kind and token, gaps and whale trades included
@@ -383,8 +389,6 @@ async def test_the_simulated_market_trades_on_the_replicas_without_reverts(
         await simulator.step()  # checks the last step's receipts
         assert sent >= 30
         assert simulator.reverted == 0
-    finally:
-        await replica.revert(snapshot)
 
 
 async def test_arbitrum_replica_carries_native_and_bridged_usdc_and_uniswap() -> None:
