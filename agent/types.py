@@ -133,6 +133,17 @@ class Intent:
     predicted_l1_fee_wei: int = 0
 
 
+# ``Fill.finality``: awaiting ``execution.confirmations``, final, or void (reorged out).
+FILL_PENDING = "pending"
+FILL_FINAL = "final"
+FILL_REORGED = "reorged"
+FILL_FINALITY_LABELS = {
+    FILL_PENDING: "pending confirmation",
+    FILL_FINAL: "final",
+    FILL_REORGED: "reorged out",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Fill:
     """What an intent actually did, beside what was predicted. Amounts in smallest units.
@@ -142,7 +153,11 @@ class Fill:
     the same definition as ``Intent.predicted_profit``. ``gas_cost_wei`` is gas_used x effective
     gas price, in wei of the native coin. ``profit_usd`` is ``profit`` in USD at the prices of
     the fill's block (journaled with the fill; the figure the fill alert shows).
-    ``opportunity_id`` names the opportunity the intent was made from.
+    ``opportunity_id`` names the opportunity the intent was made from. ``block_hash`` is the
+    hash of the receipt's block; ``finality`` is :data:`FILL_PENDING` until the chain is
+    ``execution.confirmations`` blocks past it with that block still canonical, then
+    :data:`FILL_FINAL`; :data:`FILL_REORGED` when a reorg took it out of the chain (the fill
+    is void: it counts in no position or PnL). Paper fills are final at once.
     """
 
     intent_id: str
@@ -166,6 +181,8 @@ class Fill:
     predicted_profit_usd: float | None = None
     profit_usd: float | None = None
     opportunity_id: str | None = None
+    block_hash: str | None = None
+    finality: str = FILL_FINAL
 
 
 @dataclass(frozen=True, slots=True)

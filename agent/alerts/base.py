@@ -243,6 +243,49 @@ class TradeReverted(AlertEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TradeReorgedAlert(AlertEvent):
+    """A reorg replaced the block of a fill pending confirmation: moved to another block,
+    void (reorged out, or reverted where it landed), or waiting in the mempool again."""
+
+    kind: ClassVar[str] = "trade_reorged"
+    severity: ClassVar[Severity] = Severity.WARNING
+
+    trade_id: str
+    strategy: str
+    outcome: str
+    tx_hash: str | None
+    old_block: int | None
+    new_block: int | None
+    realised_profit_usd_before: float
+    realised_profit_usd_after: float
+    detail: str = ""
+
+    _TITLES: ClassVar[dict[str, str]] = {
+        "moved": "Fill moved by a reorg",
+        "reorged_out": "Fill reorged out (void)",
+        "reverted": "Fill reverted after a reorg (void)",
+        "requeued": "Fill's block replaced: back in the mempool",
+    }
+
+    def title(self) -> str:
+        return self._TITLES.get(self.outcome, f"Fill reorged: {self.outcome}")
+
+    def summary(self) -> str:
+        return self.detail
+
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        return (
+            ("strategy", self.strategy),
+            ("trade", self.trade_id),
+            ("block", "-" if self.old_block is None else str(self.old_block)),
+            ("now in block", "-" if self.new_block is None else str(self.new_block)),
+            ("realised before", _usd(self.realised_profit_usd_before)),
+            ("realised now", _usd(self.realised_profit_usd_after)),
+            ("tx", _short_hash(self.tx_hash)),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SigningRefusedAlert(AlertEvent):
     """The signing policy refused a transaction the agent was about to sign: nothing was signed
     or sent. A ``calldata``/``target``/``balance_change`` refusal of a 1inch answer means the

@@ -11,6 +11,7 @@ when it starts failing, and again only after it has evaluated cleanly.
 | TradeSent                     | TradeSent         |
 | TradeMined                    | TradeFilled       |
 | TradeReverted / TradeFailed   | TradeReverted     |
+| TradeReorged                  | TradeReorgedAlert |
 | SigningRefusal (not "risk")   | SigningRefused    |
 | Halt                          | RiskHalt          |
 | StrategyFailed                | StrategyError     |
@@ -102,6 +103,19 @@ class AlertSubscriber:
                     reason=event.reason,
                     tx_hash=event.tx_hash,
                     gas_cost_usd=event.gas_cost_usd,
+                    at=event.at,
+                )
+            case ev.TradeReorged():
+                return cards.TradeReorgedAlert(
+                    trade_id=event.trade_id,
+                    strategy=event.strategy,
+                    outcome=event.outcome,
+                    tx_hash=event.tx_hash,
+                    old_block=event.old_block,
+                    new_block=event.new_block,
+                    realised_profit_usd_before=event.realised_profit_usd_before,
+                    realised_profit_usd_after=event.realised_profit_usd_after,
+                    detail=event.detail,
                     at=event.at,
                 )
             case ev.TokenRefused():

@@ -56,6 +56,7 @@ from agent.execution import (
     settings_from_config,
 )
 from agent.execution.balances import BalanceReader, PaperBalances
+from agent.execution.finality import FinalityWatch
 from agent.execution.policy import SigningPolicy
 from agent.execution.tx_journal import JournaledTxs
 from agent.feeds.factory import build_feeds
@@ -374,6 +375,7 @@ async def open_agent(
         portfolio = Portfolio(tokens)
         # Prices each opportunity's L1 data fee (live/fork on an OP-stack chain only).
         l1_fee_wei: Callable[[Intent], Awaitable[int]] | None = None
+        finality: FinalityWatch | None = None
         if chain_mode == "paper":
             # paper_balances may name a token by a symbol only market.tokens resolved
             by_ref = {k.upper(): t for a, t in tokens.items() for k in (a, t.symbol)}
@@ -411,7 +413,8 @@ async def open_agent(
                 if l1_fee_model.kind == "op_stack" and l1_fee_model.oracle is not None
                 else None
             )
-            reconciler = Reconciler(sender, journal, l1_fees=l1_fees)
+            confirmations = cfg.execution.confirmations
+            reconciler = Reconciler(sender, journal, l1_fees=l1_fees, confirmations=confirmations)
             report = await reconciler.reconcile(wait_s=30.0)
             log.info("start-up reconciliation: %s", report)
             executor = ChainExecutor(
@@ -425,6 +428,9 @@ async def open_agent(
             )
             if executor.l1_fees is not None:
                 l1_fee_wei = executor.l1_fee_wei
+            # fills pending confirmation, checked at each head (with 1 they are final at once,
+            # but fills an earlier run left pending are still seen through)
+            finality = FinalityWatch(sender, journal, confirmations, l1_fees=l1_fees)
             market.aggregator_executable = aggregator is not None
             holders = [signer.address] + (
                 [contracts.arb_executor] if contracts.arb_executor else []
@@ -506,6 +512,7 @@ async def open_agent(
             events=events,
             redact=redactor_for(cfg),
             l1_fee_wei=l1_fee_wei,
+            finality=finality,
         )
         parts = AgentParts(
             cfg=cfg,

@@ -13,6 +13,7 @@ from typing import Any
 
 from agent.errors import ConfigError, JournalNotFound
 from agent.store.journal import Journal, RejectionRecord, RunRecord
+from agent.types import FILL_FINAL, FILL_FINALITY_LABELS
 
 NATIVE = "0xEeeeeEeeeEeEeeEeEeEeeEEEeeeeEeeeeeeeEEeE"  # the gas coin, as the portfolio names it
 
@@ -58,6 +59,8 @@ class TradeRow:
     realised_profit: int
     predicted_profit_usd: float | None
     realised_profit_usd: float | None
+    # "pending confirmation", "final" or "reorged out" (void: in no total)
+    status: str = FILL_FINALITY_LABELS[FILL_FINAL]
 
     @property
     def slippage_usd(self) -> float | None:
@@ -96,18 +99,23 @@ async def list_trades(
     strategy: str | None = None,
     limit: int | None = None,
 ) -> TradeList:
-    """Fills of the selected run(s), oldest first; of ``strategy`` only; the last ``limit``."""
+    """Fills of the selected run(s), oldest first, reorged-out ones included (marked so);
+    of ``strategy`` only; the last ``limit``."""
     run, _ = await select_run(journal, run_id, all_runs)
     scope = None if run is None else run.id
     intents = {r.intent.id: r for r in await journal.list_intents(run_id=scope)}
     if scope is not None:
         # a fill of this run may settle an intent of an earlier run (reconciliation)
-        missing = [f for f in await journal.list_fills(run_id=scope) if f.intent_id not in intents]
+        missing = [
+            f
+            for f in await journal.list_fills(run_id=scope, include_void=True)
+            if f.intent_id not in intents
+        ]
         for fill in missing:
             intents[fill.intent_id] = await journal.get_intent(fill.intent_id)
     runs_of = await journal.fill_runs()
     rows = []
-    for fill in await journal.list_fills(run_id=scope):
+    for fill in await journal.list_fills(run_id=scope, include_void=True):
         record = intents.get(fill.intent_id)
         name = record.intent.strategy if record is not None else "?"
         if strategy is not None and name != strategy:
@@ -129,6 +137,7 @@ async def list_trades(
                 realised_profit=fill.profit,
                 predicted_profit_usd=fill.predicted_profit_usd,
                 realised_profit_usd=fill.profit_usd,
+                status=FILL_FINALITY_LABELS.get(fill.finality, fill.finality),
             )
         )
     shown = rows if limit is None else rows[-limit:] if limit > 0 else []

@@ -19,7 +19,7 @@ from agent.app.build import AgentParts
 from agent.app.journal_views import select_run
 from agent.engine.loop import RunReport, TickReport
 from agent.store.journal import EquitySnapshot, Journal, RunRecord
-from agent.types import Fill, Token
+from agent.types import FILL_FINALITY_LABELS, FILL_PENDING, FILL_REORGED, Fill, Token
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,8 @@ class JournalSummary:
     """What the journal holds for one run (``run``), or for all runs (``run is None``).
 
     ``runs`` are every run of the journal whatever was selected (whether an agent is running
-    now). Refusal counts are by reason, most frequent first.
+    now). Refusal counts are by reason, most frequent first. ``fills`` are those that count
+    (final or pending confirmation); ``voided`` those a reorg took out of the chain.
     """
 
     run: RunRecord | None
@@ -262,6 +263,12 @@ class JournalSummary:
     refusals: dict[str, int]
     refusals_recent: dict[str, int]
     recent_since_block: int | None
+    voided: list[Fill] = field(default_factory=list)
+
+    @property
+    def pending_confirmation(self) -> int:
+        """Fills still awaiting ``execution.confirmations``."""
+        return sum(1 for f in self.fills if f.finality == FILL_PENDING)
 
     @property
     def scope(self) -> str:
@@ -314,12 +321,13 @@ async def read_journal(
     since = None
     if run is not None and run.last_block is not None:
         since = run.last_block - RECENT_BLOCKS + 1
+    fills = await journal.list_fills(run_id=scope, include_void=True)
     return JournalSummary(
         run=run,
         runs=runs,
         intents=by_status,
         transactions_not_final=len(await journal.list_non_final()),
-        fills=await journal.list_fills(run_id=scope),
+        fills=[f for f in fills if f.finality != FILL_REORGED],
         fill_runs=await journal.fill_runs(),
         equity=await journal.equity_history(run_id=scope),
         refusals=await journal.rejection_counts(run_id=scope),
@@ -327,6 +335,7 @@ async def read_journal(
         if since is not None
         else {},
         recent_since_block=since,
+        voided=[f for f in fills if f.finality == FILL_REORGED],
     )
 
 
@@ -367,6 +376,7 @@ def fill_json(fill: Fill, run_id: int | None) -> dict[str, Any]:
         "mode": fill.mode,
         "tx_hash": fill.tx_hash,
         "block": fill.block_number,
+        "finality": FILL_FINALITY_LABELS.get(fill.finality, fill.finality),
         "predicted_profit": str(fill.predicted_profit),  # token_in units, exact
         "realised_profit": str(fill.profit),
         "predicted_profit_usd": fill.predicted_profit_usd,

@@ -305,6 +305,8 @@ class Receipt:
     # OP-stack L1 data fee (wei) when the node reports it (op-geth's ``l1Fee``); ``None``
     # when it does not (Ethereum, Arbitrum, an Anvil replica of an OP chain).
     l1_fee_wei: int | None = None
+    # The hash of the block that holds it: a reorg that replaces that block changes it.
+    block_hash: str | None = None
 
     @property
     def gas_cost_wei(self) -> int:
@@ -333,6 +335,7 @@ def receipt_from_web3(raw: Mapping[str, Any]) -> Receipt:
         logs=logs,
         contract_address=AsyncWeb3.to_checksum_address(contract) if contract else None,
         l1_fee_wei=None if l1_fee is None else int(str(l1_fee), 0),
+        block_hash="0x" + bytes(raw["blockHash"]).hex() if raw.get("blockHash") else None,
     )
 
 

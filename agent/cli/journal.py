@@ -87,6 +87,7 @@ def trades(
         "realised",
         "realised - predicted",
         "tx",
+        "status",
         title=f"trades · {scope} · {shown}" + (f" · {strategy}" if strategy else ""),
     )
     for t in listing.trades:
@@ -99,6 +100,7 @@ def trades(
             _usd(t.realised_profit_usd),
             _usd(t.slippage_usd),
             t.tx_hash or "paper",
+            t.status,
         )
     console = _console()
     console.print(table)

@@ -260,11 +260,18 @@ def status(
     table.add_row(
         "fills",
         f"{len(summary.fills)} · predicted {signed_usd(summary.predicted_profit_usd)} · "
-        f"realised {signed_usd(summary.realised_profit_usd)}",
+        f"realised {signed_usd(summary.realised_profit_usd)}"
+        + _finality_note(summary.pending_confirmation, len(summary.voided)),
     )
     equity = summary.equity[-1].equity_usd if summary.equity else None
     table.add_row("equity", "-" if equity is None else f"${equity:,.2f}")
     _console().print(table)
+
+
+def _finality_note(pending: int, voided: int) -> str:
+    """`` · 2 pending confirmation · 1 reorged out (not counted)``, or nothing."""
+    note = f" · {pending} pending confirmation" if pending else ""
+    return note + (f" · {voided} reorged out (not counted)" if voided else "")
 
 
 def report(
@@ -298,6 +305,7 @@ def report(
         signed_usd,
     )
     from agent.app.report_html import render_journal_html
+    from agent.types import FILL_FINALITY_LABELS
 
     cfg, summary = _read_journal(config, env_file, run, all_runs)
     console = _console()
@@ -312,9 +320,10 @@ def report(
         "realised",
         "gas L2",
         "gas L1",
+        "status",
         title=f"fills · {summary.scope}",
     )
-    for fill in summary.fills:
+    for fill in [*summary.fills, *summary.voided]:
         gas_l2_wei, gas_l1_wei = gas_parts_wei(fill)
         table.add_row(
             str(summary.fill_runs.get(fill.intent_id) or "-"),
@@ -325,11 +334,13 @@ def report(
             "-" if fill.profit_usd is None else signed_usd(fill.profit_usd),
             native_amount(gas_l2_wei),
             native_amount(gas_l1_wei),
+            FILL_FINALITY_LABELS.get(fill.finality, fill.finality),
         )
     console.print(table)
     console.print(
         f"predicted {signed_usd(summary.predicted_profit_usd)} · realised "
         f"{signed_usd(summary.realised_profit_usd)}"
+        + _finality_note(summary.pending_confirmation, len(summary.voided))
     )
     risk = journal_risk(summary, seed=mc_seed, horizon_trades=mc_horizon)
     for line in risk_lines(risk):
@@ -354,6 +365,8 @@ def report(
         "transactions_not_final": summary.transactions_not_final,
         "fills": len(summary.fills),
         "trades": [fill_json(f, summary.fill_runs.get(f.intent_id)) for f in summary.fills],
+        # fills a reorg took out of the chain: in no total
+        "reorged_out": [fill_json(f, summary.fill_runs.get(f.intent_id)) for f in summary.voided],
         "predicted_profit_usd": summary.predicted_profit_usd,
         "realised_profit_usd": summary.realised_profit_usd,
         "refusals": summary.refusals,

@@ -159,7 +159,7 @@ async def trades(
     if since is not None:
         records = [r for r in records if _ts(r.created_at) >= since]
     records = records[-limit:][::-1]
-    fills = {f.intent_id: f for f in await journal.list_fills()}
+    fills = {f.intent_id: f for f in await journal.list_fills(include_void=True)}
     # The engine's fills carry USD prices of their block even where the journal has none.
     fills.update({f.intent_id: f for f in context.parts.engine.report.fills})
     txs: dict[str, list[str]] = {}
@@ -189,6 +189,8 @@ async def trades(
                 "realised_profit": None if fill is None else str(fill.profit),
                 "block": None if fill is None else fill.block_number,
                 "tx_hash": None if fill is None else fill.tx_hash,
+                # pending (confirmation) / final / reorged (the fill is void)
+                "finality": None if fill is None else fill.finality,
                 "tx_hashes": txs.get(intent.id, []),
             }
         )

@@ -32,6 +32,7 @@ from agent.events import (
     Tick,
     TradeFailed,
     TradeMined,
+    TradeReorged,
     TradeReverted,
 )
 
@@ -45,6 +46,7 @@ TIMELINE_KINDS: tuple[type[Event], ...] = (
     ControlAction,
     TradeMined,
     TradeReverted,
+    TradeReorged,
     TradeFailed,
     StrategyFailed,
     SourceFailed,

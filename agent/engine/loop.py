@@ -52,13 +52,14 @@ from agent import events as ev
 from agent.alerts.base import AlertEvent
 from agent.errors import AgentError, JournalNotFound, TemporaryError
 from agent.execution import ExecutionOutcome, min_amount_out, min_profit
+from agent.execution.finality import FINAL, MOVED, REQUEUED, VOIDED, FinalityChange
 from agent.market.portfolio import PORTFOLIO_STATE_KEY, Portfolio
 from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.metrics.server import AgentMetrics
 from agent.risk.gate import Rejected, RiskGate, journal_rejection
 from agent.store.journal import Journal
 from agent.store.models import FINAL_INTENT_STATUSES, IntentStatus
-from agent.types import Fill, Intent, NotFilled, Opportunity, OrderUpdate
+from agent.types import FILL_FINAL, FILL_REORGED, Fill, Intent, NotFilled, Opportunity, OrderUpdate
 from strategies.base import Strategy, TakesOrders
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,13 @@ class Executor(Protocol):
     """Carries an intent through simulate -> sign -> send -> track -> settle (or paper fill)."""
 
     async def execute(self, intent: Intent) -> ExecutionOutcome: ...
+
+
+class FinalityCheck(Protocol):
+    """Checks the fills pending confirmation at a new head and journals what changed
+    (``agent.execution.finality.FinalityWatch``)."""
+
+    async def check(self, head: int) -> Sequence[FinalityChange]: ...
 
 
 class SnapshotSource(Protocol):
@@ -208,6 +216,7 @@ class Engine:
         events: ev.EventBus | None = None,
         redact: Callable[[str], str] = str,
         l1_fee_wei: Callable[[Intent], Awaitable[int]] | None = None,
+        finality: FinalityCheck | None = None,
     ) -> None:
         self.settings = settings
         self.market = market
@@ -232,6 +241,10 @@ class Engine:
         self.redact = redact
         # Prices the L1 data fee of the transaction an intent would send (OP-stack chains).
         self.l1_fee_wei = l1_fee_wei
+        # Fills pending confirmation, checked at each new head in a task of their own.
+        self.finality = finality
+        self._finality_task: asyncio.Task[None] | None = None
+        self._voided: set[str] = set()  # intents whose fill a reorg voided
         self.report = RunReport()
         self.last_snapshot: MarketSnapshot | None = None
         # the latest few snapshots: a fill is priced at its own block's prices when it settles
@@ -414,6 +427,7 @@ class Engine:
             for pairs in unstarted.values():
                 for pair in pairs:
                     self._in_flight[pair] -= 1
+        self._watch_finality(block, group)
         self.report.ticks.append(report)
         self.report.equity_usd.append((block, view.equity_usd))
         if self.metrics is not None:
@@ -456,6 +470,80 @@ class Engine:
             await self.reconcile()
             await self._settle_awaited()
         return report
+
+    # -- finality of fills ---------------------------------------------------------------------
+    def _watch_finality(self, block: int, group: asyncio.TaskGroup) -> None:
+        """Check the fills pending confirmation at this head, beside the tick (never delaying
+        it); a check still running from an earlier head is not doubled."""
+        if self.finality is None:
+            return
+        if self._finality_task is not None and not self._finality_task.done():
+            return
+        self._finality_task = group.create_task(
+            self._check_finality(block), name=f"finality at {block}"
+        )
+
+    async def _check_finality(self, block: int) -> None:
+        assert self.finality is not None
+        try:
+            changes = await self.finality.check(block)
+            for change in changes:
+                await self._apply_finality(change)
+        except Exception as exc:  # the next head checks again
+            self._log_failure(f"finality check at block {block}", exc)
+
+    async def _apply_finality(self, change: FinalityChange) -> None:
+        """Bring the books in line with what a reorg (or enough confirmations) did to a fill:
+        today's PnL, the metrics, the run report, the daily ledger and the alerts (through
+        ``TradeReorged``). Balances, and so exposure, follow the chain at the next tick."""
+        before = change.before
+        known = next((f for f in self.report.fills if f.intent_id == change.intent_id), before)
+        usd_before = known.profit_usd if known.profit_usd is not None else 0.0
+        if change.outcome == FINAL:
+            self.portfolio.confirm_fill(change.intent_id)
+            self._replace_report_fill(change.intent_id, replace(known, finality=FILL_FINAL))
+            return
+        after: Fill | None = None
+        if change.outcome == MOVED and change.after is not None:
+            self.portfolio.unbook_fill(change.intent_id)
+            after = self._priced(change.after, None)
+            self.portfolio.book_fill(after)
+            if after.profit_usd is not None:
+                await self.journal.set_fill_usd(change.intent_id, after.profit_usd)
+            self._replace_report_fill(change.intent_id, after)
+        elif change.outcome in VOIDED:
+            self._voided.add(change.intent_id)
+            self.portfolio.unbook_fill(change.intent_id)
+            self._replace_report_fill(change.intent_id, None)
+        usd_after = 0.0 if after is None else after.profit_usd or 0.0
+        if change.outcome != REQUEUED:
+            await self._save_portfolio()
+            if self.metrics is not None:
+                self.metrics.add_realised_pnl(usd_after - usd_before)
+        self.events.publish(
+            ev.TradeReorged(
+                trade_id=change.intent_id,
+                strategy=change.strategy,
+                tx_hash=before.tx_hash,
+                outcome=change.outcome,
+                old_block=before.block_number,
+                new_block=None if after is None else after.block_number,
+                realised_profit_usd_before=usd_before,
+                realised_profit_usd_after=usd_before if change.outcome == REQUEUED else usd_after,
+                detail=change.detail,
+            )
+        )
+
+    def _replace_report_fill(self, intent_id: str, fill: Fill | None) -> None:
+        """The run report's fill of ``intent_id`` replaced by ``fill`` (removed when None)."""
+        fills = self.report.fills
+        for i, known in enumerate(fills):
+            if known.intent_id == intent_id:
+                if fill is None:
+                    del fills[i]
+                else:
+                    fills[i] = fill
+                return
 
     def _watch_drawdown(self, view: PortfolioView) -> None:
         halt = self.risk.observe(view)  # the alert comes back once per halt
@@ -618,6 +706,9 @@ class Engine:
         if self.metrics is not None:
             self.metrics.record_trade(str(outcome.status))
         fill = outcome.fill
+        if intent.id in self._voided:  # a reorg voided the fill before it was booked here
+            log.warning("trade %s: its fill was voided by a reorg before booking", intent.id)
+            return
         if outcome.status == IntentStatus.FILLED and fill is not None:
             fill = self._priced(fill, intent)
             self.report.fills.append(fill)
@@ -756,7 +847,7 @@ class Engine:
         await self._did_not_happen(intent.id, intent, reason)
         log.warning("trade %s: token %s refuses us: %s", intent.id, token, reason)
 
-    def _priced(self, fill: Fill, intent: Intent) -> Fill:
+    def _priced(self, fill: Fill, intent: Intent | None) -> Fill:
         """The fill with USD figures, where it has none, at the prices of its block: the
         latest snapshot at or before it (the oldest kept when the fill is older still; the
         latest when its block is unknown)."""
@@ -770,7 +861,7 @@ class Engine:
             fill,
             profit_usd=snapshot.value_usd(fill.token_in, fill.profit),
             predicted_profit_usd=fill.predicted_profit_usd
-            if fill.predicted_profit_usd is not None
+            if fill.predicted_profit_usd is not None or intent is None
             else intent.predicted_profit_usd,
         )
 
@@ -853,7 +944,7 @@ class Engine:
                 fill = await self.journal.get_fill(intent_id)
                 outcome: Fill | NotFilled = (
                     fill
-                    if fill is not None
+                    if fill is not None and fill.finality != FILL_REORGED
                     else self._nothing_traded(
                         intent_id, record.intent, record.status_detail or str(record.status)
                     )

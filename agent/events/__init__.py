@@ -5,8 +5,9 @@ Sources publish: the block source (``HeadSeen``, ``HeadStalled``, ``HeadResumed`
 ``PriceOutlierCleared``, ``PoolsDrifted``), the feed watch (``FeedStale``, ``FeedFresh``,
 ``FeedsChecked``), the executor (``TradeSent``), the signing policy (``SigningRefusal``) and
 the engine (``Tick``, ``Refusal``, ``StrategyFailed``, ``SourceFailed``, ``TradeMined``,
-``TradeReverted``, ``TradeFailed``, ``Halt``, ``DayClosed``); the control surface publishes
-``ControlAction``. Alerts, metrics, /health and the log subscribe (``agent.app.build`` wires them).
+``TradeReverted``, ``TradeFailed``, ``TradeReorged``, ``Halt``, ``DayClosed``); the control
+surface publishes ``ControlAction``. Alerts, metrics, /health and the log subscribe
+(``agent.app.build`` wires them).
 """
 
 from agent.events.bus import EventBus, Throttle
@@ -35,6 +36,7 @@ from agent.events.types import (
     TokenRefused,
     TradeFailed,
     TradeMined,
+    TradeReorged,
     TradeReverted,
     TradeSent,
 )
@@ -66,6 +68,7 @@ __all__ = [
     "TokenRefused",
     "TradeFailed",
     "TradeMined",
+    "TradeReorged",
     "TradeReverted",
     "TradeSent",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from agent.events.bus import EventBus
-from agent.events.types import DayClosed, Event, Tick, TradeMined
+from agent.events.types import DayClosed, Event, Tick, TradeMined, TradeReorged
 
 
 def _utc_day(at: float) -> date:
@@ -25,7 +25,7 @@ class DailyLedger:
         self._drawdown_ratio = 0.0
 
     def subscribe(self) -> None:
-        self.events.subscribe(self._on_event, Tick, TradeMined, name="daily summary")
+        self.events.subscribe(self._on_event, Tick, TradeMined, TradeReorged, name="daily summary")
 
     def _on_event(self, event: Event) -> None:
         today = _utc_day(event.at)
@@ -49,3 +49,8 @@ class DailyLedger:
         elif isinstance(event, TradeMined):
             self.trades += 1
             self.pnl_usd += event.realised_profit_usd
+        elif isinstance(event, TradeReorged):
+            # a correction of a fill counted today: moved (new figure) or void (gone)
+            self.pnl_usd += event.realised_profit_usd_after - event.realised_profit_usd_before
+            if event.outcome in ("reorged_out", "reverted"):
+                self.trades = max(0, self.trades - 1)

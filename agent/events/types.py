@@ -224,6 +224,27 @@ class TradeReverted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TradeReorged(Event):
+    """A reorg replaced the block of a fill still pending confirmation. ``outcome``: "moved"
+    (re-included in ``new_block``, realised amounts read again), "reorged_out" (in no block
+    any more: the fill is void), "reverted" (re-included and reverted there: void) or
+    "requeued" (back in the node's pool, waiting to be mined again). The USD figures are the
+    fill's realised profit before and after (0 after when void)."""
+
+    kind: ClassVar[str] = "trade_reorged"
+
+    trade_id: str
+    strategy: str
+    tx_hash: str | None
+    outcome: str
+    old_block: int | None
+    new_block: int | None
+    realised_profit_usd_before: float
+    realised_profit_usd_after: float
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TokenRefused(Event):
     """A token started reverting our transfers (blocklist, pause): it cools down for
     ``cooldown_s``. Published once per transition, not once per attempt."""

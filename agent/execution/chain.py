@@ -87,6 +87,7 @@ from agent.execution.settlement import (
     _mined_receipts,
     _trade_account,
     fill_from_receipt,
+    finality_at_settlement,
     with_l1_fees,
 )
 from agent.execution.token_probe import PPM, probe_transfer
@@ -135,6 +136,8 @@ class ExecutionSettings:
     receipt_timeout_s: float = 180.0
     replace_after_s: float | None = 60.0
     max_replacements: int = 3
+    # Blocks (the receipt's included) before a fill is final; until then it is pending.
+    confirmations: int = 1
 
 
 def settings_from_config(execution: Any) -> tuple[ExecutionSettings, FeePolicy]:
@@ -146,6 +149,7 @@ def settings_from_config(execution: Any) -> tuple[ExecutionSettings, FeePolicy]:
         deadline_s=int(execution.deadline_s),
         receipt_timeout_s=float(execution.receipt_timeout_s),
         replace_after_s=float(execution.replace_after_s),
+        confirmations=int(execution.confirmations),
     )
     policy = FeePolicy(
         max_fee_per_gas_cap_wei=int(execution.max_fee_wei),
@@ -612,7 +616,14 @@ class ChainExecutor:
             await _mined_receipts(self.sender, await self.journal.txs_for_intent(intent.id)),
             self.l1_fees,
         )
-        fill = fill_from_receipt(intent, self.settings.mode, trade_tx, receipt, gas_receipts)
+        fill = fill_from_receipt(
+            intent,
+            self.settings.mode,
+            trade_tx,
+            receipt,
+            gas_receipts,
+            finality_at_settlement(self.settings.confirmations),
+        )
         if cross_check:
             await self._cross_check_balances(intent, trade_tx, receipt, fill)
         await self.journal.record_fill(fill)

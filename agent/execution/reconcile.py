@@ -17,7 +17,12 @@ from web3 import AsyncWeb3
 from agent.chain.l1fee import OpStackL1Fees
 from agent.chain.tx import Receipt, TransactionSender
 from agent.errors import BroadcastRejected
-from agent.execution.settlement import _mined_receipts, fill_from_receipt, with_l1_fees
+from agent.execution.settlement import (
+    _mined_receipts,
+    fill_from_receipt,
+    finality_at_settlement,
+    with_l1_fees,
+)
 from agent.store.journal import Journal, TxRecord
 from agent.store.models import IntentStatus, TxStatus
 
@@ -66,8 +71,11 @@ class Reconciler:
         journal: Journal,
         receipt_grace_s: float | None = None,
         l1_fees: OpStackL1Fees | None = None,
+        confirmations: int = 1,
     ) -> None:
         self.sender = sender
+        # a fill it settles awaits these confirmations like any other (``execution.finality``)
+        self.confirmations = confirmations
         self.journal = journal
         # OP-stack chains: the L1 data fee of receipts that do not carry it
         self.l1_fees = l1_fees
@@ -209,7 +217,14 @@ class Reconciler:
                 gas_receipts = await with_l1_fees(
                     await _mined_receipts(self.sender, txs), self.l1_fees
                 )
-                fill = fill_from_receipt(intent, record.mode, mined[0], receipt, gas_receipts)
+                fill = fill_from_receipt(
+                    intent,
+                    record.mode,
+                    mined[0],
+                    receipt,
+                    gas_receipts,
+                    finality_at_settlement(self.confirmations),
+                )
                 await self.journal.record_fill(fill)
                 report.intents_filled += 1
             elif reverted:

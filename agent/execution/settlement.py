@@ -14,7 +14,7 @@ from agent.chain.tx import Receipt, TransactionSender, net_token_flow, token_tra
 from agent.errors import FatalError
 from agent.store.journal import TxRecord
 from agent.store.models import TxStatus
-from agent.types import Fill, Intent
+from agent.types import FILL_FINAL, FILL_PENDING, Fill, Intent
 
 
 def _trade_account(intent: Intent, trade_tx: TxRecord) -> str:
@@ -27,7 +27,12 @@ def _trade_account(intent: Intent, trade_tx: TxRecord) -> str:
 
 
 def fill_from_receipt(
-    intent: Intent, mode: str, trade_tx: TxRecord, receipt: Receipt, gas_receipts: Sequence[Receipt]
+    intent: Intent,
+    mode: str,
+    trade_tx: TxRecord,
+    receipt: Receipt,
+    gas_receipts: Sequence[Receipt],
+    finality: str = FILL_FINAL,
 ) -> Fill:
     """Realised amounts of ``intent`` from the ``Transfer`` logs of its trade ``receipt``.
 
@@ -35,6 +40,7 @@ def fill_from_receipt(
     ``amount_out``, the difference the profit. Swap: what left the wallet in ``token_in`` and
     what reached it in ``token_out``. Gas sums every mined transaction of the intent (approvals
     included), in wei, L1 data fees included (``l1_fee_wei`` says how much of it they are).
+    The fill carries the receipt's block and block hash, and ``finality`` (see ``Fill``).
     """
     account = _trade_account(intent, trade_tx)
     if intent.kind == "arb":
@@ -75,7 +81,15 @@ def fill_from_receipt(
         block_number=receipt.block_number,
         predicted_profit_usd=intent.predicted_profit_usd,
         opportunity_id=intent.opportunity_id,
+        block_hash=receipt.block_hash,
+        finality=finality,
     )
+
+
+def finality_at_settlement(confirmations: int) -> str:
+    """How a chain fill is recorded when its receipt arrives: final at once when one
+    confirmation is enough (``execution.confirmations = 1``), else pending confirmation."""
+    return FILL_FINAL if confirmations <= 1 else FILL_PENDING
 
 
 async def _mined_receipts(sender: TransactionSender, txs: Sequence[TxRecord]) -> list[Receipt]:

@@ -7,7 +7,9 @@ The portfolio does no I/O. The engine feeds it:
   in-memory balances by the realised amounts (as ``Journal.record_fill(fill,
   move_paper_balances=True)`` does for the paper portfolio in the DB) and charges gas to the
   native balance; live/fork mode: ``book_fill(fill)`` books the PnL only, since balances there
-  come from the chain;
+  come from the chain; a fill pending confirmation that a reorg voids or moves is taken back
+  out with ``unbook_fill`` (and booked again when moved), one that became final is forgotten
+  with ``confirm_fill``;
 * ``refresh(balances)`` with balances the engine read: in live/fork mode from the chain every
   tick (one multicall of ``balanceOf``, plus ``eth_getBalance`` under :data:`NATIVE_TOKEN`);
   in paper mode once at start from ``Journal.paper_balances()``;
@@ -35,7 +37,7 @@ from types import MappingProxyType
 from typing import Any
 
 from agent.market.snapshot import MarketSnapshot, PortfolioView
-from agent.types import Fill, Token
+from agent.types import FILL_PENDING, Fill, Token
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,9 @@ class Portfolio:
         self._marked = False
         self._realized_today_usd = 0.0
         self._pnl_day = self._today()
+        # What today's fills still pending confirmation booked (intent id -> USD): a reorg
+        # that voids or moves one takes its booking back out of today's PnL.
+        self._unconfirmed_usd: dict[str, float] = {}
         # Until balances are known (fresh start without balances, or after ``restore``), the
         # first ``refresh`` only sets them: it is a reading, not a deposit.
         self._balances_known = balances is not None
@@ -157,9 +162,25 @@ class Portfolio:
             log.warning("fill %s booked without a USD price for one of its tokens", fill.intent_id)
         booked = (realized or 0.0) - gas_cost_usd
         self._realized_today_usd += booked
+        if fill.finality == FILL_PENDING:
+            self._unconfirmed_usd[fill.intent_id] = booked
         return FillBooking(
             realized_pnl_usd=booked, gas_cost_usd=gas_cost_usd, priced=realized is not None
         )
+
+    def unbook_fill(self, intent_id: str) -> float:
+        """A reorg voided (or moved) the fill of ``intent_id`` while it was pending
+        confirmation: what it booked today leaves today's PnL. Returns that USD amount (0 for
+        a fill booked on an earlier day or never booked). Live/fork balances need no
+        correction: the next ``refresh`` reads them from the chain as the reorg left it."""
+        self._roll_day()
+        booked = self._unconfirmed_usd.pop(intent_id, 0.0)
+        self._realized_today_usd -= booked
+        return booked
+
+    def confirm_fill(self, intent_id: str) -> None:
+        """The fill of ``intent_id`` is final: its booking stands for good."""
+        self._unconfirmed_usd.pop(intent_id, None)
 
     def refresh(self, balances: Mapping[str, int]) -> None:
         """Replace balances with ones the engine read (smallest units; the native coin under
@@ -259,6 +280,7 @@ class Portfolio:
             "pnl_day": self._pnl_day.isoformat(),
             "avg_cost_usd": dict(self._avg_cost_usd),
             "prices_usd": dict(self._prices_usd),
+            "unconfirmed_usd": dict(self._unconfirmed_usd),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -275,8 +297,12 @@ class Portfolio:
         self._pnl_day = self._today()
         if saved_day == self._pnl_day.isoformat():
             self._realized_today_usd = float(state.get("realized_pnl_today_usd", 0.0))
+            self._unconfirmed_usd = {
+                str(i): float(v) for i, v in dict(state.get("unconfirmed_usd", {})).items()
+            }
         else:
             self._realized_today_usd = 0.0
+            self._unconfirmed_usd = {}
         self._marked = bool(self._prices_usd)
         self._balances_known = False
         self._revalue()
@@ -291,6 +317,7 @@ class Portfolio:
         if today != self._pnl_day:
             self._pnl_day = today
             self._realized_today_usd = 0.0
+            self._unconfirmed_usd = {}  # a correction never rewrites a closed day
 
     def _is_quote(self, token: str) -> bool:
         return token != NATIVE_TOKEN and token_matches(token, self._quote_refs, self._tokens)

@@ -8,6 +8,8 @@ Order of writes for one trade (what makes a crash at any instant recoverable):
 4. ``mark_mined`` / ``mark_reverted`` / ``mark_dropped`` / ``mark_replaced``
 5. ``record_fill``        -- realised amounts beside predicted ones; intent ``filled``
 6. ``set_fill_usd``       -- the realised profit in USD at the fill's block (the engine prices it)
+7. ``confirm_fill`` / ``move_fill`` / ``void_fill`` -- a fill pending confirmation becomes final,
+   follows its transaction into another block, or is voided when a reorg took it out
 
 A run (one start of the agent) is opened with ``start_run``, kept alive with ``heartbeat`` and
 closed with ``finish_run``. ``start_run`` binds the journal to the run: opportunities, intents,
@@ -53,6 +55,7 @@ from agent.store.models import (
     FINAL_INTENT_STATUSES,
     FINAL_TX_STATUSES,
     INTENT_TRANSITIONS,
+    REORG_CORRECTIONS,
     TX_TRANSITIONS,
     AlertRow,
     ControlActionRow,
@@ -71,6 +74,9 @@ from agent.store.models import (
     utc_now,
 )
 from agent.types import (
+    FILL_FINAL,
+    FILL_PENDING,
+    FILL_REORGED,
     ORDER_ACTIVE,
     ORDER_CANCELLED,
     ORDER_FILLED,
@@ -313,6 +319,8 @@ def _fill_from_row(row: FillRow) -> Fill:
         predicted_profit_usd=row.profit_predicted_usd,
         profit_usd=row.profit_realised_usd,
         opportunity_id=row.opportunity_id,
+        block_hash=row.block_hash,
+        finality=row.finality or FILL_FINAL,
     )
 
 
@@ -780,9 +788,100 @@ class Journal:
                     profit_predicted_usd=fill.predicted_profit_usd,
                     profit_realised_usd=fill.profit_usd,
                     block_number=fill.block_number,
+                    block_hash=fill.block_hash,
+                    finality=fill.finality,
                 )
             )
             return True
+
+    # -- finality: fills awaiting confirmations, and what a reorg did to them -------------------
+
+    async def unconfirmed_fills(self) -> list[Fill]:
+        """Fills still pending confirmation (``FILL_PENDING``), oldest first."""
+        async with self._sessions() as session:
+            query = select(FillRow).where(FillRow.finality == FILL_PENDING).order_by(FillRow.id)
+            return [_fill_from_row(r) for r in (await session.scalars(query)).all()]
+
+    async def confirm_fill(self, intent_id: str) -> bool:
+        """The fill of ``intent_id`` is final (its block is deep enough and still canonical).
+        False when it was not pending."""
+        async with self._write_lock, self._sessions.begin() as session:
+            row = await self._pending_fill_row(session, intent_id)
+            if row is None:
+                return False
+            row.finality = FILL_FINAL
+            return True
+
+    async def move_fill(self, fill: Fill, detail: str) -> bool:
+        """A reorg moved the fill's transaction into another block: the fill takes the new
+        block, hash and realised amounts (re-read from the new receipt; its USD profit is
+        priced again by whoever calls ``set_fill_usd``), the trade transaction the new block.
+        ``detail`` (what moved where) goes into the intent's and the transaction's history.
+        False when the fill was not pending."""
+        async with self._write_lock, self._sessions.begin() as session:
+            row = await self._pending_fill_row(session, fill.intent_id)
+            if row is None:
+                return False
+            row.amount_in_realised = fill.amount_in
+            row.amount_out_realised = fill.amount_out
+            row.profit_realised = fill.profit
+            row.gas_used = fill.gas_used
+            row.gas_cost_wei = fill.gas_cost_wei
+            row.l1_fee_wei = fill.l1_fee_wei
+            row.block_number = fill.block_number
+            row.block_hash = fill.block_hash
+            row.profit_realised_usd = fill.profit_usd
+            row.finality = fill.finality
+            intent = await self._intent_row(session, fill.intent_id)
+            intent.status_history = [*intent.status_history, _history_entry(intent.status, detail)]
+            if fill.tx_hash is not None:
+                tx = await self._tx_row(session, fill.tx_hash)
+                tx.block_number = fill.block_number
+                tx.status_history = [*tx.status_history, _history_entry(tx.status, detail)]
+                tx.updated_at = utc_now()
+            return True
+
+    async def void_fill(
+        self,
+        intent_id: str,
+        detail: str,
+        *,
+        reverted_in_block: int | None = None,
+    ) -> bool:
+        """A reorg took the fill's trade out of the chain: the fill is void (``FILL_REORGED``:
+        listed as reorged out, counted nowhere), the intent ``reorged`` and its trade
+        transaction ``dropped``, all with ``detail``. With ``reverted_in_block`` the transaction
+        came back in that block and reverted: intent and transaction are ``reverted``.
+        False when the fill was not pending."""
+        async with self._write_lock, self._sessions.begin() as session:
+            row = await self._pending_fill_row(session, intent_id)
+            if row is None:
+                return False
+            row.finality = FILL_REORGED
+            intent = await self._intent_row(session, intent_id)
+            status = IntentStatus.REORGED if reverted_in_block is None else IntentStatus.REVERTED
+            if status not in REORG_CORRECTIONS.get(IntentStatus(intent.status), frozenset()):
+                raise InvalidTransition(f"intent {intent_id}: {intent.status} -> {status}")
+            intent.status = status
+            intent.status_detail = detail
+            intent.status_history = [*intent.status_history, _history_entry(status, detail)]
+            intent.updated_at = utc_now()
+            if row.tx_hash is not None:
+                tx = await self._tx_row(session, row.tx_hash)
+                tx_status = TxStatus.DROPPED if reverted_in_block is None else TxStatus.REVERTED
+                tx.status = tx_status
+                tx.block_number = reverted_in_block
+                tx.status_history = [*tx.status_history, _history_entry(tx_status, detail)]
+                tx.updated_at = utc_now()
+            return True
+
+    @staticmethod
+    async def _pending_fill_row(session: AsyncSession, intent_id: str) -> FillRow | None:
+        return await session.scalar(
+            select(FillRow)
+            .where(FillRow.intent_id == intent_id, FillRow.finality == FILL_PENDING)
+            .with_for_update()
+        )
 
     async def set_fill_usd(
         self, intent_id: str, profit_usd: float, predicted_profit_usd: float | None = None
@@ -838,10 +937,15 @@ class Journal:
             row = await session.scalar(select(FillRow).where(FillRow.intent_id == intent_id))
             return None if row is None else _fill_from_row(row)
 
-    async def list_fills(self, mode: str | None = None, run_id: int | None = None) -> list[Fill]:
-        """Fills (optionally of ``mode``, of run ``run_id``), oldest first."""
+    async def list_fills(
+        self, mode: str | None = None, run_id: int | None = None, include_void: bool = False
+    ) -> list[Fill]:
+        """Fills (optionally of ``mode``, of run ``run_id``), oldest first: those that count
+        (pending confirmation or final), and with ``include_void`` the reorged-out ones too."""
         async with self._sessions() as session:
             query = select(FillRow).order_by(FillRow.id)
+            if not include_void:
+                query = query.where(FillRow.finality != FILL_REORGED)
             if mode is not None:
                 query = query.where(FillRow.mode == mode)
             if run_id is not None:

@@ -93,6 +93,7 @@ class IntentStatus(enum.StrEnum):
     FAILED = "failed"  # stopped before anything reached the chain (simulation revert, error)
     REJECTED = "rejected"  # the risk gate refused it
     CANCELLED = "cancelled"  # abandoned (interrupted before signing, dropped, cancelled on chain)
+    REORGED = "reorged"  # filled, then a reorg took the trade out of the chain: its fill is void
 
 
 class TxStatus(enum.StrEnum):
@@ -128,6 +129,14 @@ INTENT_TRANSITIONS: dict[IntentStatus, frozenset[IntentStatus]] = {
     IntentStatus.FAILED: frozenset(),
     IntentStatus.REJECTED: frozenset(),
     IntentStatus.CANCELLED: frozenset(),
+    IntentStatus.REORGED: frozenset(),
+}
+
+# What a reorg may still do to a settled trade (``Journal.void_fill``): its fill voided, or its
+# transaction re-included in a block where it reverted. Kept outside the machine above, so a
+# filled intent and a mined transaction stay final for reconciliation and every other writer.
+REORG_CORRECTIONS: dict[IntentStatus, frozenset[IntentStatus]] = {
+    IntentStatus.FILLED: frozenset({IntentStatus.REORGED, IntentStatus.REVERTED}),
 }
 
 TX_TRANSITIONS: dict[TxStatus, frozenset[TxStatus]] = {
@@ -281,6 +290,10 @@ class FillRow(Base):
     profit_predicted_usd: Mapped[float | None] = mapped_column(Float)
     profit_realised_usd: Mapped[float | None] = mapped_column(Float)
     block_number: Mapped[int | None] = mapped_column(Integer)
+    # The receipt's block hash and whether the fill is pending confirmation, final or reorged
+    # out (``agent.types.FILL_*``; revision 0009). Rows written before it are final.
+    block_hash: Mapped[str | None] = mapped_column(String(66))
+    finality: Mapped[str] = mapped_column(String(16), default="final", index=True)
 
 
 class EquitySnapshotRow(Base):

@@ -132,7 +132,8 @@
       cell(tr, when(t.created_at));
       cell(tr, t.strategy);
       cell(tr, t.token_in + " " + num(t.amount_in_units, 4) + " · " + t.route);
-      cell(tr, t.status, "status-" + t.status).title = t.detail || "";
+      const pending = t.finality === "pending" ? " · pending confirmation" : "";
+      cell(tr, t.status + pending, "status-" + t.status).title = t.detail || "";
       cell(tr, usd(t.predicted_profit_usd), "num");
       cell(tr, usd(t.realised_profit_usd), "num");
       const hash = t.tx_hash || t.tx_hashes[t.tx_hashes.length - 1] || "";
@@ -240,6 +241,7 @@
       case "trade_mined": return "filled " + e.strategy + " " + e.route + ": realised " + usd(e.realised_profit_usd) + " (predicted " + usd(e.predicted_profit_usd) + ")";
       case "trade_reverted": return "reverted " + e.strategy + ": " + e.reason;
       case "trade_failed": return "failed " + e.strategy + ": " + e.reason;
+      case "trade_reorged": return "reorg " + e.outcome + " " + e.strategy + ": " + e.detail;
       case "control_action": return e.action + " by " + e.who + (e.detail ? ": " + e.detail : "");
       case "halt": return "HALT " + e.reason + (e.detail ? ": " + e.detail : "");
       case "feed_stale": return "feed stale: " + e.source + (e.error ? " (" + e.error + ")" : "");
@@ -284,6 +286,7 @@
     tick: ["status", "risk", "refusals", "pools", "prices", "runs"],
     trade_sent: ["trades"], trade_mined: ["trades", "runs", "balances", "alerts", "risk", "prices"],
     trade_reverted: ["trades", "alerts"], trade_failed: ["trades", "alerts"],
+    trade_reorged: ["trades", "runs", "balances", "alerts", "risk"],
     control_action: ["status", "risk", "alerts"], halt: ["status", "risk", "alerts"],
     feeds_checked: ["feeds"], feed_stale: ["feeds", "alerts"], feed_fresh: ["feeds", "alerts"],
     head_stalled: ["feeds", "alerts"], head_resumed: ["feeds", "alerts"],
