@@ -30,6 +30,7 @@ from agent.chain.l1fee import OpStackL1Fees
 from agent.chain.tx import Receipt, TransactionSender
 from agent.execution.settlement import _mined_receipts, fill_from_receipt, with_l1_fees
 from agent.store.journal import Journal
+from agent.store.models import TxStatus
 from agent.types import FILL_FINAL, FILL_PENDING, Fill
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,14 @@ class FinalityWatch:
             return REQUEUED, None, f"{replaced}; {_short(tx_hash)} waits in the mempool again"
         self._requeued.discard(fill.intent_id)
         detail = f"reorged out: {replaced} and no block holds {_short(tx_hash)} any more"
-        await self.journal.void_fill(fill.intent_id, detail)
+        also_gone = [
+            tx.tx_hash
+            for tx in await self.journal.txs_for_intent(fill.intent_id)
+            if tx.status == TxStatus.MINED
+            and tx.tx_hash != tx_hash
+            and await self.sender.get_receipt(tx.tx_hash) is None
+        ]
+        await self.journal.void_fill(fill.intent_id, detail, also_gone=also_gone)
         return REORGED_OUT, None, detail
 
     async def _refilled(self, fill: Fill, receipt: Receipt) -> Fill:

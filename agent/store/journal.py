@@ -847,12 +847,14 @@ class Journal:
         detail: str,
         *,
         reverted_in_block: int | None = None,
+        also_gone: Sequence[str] = (),
     ) -> bool:
         """A reorg took the fill's trade out of the chain: the fill is void (``FILL_REORGED``:
         listed as reorged out, counted nowhere), the intent ``reorged`` and its trade
-        transaction ``dropped``, all with ``detail``. With ``reverted_in_block`` the transaction
-        came back in that block and reverted: intent and transaction are ``reverted``.
-        False when the fill was not pending."""
+        transaction ``dropped``, all with ``detail``; so are the intent's other transactions
+        in ``also_gone`` (its approvals the reorg took out too). With ``reverted_in_block``
+        the transaction came back in that block and reverted: intent and transaction are
+        ``reverted``. False when the fill was not pending."""
         async with self._write_lock, self._sessions.begin() as session:
             row = await self._pending_fill_row(session, intent_id)
             if row is None:
@@ -866,11 +868,15 @@ class Journal:
             intent.status_detail = detail
             intent.status_history = [*intent.status_history, _history_entry(status, detail)]
             intent.updated_at = utc_now()
+            gone = {tx_hash: TxStatus.DROPPED for tx_hash in also_gone}
             if row.tx_hash is not None:
-                tx = await self._tx_row(session, row.tx_hash)
-                tx_status = TxStatus.DROPPED if reverted_in_block is None else TxStatus.REVERTED
+                gone[row.tx_hash] = (
+                    TxStatus.DROPPED if reverted_in_block is None else TxStatus.REVERTED
+                )
+            for tx_hash, tx_status in gone.items():
+                tx = await self._tx_row(session, tx_hash)
                 tx.status = tx_status
-                tx.block_number = reverted_in_block
+                tx.block_number = reverted_in_block if tx_hash == row.tx_hash else None
                 tx.status_history = [*tx.status_history, _history_entry(tx_status, detail)]
                 tx.updated_at = utc_now()
             return True

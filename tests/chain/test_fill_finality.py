@@ -1,0 +1,191 @@
+"""Fill finality on the devnet, with real reorgs (``anvil_reorg``): a fill stays pending until
+``execution.confirmations`` and then becomes final; a reorg that re-includes the trade in
+another block moves the fill there with the amounts the new receipt shows; a reorg that takes
+the trade out of the chain voids the fill (journal, totals, trades view) and the next trade
+takes the freed nonce."""
+
+# ruff: noqa: F811  (the `env` fixture comes from test_execution; test parameters name it)
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from eth_abi import encode
+
+from agent.app.journal_views import list_trades
+from agent.app.report import read_journal
+from agent.execution import SEL_V2_SWAP_EXACT_TOKENS, erc20_balance
+from agent.execution.finality import FINAL, MOVED, REORGED_OUT, FinalityWatch
+from agent.store import IntentStatus, TxStatus
+from agent.types import FILL_FINAL, FILL_PENDING, FILL_REORGED, Fill, Intent
+from tests.chain.test_execution import (  # noqa: F401  (env: the fixture, by name)
+    FAR_DEADLINE,
+    Env,
+    env,
+    make_intent,
+    predict,
+    v2_hop,
+)
+from tests.conftest import load_abi
+
+pytestmark = pytest.mark.chain
+
+CONFIRMATIONS = 3
+
+
+async def head(env: Env) -> int:
+    return int(await env.w3.eth.block_number)
+
+
+async def swap_usdc_for_weth(env: Env, usdc: int = 2_000) -> tuple[Intent, Fill]:
+    """A V2 swap of ``usdc`` whole USDC for WETH on uniswap_v2 (approve, then swap: two blocks),
+    executed with ``CONFIRMATIONS``."""
+    route = (v2_hop(env, "uniswap_v2", "USDC", "WETH"),)
+    amount_in = usdc * 10**6
+    intent = make_intent("swap", route, amount_in, await predict(env.w3, route, amount_in))
+    outcome = await env.executor(confirmations=CONFIRMATIONS).execute(intent)
+    assert outcome.status == IntentStatus.FILLED, outcome.detail
+    assert outcome.fill is not None
+    return intent, outcome.fill
+
+
+async def trade_tx(env: Env, intent: Intent, purpose: str = "swap") -> Any:
+    (tx,) = [t for t in await env.journal.txs_for_intent(intent.id) if t.purpose == purpose]
+    return tx
+
+
+async def test_a_fill_stays_pending_until_its_confirmations_then_is_final(env: Env) -> None:
+    intent, fill = await swap_usdc_for_weth(env)
+    block = await env.w3.eth.get_block(fill.block_number or 0)
+    assert fill.finality == FILL_PENDING
+    assert fill.block_hash == "0x" + bytes(block["hash"]).hex()
+    assert await env.journal.get_fill(intent.id) == fill
+    watch = FinalityWatch(env.sender, env.journal, CONFIRMATIONS)
+
+    # the receipt's block alone, then one block on top: 1 and 2 confirmations of 3
+    for confirmations in (1, 2):
+        assert await head(env) == (fill.block_number or 0) + confirmations - 1
+        assert await watch.check(await head(env)) == []
+        assert [f.intent_id for f in await env.journal.unconfirmed_fills()] == [intent.id]
+        (row,) = (await list_trades(env.journal, all_runs=True)).trades
+        assert row.status == "pending confirmation"
+        await env.devnet.mine(1)
+
+    (change,) = await watch.check(await head(env))
+    assert (change.outcome, change.intent_id) == (FINAL, intent.id)
+    journaled = await env.journal.get_fill(intent.id)
+    assert journaled is not None and journaled.finality == FILL_FINAL
+    assert await env.journal.unconfirmed_fills() == []
+    (row,) = (await list_trades(env.journal, all_runs=True)).trades
+    assert row.status == "final"
+    await env.devnet.mine(1)
+    assert await watch.check(await head(env)) == []  # final fills are not looked at again
+
+
+async def test_a_reorg_that_reincludes_the_trade_moves_the_fill_to_its_new_block(
+    env: Env,
+) -> None:
+    whale = env.devnet.accounts[2][0]
+    router = env.devnet.addresses["uniswap_v2.router"]
+    weth = env.w3.eth.contract(address=env.token("WETH"), abi=load_abi("ERC20"))
+    whale_weth = 20 * 10**18
+    approval = await weth.functions.approve(router, whale_weth).transact({"from": whale})
+    assert (await env.w3.eth.wait_for_transaction_receipt(approval))["status"] == 1
+    weth_before = await erc20_balance(env.w3, env.token("WETH"), env.wallet)
+    intent, fill = await swap_usdc_for_weth(env)
+    swap = await trade_tx(env, intent)
+    await env.devnet.mine(1)
+
+    # The swap's block and the one after are replaced: a whale's WETH sale lands first, our
+    # very transaction (its signed bytes) one block later, at a price the sale moved.
+    whale_sale = SEL_V2_SWAP_EXACT_TOKENS + encode(
+        ["uint256", "uint256", "address[]", "address", "uint256"],
+        [whale_weth, 0, [env.token("WETH"), env.token("USDC")], whale, FAR_DEADLINE],
+    )
+    await env.devnet.call(
+        "anvil_reorg",
+        [
+            2,
+            [
+                [{"from": whale, "to": router, "data": "0x" + whale_sale.hex()}, 0],
+                ["0x" + swap.raw_tx.hex(), 1],
+            ],
+        ],
+    )
+    receipt = await env.sender.get_receipt(swap.tx_hash)
+    assert receipt is not None and receipt.block_number == (fill.block_number or 0) + 1
+
+    watch = FinalityWatch(env.sender, env.journal, CONFIRMATIONS)
+    (change,) = await watch.check(await head(env))
+
+    assert change.outcome == MOVED
+    moved = change.after
+    assert moved is not None
+    assert (moved.block_number, moved.block_hash) == (receipt.block_number, receipt.block_hash)
+    assert moved.finality == FILL_PENDING
+    # the amounts are the new receipt's: the whale's sale made WETH cheaper for us
+    weth_got = await erc20_balance(env.w3, env.token("WETH"), env.wallet) - weth_before
+    assert moved.amount_out == weth_got > fill.amount_out
+    assert moved.amount_in == fill.amount_in
+    assert await env.journal.get_fill(intent.id) == moved
+    journaled_swap = await env.journal.get_tx(swap.tx_hash)
+    assert (journaled_swap.status, journaled_swap.block_number) == (
+        TxStatus.MINED,
+        receipt.block_number,
+    )
+    assert (await env.journal.get_intent(intent.id)).status == IntentStatus.FILLED
+
+    await env.devnet.mine(CONFIRMATIONS - 1)
+    (final,) = await watch.check(await head(env))
+    assert final.outcome == FINAL
+    journaled = await env.journal.get_fill(intent.id)
+    assert journaled is not None
+    assert (journaled.finality, journaled.amount_out) == (FILL_FINAL, weth_got)
+
+
+async def test_a_fill_reorged_out_is_voided_and_the_next_trade_takes_its_nonce(
+    env: Env,
+) -> None:
+    nonce_before = await env.w3.eth.get_transaction_count(env.wallet)
+    usdc_before = await erc20_balance(env.w3, env.token("USDC"), env.wallet)
+    intent, _ = await swap_usdc_for_weth(env)
+    approve, swap = await trade_tx(env, intent, "approve"), await trade_tx(env, intent)
+    assert (approve.nonce, swap.nonce) == (nonce_before, nonce_before + 1)
+    assert len((await read_journal(env.journal, all_runs=True)).fills) == 1
+
+    # The approval's and the swap's blocks are replaced by empty ones: the trade never was.
+    await env.devnet.call("anvil_reorg", [2, []])
+    assert await env.sender.get_receipt(swap.tx_hash) is None
+    assert await erc20_balance(env.w3, env.token("USDC"), env.wallet) == usdc_before
+
+    watch = FinalityWatch(env.sender, env.journal, CONFIRMATIONS)
+    (change,) = await watch.check(await head(env))
+
+    assert (change.outcome, change.intent_id, change.after) == (REORGED_OUT, intent.id, None)
+    record = await env.journal.get_intent(intent.id)
+    assert record.status == IntentStatus.REORGED
+    assert record.status_detail is not None and "reorged out" in record.status_detail
+    journaled = await env.journal.get_fill(intent.id)
+    assert journaled is not None and journaled.finality == FILL_REORGED
+    assert [(await env.journal.get_tx(t.tx_hash)).status for t in (approve, swap)] == [
+        TxStatus.DROPPED,
+        TxStatus.DROPPED,
+    ]
+    # counted nowhere: no fill in the totals, the trades view says what became of it
+    summary = await read_journal(env.journal, all_runs=True)
+    assert summary.fills == [] and summary.realised_profit_usd == 0.0
+    assert [f.intent_id for f in summary.voided] == [intent.id]
+    (row,) = (await list_trades(env.journal, all_runs=True)).trades
+    assert row.status == "reorged out"
+    assert await watch.check(await head(env)) == []  # settled once
+
+    # The next trade reuses the freed nonces: none skipped (it mines), none used twice.
+    again, refill = await swap_usdc_for_weth(env)
+    approve_again, swap_again = await trade_tx(env, again, "approve"), await trade_tx(env, again)
+    assert (approve_again.nonce, swap_again.nonce) == (approve.nonce, swap.nonce)
+    assert refill.block_number is not None
+    assert await env.w3.eth.get_transaction_count(env.wallet) == nonce_before + 2
+    assert await erc20_balance(env.w3, env.token("USDC"), env.wallet) == usdc_before - (
+        refill.amount_in
+    )
