@@ -241,9 +241,8 @@ class Engine:
         self.redact = redact
         # Prices the L1 data fee of the transaction an intent would send (OP-stack chains).
         self.l1_fee_wei = l1_fee_wei
-        # Fills pending confirmation, checked at each new head in a task of their own.
+        # Fills pending confirmation, checked at each new head beside the snapshot's reads.
         self.finality = finality
-        self._finality_task: asyncio.Task[None] | None = None
         self._voided: set[str] = set()  # intents whose fill a reorg voided
         self.report = RunReport()
         self.last_snapshot: MarketSnapshot | None = None
@@ -367,9 +366,18 @@ class Engine:
     # -- one block -----------------------------------------------------------------------------
     async def tick(self, block: int, group: asyncio.TaskGroup) -> TickReport:
         report = TickReport(block)
+        checking = None
+        if self.finality is not None:
+            checking = asyncio.create_task(self._check_finality(block), name=f"finality {block}")
         started = time.perf_counter()
-        snapshot = await self.market.snapshot(block)
-        snapshot_s = time.perf_counter() - started
+        try:
+            snapshot = await self.market.snapshot(block)
+            snapshot_s = time.perf_counter() - started
+        finally:
+            # Settled before any decision: a fill voided by a reorg frees its nonce (resynced)
+            # before a new trade takes one, and leaves today's PnL before the risk gate reads it.
+            if checking is not None:
+                await checking
         # A source that times its node round trips (MarketView.rpc_s) lets the local part of
         # building the snapshot (USD prices, feed readings) count as deciding, not as RPC.
         snapshot_rpc_s = min(snapshot_s, float(getattr(self.market, "rpc_s", snapshot_s)))
@@ -427,7 +435,6 @@ class Engine:
             for pairs in unstarted.values():
                 for pair in pairs:
                     self._in_flight[pair] -= 1
-        self._watch_finality(block, group)
         self.report.ticks.append(report)
         self.report.equity_usd.append((block, view.equity_usd))
         if self.metrics is not None:
@@ -472,24 +479,15 @@ class Engine:
         return report
 
     # -- finality of fills ---------------------------------------------------------------------
-    def _watch_finality(self, block: int, group: asyncio.TaskGroup) -> None:
-        """Check the fills pending confirmation at this head, beside the tick (never delaying
-        it); a check still running from an earlier head is not doubled."""
-        if self.finality is None:
-            return
-        if self._finality_task is not None and not self._finality_task.done():
-            return
-        self._finality_task = group.create_task(
-            self._check_finality(block), name=f"finality at {block}"
-        )
-
     async def _check_finality(self, block: int) -> None:
+        """The fills pending confirmation at head ``block``: what changed is journaled (by the
+        check) and applied to the books. Never raises: the next head checks again."""
         assert self.finality is not None
         try:
             changes = await self.finality.check(block)
             for change in changes:
                 await self._apply_finality(change)
-        except Exception as exc:  # the next head checks again
+        except Exception as exc:
             self._log_failure(f"finality check at block {block}", exc)
 
     async def _apply_finality(self, change: FinalityChange) -> None:

@@ -1,0 +1,72 @@
+"""A fill reorged out of the chain while it awaits ``execution.confirmations``, seen by the real
+agent: the journal voids it, today's PnL and the run's fills no longer count it, the operator
+is alerted, and the arbitrage the reorg reopened is traded again under the freed nonce."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.store.models import IntentStatus, TxStatus
+from agent.types import FILL_PENDING, FILL_REORGED
+from tests.e2e.harness import (
+    OPERATOR_CHAT_ID,
+    TELEGRAM_TOKEN,
+    Chain,
+    running_agent,
+    wait_for,
+    write_config,
+)
+from tests.fakes.telegram_fake import TelegramFake
+
+
+async def test_a_reorged_out_fill_leaves_the_books_and_its_nonce_is_traded_again(
+    chain: Chain, telegram: TelegramFake, workdir: Path
+) -> None:
+    tree = chain.tree(workdir, telegram_url=telegram.base_url)
+    tree["execution"]["confirmations"] = 3
+    cfg = write_config(workdir / "agent.toml", tree, {"TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN})
+
+    async with running_agent(cfg) as agent:
+        engine, journal, books = agent.parts.engine, agent.parts.journal, agent.parts.portfolio
+        await agent.tick()
+        pnl_before = books.realized_pnl_today_usd
+        gap = await chain.open_gap("sushiswap", usd=60_000.0)
+        await agent.tick(gap.block)
+        (first,) = engine.report.fills
+        assert first.finality == FILL_PENDING and first.block_number == gap.block + 1
+        booked = books.realized_pnl_today_usd - pnl_before
+        assert booked != 0.0
+        assert first.tx_hash is not None
+        first_tx = await journal.get_tx(first.tx_hash)
+
+        # The arbitrage's block is replaced by an empty one: the trade never happened, and
+        # the gap it closed is open again at the new head.
+        await chain.devnet.call("anvil_reorg", [1, []])
+        report = await agent.tick(await chain.block_number())
+
+        record = await journal.get_intent(first.intent_id)
+        assert record.status == IntentStatus.REORGED
+        voided = await journal.get_fill(first.intent_id)
+        assert voided is not None and voided.finality == FILL_REORGED
+        assert (await journal.get_tx(first.tx_hash)).status == TxStatus.DROPPED
+        assert first.intent_id not in {f.intent_id for f in await journal.list_fills()}
+        # the reopened gap was traded again, under the nonce the lost transaction had held
+        assert report.started == 1
+        (second,) = engine.report.fills
+        assert second.intent_id != first.intent_id and second.tx_hash is not None
+        assert (await journal.get_tx(second.tx_hash)).nonce == first_tx.nonce
+        # today's PnL holds the second trade alone (the same arbitrage: about the same
+        # booking), not both
+        assert books.realized_pnl_today_usd - pnl_before == pytest.approx(booked, rel=0.05)
+
+        def reorg_alerts() -> list[str]:
+            return [
+                m.visible_text
+                for m in telegram.messages_to(OPERATOR_CHAT_ID)
+                if "reorged out" in m.visible_text
+            ]
+
+        await wait_for(lambda: bool(reorg_alerts()))
+        assert first.intent_id in reorg_alerts()[0]
