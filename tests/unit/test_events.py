@@ -258,6 +258,58 @@ def test_a_new_utc_day_sends_one_daily_summary_of_the_day_before() -> None:
     assert summary.trades == 2 and summary.pnl_usd == pytest.approx(10.0)
 
 
+def test_a_reorg_corrects_the_days_summary_and_alerts_what_became_of_the_fill() -> None:
+    bus, posted = wired()
+    DailyLedger(bus).subscribe()
+    day1 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC).timestamp()
+    for trade_id, profit in (("moved", 12.5), ("void", 7.5)):
+        bus.publish(
+            ev.TradeMined(
+                trade_id=trade_id,
+                strategy="arbitrage",
+                route="a -> b",
+                tx_hash="0x" + "ab" * 32,
+                block_number=10,
+                predicted_profit_usd=10.0,
+                realised_profit_usd=profit,
+                gas_cost_usd=0.1,
+                at=day1,
+            )
+        )
+    reorged = {"strategy": "arbitrage", "tx_hash": "0x" + "ab" * 32, "old_block": 10}
+    bus.publish(
+        ev.TradeReorged(
+            trade_id="moved",
+            outcome="moved",
+            new_block=11,
+            realised_profit_usd_before=12.5,
+            realised_profit_usd_after=11.0,
+            detail="a reorg moved 0xabab… from block 10 to block 11",
+            at=day1 + 1,
+            **reorged,
+        )
+    )
+    bus.publish(
+        ev.TradeReorged(
+            trade_id="void",
+            outcome="reorged_out",
+            new_block=None,
+            realised_profit_usd_before=7.5,
+            realised_profit_usd_after=0.0,
+            detail="reorged out: block 10 was replaced",
+            at=day1 + 2,
+            **reorged,
+        )
+    )
+    bus.publish(ev.Tick(block=12, opportunities=0, approved=0, started=0, at=day1 + 86_400))
+
+    alerts = [c for c in posted.cards if isinstance(c, cards.TradeReorgedAlert)]
+    assert [a.title() for a in alerts] == ["Fill moved by a reorg", "Fill reorged out (void)"]
+    assert "reorged out: block 10 was replaced" in alerts[1].render_text()
+    [summary] = [c for c in posted.cards if isinstance(c, cards.DailySummary)]
+    assert summary.trades == 1 and summary.pnl_usd == pytest.approx(11.0)
+
+
 def test_trade_events_become_the_alert_cards_operators_know() -> None:
     bus, posted = wired()
     common = {"trade_id": "arb-1", "strategy": "arbitrage", "route": "uniswap_v2 -> sushiswap"}

@@ -263,3 +263,40 @@ def test_view_is_a_snapshot_not_a_live_reference(portfolio: Portfolio) -> None:
     with pytest.raises(TypeError):
         before.balances[USDC.address] = 0  # type: ignore[index]
     assert dataclasses.is_dataclass(before)
+
+
+def test_a_pending_fill_voided_or_moved_by_a_reorg_leaves_or_corrects_todays_pnl(
+    portfolio: Portfolio, clock: Clock
+) -> None:
+    portfolio.mark(market(3000))
+    final = dataclasses.replace(fill(WETH, "1", WETH, "1.01"), intent_id="final")
+    pending = dataclasses.replace(
+        fill(WETH, "1", WETH, "1.02", gas_eth="0.001"), intent_id="pending", finality="pending"
+    )
+    portfolio.book_fill(final)  # +30 USD
+    assert portfolio.book_fill(pending).realized_pnl_usd == pytest.approx(57.0)
+    assert portfolio.realized_pnl_today_usd == pytest.approx(87.0)
+
+    # moved: the booking taken out, the fill booked again as its new receipt has it
+    assert portfolio.unbook_fill("pending") == pytest.approx(57.0)
+    portfolio.book_fill(dataclasses.replace(pending, amount_out=WETH.to_units("1.015")))
+    assert portfolio.realized_pnl_today_usd == pytest.approx(30.0 + 42.0)
+    # voided: it counts nowhere; a final fill cannot be unbooked
+    assert portfolio.unbook_fill("pending") == pytest.approx(42.0)
+    assert portfolio.unbook_fill("final") == 0.0
+    assert portfolio.realized_pnl_today_usd == pytest.approx(30.0)
+
+    # what a pending fill booked survives a restart the same day, not the next
+    portfolio.book_fill(pending)
+    saved = portfolio.state()
+    restarted = Portfolio(TOKENS, clock=clock)
+    restarted.restore(saved)
+    assert restarted.unbook_fill("pending") == pytest.approx(57.0)
+    assert restarted.realized_pnl_today_usd == pytest.approx(30.0)
+    confirmed = Portfolio(TOKENS, clock=clock)
+    confirmed.restore(saved)
+    confirmed.confirm_fill("pending")
+    assert confirmed.unbook_fill("pending") == 0.0
+    clock.now = NEXT_DAY
+    assert portfolio.unbook_fill("pending") == 0.0  # yesterday's books are closed
+    assert portfolio.realized_pnl_today_usd == 0.0
