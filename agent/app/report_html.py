@@ -32,7 +32,7 @@ from agent.analytics.html import (
 from agent.analytics.periods import per_period
 from agent.app.report import JournalRisk, JournalSummary, signed_usd, trade_points
 from agent.store.journal import EquitySnapshot
-from agent.types import Fill
+from agent.types import FILL_FINALITY_LABELS, Fill
 
 
 @dataclass(frozen=True)
@@ -371,7 +371,7 @@ def render_journal_html(
     sections.append(
         TableSection(
             "trades",
-            ("run", "block", "intent", "tx", "predicted", "realised"),
+            ("run", "block", "intent", "tx", "predicted", "realised", "status"),
             [
                 (
                     str(summary.fill_runs.get(f.intent_id) or "-"),
@@ -380,8 +380,10 @@ def render_journal_html(
                     f.tx_hash or "paper",
                     "-" if f.predicted_profit_usd is None else signed_usd(f.predicted_profit_usd),
                     "-" if f.profit_usd is None else signed_usd(f.profit_usd),
+                    # reorged-out fills are listed, and counted in no total
+                    FILL_FINALITY_LABELS.get(f.finality, f.finality),
                 )
-                for f in summary.fills
+                for f in [*summary.fills, *summary.voided]
             ],
             element_id="trades",
         )
