@@ -1,8 +1,9 @@
 """Fill finality on the devnet, with real reorgs (``anvil_reorg``): a fill stays pending until
 ``execution.confirmations`` and then becomes final; a reorg that re-includes the trade in
-another block moves the fill there with the amounts the new receipt shows; a reorg that takes
-the trade out of the chain voids the fill (journal, totals, trades view) and the next trade
-takes the freed nonce."""
+another block moves the fill there with the amounts the new receipt shows (or voids it as
+reverted when it reverts there); a trade back in the mempool waits, then moves with the block
+that mines it; a reorg that takes the trade out of the chain voids the fill (journal, totals,
+trades view) and the next trade takes the freed nonce."""
 
 # ruff: noqa: F811  (the `env` fixture comes from test_execution; test parameters name it)
 
@@ -16,7 +17,14 @@ from eth_abi import encode
 from agent.app.journal_views import list_trades
 from agent.app.report import read_journal
 from agent.execution import SEL_V2_SWAP_EXACT_TOKENS, erc20_balance
-from agent.execution.finality import FINAL, MOVED, REORGED_OUT, FinalityWatch
+from agent.execution.finality import (
+    FINAL,
+    MOVED,
+    REORGED_OUT,
+    REQUEUED,
+    REVERTED,
+    FinalityWatch,
+)
 from agent.store import IntentStatus, TxStatus
 from agent.types import FILL_FINAL, FILL_PENDING, FILL_REORGED, Fill, Intent
 from tests.chain.test_execution import (  # noqa: F401  (env: the fixture, by name)
@@ -48,6 +56,12 @@ async def swap_usdc_for_weth(env: Env, usdc: int = 2_000) -> tuple[Intent, Fill]
     assert outcome.status == IntentStatus.FILLED, outcome.detail
     assert outcome.fill is not None
     return intent, outcome.fill
+
+
+def whale_tx(whale: str, router: str, data: bytes) -> dict[str, str]:
+    """A dev account's router call for ``anvil_reorg`` to sign and mine (with the gas given:
+    Anvil's own estimate for it is made against the chain before the reorg)."""
+    return {"from": whale, "to": router, "data": "0x" + data.hex(), "gas": hex(400_000)}
 
 
 async def trade_tx(env: Env, intent: Intent, purpose: str = "swap") -> Any:
@@ -108,7 +122,7 @@ async def test_a_reorg_that_reincludes_the_trade_moves_the_fill_to_its_new_block
         [
             2,
             [
-                [{"from": whale, "to": router, "data": "0x" + whale_sale.hex()}, 0],
+                [whale_tx(whale, router, whale_sale), 0],
                 ["0x" + swap.raw_tx.hex(), 1],
             ],
         ],
@@ -189,3 +203,72 @@ async def test_a_fill_reorged_out_is_voided_and_the_next_trade_takes_its_nonce(
     assert await erc20_balance(env.w3, env.token("USDC"), env.wallet) == usdc_before - (
         refill.amount_in
     )
+
+
+async def test_a_trade_back_in_the_mempool_waits_then_moves_with_its_block(env: Env) -> None:
+    intent, fill = await swap_usdc_for_weth(env)
+    approve, swap = await trade_tx(env, intent, "approve"), await trade_tx(env, intent)
+    await env.devnet.call("anvil_reorg", [2, []])
+    watch = FinalityWatch(env.sender, env.journal, CONFIRMATIONS)
+    await env.devnet.call("evm_setAutomine", [False])
+    try:
+        # both signed transactions come back to the node's pool (as a node re-queues the
+        # transactions of the blocks a reorg dropped), not yet mined
+        for tx in (approve, swap):
+            await env.devnet.call("eth_sendRawTransaction", ["0x" + tx.raw_tx.hex()])
+        (waiting,) = await watch.check(await head(env))
+        assert (waiting.outcome, waiting.after) == (REQUEUED, None)
+        assert "waits in the mempool" in waiting.detail
+        assert await watch.check(await head(env)) == []  # said once
+        journaled = await env.journal.get_fill(intent.id)
+        assert journaled is not None and journaled.finality == FILL_PENDING  # still counted
+
+        await env.devnet.call("evm_mine", [])
+    finally:
+        await env.devnet.call("evm_setAutomine", [True])
+    (moved,) = await watch.check(await head(env))
+    assert moved.outcome == MOVED and moved.after is not None
+    assert moved.after.block_number == await head(env) != fill.block_number
+    assert moved.after.amount_out == fill.amount_out  # the same state, the same swap
+
+
+async def test_a_trade_reincluded_where_it_reverts_voids_the_fill_as_reverted(env: Env) -> None:
+    whale = env.devnet.accounts[2][0]
+    router = env.devnet.addresses["uniswap_v2.router"]
+    usdc = env.w3.eth.contract(address=env.token("USDC"), abi=load_abi("ERC20"))
+    whale_usdc = 400_000 * 10**6
+    approval = await usdc.functions.approve(router, whale_usdc).transact({"from": whale})
+    assert (await env.w3.eth.wait_for_transaction_receipt(approval))["status"] == 1
+    intent, fill = await swap_usdc_for_weth(env)
+    swap = await trade_tx(env, intent)
+
+    # A whale's large USDC -> WETH buy lands first: our swap's minimum out no longer holds.
+    whale_buy = SEL_V2_SWAP_EXACT_TOKENS + encode(
+        ["uint256", "uint256", "address[]", "address", "uint256"],
+        [whale_usdc, 0, [env.token("USDC"), env.token("WETH")], whale, FAR_DEADLINE],
+    )
+    await env.devnet.call(
+        "anvil_reorg",
+        [
+            1,
+            [
+                [whale_tx(whale, router, whale_buy), 0],
+                ["0x" + swap.raw_tx.hex(), 0],
+            ],
+        ],
+    )
+    receipt = await env.sender.get_receipt(swap.tx_hash)
+    assert receipt is not None and receipt.status == 0
+
+    (change,) = await FinalityWatch(env.sender, env.journal, CONFIRMATIONS).check(await head(env))
+
+    assert (change.outcome, change.after) == (REVERTED, None)
+    record = await env.journal.get_intent(intent.id)
+    assert record.status == IntentStatus.REVERTED
+    assert record.status_detail is not None and "reverted" in record.status_detail
+    journaled_swap = await env.journal.get_tx(swap.tx_hash)
+    assert (journaled_swap.status, journaled_swap.block_number) == (
+        TxStatus.REVERTED,
+        receipt.block_number,
+    )
+    assert fill.intent_id not in {f.intent_id for f in await env.journal.list_fills()}
