@@ -22,6 +22,11 @@ SIGINT through ``stop``), the loop takes no new block, waits up to ``shutdown_gr
 trades in flight (their intents and signed transactions are journaled before broadcast, so
 anything cut off is finished by start-up reconciliation), then closes everything and returns.
 
+At each tick the fills still pending ``execution.confirmations`` are checked against the chain
+beside the snapshot's reads (``FinalityCheck``), and what a reorg did to them (moved to another
+block, or voided) is applied to the books before any decision: today's PnL, the metrics, the
+run report and ``TradeReorged`` for the alerts and the daily summary.
+
 Strategy state is journaled before any trade starts, with the intents each strategy still awaits
 (an outcome not yet handed to it); the next start hands it the outcome reconciliation settled
 for each of them before its first decision, so a crash after a broadcast neither loses a fill
