@@ -1,6 +1,7 @@
 """A fill reorged out of the chain while it awaits ``execution.confirmations``, seen by the real
 agent: the journal voids it, today's PnL and the run's fills no longer count it, the operator
-is alerted, and the arbitrage the reorg reopened is traded again under the freed nonce."""
+is alerted, and the arbitrage the reorg reopened is traded again under the freed nonce. The
+journal runs on SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -21,11 +22,18 @@ from tests.e2e.harness import (
 from tests.fakes.telegram_fake import TelegramFake
 
 
+@pytest.mark.parametrize("journal_backend", ["sqlite", "postgresql"])
 async def test_a_reorged_out_fill_leaves_the_books_and_its_nonce_is_traded_again(
-    chain: Chain, telegram: TelegramFake, workdir: Path
+    chain: Chain,
+    telegram: TelegramFake,
+    workdir: Path,
+    request: pytest.FixtureRequest,
+    journal_backend: str,
 ) -> None:
     tree = chain.tree(workdir, telegram_url=telegram.base_url)
     tree["execution"]["confirmations"] = 3
+    if journal_backend == "postgresql":  # the journal on a real PostgreSQL server
+        tree["store"] = {"url": request.getfixturevalue("pg_database")}
     cfg = write_config(workdir / "agent.toml", tree, {"TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN})
 
     async with running_agent(cfg) as agent:
