@@ -94,6 +94,7 @@ def _trade_row(fill: Fill, token: Token | None) -> dict[str, Any]:
         "exact": fill.profit == fill.predicted_profit,
         "tx_hash": fill.tx_hash,
         "block": fill.block_number,
+        "finality": FILL_FINALITY_LABELS.get(fill.finality, fill.finality),
     }
 
 
