@@ -57,7 +57,14 @@ from agent import events as ev
 from agent.alerts.base import AlertEvent
 from agent.errors import AgentError, JournalNotFound, TemporaryError
 from agent.execution import ExecutionOutcome, min_amount_out, min_profit
-from agent.execution.finality import FINAL, MOVED, REQUEUED, VOIDED, FinalityChange
+from agent.execution.finality import (
+    FINAL,
+    MOVED,
+    REQUEUED,
+    REVERTED,
+    VOIDED,
+    FinalityChange,
+)
 from agent.market.portfolio import PORTFOLIO_STATE_KEY, Portfolio
 from agent.market.snapshot import MarketSnapshot, PortfolioView
 from agent.metrics.server import AgentMetrics
@@ -518,6 +525,8 @@ class Engine:
             self._voided.add(change.intent_id)
             self.portfolio.unbook_fill(change.intent_id)
             self._replace_report_fill(change.intent_id, None)
+            if change.outcome == REVERTED:  # as any trade that reverted: its pairs cool down
+                self.risk.record_revert(change.intent, self.clock())
         usd_after = 0.0 if after is None else after.profit_usd or 0.0
         if change.outcome != REQUEUED:
             await self._save_portfolio()

@@ -31,7 +31,7 @@ from agent.chain.tx import Receipt, TransactionSender
 from agent.execution.settlement import _mined_receipts, fill_from_receipt, with_l1_fees
 from agent.store.journal import Journal
 from agent.store.models import TxStatus
-from agent.types import FILL_FINAL, FILL_PENDING, Fill
+from agent.types import FILL_FINAL, FILL_PENDING, Fill, Intent
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,18 @@ class FinalityChange:
     is now (the final or moved fill; ``None`` when void or waiting in the mempool)."""
 
     outcome: str
-    strategy: str
+    intent: Intent
     before: Fill
     after: Fill | None
     detail: str
 
     @property
     def intent_id(self) -> str:
-        return self.before.intent_id
+        return self.intent.id
+
+    @property
+    def strategy(self) -> str:
+        return self.intent.strategy
 
 
 def _short(value: str | None) -> str:
@@ -91,8 +95,8 @@ class FinalityWatch:
             if found is None:
                 continue
             outcome, after, detail = found
-            strategy = (await self.journal.get_intent(fill.intent_id)).intent.strategy
-            changes.append(FinalityChange(outcome, strategy, fill, after, detail))
+            intent = (await self.journal.get_intent(fill.intent_id)).intent
+            changes.append(FinalityChange(outcome, intent, fill, after, detail))
             log.log(
                 logging.INFO if outcome == FINAL else logging.WARNING,
                 "fill %s: %s",
