@@ -6,6 +6,8 @@
 * ``reconcile``: ``Reconciler`` brings every non-final journal row in line with the chain;
 * ``settlement``: realised amounts of an intent from its trade receipt (live path and
   reconciliation);
+* ``finality``: ``FinalityWatch`` keeps each fill pending until ``execution.confirmations``
+  and reconciles the fills a reorg moved or took out of the chain;
 * ``common``: slippage floors, router selectors, DEX addresses and ``ExecutionOutcome``,
   shared by all of them (ERC20 selectors and reads live in ``agent.chain.abi``);
 * ``balances``: the wallet's balances per block; ``tx_journal``: transactions in the journal.
