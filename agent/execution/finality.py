@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 
 from agent.chain.l1fee import OpStackL1Fees
 from agent.chain.tx import Receipt, TransactionSender
+from agent.errors import TemporaryError
 from agent.execution.settlement import _mined_receipts, fill_from_receipt, with_l1_fees
 from agent.store.journal import Journal
 from agent.store.models import TxStatus
@@ -84,18 +85,27 @@ class FinalityWatch:
         self.confirmations = confirmations
         self.l1_fees = l1_fees
         self._requeued: set[str] = set()  # intents said to wait in the mempool
+        self._resync_due = False  # a voided fill's nonce not yet resynced (the node failed)
 
     async def check(self, head: int) -> list[FinalityChange]:
-        """One pass at chain head ``head``; the changes it journaled, oldest fill first."""
+        """One pass at chain head ``head``; the changes it journaled, oldest fill first.
+
+        A fill whose reads fail (a temporary node error) is checked again at the next head;
+        what was journaled for the others is returned all the same, so the caller's books
+        never miss a change the journal already holds."""
         changes = []
         for fill in await self.journal.unconfirmed_fills():
             if fill.tx_hash is None:
                 continue
-            found = await self._check(fill, fill.tx_hash, head)
+            try:
+                intent = (await self.journal.get_intent(fill.intent_id)).intent
+                found = await self._check(fill, fill.tx_hash, head)
+            except TemporaryError as exc:
+                log.warning("fill %s not checked at head %d: %s", fill.intent_id, head, exc)
+                continue
             if found is None:
                 continue
             outcome, after, detail = found
-            intent = (await self.journal.get_intent(fill.intent_id)).intent
             changes.append(FinalityChange(outcome, intent, fill, after, detail))
             log.log(
                 logging.INFO if outcome == FINAL else logging.WARNING,
@@ -103,9 +113,14 @@ class FinalityWatch:
                 fill.intent_id,
                 detail,
             )
-        if any(c.outcome in VOIDED for c in changes):
+        if self._resync_due or any(c.outcome in VOIDED for c in changes):
             # The lost transaction's nonce is free again on chain: the next send takes it.
-            await self.sender.nonces.resync()
+            try:
+                await self.sender.nonces.resync()
+                self._resync_due = False
+            except TemporaryError as exc:
+                self._resync_due = True
+                log.warning("nonce resync after a reorg failed (retried next head): %s", exc)
         return changes
 
     async def _check(
