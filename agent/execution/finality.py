@@ -99,7 +99,7 @@ class FinalityWatch:
                 continue
             try:
                 intent = (await self.journal.get_intent(fill.intent_id)).intent
-                found = await self._check(fill, fill.tx_hash, head)
+                found = await self._check(fill, fill.tx_hash, head, intent)
             except TemporaryError as exc:
                 log.warning("fill %s not checked at head %d: %s", fill.intent_id, head, exc)
                 continue
@@ -124,7 +124,7 @@ class FinalityWatch:
         return changes
 
     async def _check(
-        self, fill: Fill, tx_hash: str, head: int
+        self, fill: Fill, tx_hash: str, head: int, intent: Intent
     ) -> tuple[str, Fill | None, str] | None:
         receipt = await self.sender.get_receipt(tx_hash)
         if receipt is not None and (receipt.block_number, receipt.block_hash) == (
@@ -150,7 +150,7 @@ class FinalityWatch:
                 fill.intent_id, detail, reverted_in_block=receipt.block_number
             )
             return REVERTED, None, detail
-        after = await self._refilled(fill, receipt)
+        after = await self._refilled(fill, receipt, intent)
         await self.journal.move_fill(after, moved)
         return MOVED, after, moved
 
@@ -174,16 +174,13 @@ class FinalityWatch:
         await self.journal.void_fill(fill.intent_id, detail, also_gone=also_gone)
         return REORGED_OUT, None, detail
 
-    async def _refilled(self, fill: Fill, receipt: Receipt) -> Fill:
+    async def _refilled(self, fill: Fill, receipt: Receipt, intent: Intent) -> Fill:
         """The fill as the new receipt has it (amounts and gas read again), still pending;
         its USD profit is left for the engine to price at the new block."""
-        record = await self.journal.get_intent(fill.intent_id)
         trade_tx = await self.journal.get_tx(receipt.tx_hash)
         gas_receipts = await with_l1_fees(
             await _mined_receipts(self.sender, await self.journal.txs_for_intent(fill.intent_id)),
             self.l1_fees,
         )
-        after = fill_from_receipt(
-            record.intent, fill.mode, trade_tx, receipt, gas_receipts, FILL_PENDING
-        )
+        after = fill_from_receipt(intent, fill.mode, trade_tx, receipt, gas_receipts, FILL_PENDING)
         return replace(after, predicted_profit_usd=fill.predicted_profit_usd)
