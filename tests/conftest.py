@@ -100,6 +100,16 @@ async def base_replica(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 
 @pytest.fixture(scope="session")
+async def arbitrum_replica(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Devnet]:
+    """A replica of Arbitrum One (chain id 42161; the NodeInterface replica at 0xC8)."""
+    from agent.devnet.replica import Replica
+
+    base = tmp_path_factory.getbasetemp()
+    async with Replica("arbitrum", state_file=base / "replica-state" / "arbitrum.json") as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server for the session (see tests/pg.py); never skipped."""
     bin_dir = find_pg_bin()

@@ -31,7 +31,7 @@ from agent.app.preflight import check_wallet_address, verify_chain
 from agent.chain.blocks import HeadMonitor
 from agent.chain.gas import GasOracle, GasPolicy
 from agent.chain.heads import HeadGuard
-from agent.chain.l1fee import OpStackL1Fees
+from agent.chain.l1fee import ExtraFees, chain_fees_for
 from agent.chain.limits import ProviderLimits
 from agent.chain.logs import get_logs
 from agent.chain.multicall import Multicall
@@ -373,8 +373,10 @@ async def open_agent(
         reconciler: Reconciler | None = None
         sender: TransactionSender | None = None
         portfolio = Portfolio(tokens)
-        # Prices each opportunity's L1 data fee (live/fork on an OP-stack chain only).
-        l1_fee_wei: Callable[[Intent], Awaitable[int]] | None = None
+        # What an L2 charges each opportunity's transaction beyond gas x price (the L1 data
+        # fee, OP's operator fee), in every mode: paper fills book it as live fills do.
+        l1_fees = chain_fees_for(w3, cfg.chain.name)
+        extra_fees: Callable[[Intent, int], Awaitable[ExtraFees]] | None = None
         finality: FinalityWatch | None = None
         if chain_mode == "paper":
             # paper_balances may name a token by a symbol only market.tokens resolved
@@ -385,7 +387,9 @@ async def open_agent(
                 if (t := by_ref.get(ref.upper()) or addresses.token(ref)) is not None
             }
             await journal.seed_paper_balances(paper)
-            executor = PaperExecutor(w3, journal, contracts, settings.slippage_bps)
+            executor = PaperExecutor(w3, journal, contracts, settings.slippage_bps, l1_fees=l1_fees)
+            if l1_fees is not None:
+                extra_fees = executor.extra_fees
             balances: Any = PaperBalances(journal)
         else:
             signer = signer or unlock_signer(cfg)
@@ -407,12 +411,6 @@ async def open_agent(
                 fee_policy,
                 fee_oracle=gas,
             )
-            l1_fee_model = chain_profile(cfg.chain.name).l1_fee
-            l1_fees = (
-                OpStackL1Fees(w3, l1_fee_model.oracle)
-                if l1_fee_model.kind == "op_stack" and l1_fee_model.oracle is not None
-                else None
-            )
             confirmations = cfg.execution.confirmations
             reconciler = Reconciler(sender, journal, l1_fees=l1_fees, confirmations=confirmations)
             report = await reconciler.reconcile(wait_s=30.0)
@@ -426,8 +424,8 @@ async def open_agent(
                 events=events,
                 l1_fees=l1_fees,
             )
-            if executor.l1_fees is not None:
-                l1_fee_wei = executor.l1_fee_wei
+            if l1_fees is not None:
+                extra_fees = executor.extra_fees
             # fills pending confirmation, checked at each head (with 1 they are final at once,
             # but fills an earlier run left pending are still seen through)
             finality = FinalityWatch(sender, journal, confirmations, l1_fees=l1_fees)
@@ -511,7 +509,7 @@ async def open_agent(
             reconcile=None if reconciler is None else partial(reconciler.reconcile, wait_s=0.0),
             events=events,
             redact=redactor_for(cfg),
-            l1_fee_wei=l1_fee_wei,
+            extra_fees=extra_fees,
             finality=finality,
         )
         parts = AgentParts(

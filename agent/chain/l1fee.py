@@ -14,10 +14,22 @@ same formula locally (tests hold the two equal). Realised cost is the receipt's 
 the node reports it (op-geth, op-reth) and otherwise the oracle at the receipt's block for the
 mined transaction's unsigned bytes (an Anvil replica).
 
-Arbitrum is different: the L1 part is charged in L2 gas and is already inside ``gasUsed`` (the
-realised side is right as it is); its prediction would come from the NodeInterface's
-``gasEstimateComponents`` (a virtual contract only a Nitro node answers; Anvil cannot), which
-is not wired here.
+Since Isthmus an OP-stack chain may also charge an operator fee, booked with L2 execution:
+``getOperatorFee(gasUsed)`` on the oracle predicts it where ``isIsthmus()`` holds (Isthmus:
+``gasUsed * scalar / 1e6 + constant``; Jovian: ``gasUsed * scalar * 100 + constant``); the
+realised fee comes from the receipt's ``operatorFeeScalar`` / ``operatorFeeConstant`` (the
+formula of the fork active at its block), or the oracle at the receipt's block.
+
+Arbitrum charges the L1 part in L2 gas, inside ``gasUsed`` (receipts say how much:
+``gasUsedForL1``; its wei are ``gasUsedForL1 * effectiveGasPrice``). Prediction asks the
+NodeInterface (``0x...C8``, a virtual contract only a Nitro node answers):
+``gasEstimateL1Component(to, false, data)`` returns ``gasEstimateForL1`` (L2 gas) and the L2
+``baseFee``; the L1 part is their product, in wei. It is the L1 half of
+``gasEstimateComponents`` (same Nitro code: Brotli size of the transaction x 16 units x
+ArbOS's L1 price per unit, padded by 256 units, 1% and 10%), without running the caller's gas
+estimate, so it needs no sender, prices a swap before its approval and works in paper mode.
+A node whose receipts lack ``gasUsedForL1`` (an Anvil replica) is priced the same way at the
+receipt's block, added on top of ``gasUsed`` (such a node did not charge it).
 """
 
 from __future__ import annotations
@@ -30,8 +42,9 @@ import rlp
 from eth_abi import decode, encode
 from eth_utils import keccak, to_bytes
 from web3 import AsyncWeb3
+from web3.exceptions import ContractLogicError
 
-from agent.chain.registry import OP_GAS_PRICE_ORACLE
+from agent.chain.registry import ARBITRUM_NODE_INTERFACE, OP_GAS_PRICE_ORACLE, chain_profile
 
 FJORD_COST_INTERCEPT = -42_585_600
 FJORD_COST_FASTLZ_COEF = 836_500
@@ -51,6 +64,39 @@ L1_BASE_FEE = _selector("l1BaseFee()")
 BLOB_BASE_FEE = _selector("blobBaseFee()")
 BASE_FEE_SCALAR = _selector("baseFeeScalar()")
 BLOB_BASE_FEE_SCALAR = _selector("blobBaseFeeScalar()")
+IS_ISTHMUS = _selector("isIsthmus()")
+IS_JOVIAN = _selector("isJovian()")
+GET_OPERATOR_FEE = _selector("getOperatorFee(uint256)")
+GAS_ESTIMATE_L1_COMPONENT = _selector("gasEstimateL1Component(address,bool,bytes)")
+# Unsigned type-2 envelope around the calldata (chain id, nonce, fees, gas, to, value, lists):
+# what getL1FeeUpperBound adds to the calldata of a transaction not built yet.
+TX_ENVELOPE_BYTES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraFees:
+    """What a chain charges a transaction beyond ``gas x price``, wei: the L1 data fee and,
+    on OP-stack chains since Isthmus, the operator fee (booked with L2 execution)."""
+
+    l1_fee_wei: int = 0
+    operator_fee_wei: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorFeeParams:
+    """An OP-stack chain's operator fee inputs: scalar (Isthmus: 1e6 = 1 wei per gas; Jovian:
+    1 = 100 wei per gas), constant (wei per transaction), and whether Jovian's formula holds."""
+
+    scalar: int = 0
+    constant_wei: int = 0
+    jovian: bool = False
+
+
+def operator_fee(gas_used: int, params: OperatorFeeParams) -> int:
+    """The operator fee (wei) of a transaction that used ``gas_used`` L2 gas."""
+    if params.jovian:
+        return gas_used * params.scalar * 100 + params.constant_wei
+    return gas_used * params.scalar // 10**6 + params.constant_wei
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +241,11 @@ BlockRef = int | Literal["latest", "pending"]
 
 
 class OpStackL1Fees:
-    """Asks the GasPriceOracle predeploy for L1 fees (prediction) and settles them (receipts)."""
+    """Asks the GasPriceOracle predeploy for L1 and operator fees (prediction) and settles
+    them (receipts)."""
+
+    # Prices the exact unsigned transaction when it can be built (``predict``'s ``unsigned``).
+    needs_unsigned = True
 
     def __init__(self, w3: AsyncWeb3[Any], oracle: str = OP_GAS_PRICE_ORACLE) -> None:
         self._w3 = w3
@@ -216,6 +266,42 @@ class OpStackL1Fees:
             GET_L1_FEE_UPPER_BOUND + encode(["uint256"], [unsigned_tx_size]), block
         )
 
+    async def _flag(self, selector: bytes, block: BlockRef) -> bool:
+        """A fork flag of the oracle; an oracle from before that fork has no such getter."""
+        try:
+            return bool(await self._call(selector, block))
+        except (ContractLogicError, ValueError):
+            return False
+
+    async def operator_fee(self, gas_used: int, block: BlockRef = "latest") -> int:
+        """``getOperatorFee(gas_used)`` at ``block`` where the oracle is Isthmus's, else 0."""
+        if not await self._flag(IS_ISTHMUS, block):
+            return 0
+        return await self._call(GET_OPERATOR_FEE + encode(["uint256"], [gas_used]), block)
+
+    async def predict(
+        self, to: str, data: bytes, gas_units: int, unsigned: bytes | None = None
+    ) -> ExtraFees:
+        """Fees beyond ``gas x price`` of a transaction to ``to`` with ``data`` using
+        ``gas_units`` L2 gas: the L1 fee of its ``unsigned`` serialization when known, else
+        the oracle's upper bound for the calldata plus the envelope; the operator fee."""
+        if unsigned is not None:
+            l1 = await self.l1_fee(unsigned)
+        else:
+            l1 = await self.l1_fee_upper_bound(len(data) + TX_ENVELOPE_BYTES)
+        return ExtraFees(l1, await self.operator_fee(gas_units))
+
+    async def realised_operator_fee(
+        self, gas_used: int, block: int, reported: tuple[int, int] | None
+    ) -> int:
+        """The operator fee a mined transaction paid: from the receipt's ``(scalar,
+        constant)`` under the fork active at ``block``, else the oracle at ``block``."""
+        if reported is None:
+            return await self.operator_fee(gas_used, block)
+        scalar, constant = reported
+        jovian = scalar != 0 and await self._flag(IS_JOVIAN, block)
+        return operator_fee(gas_used, OperatorFeeParams(scalar, constant, jovian))
+
     async def params(self, block: BlockRef = "latest") -> OpL1FeeParams:
         """The oracle's fee inputs at ``block`` (for :func:`fjord_l1_fee` without a call)."""
         return OpL1FeeParams(
@@ -233,3 +319,100 @@ class OpStackL1Fees:
             return _int(reported)
         tx = await self._w3.eth.get_transaction(raw_receipt["transactionHash"])
         return await self.l1_fee(unsigned_tx_bytes(tx), _int(raw_receipt["blockNumber"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ArbitrumL1Estimate:
+    """``gasEstimateL1Component``'s answer: L2 gas for the L1 part, the L2 base fee (wei)
+    and ArbOS's L1 price per calldata unit (wei)."""
+
+    gas_for_l1: int
+    base_fee_wei: int
+    l1_base_fee_estimate_wei: int
+
+    @property
+    def fee_wei(self) -> int:
+        """The L1 part in wei: ``gasEstimateForL1 x baseFee``."""
+        return self.gas_for_l1 * self.base_fee_wei
+
+
+class ArbitrumL1Fees:
+    """Asks Arbitrum's NodeInterface for the L1 part of a transaction (prediction) and
+    settles it from receipts (``gasUsedForL1``, or the NodeInterface at the receipt's block)."""
+
+    needs_unsigned = False
+
+    def __init__(self, w3: AsyncWeb3[Any], node_interface: str = ARBITRUM_NODE_INTERFACE) -> None:
+        self._w3 = w3
+        self.node_interface = AsyncWeb3.to_checksum_address(node_interface)
+
+    async def estimate(
+        self, to: str | None, data: bytes, block: BlockRef = "latest"
+    ) -> ArbitrumL1Estimate:
+        """``gasEstimateL1Component(to, to is None, data)`` at ``block``."""
+        target = AsyncWeb3.to_checksum_address(to) if to else "0x" + "00" * 20
+        call = GAS_ESTIMATE_L1_COMPONENT + encode(
+            ["address", "bool", "bytes"], [target, to is None, data]
+        )
+        raw = await self._w3.eth.call({"to": self.node_interface, "data": call}, block)
+        gas, base_fee, l1_price = decode(["uint64", "uint256", "uint256"], bytes(raw))
+        return ArbitrumL1Estimate(int(gas), int(base_fee), int(l1_price))
+
+    async def predict(
+        self, to: str, data: bytes, gas_units: int, unsigned: bytes | None = None
+    ) -> ExtraFees:
+        """The L1 part (wei) of a transaction to ``to`` with ``data``; Arbitrum has no
+        operator fee."""
+        return ExtraFees((await self.estimate(to, data)).fee_wei)
+
+    async def realised_l1_fee(self, raw_receipt: Mapping[str, Any]) -> int:
+        """The L1 part a mined transaction paid: ``gasUsedForL1 x effectiveGasPrice`` when the
+        node gives it, else the NodeInterface's figure for its calldata at its block."""
+        reported = raw_receipt.get("gasUsedForL1")
+        if reported is not None:
+            return _int(reported) * _int(raw_receipt.get("effectiveGasPrice"))
+        tx = await self._w3.eth.get_transaction(raw_receipt["transactionHash"])
+        to = tx.get("to")
+        data = tx.get("input", b"")
+        data_raw = to_bytes(hexstr=data) if isinstance(data, str) else bytes(data)
+        block = _int(raw_receipt["blockNumber"])
+        return (await self.estimate(str(to) if to else None, data_raw, block)).fee_wei
+
+    async def realised_operator_fee(
+        self, gas_used: int, block: int, reported: tuple[int, int] | None
+    ) -> int:
+        return 0
+
+
+ChainFees = OpStackL1Fees | ArbitrumL1Fees
+
+
+def chain_fees_for(w3: AsyncWeb3[Any], chain: str) -> ChainFees | None:
+    """The fee oracle of ``chain``'s L1 fee model (None: the chain charges gas x price only)."""
+    model = chain_profile(chain).l1_fee
+    if model.oracle is None:
+        return None
+    if model.kind == "op_stack":
+        return OpStackL1Fees(w3, model.oracle)
+    if model.kind == "arbitrum":
+        return ArbitrumL1Fees(w3, model.oracle)
+    return None
+
+
+def receipt_fee_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The L2 fee fields of a raw receipt, as :class:`agent.chain.tx.Receipt` keeps them:
+    ``l1_fee_wei`` (OP's ``l1Fee``; Arbitrum's ``gasUsedForL1 x effectiveGasPrice``),
+    ``l1_gas_used`` (Arbitrum's ``gasUsedForL1``, inside ``gasUsed``) and
+    ``operator_fee_reported`` (OP's ``(operatorFeeScalar, operatorFeeConstant)``)."""
+    fields: dict[str, Any] = {}
+    if raw.get("l1Fee") is not None:
+        fields["l1_fee_wei"] = _int(raw["l1Fee"])
+    if raw.get("gasUsedForL1") is not None:
+        fields["l1_gas_used"] = _int(raw["gasUsedForL1"])
+        fields["l1_fee_wei"] = fields["l1_gas_used"] * _int(raw.get("effectiveGasPrice"))
+    if raw.get("operatorFeeScalar") is not None:
+        fields["operator_fee_reported"] = (
+            _int(raw["operatorFeeScalar"]),
+            _int(raw.get("operatorFeeConstant")),
+        )
+    return fields

@@ -30,7 +30,7 @@ from web3.types import RPCEndpoint
 
 from agent.chain.abi import selector
 from agent.chain.gas import GasOracle
-from agent.chain.l1fee import unsigned_tx_bytes
+from agent.chain.l1fee import receipt_fee_fields, unsigned_tx_bytes
 from agent.chain.nonce import NonceManager
 from agent.errors import (
     AgentError,
@@ -302,16 +302,23 @@ class Receipt:
     effective_gas_price_wei: int
     logs: tuple[LogEntry, ...]
     contract_address: str | None
-    # OP-stack L1 data fee (wei) when the node reports it (op-geth's ``l1Fee``); ``None``
-    # when it does not (Ethereum, Arbitrum, an Anvil replica of an OP chain).
+    # The L1 data fee (wei) when the node reports it (op-geth's ``l1Fee``, Arbitrum's
+    # ``gasUsedForL1`` x price); ``None`` when it does not (an Anvil replica of an L2).
     l1_fee_wei: int | None = None
     # The hash of the block that holds it: a reorg that replaces that block changes it.
     block_hash: str | None = None
+    # Arbitrum: the L2 gas inside ``gas_used`` that paid for L1 data (``gasUsedForL1``).
+    l1_gas_used: int = 0
+    # OP stack since Isthmus: the operator fee (wei) once settled; what the node reported
+    # for it (``operatorFeeScalar``, ``operatorFeeConstant``), if anything.
+    operator_fee_wei: int | None = None
+    operator_fee_reported: tuple[int, int] | None = None
 
     @property
     def gas_cost_wei(self) -> int:
-        """L2 execution cost only; the L1 data fee is :attr:`l1_fee_wei`."""
-        return self.gas_used * self.effective_gas_price_wei
+        """L2 execution cost (the operator fee included); the L1 fee is :attr:`l1_fee_wei`."""
+        execution = (self.gas_used - self.l1_gas_used) * self.effective_gas_price_wei
+        return execution + (self.operator_fee_wei or 0)
 
 
 def receipt_from_web3(raw: Mapping[str, Any]) -> Receipt:
@@ -325,7 +332,6 @@ def receipt_from_web3(raw: Mapping[str, Any]) -> Receipt:
         for entry in raw["logs"]
     )
     contract = raw.get("contractAddress")
-    l1_fee = raw.get("l1Fee")
     return Receipt(
         tx_hash="0x" + bytes(raw["transactionHash"]).hex(),
         status=int(raw["status"]),
@@ -334,8 +340,8 @@ def receipt_from_web3(raw: Mapping[str, Any]) -> Receipt:
         effective_gas_price_wei=int(raw.get("effectiveGasPrice", 0)),
         logs=logs,
         contract_address=AsyncWeb3.to_checksum_address(contract) if contract else None,
-        l1_fee_wei=None if l1_fee is None else int(str(l1_fee), 0),
         block_hash="0x" + bytes(raw["blockHash"]).hex() if raw.get("blockHash") else None,
+        **receipt_fee_fields(raw),
     )
 
 

@@ -55,7 +55,7 @@ from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
 
 from agent.chain.abi import calldata, sort_tokens, v2_pair_address, v3_pool_address
-from agent.chain.l1fee import OpL1FeeParams
+from agent.chain.l1fee import OperatorFeeParams, OpL1FeeParams, fastlz_compressed_length
 from agent.chain.registry import ChainAddresses, addresses_for, chain_profile
 from agent.devnet import Devnet
 from agent.devnet.deploy import (
@@ -94,6 +94,7 @@ MULTICALL3_ARTIFACT = _ABIS / "Multicall3.json"
 FORK_V2_FACTORY_ARTIFACT = _ABIS / "ReplicaV2Factory.json"
 FORK_V2_ROUTER_ARTIFACT = _ABIS / "ReplicaV2Router.json"
 GAS_PRICE_ORACLE_ARTIFACT = _ABIS / "ReplicaGasPriceOracle.json"
+NODE_INTERFACE_ARTIFACT = _ABIS / "ReplicaNodeInterface.json"
 # Base mainnet's L1 fee inputs (late 2025 scale): what the replica's oracle starts with.
 BASE_L1_FEE_PARAMS = OpL1FeeParams(
     l1_base_fee_wei=2 * 10**9,
@@ -101,6 +102,22 @@ BASE_L1_FEE_PARAMS = OpL1FeeParams(
     base_fee_scalar=2_269,
     blob_base_fee_scalar=1_055_762,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ArbitrumL1FeeParams:
+    """The replica NodeInterface's inputs (``contracts/ReplicaNodeInterface.sol``): ArbOS's L1
+    price per calldata unit (``l1BaseFeeEstimate``, wei) and the L2 base fee floor (wei)."""
+
+    l1_price_per_unit_wei: int
+    min_base_fee_wei: int
+
+
+# Arbitrum One's scale (late 2025): L1 data priced at ~0.1 gwei per unit since blobs, and
+# ArbOS's 0.01 gwei floor under the L2 base fee.
+# Base since Isthmus: the operator fee exists and is zero.
+BASE_OPERATOR_FEE = OperatorFeeParams()
+ARBITRUM_L1_FEE_PARAMS = ArbitrumL1FeeParams(l1_price_per_unit_wei=10**8, min_base_fee_wei=10**7)
 _TOKEN_ARTIFACTS = {
     "fiat": _ABIS / "ReplicaFiatToken.json",
     "tether": _ABIS / "ReplicaTetherToken.json",
@@ -473,6 +490,7 @@ def replica_source_files() -> list[Path]:
         FORK_V2_FACTORY_ARTIFACT,
         FORK_V2_ROUTER_ARTIFACT,
         GAS_PRICE_ORACLE_ARTIFACT,
+        NODE_INTERFACE_ARTIFACT,
         *_TOKEN_ARTIFACTS.values(),
     ]
 
@@ -713,6 +731,9 @@ async def deploy_replica(rpc: JsonRpc, profile: ReplicaProfile, *, rpc_url: str 
     if l1_fee.kind == "op_stack" and l1_fee.oracle is not None:
         await place_gas_price_oracle(rpc, BASE_L1_FEE_PARAMS, l1_fee.oracle)
         addresses["gas_price_oracle"] = l1_fee.oracle
+    if l1_fee.kind == "arbitrum" and l1_fee.oracle is not None:
+        await place_node_interface(rpc, ARBITRUM_L1_FEE_PARAMS, l1_fee.oracle)
+        addresses["node_interface"] = l1_fee.oracle
     return Deployment(
         name=profile.chain,
         chain_id=profile.chain_id,
@@ -724,23 +745,63 @@ async def deploy_replica(rpc: JsonRpc, profile: ReplicaProfile, *, rpc_url: str 
     )
 
 
-async def place_gas_price_oracle(
-    rpc: JsonRpc, params: OpL1FeeParams, address: str = "0x420000000000000000000000000000000000000F"
+async def _place_with_storage(
+    rpc: JsonRpc, artifact_path: Path, address: str, slots: tuple[int, ...]
 ) -> None:
-    """Put the Fjord GasPriceOracle (``contracts/ReplicaGasPriceOracle.sol``) at the OP-stack
-    predeploy with ``params`` in its storage (see the contract for the slot layout); calling
-    it again changes the fees, as a new L1 block would on the real chain."""
-    artifact = json.loads(GAS_PRICE_ORACLE_ARTIFACT.read_text(encoding="utf-8"))
-    await rpc.call("anvil_setCode", [address, artifact["deployedBytecode"]])
+    await rpc.call("anvil_setCode", [address, _artifact(artifact_path)["deployedBytecode"]])
+    for slot, value in enumerate(slots):
+        await rpc.call("anvil_setStorageAt", [address, hex(slot), "0x" + f"{value:064x}"])
+
+
+async def place_gas_price_oracle(
+    rpc: JsonRpc,
+    params: OpL1FeeParams,
+    address: str = "0x420000000000000000000000000000000000000F",
+    operator: OperatorFeeParams = BASE_OPERATOR_FEE,
+) -> None:
+    """Put the GasPriceOracle (``contracts/ReplicaGasPriceOracle.sol``: Fjord L1 fees,
+    Isthmus operator fee) at the OP-stack predeploy with ``params`` and ``operator`` in its
+    storage (see the contract for the slot layout); calling it again changes the fees, as a
+    new L1 block would on the real chain. Base is past Isthmus with a zero operator fee."""
+    flags = 1 | (1 << 8) | (1 << 16) | (int(operator.jovian) << 24)  # Ecotone..Isthmus, Jovian
     slots = (
-        1 | (1 << 8),  # isEcotone, isFjord
+        flags,
         params.l1_base_fee_wei,
         params.blob_base_fee_wei,
         params.base_fee_scalar,
         params.blob_base_fee_scalar,
+        operator.scalar,
+        operator.constant_wei,
     )
-    for slot, value in enumerate(slots):
-        await rpc.call("anvil_setStorageAt", [address, hex(slot), "0x" + f"{value:064x}"])
+    await _place_with_storage(rpc, GAS_PRICE_ORACLE_ARTIFACT, address, slots)
+
+
+async def place_node_interface(
+    rpc: JsonRpc,
+    params: ArbitrumL1FeeParams,
+    address: str = "0x00000000000000000000000000000000000000C8",
+) -> None:
+    """Put the replica NodeInterface (``contracts/ReplicaNodeInterface.sol``) at Arbitrum's
+    0xC8 with ``params`` in its storage. A real NodeInterface is virtual (only a Nitro node
+    answers it; there is no code at 0xC8), so Anvil cannot serve it: this contract mirrors its
+    ABI and Nitro's formula. Calling it again changes the L1 price."""
+    slots = (params.l1_price_per_unit_wei, params.min_base_fee_wei)
+    await _place_with_storage(rpc, NODE_INTERFACE_ARTIFACT, address, slots)
+
+
+def node_interface_l1_cost_wei(data: bytes, params: ArbitrumL1FeeParams) -> int:
+    """The replica NodeInterface's padded L1 cost (wei) of a transaction carrying ``data``:
+    Nitro's estimation formula over FastLZ's size of the calldata plus 140 bytes (see the
+    contract); ``gasEstimateL1Component`` divides it by the L2 base fee."""
+    l1_bytes = fastlz_compressed_length(data) + 140
+    units = (16 * l1_bytes + 256) * 10_100 // 10_000
+    return params.l1_price_per_unit_wei * units * 11_000 // 10_000
+
+
+def node_interface_gas_for_l1(data: bytes, params: ArbitrumL1FeeParams, base_fee_wei: int) -> int:
+    """``gasEstimateL1Component``'s ``gasEstimateForL1`` for ``data`` at an L2 base fee of
+    ``base_fee_wei`` on the replica (never below the floor)."""
+    return node_interface_l1_cost_wei(data, params) // max(base_fee_wei, params.min_base_fee_wei, 1)
 
 
 def _create2(factory: str, salt: bytes, init_code_hash: bytes) -> str:

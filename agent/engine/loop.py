@@ -55,6 +55,7 @@ from tenacity import (
 
 from agent import events as ev
 from agent.alerts.base import AlertEvent
+from agent.chain.l1fee import ExtraFees
 from agent.errors import AgentError, JournalNotFound, TemporaryError
 from agent.execution import ExecutionOutcome, min_amount_out, min_profit
 from agent.execution.finality import (
@@ -227,7 +228,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         events: ev.EventBus | None = None,
         redact: Callable[[str], str] = str,
-        l1_fee_wei: Callable[[Intent], Awaitable[int]] | None = None,
+        extra_fees: Callable[[Intent, int], Awaitable[ExtraFees]] | None = None,
         finality: FinalityCheck | None = None,
     ) -> None:
         self.settings = settings
@@ -251,8 +252,9 @@ class Engine:
         # Removes the configuration's secrets from tracebacks and reasons before they are
         # logged, journaled or published (an exception text may quote a URL with its key).
         self.redact = redact
-        # Prices the L1 data fee of the transaction an intent would send (OP-stack chains).
-        self.l1_fee_wei = l1_fee_wei
+        # Prices what an L2 charges the transaction an intent would send beyond gas x price
+        # (the L1 data fee; OP's operator fee), for the intent and its gas units.
+        self.extra_fees = extra_fees
         # Fills pending confirmation, checked at each new head beside the snapshot's reads.
         self.finality = finality
         self._voided: set[str] = set()  # intents whose fill a reorg voided
@@ -610,35 +612,39 @@ class Engine:
         return found
 
     async def _with_costs(self, opportunity: Opportunity, snapshot: MarketSnapshot) -> Opportunity:
-        """``opportunity`` with its predicted costs in wei and, on a chain with an L1 data fee,
-        that fee for its real transaction added to ``gas_cost_usd`` (the risk gate's gas rules
-        then judge the total). A fee that cannot be priced makes the cost prohibitive:
-        the gate refuses it rather than trade blind."""
+        """``opportunity`` with its predicted costs in wei and, on an L2, what the chain charges
+        its real transaction beyond gas x price added to ``gas_cost_usd`` (the risk gate's gas
+        rules then judge the total): the L1 data fee, and OP's operator fee (with L2 gas). A
+        fee that cannot be priced makes the cost prohibitive: the gate refuses it rather than
+        trade blind."""
         l2_wei = opportunity.gas_estimate * snapshot.gas.max_fee_wei if snapshot.gas else 0
         opportunity = replace(opportunity, gas_cost_wei=l2_wei)
-        if self.l1_fee_wei is None:
+        if self.extra_fees is None:
             return opportunity
         intent = intent_from(
             opportunity,
             slippage_bps=self.settings.slippage_bps,
             deadline=int(snapshot.timestamp) + self.settings.deadline_s,
         )
+        wei_usd = snapshot.native_price_usd / 1e18
         try:
-            fee = await self.l1_fee_wei(intent)
+            fees = await self.extra_fees(intent, opportunity.gas_estimate)
         except Exception as exc:  # the node or the build failed: the cost is unknown
             self._log_failure(f"L1 fee of {opportunity.id}", exc)
             # Unknown cost: as if gas took ten times the edge, so ``gas_to_profit`` refuses an
             # arbitrage; kept finite (it is journaled as JSON).
-            fee = 0
+            fees = ExtraFees()
             l1_usd = 10 * max(opportunity.gross_profit_usd, 0.0) + 1.0
         else:
-            l1_usd = fee / 1e18 * snapshot.native_price_usd
+            l1_usd = fees.l1_fee_wei * wei_usd
+        operator_usd = fees.operator_fee_wei * wei_usd
         return replace(
             opportunity,
-            l1_fee_wei=fee,
+            gas_cost_wei=l2_wei + fees.operator_fee_wei,
+            l1_fee_wei=fees.l1_fee_wei,
             l1_fee_usd=l1_usd,
-            gas_cost_usd=opportunity.gas_cost_usd + l1_usd,
-            net_profit_usd=opportunity.net_profit_usd - l1_usd,
+            gas_cost_usd=opportunity.gas_cost_usd + operator_usd + l1_usd,
+            net_profit_usd=opportunity.net_profit_usd - operator_usd - l1_usd,
         )
 
     def _decide(

@@ -46,6 +46,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from eth_abi import encode
+from eth_utils import keccak
 from web3 import AsyncWeb3
 
 from agent.chain.abi import SEL_APPROVE, erc20_allowance, erc20_balance
@@ -55,7 +56,7 @@ from agent.chain.arb_executor import (
     encode_execute_with_flash_loan,
     hops_from_route,
 )
-from agent.chain.l1fee import OpStackL1Fees
+from agent.chain.l1fee import ChainFees, ExtraFees
 from agent.chain.tx import FeePolicy, Receipt, TransactionSender, TxMandate, TxRequest
 from agent.errors import (
     AgentError,
@@ -262,10 +263,10 @@ def encode_swap_router02(
 # Live and fork
 
 
-# Unsigned type-2 envelope around the calldata (chain id, nonce, fees, gas, to, value, lists).
-_TX_ENVELOPE_BYTES = 64
-# Calldata of a router swap or a 1inch swap, for pricing its L1 fee before it is built.
-_SWAP_CALLDATA_ALLOWANCE = 1_200
+# A 1inch swap's calldata is known only once 1inch builds it: its L1 fee is priced for this
+# many incompressible bytes (a pseudo-random filler: zeros would compress to nothing).
+UNKNOWN_CALLDATA = b"".join(keccak(i.to_bytes(2, "big")) for i in range(1_200 // 32 + 1))[:1_200]
+_NO_ADDRESS = "0x" + "00" * 20
 
 
 class ChainExecutor:
@@ -281,7 +282,7 @@ class ChainExecutor:
         clock: Callable[[], float] = time.time,
         aggregator: SwapBuilder | None = None,
         events: EventBus | None = None,
-        l1_fees: OpStackL1Fees | None = None,
+        l1_fees: ChainFees | None = None,
     ) -> None:
         if settings.mode not in ("live", "fork"):
             raise FatalError(f"ChainExecutor runs live or fork, not {settings.mode!r}")
@@ -293,7 +294,7 @@ class ChainExecutor:
         self._clock = clock
         self.aggregator = aggregator
         self.events = events
-        # OP-stack chains: prices the L1 data fee of each trade (None: the chain has none).
+        # L2s: prices the L1 data fee (and OP's operator fee) of each trade (None: no L1 fee).
         self.l1_fees = l1_fees
         self._allowance_locks: dict[tuple[str, str], asyncio.Lock] = {}
         if decode_arb_executor_error not in sender.revert_decoders:
@@ -637,28 +638,47 @@ class ChainExecutor:
         )
         return ExecutionOutcome(intent.id, IntentStatus.FILLED, fill=fill)
 
-    async def l1_fee_wei(self, intent: Intent) -> int:
-        """The L1 data fee (wei) of the transaction that would carry ``intent`` out now.
+    async def extra_fees(self, intent: Intent, gas_units: int) -> ExtraFees:
+        """What the chain would charge the transaction carrying ``intent`` out now beyond
+        ``gas_units x price`` (wei): the L1 data fee and, on OP stack since Isthmus, the
+        operator fee for ``gas_units``.
 
         An arbitrage is priced exactly: its ArbExecutor call is built as :meth:`execute`
-        would build it and the oracle prices the unsigned transaction ``send`` would sign
-        (same gas estimate, fees and nonce), so the prediction matches the realised fee to the
-        oracle's rounding while the L1 inputs hold. A swap cannot be built without first
-        granting its allowance, so it (and any transaction whose gas estimate fails) is
-        priced with the oracle's ``getL1FeeUpperBound`` for its calldata plus the envelope.
+        would build it; on the OP stack the oracle prices the unsigned transaction ``send``
+        would sign (same gas estimate, fees and nonce), so the prediction matches the realised
+        fee to the oracle's rounding while the L1 inputs hold. A swap is priced from its router
+        calldata (the OP stack: the oracle's ``getL1FeeUpperBound`` for it plus the envelope;
+        it cannot be built before its allowance), a 1inch swap from an allowance of bytes.
         """
         if self.l1_fees is None:
-            return 0
+            return ExtraFees()
+        unsigned = None
         if intent.kind == "arb":
             request = await self._arb_request(intent)
-            try:
-                return await self.l1_fees.l1_fee(await self.sender.unsigned_preview(request))
-            except (SimulationRevert, TemporaryError) as exc:
-                log.debug("L1 fee of %s: no exact preview (%s): upper bound", intent.id, exc)
-            calldata_size = len(request.data)
+            to, data = request.to or "", request.data
+            if self.l1_fees.needs_unsigned:
+                try:
+                    unsigned = await self.sender.unsigned_preview(request)
+                except (SimulationRevert, TemporaryError) as exc:
+                    log.debug("L1 fee of %s: no exact preview (%s): upper bound", intent.id, exc)
         else:
-            calldata_size = _SWAP_CALLDATA_ALLOWANCE
-        return await self.l1_fees.l1_fee_upper_bound(calldata_size + _TX_ENVELOPE_BYTES)
+            to, data = self._planned_swap(intent)
+        return await self.l1_fees.predict(to, data, gas_units, unsigned)
+
+    def _planned_swap(self, intent: Intent) -> tuple[str, bytes]:
+        """Target and calldata of ``intent``'s swap as far as it can be known before its
+        approval (router calldata; a 1inch swap's size only), for pricing its L1 fee."""
+        if is_aggregator_route(intent.route):
+            return _NO_ADDRESS, UNKNOWN_CALLDATA
+        dex, _ = _single_dex(intent.route)
+        calldata = encode_router_swap(
+            intent,
+            self.sender.address,
+            intent.min_amount_out,
+            self._deadline(intent),
+            self.contracts.router_kinds.get(dex, SWAP_ROUTER),
+        )
+        return self.contracts.routers.get(dex, _NO_ADDRESS), calldata
 
     async def _cross_check_balances(
         self, intent: Intent, trade_tx: TxRecord, receipt: Receipt, fill: Fill

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from agent.chain.l1fee import OpStackL1Fees
+from agent.chain.l1fee import ChainFees
 from agent.chain.tx import Receipt, TransactionSender
 from agent.errors import TemporaryError
 from agent.execution.settlement import _mined_receipts, fill_from_receipt, with_l1_fees
@@ -78,7 +78,7 @@ class FinalityWatch:
         sender: TransactionSender,
         journal: Journal,
         confirmations: int,
-        l1_fees: OpStackL1Fees | None = None,
+        l1_fees: ChainFees | None = None,
     ) -> None:
         self.sender = sender
         self.journal = journal

@@ -1,5 +1,6 @@
 """The paper executor: intents filled from local exact math, cross-checked on chain with
-``eth_call``; no key, no transaction.
+``eth_call``; no key, no transaction. A paper fill pays the costs the intent was predicted
+to pay (L2 gas and, on an L2, the L1 data fee), so paper PnL is not optimistic.
 
 Amounts are ``int`` in smallest units throughout; ``slippage_bps`` is in basis points.
 """
@@ -12,14 +13,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from eth_abi import decode, encode
+from eth_utils import keccak, to_checksum_address
 from web3 import AsyncWeb3
 
 from agent.chain.abi import eth_call
+from agent.chain.arb_executor import encode_execute, hops_from_route
+from agent.chain.l1fee import ChainFees, ExtraFees
 from agent.errors import FatalError, InsufficientPaperBalance, SimulationRevert
+from agent.execution.chain import encode_router_swap
 from agent.execution.common import (
     AGGREGATOR_KIND,
     SEL_QUOTE_EXACT_INPUT_SINGLE,
     SEL_V2_GET_AMOUNTS_OUT,
+    SWAP_ROUTER,
     DexContracts,
     ExecutionOutcome,
     min_amount_out,
@@ -31,6 +37,11 @@ from agent.types import Fill, Intent, RouteHop
 
 log = logging.getLogger(__name__)
 
+# Paper mode has no wallet: the swaps it prices pay a stand-in recipient (an address's 20
+# bytes compress as little as a real one's); an arbitrage without an ArbExecutor, the zero one.
+_PAPER_RECIPIENT = to_checksum_address(keccak(b"defi-agent paper wallet")[12:])
+_NO_ADDRESS = "0x" + "00" * 20
+
 
 class PaperExecutor:
     """Fills intents from local exact math, cross-checked against the chain with ``eth_call``.
@@ -41,6 +52,10 @@ class PaperExecutor:
     prediction the chain wins and the difference is logged. An aggregator route cannot be
     verified with ``eth_call`` and fails. The virtual portfolio lives in the journal
     (``paper_balances``) and moves in the same DB transaction as the fill.
+
+    Costs: the fill pays its intent's predicted L2 gas and L1 data fee (``l1_fees`` prices the
+    latter, as :meth:`extra_fees`, from the calldata the live executor would send: the OP
+    stack's ``getL1FeeUpperBound``, Arbitrum's NodeInterface).
     """
 
     def __init__(
@@ -50,12 +65,40 @@ class PaperExecutor:
         contracts: DexContracts,
         slippage_bps: int = 50,
         clock: Callable[[], float] = time.time,
+        l1_fees: ChainFees | None = None,
     ) -> None:
         self.w3 = w3
         self.journal = journal
         self.contracts = contracts
         self.slippage_bps = slippage_bps
         self._clock = clock
+        self.l1_fees = l1_fees
+
+    async def extra_fees(self, intent: Intent, gas_units: int) -> ExtraFees:
+        """What the chain would charge the transaction carrying ``intent`` out beyond
+        ``gas_units x price`` (wei): priced from its calldata as the live executor would build
+        it (no wallet, so no exact unsigned transaction)."""
+        if self.l1_fees is None:
+            return ExtraFees()
+        if intent.kind == "arb":
+            hops = hops_from_route(intent.route, self.contracts.factories)
+            floor = max(
+                intent.min_amount_out - intent.amount_in,
+                min_profit(intent.predicted_profit, self.slippage_bps),
+            )
+            data = encode_execute(hops, intent.token_in, intent.amount_in, floor, intent.deadline)
+            to = self.contracts.arb_executor or _NO_ADDRESS
+        else:
+            dex = intent.route[0].dex  # a router swap's hops share one DEX
+            data = encode_router_swap(
+                intent,
+                _PAPER_RECIPIENT,
+                intent.min_amount_out,
+                intent.deadline,
+                self.contracts.router_kinds.get(dex, SWAP_ROUTER),
+            )
+            to = self.contracts.routers.get(dex, _NO_ADDRESS)
+        return await self.l1_fees.predict(to, data, gas_units)
 
     async def quote_route(
         self, route: Sequence[RouteHop], amount_in: int, block: int | str = "latest"
@@ -128,6 +171,11 @@ class PaperExecutor:
                 predicted_profit_usd=intent.predicted_profit_usd,
                 opportunity_id=intent.opportunity_id,
                 block_number=block,
+                # Paid as predicted: L2 execution (operator fee included) and the L1 data fee.
+                gas_cost_wei=intent.predicted_gas_cost_wei + intent.predicted_l1_fee_wei,
+                l1_fee_wei=intent.predicted_l1_fee_wei,
+                predicted_gas_cost_wei=intent.predicted_gas_cost_wei,
+                predicted_l1_fee_wei=intent.predicted_l1_fee_wei,
             )
             await self.journal.record_fill(fill, move_paper_balances=True)
         except (SimulationRevert, InsufficientPaperBalance) as exc:

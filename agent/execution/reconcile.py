@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from web3 import AsyncWeb3
 
-from agent.chain.l1fee import OpStackL1Fees
+from agent.chain.l1fee import ChainFees
 from agent.chain.tx import Receipt, TransactionSender
 from agent.errors import BroadcastRejected
 from agent.execution.settlement import (
@@ -70,14 +70,14 @@ class Reconciler:
         sender: TransactionSender,
         journal: Journal,
         receipt_grace_s: float | None = None,
-        l1_fees: OpStackL1Fees | None = None,
+        l1_fees: ChainFees | None = None,
         confirmations: int = 1,
     ) -> None:
         self.sender = sender
         # a fill it settles awaits these confirmations like any other (``execution.finality``)
         self.confirmations = confirmations
         self.journal = journal
-        # OP-stack chains: the L1 data fee of receipts that do not carry it
+        # L2s: the L1 data fee (and operator fee) of receipts that do not carry it
         self.l1_fees = l1_fees
         # the sender's grace by default: "nonce too low" and reconciliation agree on it
         self.receipt_grace_s = (

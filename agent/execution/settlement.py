@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from agent.chain.l1fee import OpStackL1Fees
+from agent.chain.l1fee import ChainFees
 from agent.chain.tx import Receipt, TransactionSender, net_token_flow, token_transfers
 from agent.errors import FatalError
 from agent.store.journal import TxRecord
@@ -102,9 +102,9 @@ async def _mined_receipts(sender: TransactionSender, txs: Sequence[TxRecord]) ->
     return receipts
 
 
-async def with_l1_fees(receipts: Sequence[Receipt], l1_fees: OpStackL1Fees | None) -> list[Receipt]:
-    """``receipts`` with their L1 data fee: the node's figure, or (a node that gives none, such
-    as an Anvil replica of an OP-stack chain) the oracle's at each receipt's block."""
+async def with_l1_fees(receipts: Sequence[Receipt], l1_fees: ChainFees | None) -> list[Receipt]:
+    """``receipts`` with their L1 data fee and operator fee: the node's figures, or (a node
+    that gives none, such as an Anvil replica of an L2) the oracle's at each receipt's block."""
     if l1_fees is None:
         return list(receipts)
     priced = []
@@ -114,5 +114,10 @@ async def with_l1_fees(receipts: Sequence[Receipt], l1_fees: OpStackL1Fees | Non
                 {"transactionHash": receipt.tx_hash, "blockNumber": receipt.block_number}
             )
             receipt = replace(receipt, l1_fee_wei=fee)
+        if receipt.operator_fee_wei is None:
+            operator = await l1_fees.realised_operator_fee(
+                receipt.gas_used, receipt.block_number, receipt.operator_fee_reported
+            )
+            receipt = replace(receipt, operator_fee_wei=operator)
         priced.append(receipt)
     return priced
