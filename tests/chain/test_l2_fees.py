@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -44,26 +45,28 @@ PAYLOADS = [
 TARGET = "0x" + "22" * 20
 
 
-@pytest.fixture
-async def arbitrum(arbitrum_replica: Devnet) -> AsyncIterator[AsyncWeb3[Any]]:
-    snapshot = await arbitrum_replica.snapshot()
-    w3 = AsyncWeb3(AsyncHTTPProvider(arbitrum_replica.rpc_url))
+@asynccontextmanager
+async def _web3_on(replica: Devnet) -> AsyncIterator[AsyncWeb3[Any]]:
+    """A web3 on ``replica``, reverted to its state before the test."""
+    snapshot = await replica.snapshot()
+    w3 = AsyncWeb3(AsyncHTTPProvider(replica.rpc_url))
     try:
         yield w3
     finally:
         await w3.provider.disconnect()
-        await arbitrum_replica.revert(snapshot)
+        await replica.revert(snapshot)
+
+
+@pytest.fixture
+async def arbitrum(arbitrum_replica: Devnet) -> AsyncIterator[AsyncWeb3[Any]]:
+    async with _web3_on(arbitrum_replica) as w3:
+        yield w3
 
 
 @pytest.fixture
 async def base(base_replica: Devnet) -> AsyncIterator[AsyncWeb3[Any]]:
-    snapshot = await base_replica.snapshot()
-    w3 = AsyncWeb3(AsyncHTTPProvider(base_replica.rpc_url))
-    try:
+    async with _web3_on(base_replica) as w3:
         yield w3
-    finally:
-        await w3.provider.disconnect()
-        await base_replica.revert(snapshot)
 
 
 async def _send(w3: AsyncWeb3[Any], data: bytes) -> tuple[Any, Any]:

@@ -10,8 +10,9 @@ the whole agent, in fork mode, configured for Base.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,8 @@ from agent.devnet.replica import (
     place_node_interface,
 )
 from agent.devnet.traders import swap_v2
-from tests.e2e.harness import AGENT_ACCOUNT, GAPPER, running_agent, write_config
+from agent.types import Fill
+from tests.e2e.harness import AGENT_ACCOUNT, GAPPER, AgentRun, running_agent, write_config
 from tests.e2e.test_replica_e2e import _call, _send_as, replica_tree
 
 # 1 ETH per L1 gas: an L1 data fee of several ETH for an arbitrage transaction.
@@ -117,6 +119,23 @@ async def sushiswap_gap(replica: Devnet) -> int:
     return gap.block
 
 
+async def refused_then_filled(
+    agent: AgentRun, replica: Devnet, reason: str, bearable: Callable[[], Awaitable[None]]
+) -> Fill:
+    """A gap the current fees make not worth taking is refused for ``reason``; once
+    ``bearable`` has set the usual fees (the next block), the same gap fills as predicted."""
+    refused = await agent.tick(await sushiswap_gap(replica))
+    assert refused.started == 0
+    assert set(refused.rejected) == {reason}
+    await bearable()
+    await replica.call("evm_mine", [])
+    report = await agent.tick()
+    assert report.started == 1, report.rejected
+    (fill,) = agent.parts.engine.report.fills
+    assert fill.profit > 0 and fill.profit == fill.predicted_profit
+    return fill
+
+
 async def test_l1_fee_decides_and_is_booked_on_the_base_replica(
     base: Devnet, workdir: Path
 ) -> None:
@@ -128,17 +147,10 @@ async def test_l1_fee_decides_and_is_booked_on_the_base_replica(
         rpc, replace(BASE_L1_FEE_PARAMS, l1_base_fee_wei=RUINOUS_L1_BASE_FEE_WEI)
     )
     async with running_agent(cfg) as agent:
-        refused = await agent.tick(await sushiswap_gap(base))
-        assert refused.started == 0
-        assert set(refused.rejected) == {"gas_to_profit"}
-
-        # Base's usual L1 inputs (the next L1 block): the same gap is worth taking.
-        await place_gas_price_oracle(rpc, BASE_L1_FEE_PARAMS)
-        await base.call("evm_mine", [])
-        report = await agent.tick()
-        assert report.started == 1, report.rejected
-        (fill,) = agent.parts.engine.report.fills
-        assert fill.profit > 0 and fill.profit == fill.predicted_profit
+        # Then Base's usual L1 inputs (the next L1 block): the same gap is worth taking.
+        fill = await refused_then_filled(
+            agent, base, "gas_to_profit", partial(place_gas_price_oracle, rpc, BASE_L1_FEE_PARAMS)
+        )
         stored = (await agent.parts.journal.list_fills())[0]
 
     assert fill.tx_hash is not None
@@ -212,16 +224,12 @@ async def test_l1_part_decides_and_is_booked_on_the_arbitrum_replica(
         rpc, replace(ARBITRUM_L1_FEE_PARAMS, l1_price_per_unit_wei=RUINOUS_L1_PRICE_PER_UNIT_WEI)
     )
     async with running_agent(cfg) as agent:
-        refused = await agent.tick(await sushiswap_gap(arbitrum))
-        assert refused.started == 0
-        assert set(refused.rejected) == {"gas_to_profit"}
-
-        await place_node_interface(rpc, ARBITRUM_L1_FEE_PARAMS)
-        await arbitrum.call("evm_mine", [])
-        report = await agent.tick()
-        assert report.started == 1, report.rejected
-        (fill,) = agent.parts.engine.report.fills
-        assert fill.profit > 0 and fill.profit == fill.predicted_profit
+        fill = await refused_then_filled(
+            agent,
+            arbitrum,
+            "gas_to_profit",
+            partial(place_node_interface, rpc, ARBITRUM_L1_FEE_PARAMS),
+        )
         stored = (await agent.parts.journal.list_fills())[0]
 
     assert fill.tx_hash is not None
@@ -263,15 +271,12 @@ async def test_operator_fee_decides_and_is_booked_on_the_base_replica(
     bearable = OperatorFeeParams(scalar=1_000_000, constant_wei=10**14)
     await place_gas_price_oracle(rpc, BASE_L1_FEE_PARAMS, operator=ruinous)
     async with running_agent(cfg) as agent:
-        refused = await agent.tick(await sushiswap_gap(base))
-        assert refused.started == 0
-        assert set(refused.rejected) == {"unprofitable"}
-
-        await place_gas_price_oracle(rpc, BASE_L1_FEE_PARAMS, operator=bearable)
-        await base.call("evm_mine", [])
-        report = await agent.tick()
-        assert report.started == 1, report.rejected
-        (fill,) = agent.parts.engine.report.fills
+        fill = await refused_then_filled(
+            agent,
+            base,
+            "unprofitable",
+            partial(place_gas_price_oracle, rpc, BASE_L1_FEE_PARAMS, operator=bearable),
+        )
 
     assert fill.tx_hash is not None
     w3 = AsyncWeb3(AsyncHTTPProvider(base.rpc_url))
@@ -294,15 +299,9 @@ async def test_paper_fills_pay_the_predicted_l1_fee(base: Devnet, workdir: Path)
         rpc, replace(BASE_L1_FEE_PARAMS, l1_base_fee_wei=RUINOUS_L1_BASE_FEE_WEI)
     )
     async with running_agent(cfg, mode="paper") as agent:
-        refused = await agent.tick(await sushiswap_gap(base))
-        assert refused.started == 0
-        assert set(refused.rejected) == {"gas_to_profit"}
-
-        await place_gas_price_oracle(rpc, BASE_L1_FEE_PARAMS)
-        await base.call("evm_mine", [])
-        report = await agent.tick()
-        assert report.started == 1, report.rejected
-        (fill,) = agent.parts.engine.report.fills
+        fill = await refused_then_filled(
+            agent, base, "gas_to_profit", partial(place_gas_price_oracle, rpc, BASE_L1_FEE_PARAMS)
+        )
         stored = (await agent.parts.journal.list_fills())[0]
 
     assert fill.mode == "paper" and fill.profit > 0
