@@ -44,6 +44,7 @@ from agent.devnet.deploy import Deployment
 from agent.devnet.jsonrpc import JsonRpc
 from agent.devnet.market import MarketSimulator
 from agent.devnet.node import DEV_ACCOUNTS
+from agent.devnet.replica import stand_in_node_interface
 from agent.errors import ConfigError, FatalError
 from agent.types import Token
 from agent.wallet.keystore import Signer
@@ -309,6 +310,11 @@ async def rehearse(
                     simulator = MarketSimulator(chain.rpc, deployment)
             else:
                 name, chain_id = chain_ref
+                assert fork_url is not None
+                async with JsonRpc(fork_url) as upstream:
+                    stand_in = await stand_in_node_interface(chain.rpc, upstream, name)
+                if stand_in is not None:
+                    console.print(stand_in)
                 tokens = _market_tokens(base_raw, name)
                 funded = await fund_public_fork(
                     chain.rpc,

@@ -51,10 +51,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from eth_abi import encode
+from eth_abi import decode, encode
 from eth_utils import keccak, to_checksum_address
 
-from agent.chain.abi import calldata, sort_tokens, v2_pair_address, v3_pool_address
+from agent.chain.abi import calldata, calldata_hex, sort_tokens, v2_pair_address, v3_pool_address
 from agent.chain.l1fee import OperatorFeeParams, OpL1FeeParams, fastlz_compressed_length
 from agent.chain.registry import ChainAddresses, addresses_for, chain_profile
 from agent.devnet import Devnet
@@ -787,6 +787,28 @@ async def place_node_interface(
     ABI and Nitro's formula. Calling it again changes the L1 price."""
     slots = (params.l1_price_per_unit_wei, params.min_base_fee_wei)
     await _place_with_storage(rpc, NODE_INTERFACE_ARTIFACT, address, slots)
+
+
+async def stand_in_node_interface(fork: JsonRpc, upstream: JsonRpc, chain: str) -> str | None:
+    """On a local fork of an Arbitrum chain, the replica NodeInterface at 0xC8 priced with the
+    upstream's L1 price per unit: the real one is virtual, so a fork has no code there and
+    the agent could price no L1 part (it would refuse every arbitrage). Returns what it did,
+    for the operator; None where nothing was needed (not Arbitrum, or code already there)."""
+    model = chain_profile(chain).l1_fee
+    if model.kind != "arbitrum" or model.oracle is None:
+        return None
+    if len(str(await fork.call("eth_getCode", [model.oracle, "latest"]))) > 2:
+        return None
+    signature = "gasEstimateL1Component(address,bool,bytes)"
+    call = calldata_hex(signature, ["address", "bool", "bytes"], [_ZERO, False, b""])
+    answer = await upstream.call("eth_call", [{"to": model.oracle, "data": call}, "latest"])
+    _, _, l1_price = decode(["uint64", "uint256", "uint256"], bytes.fromhex(str(answer)[2:]))
+    params = ArbitrumL1FeeParams(int(l1_price), ARBITRUM_L1_FEE_PARAMS.min_base_fee_wei)
+    await place_node_interface(fork, params, model.oracle)
+    return (
+        f"NodeInterface stand-in at {model.oracle} (virtual on the real chain): "
+        f"L1 price {params.l1_price_per_unit_wei} wei per unit, as upstream"
+    )
 
 
 def node_interface_l1_cost_wei(data: bytes, params: ArbitrumL1FeeParams) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -30,6 +31,8 @@ from agent.devnet.replica import (
     node_interface_gas_for_l1,
     node_interface_l1_cost_wei,
     place_gas_price_oracle,
+    place_node_interface,
+    stand_in_node_interface,
 )
 from agent.execution.settlement import with_l1_fees
 
@@ -178,3 +181,36 @@ async def test_isthmus_operator_fee_on_the_base_replica(
         assert under_jovian.operator_fee_wei == int(receipt["gasUsed"]) * 5 * 100
     finally:
         await rpc.aclose()
+
+
+async def test_a_fork_of_arbitrum_gets_a_node_interface_stand_in(
+    arbitrum: AsyncWeb3[Any], arbitrum_replica: Devnet
+) -> None:
+    """A local fork of Arbitrum (``dry-run --fork-url``) has no code at 0xC8 (the real
+    NodeInterface is virtual): the rehearsal puts the replica's there, priced as upstream."""
+    node_interface = "0x00000000000000000000000000000000000000C8"
+    upstream = JsonRpc(arbitrum_replica.rpc_url)
+    upstream_price = 3 * ARBITRUM_L1_FEE_PARAMS.l1_price_per_unit_wei
+    try:
+        await place_node_interface(
+            upstream, replace(ARBITRUM_L1_FEE_PARAMS, l1_price_per_unit_wei=upstream_price)
+        )
+        async with Devnet(
+            name="arbitrum", chain_id=42161, fork_url=arbitrum_replica.rpc_url, deployments_dir=None
+        ) as fork:
+            assert fork.rpc is not None
+            await fork.call("anvil_setCode", [node_interface, "0x"])  # as on a real chain's fork
+
+            done = await stand_in_node_interface(fork.rpc, upstream, "arbitrum")
+
+            assert done is not None and str(upstream_price) in done
+            forked = AsyncWeb3(AsyncHTTPProvider(fork.rpc_url))
+            estimate = await ArbitrumL1Fees(forked).estimate(TARGET, os.urandom(100))
+            await forked.provider.disconnect()
+            assert estimate.l1_base_fee_estimate_wei == upstream_price
+            assert estimate.fee_wei > 0
+            # Code there already (this fork, or a fork of a replica): nothing to do.
+            assert await stand_in_node_interface(fork.rpc, upstream, "arbitrum") is None
+            assert await stand_in_node_interface(fork.rpc, upstream, "base") is None
+    finally:
+        await upstream.aclose()
