@@ -64,7 +64,6 @@ L1_BASE_FEE = _selector("l1BaseFee()")
 BLOB_BASE_FEE = _selector("blobBaseFee()")
 BASE_FEE_SCALAR = _selector("baseFeeScalar()")
 BLOB_BASE_FEE_SCALAR = _selector("blobBaseFeeScalar()")
-IS_ISTHMUS = _selector("isIsthmus()")
 IS_JOVIAN = _selector("isJovian()")
 GET_OPERATOR_FEE = _selector("getOperatorFee(uint256)")
 GAS_ESTIMATE_L1_COMPONENT = _selector("gasEstimateL1Component(address,bool,bytes)")
@@ -274,10 +273,12 @@ class OpStackL1Fees:
             return False
 
     async def operator_fee(self, gas_used: int, block: BlockRef = "latest") -> int:
-        """``getOperatorFee(gas_used)`` at ``block`` where the oracle is Isthmus's, else 0."""
-        if not await self._flag(IS_ISTHMUS, block):
+        """``getOperatorFee(gas_used)`` at ``block``: 0 unless ``isIsthmus()`` (the oracle
+        itself says 0 then; an oracle older than Isthmus has no such function)."""
+        try:
+            return await self._call(GET_OPERATOR_FEE + encode(["uint256"], [gas_used]), block)
+        except (ContractLogicError, ValueError):
             return 0
-        return await self._call(GET_OPERATOR_FEE + encode(["uint256"], [gas_used]), block)
 
     async def predict(
         self, to: str, data: bytes, gas_units: int, unsigned: bytes | None = None

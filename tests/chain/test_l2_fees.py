@@ -153,6 +153,11 @@ async def test_isthmus_operator_fee_on_the_base_replica(
         await place_gas_price_oracle(rpc, BASE_L1_FEE_PARAMS, operator=isthmus)
         assert await fees.operator_fee(150_000) == operator_fee(150_000, isthmus)
         assert operator_fee(150_000, isthmus) == 150_000 * 2 + 10**12
+        # An oracle whose isIsthmus() is false charges none, whatever its parameters.
+        pre_isthmus = "0x" + f"{1 | (1 << 8):064x}"  # Ecotone and Fjord only
+        await rpc.call("anvil_setStorageAt", [fees.oracle, "0x0", pre_isthmus])
+        assert await fees.operator_fee(150_000) == 0
+        await place_gas_price_oracle(rpc, BASE_L1_FEE_PARAMS, operator=isthmus)
         predicted = await fees.predict(TARGET, os.urandom(100), 150_000)
         assert predicted.operator_fee_wei == operator_fee(150_000, isthmus)
 
