@@ -150,8 +150,10 @@ class Fill:
 
     ``amount_in`` / ``amount_out`` are realised (from the receipt's Transfer logs and balance
     deltas, or from local math in paper mode); ``profit`` is realised, in ``token_in`` units, on
-    the same definition as ``Intent.predicted_profit``. ``gas_cost_wei`` is gas_used x effective
-    gas price, in wei of the native coin. ``profit_usd`` is ``profit`` in USD at the prices of
+    the same definition as ``Intent.predicted_profit``. ``gas_cost_wei`` is everything the
+    chain charged, in wei of the native coin: gas_used x effective gas price, an OP-stack
+    operator fee, and the L1 data fee (``l1_fee_wei``; on Arbitrum it is inside gas_used). A
+    paper fill pays what was predicted. ``profit_usd`` is ``profit`` in USD at the prices of
     the fill's block (journaled with the fill; the figure the fill alert shows).
     ``opportunity_id`` names the opportunity the intent was made from. ``block_hash`` is the
     hash of the receipt's block; ``finality`` is :data:`FILL_PENDING` until the chain is
@@ -173,7 +175,8 @@ class Fill:
     predicted_profit: int
     gas_used: int = 0
     gas_cost_wei: int = 0
-    # The L1 data fee part of ``gas_cost_wei`` (OP-stack chains), and the predicted costs.
+    # The L1 data fee part of ``gas_cost_wei`` (L2s), and the predicted costs (L2 execution
+    # with any operator fee; L1).
     l1_fee_wei: int = 0
     predicted_gas_cost_wei: int = 0
     predicted_l1_fee_wei: int = 0
@@ -235,11 +238,12 @@ class Opportunity:
     price_impact_bps: float
     block: int
     note: str = ""
-    # The L1 data fee (wei) of the transaction that would carry it out (OP-stack chains; 0
-    # elsewhere). Once priced, ``gas_cost_usd`` and ``net_profit_usd`` include it.
+    # The L1 data fee (wei) of the transaction that would carry it out (L2s; 0 elsewhere).
+    # Once priced, ``gas_cost_usd`` and ``net_profit_usd`` include it (and an operator fee).
     l1_fee_wei: int = 0
     l1_fee_usd: float = 0.0
-    # The predicted L2 execution cost (wei): gas estimate x the fee it was priced at.
+    # The predicted L2 execution cost (wei): gas estimate x the fee it was priced at, plus an
+    # OP-stack operator fee for that gas.
     gas_cost_wei: int = 0
 
     @property
