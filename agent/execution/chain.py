@@ -265,7 +265,7 @@ def encode_swap_router02(
 
 # A 1inch swap's calldata is known only once 1inch builds it: its L1 fee is priced for this
 # many incompressible bytes (a pseudo-random filler: zeros would compress to nothing).
-UNKNOWN_CALLDATA = b"".join(keccak(i.to_bytes(2, "big")) for i in range(1_200 // 32 + 1))[:1_200]
+_UNKNOWN_CALLDATA = b"".join(keccak(i.to_bytes(2, "big")) for i in range(1_200 // 32 + 1))[:1_200]
 _NO_ADDRESS = "0x" + "00" * 20
 
 
@@ -669,7 +669,7 @@ class ChainExecutor:
         """Target and calldata of ``intent``'s swap as far as it can be known before its
         approval (router calldata; a 1inch swap's size only), for pricing its L1 fee."""
         if is_aggregator_route(intent.route):
-            return _NO_ADDRESS, UNKNOWN_CALLDATA
+            return _NO_ADDRESS, _UNKNOWN_CALLDATA
         dex, _ = _single_dex(intent.route)
         calldata = encode_router_swap(
             intent,
