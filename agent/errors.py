@@ -200,6 +200,18 @@ class InsufficientLiquidity(SwapRevert):
     """The pool cannot deliver the requested amount (the quoter and router would revert)."""
 
 
+class TicksNotLoaded(SwapRevert):
+    """A V3 quote would move the price past the ticks loaded for this pool state (the registry
+    loads a window of tick-bitmap words around the price): the answer is refused rather than
+    guessed. Callers treat it like any ``SwapRevert`` (no quote); a later refresh that extends
+    the window can quote it. ``direction`` is "below" or "above" the loaded range."""
+
+    def __init__(self, pool: str, direction: str) -> None:
+        super().__init__(f"pool {pool}: the swap leaves the loaded ticks ({direction})")
+        self.pool = pool
+        self.direction = direction
+
+
 class SigningRefused(FatalError):
     """The signing policy refused a transaction before the key saw it; ``reason`` says why.
     ``rule`` names the check: "risk" (the gate's last look: paused, halted), "target",

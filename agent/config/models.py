@@ -355,6 +355,19 @@ class MarketConfig(_Section):
     event_driven_pools: bool = True
     spot_check_pools: int = Field(16, ge=0, le=10_000)
     token_addresses: dict[str, Address] = Field(default_factory=dict)
+    # V3 tick data is read for the prices within this many percent of the current one (the
+    # window follows the price; a quote that would leave it is refused, not guessed)
+    v3_tick_window_pct: float = Field(10.0, gt=0, lt=100)
+    # the first load runs in the background: this many batches of pools in flight, each of
+    # this many pools; a pool whose load failed is retried after a backoff up to the maximum
+    first_load_concurrency: int = Field(4, ge=1, le=64)
+    first_load_batch_pools: int = Field(50, ge=1, le=5_000)
+    first_load_retry_max_s: float = Field(300.0, gt=0)
+    first_load_progress_interval_s: float = Field(10.0, gt=0)
+    # discovery keeps only pools holding at least this much liquidity in USD (0 keeps all),
+    # measured again every recheck interval (pools that gained liquidity are added back)
+    min_liquidity_usd: float = Field(0.0, ge=0)
+    liquidity_recheck_interval_s: float = Field(3600.0, gt=0)
 
 
 class EngineConfig(_Section):

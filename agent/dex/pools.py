@@ -30,10 +30,13 @@ error); it is never replaced by zeros. ``refresh`` never raises for RPC trouble:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
+import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +111,34 @@ def tick_bitmap_word_range(tick_spacing: int) -> range:
     return range((MIN_TICK // tick_spacing) >> 8, ((MAX_TICK // tick_spacing) >> 8) + 1)
 
 
+_LOG_TICK_BASE = math.log(1.0001)  # a tick is a 0.01% price step
+
+
+def tick_window_words(tick: int, tick_spacing: int, window_pct: float) -> range:
+    """The bitmap words holding every tick of the prices within ``window_pct`` percent (0-100,
+    exclusive) of the price at ``tick``: for 10%, about 2,000 ticks, so 8-9 words for a
+    fee-100 pool (spacing 1) and 1-2 for spacing 10 and up."""
+    below = math.floor(math.log(1 - window_pct / 100) / _LOG_TICK_BASE)
+    above = math.ceil(math.log(1 + window_pct / 100) / _LOG_TICK_BASE)
+    every = tick_bitmap_word_range(tick_spacing)
+    # the word of the current tick + 1 too: a swap up starts reading there
+    first = (max(tick + below, MIN_TICK) // tick_spacing) >> 8
+    last = (min(max(tick + above, tick + tick_spacing), MAX_TICK) // tick_spacing) >> 8
+    return range(max(first, every.start), min(last, every.stop - 1) + 1)
+
+
+def loaded_tick_range(words: range, tick_spacing: int) -> tuple[int, int] | None:
+    """``(lowest, highest)`` tick of the bitmap ``words`` (what ``V3Pool.loaded_tick_range``
+    holds), or None when they are every word the pool can have."""
+    every = tick_bitmap_word_range(tick_spacing)
+    if words.start <= every.start and words.stop >= every.stop:
+        return None
+    return (
+        max((words.start << 8) * tick_spacing, MIN_TICK),
+        min(((words.stop << 8) - 1) * tick_spacing, MAX_TICK),
+    )
+
+
 # --- one-off fetches ---------------------------------------------------------------------------
 
 
@@ -145,10 +176,14 @@ async def fetch_v2_pool(
     )
 
 
-async def fetch_v3_pool(rpc: Any, address: str, block: int | None = None) -> V3Pool:
+async def fetch_v3_pool(
+    rpc: Any, address: str, block: int | None = None, window_pct: float | None = None
+) -> V3Pool:
     """Full state of the V3 pool at ``address``: slot0, liquidity, fee, spacing and every
     initialized tick (bitmap words, then ``ticks()``), all read at one block.
 
+    With ``window_pct`` only the bitmap words within that many percent of the current price
+    are read (``tick_window_words``; the pool's ``loaded_tick_range`` says which).
     ``rpc`` is an ``AsyncWeb3`` or an ``agent.chain.rpc.RpcClient``. Raises ``PoolReadError``
     when a read fails.
     """
@@ -177,7 +212,13 @@ async def fetch_v3_pool(rpc: Any, address: str, block: int | None = None) -> V3P
     pinned = head.block_number
     if pinned is None:
         raise PoolReadError(f"V3 pool {address}: the read was not pinned to a block")
-    ticks = await load_v3_ticks(multicall, [(address, tick_spacing)], pinned)
+    tick = _signed_word(slot0, 1)
+    words = (
+        tick_bitmap_word_range(tick_spacing)
+        if window_pct is None
+        else tick_window_words(tick, tick_spacing, window_pct)
+    )
+    ticks = await load_v3_ticks(multicall, [(address, tick_spacing)], pinned, {address: words})
     if address not in ticks:
         raise PoolReadError(f"V3 pool {address}: tick state could not be read")
     return V3Pool(
@@ -187,41 +228,53 @@ async def fetch_v3_pool(rpc: Any, address: str, block: int | None = None) -> V3P
         fee_pips,
         tick_spacing,
         _word(slot0, 0),
-        _signed_word(slot0, 1),
+        tick,
         liquidity,
         tuple(sorted(ticks[address].items())),
         pinned,
+        loaded_tick_range=loaded_tick_range(words, tick_spacing),
     )
 
 
 async def load_v3_ticks(
-    multicall: Multicall, pools: Sequence[tuple[str, int]], block: int
+    multicall: Multicall,
+    pools: Sequence[tuple[str, int]],
+    block: int,
+    words: Mapping[str, Iterable[int]] | None = None,
 ) -> dict[str, dict[int, int]]:
     """``{pool: {tick: liquidity_net}}`` of every initialized tick, for ``(address,
     tick_spacing)`` pools, read at ``block`` (two batched rounds: bitmap words, then ticks).
+    ``words`` names the bitmap word positions to read for a pool (default: all of them).
 
     Pools whose reads failed are missing from the answer.
     """
-    tables = await load_v3_tick_tables(multicall, pools, block)
+    tables = await load_v3_tick_tables(multicall, pools, block, words)
     return {pool: {t: net for t, (_g, net) in table.items()} for pool, table in tables.items()}
 
 
 async def load_v3_tick_tables(
-    multicall: Multicall, pools: Sequence[tuple[str, int]], block: int
+    multicall: Multicall,
+    pools: Sequence[tuple[str, int]],
+    block: int,
+    words: Mapping[str, Iterable[int]] | None = None,
 ) -> dict[str, dict[int, tuple[int, int]]]:
     """``{pool: {tick: (liquidity_gross, liquidity_net)}}`` like ``load_v3_ticks``: the gross
-    liquidity is what Mint and Burn events change, and a tick exists while it is above 0."""
+    liquidity is what Mint and Burn events change, and a tick exists while it is above 0.
+
+    One ``tickBitmap(int16)`` call per word, then one ``ticks(int24)`` per set bit: the pool
+    has no call that returns more than one word or one tick."""
     word_calls: list[Call] = []
     owners: list[tuple[str, int, int]] = []
     for address, spacing in pools:
-        for word_pos in tick_bitmap_word_range(spacing):
+        positions = words.get(address) if words is not None else None
+        for word_pos in tick_bitmap_word_range(spacing) if positions is None else positions:
             word_calls.append(Call(address, TICK_BITMAP + _int16(word_pos)))
             owners.append((address, spacing, word_pos))
-    words = await multicall.aggregate(word_calls, block)
+    bitmaps = await multicall.aggregate(word_calls, block)
     failed: set[str] = set()
     tick_calls: list[Call] = []
     tick_owners: list[tuple[str, int]] = []
-    for (address, spacing, word_pos), result in zip(owners, words.results, strict=True):
+    for (address, spacing, word_pos), result in zip(owners, bitmaps.results, strict=True):
         if not result.success or len(result.return_data) != 32:
             failed.add(address)
             continue
@@ -375,6 +428,27 @@ class _Entry:
     gross: dict[int, int] | None = None  # tick -> liquidity_gross, kept with ``ticks``
     ticks_tuple: tuple[tuple[int, int], ...] = ()
     template: V3Pool | None = None  # the last V3Pool built, reused while ticks are unchanged
+    # V3 only: the tickBitmap words ``ticks`` covers (every initialized tick in them is there)
+    words: range | None = None
+    # owned by the background first load (``load_pending``) until it has a state: refreshes
+    # leave it alone, and it is reported as loading, not stale
+    pending: bool = False
+    load_failures: int = 0
+    retry_at: float = 0.0  # monotonic seconds: when a failed first load is tried again
+
+
+def _in_words(entry: _Entry, tick: int) -> bool:
+    """Whether ``tick`` lies in the bitmap words loaded for ``entry`` (all, before a window)."""
+    return entry.words is None or ((tick // entry.tick_spacing) >> 8) in entry.words
+
+
+def _entry_range(entry: _Entry) -> tuple[int, int] | None:
+    return None if entry.words is None else loaded_tick_range(entry.words, entry.tick_spacing)
+
+
+def _template_tick(entry: _Entry) -> int:
+    assert entry.template is not None
+    return entry.template.tick
 
 
 @dataclass
@@ -399,6 +473,12 @@ class PoolRegistry:
     # rotation, are read too and reloaded when they differ (``drift_count``)
     event_driven: bool = False
     spot_check_size: int = 16
+    # V3: load only the tickBitmap words within this many percent of the price (None: every
+    # word); the window follows the price, and a quote past it is refused (``TicksNotLoaded``)
+    tick_window_pct: float | None = None
+    # the first load of a pool is left to ``load_pending`` (run in the background) rather than
+    # done inside ``refresh``: refreshes bring only loaded pools forward
+    background_load: bool = False
 
     def __post_init__(self) -> None:
         self._batch = _batcher(self.rpc)
@@ -417,6 +497,10 @@ class PoolRegistry:
         self._touched_by_block: dict[int, set[str]] = {}
         self._spot_cursor = 0
         self._drifted: frozenset[str] = frozenset()
+        # a refresh and a round of first loads never interleave: a round reads at the block
+        # the loaded pools are at, so the next refresh brings old and new pools forward alike
+        self._lock = asyncio.Lock()
+        self._pending_added = asyncio.Event()
 
     # --- what consumers read -----------------------------------------------------------------
 
@@ -431,12 +515,22 @@ class PoolRegistry:
 
     @property
     def stale_pools(self) -> frozenset[str]:
-        """Pools whose latest read failed (or that were never read)."""
-        return frozenset(a for a, e in self._entries.items() if e.error is not None)
+        """Pools whose latest read failed (or that were never read; not those still loading)."""
+        return frozenset(
+            a for a, e in self._entries.items() if e.error is not None and not e.pending
+        )
+
+    @property
+    def loading_pools(self) -> frozenset[str]:
+        """Pools the background first load has not loaded yet (including failed ones waiting
+        for their retry)."""
+        return frozenset(a for a, e in self._entries.items() if e.pending)
 
     def errors(self) -> dict[str, str]:
         """``{pool: why its last read failed}`` for the stale pools."""
-        return {a: e.error for a, e in self._entries.items() if e.error is not None}
+        return {
+            a: e.error for a, e in self._entries.items() if e.error is not None and not e.pending
+        }
 
     def get(self, address: str) -> Pool | None:
         entry = self._entries.get(to_checksum_address(address))
@@ -462,8 +556,10 @@ class PoolRegistry:
             to_checksum_address(token1),
             fee,
             error="never read",
+            pending=self.background_load,
         )
         self._refresh_calls = ()
+        self._pending_added.set()
 
     def add_v3_pool(
         self,
@@ -485,8 +581,10 @@ class PoolRegistry:
             fee_pips,
             spacing,
             error="never read",
+            pending=self.background_load,
         )
         self._refresh_calls = ()
+        self._pending_added.set()
 
     async def discover(self, tokens: Iterable[str]) -> int:
         """Find every pool between any two of ``tokens`` through the factories (``getPair`` on
@@ -528,12 +626,129 @@ class PoolRegistry:
             added += 1
         return added
 
+    # --- the first load, in the background ----------------------------------------------------
+
+    async def load_pending(
+        self,
+        *,
+        concurrency: int = 4,
+        batch_pools: int = 50,
+        retry_initial_s: float = 5.0,
+        retry_max_s: float = 300.0,
+        progress: Callable[[int, int], None] | None = None,
+        progress_interval_s: float = 10.0,
+        forever: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Load the pools still pending (``background_load``), ``batch_pools`` per batch with
+        ``concurrency`` batches in flight, each pool usable as soon as its batch is in.
+
+        A round of batches reads at the block the loaded pools are at (refreshes wait for it),
+        so the next refresh brings every pool forward alike. A pool whose load failed is tried
+        again after a backoff (doubling from ``retry_initial_s`` up to ``retry_max_s``), never
+        by a refresh. The RPC client retries a 429 with backoff and paces requests to the
+        provider's rate; a batch that still fails as a whole (the provider refusing us) pauses
+        the rounds too, doubling like the retries.
+        ``progress(loaded, total)`` is called after each round and logged every
+        ``progress_interval_s``. With ``forever`` it then waits for pools added later (the
+        discovery recheck); otherwise it returns once nothing is due.
+        """
+        last_logged = clock()
+        pause_s = retry_initial_s
+        while True:
+            now = clock()
+            due = [e for e in self._entries.values() if e.pending and e.retry_at <= now]
+            if not due:
+                if not forever:
+                    return
+                waiting = [e.retry_at for e in self._entries.values() if e.pending]
+                self._pending_added.clear()
+                timeout = max(0.0, min(waiting) - now) if waiting else None
+                with contextlib.suppress(TimeoutError):  # a retry is due
+                    await asyncio.wait_for(self._pending_added.wait(), timeout)
+                continue
+            round_pools = due[: concurrency * batch_pools]
+            refused = await self._load_round(
+                round_pools, batch_pools, clock, retry_initial_s, retry_max_s
+            )
+            loaded = sum(1 for e in self._entries.values() if not e.pending)
+            total = len(self._entries)
+            if progress is not None:
+                progress(loaded, total)
+            if clock() - last_logged >= progress_interval_s or loaded == total:
+                log.info("pools loaded %s/%s", f"{loaded:,}", f"{total:,}")
+                last_logged = clock()
+            if refused:
+                log.warning("first load: a whole batch failed, pausing %.1fs", pause_s)
+                await asyncio.sleep(pause_s)
+                pause_s = min(pause_s * 2, retry_max_s)
+            else:
+                pause_s = retry_initial_s
+
+    async def _load_round(
+        self,
+        entries: Sequence[_Entry],
+        batch_pools: int,
+        clock: Callable[[], float],
+        retry_initial_s: float,
+        retry_max_s: float,
+    ) -> bool:
+        """Load ``entries`` in batches at the registry's block; True when a whole batch failed
+        (every read refused: the provider's rate limit or an outage)."""
+        batches = [entries[i : i + batch_pools] for i in range(0, len(entries), batch_pools)]
+        async with self._lock:
+            block = self.last_block
+            if block is None:
+                block = int(await self._batch_head(), 16)
+            outcomes: list[tuple[set[str], AgentError | None]] = [(set(), None)] * len(batches)
+
+            async def load(index: int, batch: Sequence[_Entry]) -> None:
+                try:
+                    loaded = await self._reload_pools({e.ref.address for e in batch}, block)
+                    outcomes[index] = (loaded, None)
+                except AgentError as exc:
+                    outcomes[index] = (set(), exc)
+
+            async with asyncio.TaskGroup() as group:
+                for index, batch in enumerate(batches):
+                    group.create_task(load(index, batch))
+            if self.last_block is None:
+                self.last_block = self._logs_synced_to = block
+            self._refresh_calls = ()
+        refused = False
+        now = clock()
+        for batch, (loaded, failure) in zip(batches, outcomes, strict=True):
+            refused |= not loaded
+            for entry in batch:
+                if entry.ref.address in loaded:
+                    entry.pending, entry.load_failures, entry.retry_at = False, 0, 0.0
+                    entry.error = None
+                    continue
+                entry.load_failures += 1
+                delay = min(retry_initial_s * 2 ** (entry.load_failures - 1), retry_max_s)
+                entry.retry_at = now + delay
+                log.warning(
+                    "first load of pool %s failed (%s): retrying in %.0fs",
+                    entry.ref.address,
+                    f"{type(failure).__name__}: {failure}" if failure else entry.error,
+                    delay,
+                )
+        return refused
+
+    async def _batch_head(self) -> str:
+        reply = (await self._batch.batch([("eth_blockNumber", [])]))[0]
+        if not isinstance(reply.get("result"), str):
+            raise PoolReadError(f"eth_blockNumber failed: {reply.get('error')}")
+        return str(reply["result"])
+
     # --- refresh -----------------------------------------------------------------------------
 
     def _build_refresh_calls(self) -> None:
         calls: list[Call] = []
         layout: list[tuple[_Entry, int]] = []
         for address, entry in self._entries.items():
+            if entry.pending:
+                continue
             layout.append((entry, len(calls)))
             if entry.ref.kind == "v2":
                 calls.append(Call(address, GET_RESERVES))
@@ -544,7 +759,16 @@ class PoolRegistry:
         self._refresh_layout = layout
 
     async def refresh(self, block_number: int) -> RefreshResult:
-        """Bring every pool to ``block_number``. Never raises for RPC or decoding trouble."""
+        """Bring every pool to ``block_number`` (those loaded, with ``background_load``).
+        Never raises for RPC or decoding trouble."""
+        async with self._lock:
+            if self._entries and all(e.pending for e in self._entries.values()):
+                # nothing loaded yet: the first loads will read at this block
+                self.last_block = self._logs_synced_to = block_number
+                return RefreshResult(block_number, 0, frozenset(), frozenset(), 0, 0, 0.0)
+            return await self._refresh_locked(block_number)
+
+    async def _refresh_locked(self, block_number: int) -> RefreshResult:
         started = time.perf_counter()
         calls_before, requests_before = self._counters()
         self._drifted = frozenset()
@@ -553,6 +777,9 @@ class PoolRegistry:
                 await self._refresh_by_events(block_number) if self._events_ready() else None
             )
             result = by_events if by_events is not None else await self._refresh(block_number)
+            if self.tick_window_pct is not None and result[2] is None:
+                extended = await self._extend_windows(block_number)
+                result = (result[0], result[1] | extended, result[2])
         except Exception as exc:  # one bad answer must never kill the engine's refresh loop
             log.exception("pool refresh at block %s failed", block_number)
             for entry in self._entries.values():
@@ -587,7 +814,7 @@ class PoolRegistry:
         assert self.multicall is not None
         if not self._refresh_calls:
             self._build_refresh_calls()
-        v3_addresses = [a for a, e in self._entries.items() if e.ref.kind == "v3"]
+        v3_addresses = [a for a, e in self._entries.items() if e.ref.kind == "v3" and not e.pending]
         synced = self._logs_synced_to
         want_logs = bool(v3_addresses) and synced is not None and synced < block
 
@@ -661,6 +888,7 @@ class PoolRegistry:
             fresh_v3.append(entry)
 
         # ticks named by Mint/Burn logs (pools already loaded), then first or full loads
+        touched = self._within_windows(touched)
         to_reload = {
             e.ref.address: touched[e.ref.address]
             for e in fresh_v3
@@ -669,8 +897,9 @@ class PoolRegistry:
         reloaded = await self._reload_touched_ticks(to_reload, block)
         full = [e for e in fresh_v3 if e.ticks is None]
         if full:
+            windows = {e.ref.address: self._window(e, _template_tick(e)) for e in full}
             loaded = await load_v3_tick_tables(
-                self.multicall, [(e.ref.address, e.tick_spacing) for e in full], block
+                self.multicall, [(e.ref.address, e.tick_spacing) for e in full], block, windows
             )
             for entry in full:
                 table = loaded.get(entry.ref.address)
@@ -679,6 +908,7 @@ class PoolRegistry:
                     continue
                 entry.ticks = {tick: net for tick, (_gross, net) in table.items()}
                 entry.gross = {tick: gross for tick, (gross, _net) in table.items()}
+                entry.words = windows[entry.ref.address]
                 self._install_ticks(entry, block)
                 reloaded.add(entry.ref.address)
         for entry in fresh_v3:
@@ -711,10 +941,11 @@ class PoolRegistry:
             and e.state is not None
             and (e.ref.kind == "v2" or (e.ticks is not None and e.gross is not None))
             for e in self._entries.values()
+            if not e.pending
         )
 
     def _spot_sample(self) -> list[_Entry]:
-        entries = list(self._entries.values())
+        entries = [e for e in self._entries.values() if not e.pending]
         size = min(self.spot_check_size, len(entries))
         if size <= 0:
             return []
@@ -737,7 +968,7 @@ class PoolRegistry:
         if block == synced:
             return None  # the same head again: a re-read says the same
         log_filter: dict[str, Any] = {
-            "address": list(self._entries),
+            "address": [a for a, e in self._entries.items() if not e.pending],
             "topics": [[SYNC_TOPIC, SWAP_TOPIC, MINT_TOPIC, BURN_TOPIC]],
         }
         pieces = plan_log_ranges(synced + 1, block, self.limits)
@@ -846,7 +1077,7 @@ class PoolRegistry:
         suspect: set[str] = set()
         for event in events:
             entry = self._entries.get(event.pool)
-            if entry is None or event.pool in suspect:
+            if entry is None or entry.pending or event.pool in suspect:
                 continue
             if event.kind == "sync" and entry.ref.kind == "v2":
                 r0, r1 = event.values
@@ -870,6 +1101,8 @@ class PoolRegistry:
             # Pool.sol _updatePosition: both ticks' gross and net, and the active liquidity
             # when the current tick is inside [lower, upper)
             for tick, net_delta in ((lower, amount), (upper, -amount)):
+                if not _in_words(entry, tick):
+                    continue  # not loaded: read with its word when the window reaches it
                 new_gross = gross.get(tick, 0) + amount
                 if new_gross < 0:
                     suspect.add(event.pool)
@@ -885,6 +1118,8 @@ class PoolRegistry:
                     suspect.add(event.pool)
             tables_changed.add(event.pool)
         for address, entry in self._entries.items():
+            if entry.pending:
+                continue
             if entry.ref.kind == "v2":
                 old = entry.state
                 assert isinstance(old, V2Pool)
@@ -955,9 +1190,10 @@ class PoolRegistry:
                 calls += [Call(entry.ref.address, SLOT0), Call(entry.ref.address, LIQUIDITY)]
         answer = await self.multicall.aggregate(calls, block)
         v3 = [e for e in entries if e.ref.kind == "v3"]
+        windows = self._reload_windows(entries, answer.results)
         tables = (
             await load_v3_tick_tables(
-                self.multicall, [(e.ref.address, e.tick_spacing) for e in v3], block
+                self.multicall, [(e.ref.address, e.tick_spacing) for e in v3], block, windows
             )
             if v3
             else {}
@@ -996,6 +1232,7 @@ class PoolRegistry:
                 continue
             entry.ticks = {tick: net for tick, (_gross, net) in table.items()}
             entry.gross = {tick: gross for tick, (gross, _net) in table.items()}
+            entry.words = windows.get(address, entry.words)
             entry.ticks_tuple = tuple(sorted(entry.ticks.items()))
             entry.template = self._v3_state(
                 entry, _word(slot0, 0), _signed_word(slot0, 1), liquidity, block
@@ -1004,6 +1241,102 @@ class PoolRegistry:
             entry.error = None
             reloaded.add(address)
         return reloaded
+
+    # --- the V3 tick window ----------------------------------------------------------------
+
+    def _window(self, entry: _Entry, tick: int) -> range:
+        """The words to hold for ``entry`` at ``tick``: the window around it joined with the
+        words already held (one contiguous range), or every word without a window."""
+        if self.tick_window_pct is None:
+            return tick_bitmap_word_range(entry.tick_spacing)
+        wanted = tick_window_words(tick, entry.tick_spacing, self.tick_window_pct)
+        held = entry.words
+        if held is None:
+            return wanted
+        return range(min(wanted.start, held.start), max(wanted.stop, held.stop))
+
+    def _within_windows(self, touched: dict[str, set[int]]) -> dict[str, set[int]]:
+        """``touched`` without the ticks outside each pool's loaded words (nothing is known
+        there; those ticks are read with their word if the window ever reaches it)."""
+        kept: dict[str, set[int]] = {}
+        for address, ticks in touched.items():
+            entry = self._entries.get(address)
+            inside = {t for t in ticks if entry is None or _in_words(entry, t)}
+            if inside:
+                kept[address] = inside
+        return kept
+
+    def _reload_windows(
+        self, entries: Sequence[_Entry], results: Sequence[CallResult]
+    ) -> dict[str, range]:
+        """The words to load for the V3 ``entries`` of a reload, from the slot0 answers in
+        ``results`` (laid out as ``_reload_pools`` asks: V2 one call, V3 two)."""
+        windows: dict[str, range] = {}
+        index = 0
+        for entry in entries:
+            if entry.ref.kind == "v2":
+                index += 1
+                continue
+            result = results[index]
+            index += 2
+            if result.success and len(result.return_data) >= 64:
+                windows[entry.ref.address] = self._window(
+                    entry, _signed_word(result.return_data, 1)
+                )
+        return windows
+
+    async def _extend_windows(self, block: int) -> set[str]:
+        """Load the bitmap words the windows now need: where the price moved toward an edge
+        of its pool's loaded words, or where a quote was refused for leaving them (one more
+        window's worth that way). Returns the pools extended; a failed read is tried again
+        at the next refresh."""
+        assert self.multicall is not None and self.tick_window_pct is not None
+        grown: dict[str, range] = {}
+        missing: dict[str, list[int]] = {}  # the words of ``grown`` not held yet
+        for address, entry in self._entries.items():
+            state, held = entry.state, entry.words
+            if (
+                not isinstance(state, V3Pool)
+                or entry.ticks is None
+                or held is None
+                or entry.error is not None
+                or state.block != block
+            ):
+                continue
+            words = self._window(entry, state.tick)
+            wanted = state.wanted_ticks()
+            step = len(tick_window_words(state.tick, entry.tick_spacing, self.tick_window_pct))
+            every = tick_bitmap_word_range(entry.tick_spacing)
+            words = range(
+                max(words.start - (step if "below" in wanted else 0), every.start),
+                min(words.stop + (step if "above" in wanted else 0), every.stop),
+            )
+            if words != held:
+                grown[address] = words
+                missing[address] = [w for w in words if w not in held]
+        if not grown:
+            return set()
+        tables = await load_v3_tick_tables(
+            self.multicall,
+            [(a, self._entries[a].tick_spacing) for a in grown],
+            block,
+            missing,
+        )
+        for address, table in tables.items():
+            entry = self._entries[address]
+            assert entry.ticks is not None and entry.gross is not None
+            for tick, (gross, net) in table.items():
+                entry.gross[tick] = gross
+                entry.ticks[tick] = net
+            entry.words = grown[address]
+            self._install_ticks(entry, block)
+        if len(tables) < len(grown):
+            log.info(
+                "tick window of %d pool(s) could not be extended at block %d (next refresh)",
+                len(grown) - len(tables),
+                block,
+            )
+        return set(tables)
 
     def _v3_state(
         self, entry: _Entry, sqrt_price_x96: int, tick: int, liquidity: int, block: int
@@ -1026,6 +1359,7 @@ class PoolRegistry:
             entry.ticks_tuple,
             block,
             table,
+            loaded_tick_range=_entry_range(entry),
         )
 
     def _install_ticks(self, entry: _Entry, block: int) -> None:
@@ -1043,6 +1377,7 @@ class PoolRegistry:
             t.liquidity,
             entry.ticks_tuple,
             block,
+            loaded_tick_range=_entry_range(entry),
         )
         entry.state = entry.template
         entry.error = None

@@ -10,6 +10,11 @@ at a time): each step rounds its amounts separately, so skipping a boundary woul
 result by a few wei. For speed the bitmap is replaced by a sorted tuple of initialized ticks
 walked with an index, the SqrtPriceMath/SwapMath formulas are inlined (readable versions in
 ``agent.dex.v3_math``), and sqrt prices of initialized ticks are precomputed.
+
+A pool may hold only the ticks of some bitmap words (``loaded_tick_range``, see
+``agent.dex.pools``): the swap then runs with its price limit clamped to the edge of those
+words, which changes no step before the edge, and a swap that would go on past the edge raises
+``TicksNotLoaded`` (the table notes the direction so the registry loads more words).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from agent.dex.v3_math import (
     MAX_SQRT_RATIO,
@@ -30,7 +35,7 @@ from agent.dex.v3_math import (
     get_sqrt_ratio_at_tick,
     get_tick_at_sqrt_ratio,
 )
-from agent.errors import InsufficientLiquidity, SwapRevert
+from agent.errors import InsufficientLiquidity, SwapRevert, TicksNotLoaded
 
 if TYPE_CHECKING:
     from web3 import AsyncWeb3
@@ -47,7 +52,14 @@ class _TickTable:
     sqrt prices at word-boundary ticks. Shared by a pool and the pools its swaps produce
     (ticks only change on Mint/Burn, which the registry re-reads)."""
 
-    __slots__ = ("full_steps", "liquidity_nets", "sqrt_prices", "ticks", "word_edge_sqrt_prices")
+    __slots__ = (
+        "full_steps",
+        "liquidity_nets",
+        "sqrt_prices",
+        "ticks",
+        "wanted",
+        "word_edge_sqrt_prices",
+    )
 
     def __init__(self, ticks: tuple[tuple[int, int], ...]) -> None:
         self.ticks: tuple[int, ...] = tuple(t for t, _ in ticks)
@@ -57,6 +69,9 @@ class _TickTable:
         self.word_edge_sqrt_prices: dict[int, int] = {}
         # (start, target, liquidity) -> (amount_in, amount_out, fee) of a step reaching target
         self.full_steps: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+        # "below" / "above" once a quote was refused for leaving the loaded ticks that way:
+        # the registry reads it to extend the window at its next refresh (a note, not state)
+        self.wanted: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +90,10 @@ class V3Pool:
     ``ticks`` holds every initialized tick (liquidityGross > 0, even when its liquidity_net is 0)
     as ``(tick, liquidity_net)`` pairs in ascending tick order. ``sqrt_price_x96`` is Q64.96,
     ``liquidity`` the active uint128 L, ``fee_pips`` the pool fee in millionths.
+
+    ``loaded_tick_range`` is ``(lowest, highest)`` tick of the tick-bitmap words that were read
+    (whole words: every initialized tick in them is in ``ticks``), or None when every word was.
+    A swap that would move the price past it raises ``TicksNotLoaded`` instead of guessing.
     """
 
     address: str
@@ -88,6 +107,7 @@ class V3Pool:
     ticks: tuple[tuple[int, int], ...]
     block: int = 0
     _table: _TickTable | None = field(default=None, repr=False, compare=False)
+    loaded_tick_range: tuple[int, int] | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if self._table is None:
@@ -123,6 +143,12 @@ class V3Pool:
             tuple(sorted(ticks)),
             block,
         )
+
+    def wanted_ticks(self) -> frozenset[str]:
+        """ "below" / "above": directions a quote on this tick table was refused for leaving
+        the loaded ticks (the registry extends the window that way)."""
+        assert self._table is not None
+        return frozenset(self._table.wanted)
 
     # --- public quoting API ---------------------------------------------------------------
 
@@ -200,6 +226,7 @@ class V3Pool:
             self.ticks,
             self.block,
             self._table,
+            loaded_tick_range=self.loaded_tick_range,
         )
         return V3SwapResult(amount_in, amount_out, pool)
 
@@ -214,20 +241,64 @@ class V3Pool:
         caller so that quotes skip getTickAtSqrtRatio).
         """
         sqrt_price = self.sqrt_price_x96
+        edge: int | None = None  # the loaded range's edge, when it is nearer than the limit
         if zero_for_one:
             limit = MIN_SQRT_RATIO + 1 if sqrt_price_limit_x96 is None else sqrt_price_limit_x96
             if not (MIN_SQRT_RATIO < limit < sqrt_price):
                 raise SwapRevert("SPL")
+            if self.loaded_tick_range is not None:
+                edge, limit = self._loaded_edge(True, limit)
             result = self._swap_zero_for_one(amount_specified, limit)
         else:
             limit = MAX_SQRT_RATIO - 1 if sqrt_price_limit_x96 is None else sqrt_price_limit_x96
             if not (sqrt_price < limit < MAX_SQRT_RATIO):
                 raise SwapRevert("SPL")
+            if self.loaded_tick_range is not None:
+                edge, limit = self._loaded_edge(False, limit)
             result = self._swap_one_for_zero(amount_specified, limit)
+        if edge is not None and result[2] == edge:
+            # stopped at the edge of the loaded ticks with the amount not yet filled: the rest
+            # of the swap would read tick-bitmap words that were not loaded
+            unfilled = (
+                result[0] != amount_specified
+                if amount_specified > 0
+                else result[1] != -amount_specified
+            )
+            if unfilled:
+                self._refuse("below" if zero_for_one else "above")
         if result[0] <= 0:
             # QuoterV2's and SwapRouter's callbacks require a positive input delta
             raise InsufficientLiquidity(f"pool {self.address} has no liquidity in that direction")
         return result
+
+    def _loaded_edge(self, zero_for_one: bool, limit: int) -> tuple[int | None, int]:
+        """``(edge, limit)``: the sqrt price at the loaded range's edge the swap moves toward,
+        and the limit clamped to it (None and the limit as given when the limit comes first).
+        Up to the edge the steps are the contract's: the loaded words hold every tick there.
+        Raises ``TicksNotLoaded`` when the price already sits at or past that edge."""
+        assert self.loaded_tick_range is not None and self._table is not None
+        lowest, highest = self.loaded_tick_range
+        spacing = self.tick_spacing
+        cache = self._table.word_edge_sqrt_prices
+        edge_tick = lowest if zero_for_one else highest
+        edge = cache.get(edge_tick)
+        if edge is None:
+            edge = cache[edge_tick] = get_sqrt_ratio_at_tick(edge_tick)
+        compressed = self.tick // spacing
+        if zero_for_one:
+            # the first step reads the word of the current tick
+            if self.sqrt_price_x96 <= edge or compressed > highest // spacing:
+                self._refuse("below" if self.sqrt_price_x96 <= edge else "above")
+            return (edge, edge) if limit < edge else (None, limit)
+        # the first step reads the word of the current tick + 1
+        if self.sqrt_price_x96 >= edge or compressed + 1 < lowest // spacing:
+            self._refuse("above" if self.sqrt_price_x96 >= edge else "below")
+        return (edge, edge) if limit > edge else (None, limit)
+
+    def _refuse(self, direction: str) -> NoReturn:
+        assert self._table is not None
+        self._table.wanted.add(direction)
+        raise TicksNotLoaded(self.address, direction)
 
     def _swap_zero_for_one(
         self, amount_specified: int, limit: int

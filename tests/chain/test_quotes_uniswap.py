@@ -24,11 +24,11 @@ from eth_utils import function_signature_to_4byte_selector
 from agent.chain.multicall import Call, Multicall
 from agent.chain.rpc import RpcClient
 from agent.devnet import Devnet
-from agent.dex.pools import PoolRegistry
+from agent.dex.pools import PoolRegistry, fetch_v3_pool
 from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
 from agent.dex.v3_math import MAX_SQRT_RATIO, MIN_SQRT_RATIO, get_sqrt_ratio_at_tick
-from agent.errors import SwapRevert
+from agent.errors import SwapRevert, TicksNotLoaded
 
 pytestmark = pytest.mark.chain
 
@@ -185,7 +185,9 @@ async def chain(w3: Any, devnet: Devnet) -> AsyncIterator[Chain]:
         yield Chain(client, devnet)
 
 
-def registry_for(chain: Chain, event_driven: bool = False) -> PoolRegistry:
+def registry_for(
+    chain: Chain, event_driven: bool = False, tick_window_pct: float | None = None
+) -> PoolRegistry:
     """The pools, re-read every block or (``event_driven``) advanced by their logs after the
     first load, with every pool spot-checked every block (``drift_count`` must stay 0)."""
     a = chain.devnet.addresses
@@ -195,6 +197,7 @@ def registry_for(chain: Chain, event_driven: bool = False) -> PoolRegistry:
         v3_factory=a["uniswap_v3.factory"],
         event_driven=event_driven,
         spot_check_size=len(chain.devnet.pools),
+        tick_window_pct=tick_window_pct,
     )
     for info in chain.devnet.pools:
         if info.kind == "v2":
@@ -393,12 +396,154 @@ async def test_v3_local_quotes_equal_quoter_and_executed_swaps(
     # the registry, refreshed after all those swaps, still equals a full independent read
     final = await chain.head()
     await registry.refresh(final)
-    from agent.dex.pools import fetch_v3_pool
 
     for address in v3_addresses[:4]:
         assert registry.get(address) == await fetch_v3_pool(chain.client, address, final)
     assert registry.drift_count == 0  # events alone kept every pool exact
     assert registry.event_refreshes >= (rounds - 1 if event_driven else 0)
+
+
+def loaded_words(pool: V3Pool) -> int:
+    assert pool.loaded_tick_range is not None
+    lowest, highest = pool.loaded_tick_range
+    return (highest - lowest + pool.tick_spacing) // (256 * pool.tick_spacing)
+
+
+async def quoter_exact_input(chain: Chain, pool: V3Pool, token_in: str, amount: int) -> int:
+    token_out = pool.token1 if token_in == pool.token0 else pool.token0
+    swap = PlannedSwap(pool, "", token_in, token_out, True, amount, None, "")
+    answer = await chain.quote_multicall.aggregate([quoter_call(chain, swap)], await chain.head())
+    assert answer.results[0].success
+    return int(
+        decode(["uint256", "uint160", "uint32", "uint256"], answer.results[0].return_data)[0]
+    )
+
+
+async def amount_leaving(chain: Chain, pool: V3Pool, zero_for_one: bool) -> int:
+    """An exact input whose swap (on the whole tick table) ends past ``pool``'s loaded ticks."""
+    full = await fetch_v3_pool(chain.client, pool.address, pool.block)
+    assert pool.loaded_tick_range is not None
+    lowest, highest = pool.loaded_tick_range
+    token_in = pool.token0 if zero_for_one else pool.token1
+    amount = 10**6
+    while True:
+        after = full.swap(token_in, amount).pool
+        if (after.tick < lowest) if zero_for_one else (after.tick > highest):
+            return amount
+        amount *= 2
+
+
+async def test_v3_first_load_reads_a_few_words_around_the_price(chain: Chain) -> None:
+    registry = registry_for(chain, event_driven=True, tick_window_pct=10.0)
+    head = await chain.head()
+    assert (await registry.refresh(head)).ok
+    for info in chain.devnet.pools:
+        if info.kind != "v3":
+            continue
+        pool = registry.get(info.address)
+        assert isinstance(pool, V3Pool)
+        # +-10% of price: about 2,000 ticks, in 256-tick-spacing words
+        assert loaded_words(pool) <= (9 if info.tick_spacing == 1 else 2), info
+        full = await fetch_v3_pool(chain.client, info.address, head)
+        assert pool.loaded_tick_range is not None
+        lowest, highest = pool.loaded_tick_range
+        # exactly the initialized ticks of the loaded words
+        assert pool.ticks == tuple((t, n) for t, n in full.ticks if lowest <= t <= highest)
+        # a quote inside the window equals the whole table's
+        small = 10**3
+        assert pool.quote_exact_input(pool.token0, small) == full.quote_exact_input(
+            pool.token0, small
+        )
+
+
+async def test_v3_quote_past_the_loaded_ticks_is_refused_then_exact_once_loaded(
+    chain: Chain,
+) -> None:
+    registry = registry_for(chain, event_driven=True, tick_window_pct=2.0)
+    assert (await registry.refresh(await chain.head())).ok
+    info = next(p for p in chain.devnet.pools if p.kind == "v3" and p.fee_pips == 100)
+    pool = registry.get(info.address)
+    assert isinstance(pool, V3Pool)
+    amount = await amount_leaving(chain, pool, zero_for_one=True)
+    with pytest.raises(TicksNotLoaded) as refused:
+        pool.quote_exact_input(pool.token0, amount)
+    assert refused.value.direction == "below"
+    # the quoter answers, the local math refused rather than guessed; the refusal asks the
+    # registry for more words below, which later refreshes load
+    for _ in range(20):
+        await chain.client.call_raw("evm_mine")
+        refreshed = await registry.refresh(await chain.head())
+        assert refreshed.ok, refreshed.error
+        pool = registry.get(info.address)
+        assert isinstance(pool, V3Pool)
+        try:
+            local = pool.quote_exact_input(pool.token0, amount)
+            break
+        except TicksNotLoaded:
+            continue
+    else:
+        raise AssertionError("the window never grew far enough")
+    assert local == await quoter_exact_input(chain, pool, pool.token0, amount)
+    assert registry.event_refreshes > 0 and registry.drift_count == 0
+
+
+async def test_v3_mint_outside_the_loaded_ticks_stays_exact(chain: Chain) -> None:
+    rng = random.Random(7)
+    owner = chain.devnet.accounts[1][0]
+    npm = chain.devnet.addresses["uniswap_v3.position_manager"]
+    await chain.approve_all([owner], [npm])
+    registry = registry_for(chain, event_driven=True, tick_window_pct=2.0)
+    assert (await registry.refresh(await chain.head())).ok
+    info = next(p for p in chain.devnet.pools if p.kind == "v3" and p.fee_pips == 100)
+    pool = registry.get(info.address)
+    assert isinstance(pool, V3Pool) and pool.loaded_tick_range is not None
+    lowest, highest = pool.loaded_tick_range
+    # a position entirely above the loaded words, and one straddling their lower edge
+    ranges = [(highest + 300, highest + 400), (lowest - 50, lowest + 50)]
+    txs = []
+    for lower, upper in ranges:
+        params = (
+            pool.token0,
+            pool.token1,
+            pool.fee_pips,
+            lower,
+            upper,
+            usd_amount(chain, pool.token0, rng, "medium"),
+            usd_amount(chain, pool.token1, rng, "medium"),
+            0,
+            0,
+            owner,
+            DEADLINE,
+        )
+        data = MINT + encode(
+            [
+                "(address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256)"
+            ],
+            [params],
+        )
+        txs.append(tx(owner, npm, data, 1_000_000))
+    minted = await chain.mine_transactions(txs)
+    refreshed = await registry.refresh(minted)
+    assert refreshed.ok and registry.event_refreshes == 1
+    after = registry.get(info.address)
+    # the ticks inside the words changed exactly; those outside were left unknown
+    assert after == await fetch_v3_pool(chain.client, info.address, minted, window_pct=2.0)
+    assert (lowest + 50) in dict(after.ticks) and (lowest - 50) not in dict(after.ticks)
+    # a swap up into the position above is refused, then exact once the window has grown
+    amount = await amount_leaving(chain, after, zero_for_one=False)
+    for _ in range(20):
+        try:
+            local = after.quote_exact_input(after.token1, amount)
+            break
+        except TicksNotLoaded:
+            await chain.client.call_raw("evm_mine")
+            assert (await registry.refresh(await chain.head())).ok
+            after = registry.get(info.address)
+            assert isinstance(after, V3Pool)
+    else:
+        raise AssertionError("the window never grew far enough")
+    assert highest + 300 in dict(after.ticks)
+    assert local == await quoter_exact_input(chain, after, after.token1, amount)
 
 
 def plan_v2(chain: Chain, pool: V2Pool, trader: str, rng: random.Random) -> PlannedSwap:
