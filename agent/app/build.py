@@ -45,7 +45,7 @@ from agent.console.server import ConsoleServer
 from agent.dex.pools import PoolRegistry
 from agent.engine.loop import Engine, EngineSettings, Executor
 from agent.errors import AgentError, ConfigError
-from agent.events import EventBus
+from agent.events import EventBus, PoolsLoading
 from agent.events.daily import DailyLedger
 from agent.events.log import EventLog
 from agent.execution import (
@@ -66,6 +66,7 @@ from agent.feeds.sim import SimCexClient, SimOneInchClient, SimSentimentFeed, be
 from agent.feeds.watch import FeedWatch
 from agent.feeds.whales import WhaleWatcher
 from agent.market.builder import FeedBoard, MarketView
+from agent.market.discovery import LiquidityFilter
 from agent.market.portfolio import PORTFOLIO_STATE_KEY, Portfolio
 from agent.metrics.server import AgentMetrics, HealthReport, HealthState, MetricsServer
 from agent.risk.gate import RiskGate
@@ -294,11 +295,11 @@ async def open_agent(
             limits=limits,
             event_driven=cfg.market.event_driven_pools,
             spot_check_size=cfg.market.spot_check_pools,
+            tick_window_pct=cfg.market.v3_tick_window_pct,
+            background_load=True,
         )
         await registry.discover(list(tokens))
-        # Read every pool once now: feeds priced from the pools (the simulated ones) start with
-        # prices instead of going stale until the first block arrives.
-        await registry.refresh(await w3.eth.block_number)
+        pool_jobs = await _pool_jobs(cfg, registry, tokens, events)
         gas_cfg = cfg.feeds.gas
         gas = GasOracle(
             w3,
@@ -337,7 +338,7 @@ async def open_agent(
             whales=whales,
             events=events,
         )
-        background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        background: list[Callable[[], Coroutine[Any, Any, None]]] = list(pool_jobs)
         # what builds 1inch swaps: only a real client, and only where a wallet signs them
         aggregator: OneInchClient | None = None
         if cfg.feeds.simulated:
@@ -600,6 +601,46 @@ async def _finish_run(
     return False
 
 
+async def _pool_jobs(
+    cfg: AgentConfig, registry: PoolRegistry, tokens: dict[str, Token], events: EventBus
+) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    """Filter the discovered pools by liquidity, start the first load, and return the
+    background jobs that carry both on: the loader (pools usable as they come in) and the
+    periodic liquidity recheck."""
+    market = cfg.market
+    jobs: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    if market.min_liquidity_usd > 0:
+        liquidity = LiquidityFilter(
+            registry, tokens, market.min_liquidity_usd, market.liquidity_recheck_interval_s, events
+        )
+        try:
+            await liquidity.check()
+        except AgentError as exc:  # every pool stays; the next check judges them
+            log.warning("liquidity filter failed at start-up (%s): watching every pool", exc)
+        jobs.append(liquidity.run)
+
+    def progress(loaded: int, total: int) -> None:
+        events.publish(PoolsLoading(loaded=loaded, total=total))
+
+    load = partial(
+        registry.load_pending,
+        concurrency=market.first_load_concurrency,
+        batch_pools=market.first_load_batch_pools,
+        retry_max_s=market.first_load_retry_max_s,
+        progress=progress,
+        progress_interval_s=market.first_load_progress_interval_s,
+    )
+    # One round now: a small market (the devnet) is loaded before the first block, and feeds
+    # priced from the pools start with prices; a large one goes on in the background.
+    await load(forever=False, rounds=1)
+
+    async def pool_first_load() -> None:
+        await load()
+
+    jobs.append(pool_first_load)
+    return jobs
+
+
 def _health(health: HealthState, built: list[AgentParts]) -> HealthReport:
     if not built:  # still starting: nothing ticked yet
         return health.report()
@@ -608,6 +649,7 @@ def _health(health: HealthState, built: list[AgentParts]) -> HealthReport:
         halted=parts.risk.halt is not None,
         paused=parts.risk.paused,
         stale_pools=len(parts.registry.stale_pools),
+        loading_pools=len(parts.registry.loading_pools),
     )
 
 

@@ -19,6 +19,22 @@ Two ways to bring pools to a block:
   pools of the last 128 blocks are kept) are reloaded, the new blocks' logs applied. Logs that
   cannot be read fall back to the re-read.
 
+V3 tick data: with ``tick_window_pct`` only the tickBitmap words covering the prices within that
+many percent of the current one are read (``tick_window_words``; ``V3Pool.loaded_tick_range``
+records them), and a quote that would leave them raises ``TicksNotLoaded``. After each refresh
+the window is extended where the price moved toward an edge or a quote was refused (the missing
+words only). Mint/Burn logs for ticks outside the words are not applied to the table (nothing is
+known there; the whole word is read when the window reaches it). A first load of a V3 pool is
+``slot0`` + ``liquidity``, one ``tickBitmap(int16)`` per word of the window (8-9 for fee 100
+at 10%, 1-2 for the other tiers) and one ``ticks(int24)`` per initialized tick in them: the pool
+answers one word or one tick per call and the ticks are only known from the words, so that is
+the minimum it allows (TickLens is per word too), in three dependent multicall rounds.
+
+First loads in the background (``background_load``): new pools are pending until
+``load_pending`` (a background job) loads them in bounded batches, at the block the loaded pools
+are at; refreshes skip them, they are ``loading_pools`` rather than stale, and a failed load is
+retried after a doubling backoff, never inside a refresh.
+
 Every read is within ``limits`` (``agent.chain.limits``): the RPC client splits batches, log
 ranges are planned and a refused range is split. All reads of one refresh are pinned to the
 same block, and every pool state carries it.
@@ -501,6 +517,8 @@ class PoolRegistry:
         # the loaded pools are at, so the next refresh brings old and new pools forward alike
         self._lock = asyncio.Lock()
         self._pending_added = asyncio.Event()
+        # discovered pools left out (too little liquidity), kept to be measured again
+        self._skipped: dict[str, _Entry] = {}
 
     # --- what consumers read -----------------------------------------------------------------
 
@@ -616,7 +634,7 @@ class PoolRegistry:
                 pool = _address(_need(result, 1))
             except ValueError as exc:
                 raise PoolReadError(f"{dex} factory lookup failed: {exc}") from None
-            if int(pool, 16) == 0 or pool in self._entries:
+            if int(pool, 16) == 0 or pool in self._entries or pool in self._skipped:
                 continue
             token0, token1 = pair
             if kind == "v2":
@@ -625,6 +643,90 @@ class PoolRegistry:
                 self.add_v3_pool(pool, token0, token1, fee, dex=dex, factory=factory)
             added += 1
         return added
+
+    @property
+    def skipped_pools(self) -> frozenset[str]:
+        """Discovered pools not watched (``skip``), e.g. for too little liquidity."""
+        return frozenset(self._skipped)
+
+    async def skip(self, addresses: Iterable[str]) -> None:
+        """Stop watching ``addresses`` (no reads, no state); ``unskip`` brings them back."""
+        async with self._lock:  # never in the middle of a refresh or a round of first loads
+            for address in addresses:
+                entry = self._entries.pop(to_checksum_address(address), None)
+                if entry is None:
+                    continue
+                self._skipped[entry.ref.address] = _Entry(
+                    entry.ref, entry.token0, entry.token1, entry.fee_pips, entry.tick_spacing
+                )
+            self._refresh_calls = ()
+
+    def unskip(self, addresses: Iterable[str]) -> None:
+        """Watch skipped ``addresses`` again: they are loaded like newly discovered pools."""
+        for address in addresses:
+            entry = self._skipped.pop(to_checksum_address(address), None)
+            if entry is None:
+                continue
+            entry.error, entry.pending = "never read", self.background_load
+            self._entries[entry.ref.address] = entry
+        self._refresh_calls = ()
+        self._pending_added.set()
+
+    async def read_heads(self, addresses: Iterable[str]) -> dict[str, Pool]:
+        """Price and depth of ``addresses`` (watched or skipped) at the latest block, in one
+        multicall: V2 reserves; V3 slot0 and liquidity with no tick data (any quote on them is
+        refused). For measuring liquidity, not for trading. Pools whose read failed are left
+        out."""
+        assert self.multicall is not None
+        entries = [
+            e for a in addresses if (e := self._entries.get(a) or self._skipped.get(a)) is not None
+        ]
+        calls: list[Call] = []
+        for entry in entries:
+            if entry.ref.kind == "v2":
+                calls.append(Call(entry.ref.address, GET_RESERVES))
+            else:
+                calls += [Call(entry.ref.address, SLOT0), Call(entry.ref.address, LIQUIDITY)]
+        answer = await self.multicall.aggregate(calls)
+        block = answer.block_number or 0
+        heads: dict[str, Pool] = {}
+        index = 0
+        for entry in entries:
+            address = entry.ref.address
+            try:
+                if entry.ref.kind == "v2":
+                    index += 1
+                    data = _need(answer.results[index - 1], 2)
+                    heads[address] = V2Pool(
+                        address,
+                        entry.token0,
+                        entry.token1,
+                        _word(data, 0),
+                        _word(data, 1),
+                        entry.fee_pips,
+                        block,
+                    )
+                    continue
+                index += 2
+                slot0 = _need(answer.results[index - 2], 2)
+                liquidity = _word(_need(answer.results[index - 1], 1), 0)
+            except ValueError:
+                continue
+            tick = _signed_word(slot0, 1)
+            heads[address] = V3Pool(
+                address,
+                entry.token0,
+                entry.token1,
+                entry.fee_pips,
+                entry.tick_spacing,
+                _word(slot0, 0),
+                tick,
+                liquidity,
+                (),
+                block,
+                loaded_tick_range=(tick, tick),
+            )
+        return heads
 
     # --- the first load, in the background ----------------------------------------------------
 
@@ -638,6 +740,7 @@ class PoolRegistry:
         progress: Callable[[int, int], None] | None = None,
         progress_interval_s: float = 10.0,
         forever: bool = True,
+        rounds: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Load the pools still pending (``background_load``), ``batch_pools`` per batch with
@@ -651,7 +754,7 @@ class PoolRegistry:
         the rounds too, doubling like the retries.
         ``progress(loaded, total)`` is called after each round and logged every
         ``progress_interval_s``. With ``forever`` it then waits for pools added later (the
-        discovery recheck); otherwise it returns once nothing is due.
+        discovery recheck); otherwise it returns once nothing is due (or after ``rounds``).
         """
         last_logged = clock()
         pause_s = retry_initial_s
@@ -667,6 +770,10 @@ class PoolRegistry:
                 with contextlib.suppress(TimeoutError):  # a retry is due
                     await asyncio.wait_for(self._pending_added.wait(), timeout)
                 continue
+            if rounds is not None:
+                if rounds <= 0:
+                    return
+                rounds -= 1
             round_pools = due[: concurrency * batch_pools]
             refused = await self._load_round(
                 round_pools, batch_pools, clock, retry_initial_s, retry_max_s

@@ -2,7 +2,8 @@
 
 Sources publish: the block source (``HeadSeen``, ``HeadStalled``, ``HeadResumed``,
 ``HeadRefused``, ``HeadTrusted``), the market view (``PriceOutlier``,
-``PriceOutlierCleared``, ``PoolsDrifted``), the feed watch (``FeedStale``, ``FeedFresh``,
+``PriceOutlierCleared``, ``PoolsDrifted``), the pool loader and discovery (``PoolsLoading``,
+``PoolsSkipped``), the feed watch (``FeedStale``, ``FeedFresh``,
 ``FeedsChecked``), the executor (``TradeSent``), the signing policy (``SigningRefusal``) and
 the engine (``Tick``, ``Refusal``, ``StrategyFailed``, ``SourceFailed``, ``TradeMined``,
 ``TradeReverted``, ``TradeFailed``, ``TradeReorged``, ``Halt``, ``DayClosed``); the control
@@ -26,6 +27,8 @@ from agent.events.types import (
     HeadStalled,
     HeadTrusted,
     PoolsDrifted,
+    PoolsLoading,
+    PoolsSkipped,
     PriceOutlier,
     PriceOutlierCleared,
     Refusal,
@@ -57,6 +60,8 @@ __all__ = [
     "HeadStalled",
     "HeadTrusted",
     "PoolsDrifted",
+    "PoolsLoading",
+    "PoolsSkipped",
     "PriceOutlier",
     "PriceOutlierCleared",
     "Refusal",

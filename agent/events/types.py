@@ -119,6 +119,30 @@ class PoolsDrifted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PoolsLoading(Event):
+    """Progress of the background first load: ``loaded`` of ``total`` pools have a state
+    (the rest are still loading, or waiting to retry a failed load)."""
+
+    kind: ClassVar[str] = "pools_loading"
+
+    loaded: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolsSkipped(Event):
+    """Discovery's liquidity filter: ``skipped`` pools hold under ``min_liquidity_usd`` and are
+    not watched (``dropped`` of them were watched until this check, ``added`` came back)."""
+
+    kind: ClassVar[str] = "pools_skipped"
+
+    skipped: int
+    dropped: int
+    added: int
+    min_liquidity_usd: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PriceOutlierCleared(Event):
     """A pool reported as a price outlier agrees with the consensus again."""
 

@@ -40,6 +40,8 @@ from agent.events import (
     HeadSeen,
     HeadStalled,
     PoolsDrifted,
+    PoolsLoading,
+    PoolsSkipped,
     PriceOutlier,
     PriceOutlierCleared,
     Tick,
@@ -179,6 +181,24 @@ class AgentMetrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.pools_loaded = Gauge(
+            "pools_loaded",
+            "Pools with a state (the background first load has read them)",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.pools_loading = Gauge(
+            "pools_loading",
+            "Pools the background first load has not loaded yet",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.pools_skipped = Gauge(
+            "pools_skipped_low_liquidity",
+            "Discovered pools not watched: under market.min_liquidity_usd",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self.price_outliers = Gauge(
             "price_outlier_pools",
             "Pools whose price is ignored for USD valuation as an outlier",
@@ -261,6 +281,11 @@ class AgentMetrics:
             self.price_outliers.dec()
         elif isinstance(event, PoolsDrifted):
             self.pool_drift.inc(len(event.pools))
+        elif isinstance(event, PoolsLoading):
+            self.pools_loaded.set(event.loaded)
+            self.pools_loading.set(event.total - event.loaded)
+        elif isinstance(event, PoolsSkipped):
+            self.pools_skipped.set(event.skipped)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
@@ -283,6 +308,7 @@ class HealthReport:
     head_age_s: float | None = None
     stale_optional: tuple[str, ...] = ()
     stale_pools: int = 0
+    loading_pools: int = 0  # not loaded yet by the background first load (not stale)
 
     @property
     def status(self) -> str:
@@ -296,6 +322,7 @@ class HealthReport:
             "stale_feeds": list(self.stale_feeds),
             "stale_optional": list(self.stale_optional),
             "stale_pools": self.stale_pools,
+            "loading_pools": self.loading_pools,
             "last_block": self.last_block,
             "last_tick_age_s": _rounded(self.last_tick_age_s),
             "last_head": self.last_head,
@@ -341,7 +368,12 @@ class HealthState:
             self.stale.pop(event.source, None)
 
     def report(
-        self, *, halted: bool = False, paused: bool = False, stale_pools: int = 0
+        self,
+        *,
+        halted: bool = False,
+        paused: bool = False,
+        stale_pools: int = 0,
+        loading_pools: int = 0,
     ) -> HealthReport:
         now = self._clock()
         tick_age_s = None if self.last_tick_at is None else max(0.0, now - self.last_tick_at)
@@ -355,6 +387,7 @@ class HealthState:
             stale_feeds=tuple(required),
             stale_optional=tuple(sorted(s for s, needed in self.stale.items() if not needed)),
             stale_pools=stale_pools,
+            loading_pools=loading_pools,
             last_block=self.last_tick_block,
             last_tick_age_s=tick_age_s,
             last_head=self.last_head,

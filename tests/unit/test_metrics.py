@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.events import EventBus, PoolsDrifted
+from agent.events import EventBus, PoolsDrifted, PoolsLoading, PoolsSkipped
 from agent.metrics.server import AgentMetrics, HealthReport, MetricsServer
 from agent.redaction import redact_endpoint
 from agent.types import Reading
@@ -165,6 +165,7 @@ async def test_health_reports_ok_then_degraded(session: aiohttp.ClientSession) -
         "stale_feeds": [],
         "stale_optional": [],
         "stale_pools": 0,
+        "loading_pools": 0,
         "last_block": 100,
         "last_tick_age_s": 1.5,
         "last_head": None,
@@ -218,3 +219,23 @@ async def test_pool_drift_is_counted_from_the_market_event(
     finally:
         await server.stop()
     assert scraped["defi_agent_pool_drift_total"] == 3
+
+
+async def test_first_load_progress_and_skipped_pools_are_gauges(
+    session: aiohttp.ClientSession,
+) -> None:
+    events = EventBus()
+    metrics = AgentMetrics()
+    metrics.subscribe(events)
+    server = MetricsServer(metrics, HealthReport, port=0)
+    await server.start()
+    try:
+        events.publish(PoolsLoading(loaded=4_210, total=10_000))
+        events.publish(PoolsSkipped(skipped=812, dropped=3, added=1, min_liquidity_usd=10_000))
+        await asyncio.sleep(0)
+        scraped = await scrape(session, server)
+    finally:
+        await server.stop()
+    assert scraped["defi_agent_pools_loaded"] == 4_210
+    assert scraped["defi_agent_pools_loading"] == 5_790
+    assert scraped["defi_agent_pools_skipped_low_liquidity"] == 812
