@@ -130,12 +130,19 @@ def tick_bitmap_word_range(tick_spacing: int) -> range:
 _LOG_TICK_BASE = math.log(1.0001)  # a tick is a 0.01% price step
 
 
+def _window_offsets(window_pct: float) -> tuple[int, int]:
+    """Ticks from the current one to the window's lowest (negative) and highest price."""
+    return (
+        math.floor(math.log(1 - window_pct / 100) / _LOG_TICK_BASE),
+        math.ceil(math.log(1 + window_pct / 100) / _LOG_TICK_BASE),
+    )
+
+
 def tick_window_words(tick: int, tick_spacing: int, window_pct: float) -> range:
     """The bitmap words holding every tick of the prices within ``window_pct`` percent (0-100,
     exclusive) of the price at ``tick``: for 10%, about 2,000 ticks, so 8-9 words for a
     fee-100 pool (spacing 1) and 1-2 for spacing 10 and up."""
-    below = math.floor(math.log(1 - window_pct / 100) / _LOG_TICK_BASE)
-    above = math.ceil(math.log(1 + window_pct / 100) / _LOG_TICK_BASE)
+    below, above = _window_offsets(window_pct)
     every = tick_bitmap_word_range(tick_spacing)
     # the word of the current tick + 1 too: a swap up starts reading there
     first = (max(tick + below, MIN_TICK) // tick_spacing) >> 8
@@ -1400,6 +1407,7 @@ class PoolRegistry:
         assert self.multicall is not None and self.tick_window_pct is not None
         grown: dict[str, range] = {}
         missing: dict[str, list[int]] = {}  # the words of ``grown`` not held yet
+        below, above = _window_offsets(self.tick_window_pct)
         for address, entry in self._entries.items():
             state, held = entry.state, entry.words
             if (
@@ -1410,6 +1418,13 @@ class PoolRegistry:
                 or state.block != block
             ):
                 continue
+            spacing = entry.tick_spacing
+            edge_low, edge_high = (held.start << 8) * spacing, (held.stop << 8) * spacing
+            if (
+                edge_low - below <= state.tick < edge_high - max(above, spacing)
+                and not state.wanted_ticks()
+            ):
+                continue  # the window around the price is held, no quote asked for more
             words = self._window(entry, state.tick)
             wanted = state.wanted_ticks()
             step = len(tick_window_words(state.tick, entry.tick_spacing, self.tick_window_pct))

@@ -80,6 +80,7 @@ class PlannedSwap:
     expected_out: int = 0
     crossed_ticks: int = 0
     stopped_by_limit: bool = False
+    refused: bool = False  # the local math refused: it would leave the loaded ticks
 
 
 class Chain:
@@ -307,6 +308,9 @@ def simulate_v3(swap: PlannedSwap) -> bool:
             quote = pool.quote_exact_output(swap.token_out, swap.amount, swap.limit)
             result = pool.swap(swap.token_in, -swap.amount, swap.limit)
             assert result.amount_in == quote
+    except TicksNotLoaded:
+        swap.refused = True
+        return False
     except SwapRevert:
         return False
     swap.expected_in, swap.expected_out = result.amount_in, result.amount_out
@@ -317,15 +321,19 @@ def simulate_v3(swap: PlannedSwap) -> bool:
     return True
 
 
-@pytest.mark.parametrize("event_driven", [False, True], ids=["reread", "events"])
+@pytest.mark.parametrize(
+    ("event_driven", "window_pct"),
+    [(False, None), (True, None), (True, 10.0)],
+    ids=["reread", "events", "events-window"],
+)
 async def test_v3_local_quotes_equal_quoter_and_executed_swaps(
-    chain: Chain, event_driven: bool
+    chain: Chain, event_driven: bool, window_pct: float | None
 ) -> None:
     rng = random.Random(20240607)
     traders = [address for address, _ in chain.devnet.accounts[1:10]]
     npm = chain.devnet.addresses["uniswap_v3.position_manager"]
     await chain.approve_all(traders, [chain.devnet.addresses["uniswap_v3.swap_router"], npm])
-    registry = registry_for(chain, event_driven)
+    registry = registry_for(chain, event_driven, window_pct)
     v3_addresses = [p.address for p in chain.devnet.pools if p.kind == "v3"]
     assert (await registry.refresh(await chain.head())).ok
     v3_pools = [registry.get(a) for a in v3_addresses]
@@ -334,6 +342,7 @@ async def test_v3_local_quotes_equal_quoter_and_executed_swaps(
     )
     executed: list[PlannedSwap] = []
     reverts_agreed = 0
+    refused = 0  # with a tick window: quotes that would leave it (never a wrong answer)
     rounds = 0
     while len(executed) < 520:
         rounds += 1
@@ -357,6 +366,10 @@ async def test_v3_local_quotes_equal_quoter_and_executed_swaps(
         to_execute: list[PlannedSwap] = []
         for i, (swap, quote) in enumerate(zip(plans, quotes.results, strict=True)):
             local_ok = simulate_v3(swap)
+            if swap.refused:
+                assert window_pct is not None, f"refused with every tick loaded: {swap}"
+                refused += 1
+                continue
             if not local_ok:
                 assert not quote.success, f"QuoterV2 answered where local math reverted: {swap}"
                 reverts_agreed += 1
@@ -389,7 +402,9 @@ async def test_v3_local_quotes_equal_quoter_and_executed_swaps(
     assert sum(s.crossed_ticks >= 3 for s in executed) >= 30
     assert sum(s.stopped_by_limit for s in executed) >= 10
     assert sum(s.size_class == "dust" for s in executed) >= 10
-    assert reverts_agreed >= 1  # local math and QuoterV2 also agree on what reverts
+    # local math and QuoterV2 also agree on what reverts; with a window, the swaps that drain
+    # a pool leave the loaded ticks first and are refused instead
+    assert reverts_agreed >= 1 if window_pct is None else refused >= 1
     assert sum(s.size_class == "very_large" for s in executed) >= 10
     assert registry.drift_count == 0
     assert (registry.event_refreshes > 0) == event_driven
@@ -398,7 +413,21 @@ async def test_v3_local_quotes_equal_quoter_and_executed_swaps(
     await registry.refresh(final)
 
     for address in v3_addresses[:4]:
-        assert registry.get(address) == await fetch_v3_pool(chain.client, address, final)
+        full = await fetch_v3_pool(chain.client, address, final)
+        held = registry.get(address)
+        assert isinstance(held, V3Pool)
+        if window_pct is not None:
+            # the loaded words, exactly: every initialized tick in them and nothing else
+            assert held.loaded_tick_range is not None
+            lowest, highest = held.loaded_tick_range
+            assert held.ticks == tuple((t, n) for t, n in full.ticks if lowest <= t <= highest)
+            assert (held.sqrt_price_x96, held.tick, held.liquidity) == (
+                full.sqrt_price_x96,
+                full.tick,
+                full.liquidity,
+            )
+            continue
+        assert held == full
     assert registry.drift_count == 0  # events alone kept every pool exact
     assert registry.event_refreshes >= (rounds - 1 if event_driven else 0)
 
