@@ -30,6 +30,7 @@ from agent.dex.pools import PoolRegistry
 from agent.dex.v2 import V2Pool
 from agent.errors import AgentError, WalletError, WrongChainError
 from agent.market.builder import pool_prices_usd
+from agent.market.discovery import pool_liquidity_usd
 from agent.redaction import redact_endpoint
 from agent.types import Token
 from agent.wallet.keystore import read_keystore_address
@@ -159,6 +160,7 @@ async def _discover_pools(
         v3_dex=v3[0].name if v3 else "uniswap_v3",
         fee_tiers=list(cfg.market.v3_fee_tiers),
         multicall=multicall,
+        tick_window_pct=cfg.market.v3_tick_window_pct,
     )
     await registry.discover(list(tokens))
     await registry.refresh(int(await rpc.call_raw("eth_blockNumber"), 16))
@@ -187,8 +189,15 @@ async def _discover_pools(
                         (amount,) = decode(["uint256"], answer.return_data[:32])
                         liquidity += int(amount) / 10**token.decimals * prices[token.address]
         pair = f"{t0.symbol}/{t1.symbol}"
-        report.pools.append(PoolRow(ref.dex, pair, pool.fee_pips, liquidity))
         found.add((ref.dex, frozenset((pool.token0, pool.token1)), pool.fee_pips))
+        in_range = pool_liquidity_usd(pool, tokens, prices)
+        if in_range is not None and in_range < cfg.market.min_liquidity_usd:
+            report.skipped.append(
+                f"{pair} on {ref.dex} fee {pool.fee_pips}: ${in_range:,.0f} of liquidity "
+                f"(in range), under market.min_liquidity_usd"
+            )
+            continue
+        report.pools.append(PoolRow(ref.dex, pair, pool.fee_pips, liquidity))
     for a, b in itertools.combinations(sorted(tokens), 2):
         pair = f"{tokens[a].symbol}/{tokens[b].symbol}"
         for dex in v2:
