@@ -663,6 +663,8 @@ class PoolRegistry:
                 entry = self._entries.pop(to_checksum_address(address), None)
                 if entry is None:
                     continue
+                for touched in self._touched_by_block.values():
+                    touched.discard(entry.ref.address)
                 self._skipped[entry.ref.address] = _Entry(
                     entry.ref, entry.token0, entry.token1, entry.fee_pips, entry.tick_spacing
                 )
@@ -809,8 +811,10 @@ class PoolRegistry:
     ) -> bool:
         """Load ``entries`` in batches at the registry's block; True when a whole batch failed
         (every read refused: the provider's rate limit or an outage)."""
-        batches = [entries[i : i + batch_pools] for i in range(0, len(entries), batch_pools)]
         async with self._lock:
+            # a pool skipped while this round waited for the lock is not loaded
+            entries = [e for e in entries if self._entries.get(e.ref.address) is e]
+            batches = [entries[i : i + batch_pools] for i in range(0, len(entries), batch_pools)]
             block = self.last_block
             if block is None:
                 block = int(await self._batch_head(), 16)
@@ -829,6 +833,10 @@ class PoolRegistry:
             if self.last_block is None:
                 self.last_block = self._logs_synced_to = block
             self._refresh_calls = ()
+            # read at ``block``: a reorg replacing it reloads them like the pools it changed
+            self._touched_by_block.setdefault(block, set()).update(
+                *(loaded for loaded, _failure in outcomes)
+            )
         refused = False
         now = clock()
         for batch, (loaded, failure) in zip(batches, outcomes, strict=True):
