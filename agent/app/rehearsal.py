@@ -494,11 +494,10 @@ async def fund_wallet(
             multicall=multicall,
         )
         await pools.discover(list(tokens))
-        await pools.refresh(int(await rpc.call("eth_blockNumber"), 16))
-        prices = pool_prices_usd(pools.pools, tokens)
-        holders = {
-            t: [a for a, p in pools.pools.items() if t in (p.token0, p.token1)] for t in tokens
-        }
+        # prices and the pools holding each token: reserves and slot0 are enough (no ticks)
+        heads = await pools.read_heads(sorted(pools.pool_refs))
+        prices = pool_prices_usd(heads, tokens)
+        holders = {t: [a for a, p in heads.items() if t in (p.token0, p.token1)] for t in tokens}
         for address, token in tokens.items():
             price = prices.get(address)
             if not price:
