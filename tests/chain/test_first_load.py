@@ -37,7 +37,7 @@ async def head(client: RpcClient) -> int:
 
 
 async def test_pools_load_in_batches_under_a_rate_limit_and_are_usable_at_once(
-    w3: Any, devnet: Devnet
+    w3: Any, devnet: Devnet, caplog: pytest.LogCaptureFixture
 ) -> None:
     limits = EnforcedLimits(requests_per_s=8)
     async with (
@@ -59,10 +59,12 @@ async def test_pools_load_in_batches_under_a_rate_limit_and_are_usable_at_once(
         def progress(loaded: int, total: int) -> None:
             seen.append((loaded, total, len(registry.pools)))
 
+        caplog.set_level(logging.INFO, logger="agent.dex.pools")
         await registry.load_pending(
             concurrency=2, batch_pools=3, progress=progress, forever=False, retry_initial_s=0.2
         )
         total = len(every)
+        assert f"pools loaded {total:,}/{total:,}" in caplog.text  # the operator's progress
         assert seen[-1][:2] == (total, total) and not registry.loading_pools
         # usable batch by batch: pools were readable while others were still loading
         assert any(0 < usable < total for _loaded, _total, usable in seen)
