@@ -24,7 +24,7 @@ from eth_utils import function_signature_to_4byte_selector
 from agent.chain.multicall import Call, Multicall
 from agent.chain.rpc import RpcClient
 from agent.devnet import Devnet
-from agent.dex.pools import PoolRegistry, fetch_v3_pool
+from agent.dex.pools import PoolRegistry, fetch_v3_pool, tick_window_words
 from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
 from agent.dex.v3_math import MAX_SQRT_RATIO, MIN_SQRT_RATIO, get_sqrt_ratio_at_tick
@@ -350,6 +350,14 @@ async def test_v3_local_quotes_equal_quoter_and_executed_swaps(
         block = await chain.head()
         refresh = await registry.refresh(block)
         assert refresh.ok, refresh.error
+        if window_pct is not None:  # the window followed every price the swaps moved
+            for address in v3_addresses:
+                held = registry.get(address)
+                assert isinstance(held, V3Pool) and held.loaded_tick_range is not None
+                wanted = tick_window_words(held.tick, held.tick_spacing, window_pct)
+                lowest, highest = held.loaded_tick_range
+                assert lowest <= (wanted.start << 8) * held.tick_spacing
+                assert highest >= ((wanted.stop << 8) - 1) * held.tick_spacing
         pools = [registry.get(a) for a in rng.sample(v3_addresses, len(traders))]
         plans = [
             plan_v3(chain, pool, trader, rng)
