@@ -743,7 +743,7 @@ class PoolRegistry:
         self,
         *,
         concurrency: int = 4,
-        batch_pools: int = 50,
+        batch_pools: int = 200,
         retry_initial_s: float = 5.0,
         retry_max_s: float = 300.0,
         progress: Callable[[int, int], None] | None = None,
