@@ -733,7 +733,7 @@ class PoolRegistry:
                 liquidity,
                 (),
                 block,
-                loaded_tick_range=(tick, tick),
+                loaded_tick_range=(tick + 1, tick - 1),  # empty: every quote is refused
             )
         return heads
 

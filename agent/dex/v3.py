@@ -92,7 +92,8 @@ class V3Pool:
     ``liquidity`` the active uint128 L, ``fee_pips`` the pool fee in millionths.
 
     ``loaded_tick_range`` is ``(lowest, highest)`` tick of the tick-bitmap words that were read
-    (whole words: every initialized tick in them is in ``ticks``), or None when every word was.
+    (whole words: every initialized tick in them is in ``ticks``), or None when every word was;
+    an empty range (lowest above highest) means no tick is known.
     A swap that would move the price past it raises ``TicksNotLoaded`` instead of guessing.
     """
 

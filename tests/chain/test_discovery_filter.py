@@ -14,6 +14,7 @@ import pytest
 from agent.chain.rpc import RpcClient
 from agent.devnet import Devnet
 from agent.dex.pools import fetch_v2_pool, fetch_v3_pool
+from agent.errors import TicksNotLoaded
 from agent.events import EventBus, PoolsSkipped
 from agent.market.builder import usd_prices
 from agent.market.discovery import LiquidityFilter, pool_liquidity_usd
@@ -40,6 +41,9 @@ async def test_pools_under_the_floor_are_skipped_and_the_recheck_follows_liquidi
         registry = background_registry(client, devnet)
         await registry.discover(list(tokens))
         heads = await registry.read_heads(sorted(registry.pool_refs))
+        # heads carry price and depth only: a quote on a V3 head is refused, never guessed
+        with pytest.raises(TicksNotLoaded):
+            heads[pool.address].quote_exact_input(heads[pool.address].token0, 1)
         prices = usd_prices(heads, tokens).prices
         measured = {a: pool_liquidity_usd(p, tokens, prices) for a, p in heads.items()}
         assert all(usd is not None for usd in measured.values())
