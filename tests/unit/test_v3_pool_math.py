@@ -12,6 +12,7 @@ import random
 
 import pytest
 
+from agent.dex.pools import loaded_tick_range
 from agent.dex.v3 import TICK_SPACING_BY_FEE, V3Pool
 from agent.dex.v3_math import (
     MAX_SQRT_RATIO,
@@ -23,7 +24,7 @@ from agent.dex.v3_math import (
     get_tick_at_sqrt_ratio,
     swap_reference,
 )
-from agent.errors import InsufficientLiquidity, SwapRevert
+from agent.errors import InsufficientLiquidity, SwapRevert, TicksNotLoaded
 
 TOKEN0 = "0x000000000000000000000000000000000000000A"
 TOKEN1 = "0x000000000000000000000000000000000000000b"
@@ -204,3 +205,65 @@ def test_token_lookup_is_case_insensitive() -> None:
     assert pool.quote_exact_input(TOKEN1.lower(), 10**6) == pool.quote_exact_input(TOKEN1, 10**6)
     with pytest.raises(ValueError, match="not in pool"):
         pool.quote_exact_input("0x0000000000000000000000000000000000000001", 1)
+
+
+def swap_outcome(pool: V3Pool, token_in: str, amount: int, limit: int | None) -> object:
+    try:
+        result = pool.swap(token_in, amount, limit)
+    except TicksNotLoaded:
+        return "refused"
+    except SwapRevert as exc:
+        return ("reverted", exc.reason)
+    after = result.pool
+    return (result.amount_in, result.amount_out, after.sqrt_price_x96, after.tick, after.liquidity)
+
+
+@pytest.mark.parametrize("fee_pips", [100, 500, 3000, 10000])
+def test_a_pool_with_some_words_loaded_is_exact_or_refuses(fee_pips: int) -> None:
+    """The same pool with only the ticks of a few bitmap words around its price: every swap
+    either gives exactly what the whole table gives, or is refused; and one that stays inside
+    the words is never refused."""
+    rng = random.Random(fee_pips + 7)
+    exact_inside = refused = 0
+    for _ in range(150):
+        full = random_pool(rng, fee_pips, with_gap=rng.random() < 0.4)
+        spacing = full.tick_spacing
+        word = (full.tick // spacing) >> 8
+        words = range(word - rng.randint(0, 2), word + rng.randint(0, 2) + 1)
+        loaded = loaded_tick_range(words, spacing)
+        assert loaded is not None
+        lowest, highest = loaded
+        windowed = V3Pool(
+            full.address,
+            full.token0,
+            full.token1,
+            full.fee_pips,
+            spacing,
+            full.sqrt_price_x96,
+            full.tick,
+            full.liquidity,
+            tuple((t, n) for t, n in full.ticks if lowest <= t <= highest),
+            full.block,
+            loaded_tick_range=loaded,
+        )
+        low_price, high_price = get_sqrt_ratio_at_tick(lowest), get_sqrt_ratio_at_tick(highest)
+        for _ in range(6):
+            zero_for_one = rng.random() < 0.5
+            amount = rng.choice([1, 997, 10**6, 10**12, 10**18, 10**21, 10**24]) * rng.randint(1, 9)
+            amount = -amount if rng.random() < 0.5 else amount
+            limit = random_limit(rng, full, zero_for_one)
+            token_in = TOKEN0 if zero_for_one else TOKEN1
+            expected = swap_outcome(full, token_in, amount, limit)
+            got = swap_outcome(windowed, token_in, amount, limit)
+            assert got in ("refused", expected), (full, words, zero_for_one, amount, limit)
+            refused += got == "refused"
+            stayed_inside = (
+                isinstance(expected, tuple)
+                and len(expected) == 5
+                and low_price < full.sqrt_price_x96 < high_price
+                and low_price < expected[2] < high_price
+            )
+            if stayed_inside:
+                assert got == expected, "refused a swap that stayed inside the words"
+                exact_inside += 1
+    assert exact_inside > 100 and refused > 50
