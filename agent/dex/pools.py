@@ -6,8 +6,8 @@ Two ways to bring pools to a block:
   batch with Multicall3 ``eth_call``s reading V2 ``getReserves`` and V3 ``slot0`` +
   ``liquidity`` of every pool, and ``eth_getLogs`` for V3 ``Mint``/``Burn`` since the last
   refresh. Only pools with such logs get a second read, and only of the ticks the logs name.
-  The first read of a V3 pool loads its whole tick state through ``tickBitmap`` words and
-  ``ticks()`` (gross and net liquidity).
+  The first read of a V3 pool loads its tick state through ``tickBitmap`` words and
+  ``ticks()`` (gross and net liquidity): every word, or those of the window (below).
 * Event-driven (``event_driven=True``, after every pool is loaded): one batch holding one
   ``eth_getLogs`` for ``Sync`` / ``Swap`` / ``Mint`` / ``Burn`` of every pool (pieces within
   the provider's block range), the headers of the last applied and the new block, and a rotating
