@@ -465,6 +465,19 @@ def _in_words(entry: _Entry, tick: int) -> bool:
     return entry.words is None or ((tick // entry.tick_spacing) >> 8) in entry.words
 
 
+def _state_calls(entry: _Entry) -> list[Call]:
+    """The reads of a pool's price state: V2 ``getReserves``; V3 ``slot0`` and ``liquidity``."""
+    if entry.ref.kind == "v2":
+        return [Call(entry.ref.address, GET_RESERVES)]
+    return [Call(entry.ref.address, SLOT0), Call(entry.ref.address, LIQUIDITY)]
+
+
+def _reserves_state(entry: _Entry, reserves: bytes, block: int) -> V2Pool:
+    """The V2 pool of ``entry`` with the ``getReserves`` answer ``reserves``."""
+    r0, r1 = _word(reserves, 0), _word(reserves, 1)
+    return V2Pool(entry.ref.address, entry.token0, entry.token1, r0, r1, entry.fee_pips, block)
+
+
 def _entry_range(entry: _Entry) -> tuple[int, int] | None:
     return None if entry.words is None else loaded_tick_range(entry.words, entry.tick_spacing)
 
@@ -690,40 +703,24 @@ class PoolRegistry:
         entries = [
             e for a in addresses if (e := self._entries.get(a) or self._skipped.get(a)) is not None
         ]
-        calls: list[Call] = []
-        for entry in entries:
-            if entry.ref.kind == "v2":
-                calls.append(Call(entry.ref.address, GET_RESERVES))
-            else:
-                calls += [Call(entry.ref.address, SLOT0), Call(entry.ref.address, LIQUIDITY)]
-        answer = await self.multicall.aggregate(calls)
+        calls = [_state_calls(e) for e in entries]
+        answer = await self.multicall.aggregate([c for pool_calls in calls for c in pool_calls])
         block = answer.block_number or 0
+        results = iter(answer.results)
         heads: dict[str, Pool] = {}
-        index = 0
-        for entry in entries:
-            address = entry.ref.address
+        for entry, pool_calls in zip(entries, calls, strict=True):
+            replies = [next(results) for _ in pool_calls]
             try:
                 if entry.ref.kind == "v2":
-                    index += 1
-                    data = _need(answer.results[index - 1], 2)
-                    heads[address] = V2Pool(
-                        address,
-                        entry.token0,
-                        entry.token1,
-                        _word(data, 0),
-                        _word(data, 1),
-                        entry.fee_pips,
-                        block,
-                    )
+                    heads[entry.ref.address] = _reserves_state(entry, _need(replies[0], 2), block)
                     continue
-                index += 2
-                slot0 = _need(answer.results[index - 2], 2)
-                liquidity = _word(_need(answer.results[index - 1], 1), 0)
+                slot0 = _need(replies[0], 2)
+                liquidity = _word(_need(replies[1], 1), 0)
             except ValueError:
                 continue
             tick = _signed_word(slot0, 1)
-            heads[address] = V3Pool(
-                address,
+            heads[entry.ref.address] = V3Pool(
+                entry.ref.address,
                 entry.token0,
                 entry.token1,
                 entry.fee_pips,

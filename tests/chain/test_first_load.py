@@ -13,6 +13,8 @@ from agent.chain.rpc import RpcClient
 from agent.devnet import Devnet
 from agent.dex.pools import PoolRegistry, fetch_v2_pool, fetch_v3_pool
 from agent.dex.v3 import V3Pool
+from tests.chain.test_pool_events import head
+from tests.chain.test_pools import new_registry
 from tests.fakes.rpc_proxy import EnforcedLimits, FaultyRpcProxy
 
 pytestmark = pytest.mark.chain
@@ -21,19 +23,9 @@ WINDOW_PCT = 10.0
 
 
 def background_registry(client: RpcClient, devnet: Devnet) -> PoolRegistry:
-    a = devnet.addresses
-    return PoolRegistry(
-        client,
-        v2_factories={"uniswap_v2": a["uniswap_v2.factory"], "sushiswap": a["sushiswap.factory"]},
-        v3_factory=a["uniswap_v3.factory"],
-        event_driven=True,
-        tick_window_pct=WINDOW_PCT,
-        background_load=True,
+    return new_registry(
+        client, devnet, event_driven=True, tick_window_pct=WINDOW_PCT, background_load=True
     )
-
-
-async def head(client: RpcClient) -> int:
-    return int(await client.call_raw("eth_blockNumber"), 16)
 
 
 async def test_pools_load_in_batches_under_a_rate_limit_and_are_usable_at_once(

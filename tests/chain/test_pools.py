@@ -31,12 +31,14 @@ POSITIONS = function_signature_to_4byte_selector("positions(uint256)")
 APPROVE = function_signature_to_4byte_selector("approve(address,uint256)")
 
 
-def new_registry(client: RpcClient, devnet: Devnet) -> PoolRegistry:
+def new_registry(client: RpcClient, devnet: Devnet, **options: Any) -> PoolRegistry:
+    """A registry of the devnet's factories; ``options`` are PoolRegistry's other fields."""
     a = devnet.addresses
     return PoolRegistry(
         client,
         v2_factories={"uniswap_v2": a["uniswap_v2.factory"], "sushiswap": a["sushiswap.factory"]},
         v3_factory=a["uniswap_v3.factory"],
+        **options,
     )
 
 

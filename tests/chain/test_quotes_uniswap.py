@@ -142,37 +142,39 @@ async def add_narrow_positions(
 ) -> None:
     """Mint ``per_pool`` narrow positions near the price of each pool (through the position
     manager), so swaps cross many initialized ticks; the tokens come from ``owner``."""
-    npm = chain.devnet.addresses["uniswap_v3.position_manager"]
     txs = []
     for pool in pools:
         spacing = pool.tick_spacing
         for _ in range(per_pool):
             lower = (pool.tick // spacing + rng.randint(-40, 20)) * spacing
             upper = lower + spacing * rng.randint(1, 25)
-            amount0 = usd_amount(chain, pool.token0, rng, "medium")
-            amount1 = usd_amount(chain, pool.token1, rng, "medium")
-            params = (
-                pool.token0,
-                pool.token1,
-                pool.fee_pips,
-                lower,
-                upper,
-                amount0,
-                amount1,
-                0,
-                0,
-                owner,
-                DEADLINE,
-            )
-            data = MINT + encode(
-                [
-                    "(address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256)"
-                ],
-                [params],
-            )
-            txs.append(tx(owner, npm, data, 1_000_000))
+            txs.append(mint_tx(chain, owner, pool, lower, upper, rng))
     for start in range(0, len(txs), 25):
         await chain.mine_transactions(txs[start : start + 25])
+
+
+def mint_tx(
+    chain: Chain, owner: str, pool: V3Pool, lower: int, upper: int, rng: random.Random
+) -> dict[str, str]:
+    """A position manager mint of a "medium" USD amount of each token into [lower, upper)."""
+    params = (
+        pool.token0,
+        pool.token1,
+        pool.fee_pips,
+        lower,
+        upper,
+        usd_amount(chain, pool.token0, rng, "medium"),
+        usd_amount(chain, pool.token1, rng, "medium"),
+        0,
+        0,
+        owner,
+        DEADLINE,
+    )
+    data = MINT + encode(
+        ["(address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256)"],
+        [params],
+    )
+    return tx(owner, chain.devnet.addresses["uniswap_v3.position_manager"], data, 1_000_000)
 
 
 def tx(sender: str, to: str, data: bytes, gas: int) -> dict[str, str]:
@@ -537,28 +539,7 @@ async def test_v3_mint_outside_the_loaded_ticks_stays_exact(chain: Chain) -> Non
     lowest, highest = pool.loaded_tick_range
     # a position entirely above the loaded words, and one straddling their lower edge
     ranges = [(highest + 300, highest + 400), (lowest - 50, lowest + 50)]
-    txs = []
-    for lower, upper in ranges:
-        params = (
-            pool.token0,
-            pool.token1,
-            pool.fee_pips,
-            lower,
-            upper,
-            usd_amount(chain, pool.token0, rng, "medium"),
-            usd_amount(chain, pool.token1, rng, "medium"),
-            0,
-            0,
-            owner,
-            DEADLINE,
-        )
-        data = MINT + encode(
-            [
-                "(address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256)"
-            ],
-            [params],
-        )
-        txs.append(tx(owner, npm, data, 1_000_000))
+    txs = [mint_tx(chain, owner, pool, lower, upper, rng) for lower, upper in ranges]
     minted = await chain.mine_transactions(txs)
     refreshed = await registry.refresh(minted)
     assert refreshed.ok and registry.event_refreshes == 1

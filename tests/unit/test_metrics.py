@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.events import EventBus, PoolsDrifted, PoolsLoading, PoolsSkipped
+from agent.events import Event, EventBus, PoolsDrifted, PoolsLoading, PoolsSkipped
 from agent.metrics.server import AgentMetrics, HealthReport, MetricsServer
 from agent.redaction import redact_endpoint
 from agent.types import Reading
@@ -203,39 +203,41 @@ def test_each_agent_has_its_own_registry() -> None:
     assert REGISTRY.get_sample_value("defi_agent_ticks_total") is None
 
 
-async def test_pool_drift_is_counted_from_the_market_event(
-    session: aiohttp.ClientSession,
-) -> None:
+async def scraped_after(session: aiohttp.ClientSession, *published: Event) -> dict[str, float]:
+    """/metrics of a fresh agent's metrics after ``published`` went over its event bus."""
     events = EventBus()
     metrics = AgentMetrics()
     metrics.subscribe(events)
     server = MetricsServer(metrics, HealthReport, port=0)
     await server.start()
     try:
-        events.publish(PoolsDrifted(block=7, pools=("0x" + "11" * 20, "0x" + "22" * 20)))
-        events.publish(PoolsDrifted(block=9, pools=("0x" + "11" * 20,)))
+        for event in published:
+            events.publish(event)
         await asyncio.sleep(0)
-        scraped = await scrape(session, server)
+        return await scrape(session, server)
     finally:
         await server.stop()
+
+
+async def test_pool_drift_is_counted_from_the_market_event(
+    session: aiohttp.ClientSession,
+) -> None:
+    scraped = await scraped_after(
+        session,
+        PoolsDrifted(block=7, pools=("0x" + "11" * 20, "0x" + "22" * 20)),
+        PoolsDrifted(block=9, pools=("0x" + "11" * 20,)),
+    )
     assert scraped["defi_agent_pool_drift_total"] == 3
 
 
 async def test_first_load_progress_and_skipped_pools_are_gauges(
     session: aiohttp.ClientSession,
 ) -> None:
-    events = EventBus()
-    metrics = AgentMetrics()
-    metrics.subscribe(events)
-    server = MetricsServer(metrics, HealthReport, port=0)
-    await server.start()
-    try:
-        events.publish(PoolsLoading(loaded=4_210, total=10_000))
-        events.publish(PoolsSkipped(skipped=812, dropped=3, added=1, min_liquidity_usd=10_000))
-        await asyncio.sleep(0)
-        scraped = await scrape(session, server)
-    finally:
-        await server.stop()
+    scraped = await scraped_after(
+        session,
+        PoolsLoading(loaded=4_210, total=10_000),
+        PoolsSkipped(skipped=812, dropped=3, added=1, min_liquidity_usd=10_000),
+    )
     assert scraped["defi_agent_pools_loaded"] == 4_210
     assert scraped["defi_agent_pools_loading"] == 5_790
     assert scraped["defi_agent_pools_skipped_low_liquidity"] == 812
