@@ -61,7 +61,7 @@ class CexDexStrategy(BaseStrategy[CexDexParams]):
                 if quote not in quote_tokens:
                     continue
                 reading = snapshot.cex.get(token)
-                if reading is None or reading.value is None or reading.is_stale(snapshot.timestamp):
+                if reading is None or reading.value is None or reading.is_stale(snapshot.feeds_now):
                     continue
                 # buy ``token`` on the DEX to sell at the CEX bid, or the reverse at the ask
                 for leg, cex_price_usd in (

@@ -407,7 +407,7 @@ class DcaStrategy(BaseStrategy[DcaParams]):
             return []
         schedule = self._ensure_schedule(spend.decimals)
         price = median(prices) if prices else 0.0
-        sentiment = snapshot.sentiment_or_neutral(buy.address, now)
+        sentiment = snapshot.sentiment_or_neutral(buy.address)
         if price > 0 and params.ml_weight > 0:
             self._observe_price(now, price, sentiment)
         if price <= 0:

@@ -346,7 +346,7 @@ class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
         if whale_usd < params.min_whale_trade_usd or whale_usd <= 0:
             return None
         if params.sentiment_gate and params.min_sentiment is not None:
-            score = snapshot.sentiment_or_neutral(token_out.address, snapshot.timestamp)
+            score = snapshot.sentiment_or_neutral(token_out.address)
             if score < params.min_sentiment:
                 return None
         # exact int scaling: the fraction as a ratio of ints, the USD cap as a share of the

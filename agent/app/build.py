@@ -28,9 +28,9 @@ from agent.alerts.fanout import AlertFanout
 from agent.alerts.subscriber import AlertSubscriber
 from agent.app.logs import redactor_for
 from agent.app.preflight import check_wallet_address, verify_chain
-from agent.chain.blocks import HeadMonitor
+from agent.chain.blocks import HeadMonitor, newest
 from agent.chain.gas import GasOracle, GasPolicy
-from agent.chain.heads import HeadGuard
+from agent.chain.heads import HeadGuard, RecentHeaders
 from agent.chain.l1fee import ExtraFees, chain_fees_for
 from agent.chain.limits import ProviderLimits
 from agent.chain.logs import get_logs
@@ -104,12 +104,17 @@ class AgentParts:
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     events: EventBus = field(default_factory=EventBus)
     health: HealthState = field(default_factory=HealthState)
-    heads: HeadMonitor | None = None  # None: the chain's head is not watched for stalls
+    heads: HeadMonitor | None = None  # None: heads are not published
     run_id: int | None = None  # the journal's record of this run
     head_guard: HeadGuard | None = None  # None: heads are not checked for plausibility
     console: ConsoleServer | None = None  # the operator console, when console.enabled
 
     def blocks(self) -> AsyncIterator[int]:
+        """The heads the engine acts on: the newest checked head each time it asks, never a
+        backlog (``newest``: a chain faster than a tick skips heads rather than queue them).
+
+        The source is drained continuously, so the checks see the newest head too (never a
+        queue of old ones); the checks and the stall watch run while the engine ticks."""
         chain = self.cfg.chain
         use_ws = chain.ws_url is not None and self.cfg.engine.block_source in ("auto", "ws")
         on_error = None if self.heads is None else self.heads.source_failed
@@ -119,9 +124,12 @@ class AgentParts:
             source = subscribe_new_blocks(str(chain.ws_url))
         else:
             source = poll_new_blocks(self.rpc, chain.poll_interval_s, on_error=on_error)
+        source = newest(source)
         if self.head_guard is not None:  # judged before anything (the stall watch) sees it
             source = self.head_guard.guard(source)
-        return source if self.heads is None else self.heads.watch(source)
+        if self.heads is not None:
+            source = self.heads.watch(source)
+        return newest(source)
 
 
 def nominal_block_time_s(chain: ChainConfig) -> float:
@@ -329,11 +337,14 @@ async def open_agent(
             if whale_wallets
             else None
         )
+        # block headers the head checks read: each snapshot's time is its block's timestamp
+        headers = RecentHeaders(rpc)
         market = MarketView(
             chain_id=cfg.chain.chain_id,
             registry=registry,
             tokens=tokens,
             native_token=addresses.wrapped_native,
+            block_timestamp=headers.timestamp,
             gas=gas,
             whales=whales,
             events=events,
@@ -475,14 +486,20 @@ async def open_agent(
             )
         background.append(alerts.run)
         AlertSubscriber(alerts, tokens).subscribe(events)
+        # Every head is published (the lag metrics read them); stalls are watched where a
+        # quiet head means something (not on a devnet that mines on demand).
         stall_after_s = cfg.chain.head_stall_after_s()
-        heads = None if stall_after_s is None else HeadMonitor(events, stall_after_s=stall_after_s)
-        if heads is not None:
+        heads = HeadMonitor(events, stall_after_s=stall_after_s)
+        if stall_after_s is not None:
             background.append(heads.run)
         block_time_s = nominal_block_time_s(cfg.chain)
         # A fresh head may take a moment to be served (by this node, and by another endpoint).
         head_guard = HeadGuard(
-            rpc, events, block_time_s=block_time_s, grace_s=min(max(block_time_s, 0.5), 2.0)
+            rpc,
+            events,
+            block_time_s=block_time_s,
+            grace_s=min(max(block_time_s, 0.5), 2.0),
+            headers=headers,
         )
         if market.feeds is not None:
             required = cfg.metrics.required_sources

@@ -1,4 +1,8 @@
-"""Watching the block source: new heads, and a head that stops advancing.
+"""Watching the block source: new heads, the newest only, and a head that stops advancing.
+
+``newest(source)`` reads a head source continuously and hands its consumer the newest head
+each time it asks, never a backlog: on a chain faster than the consumer (250 ms blocks, a slow
+tick) the heads that came while it was busy are skipped, not queued.
 
 ``HeadMonitor.watch(source)`` wraps the block iterator the engine consumes (websocket newHeads
 or polling): every new head is published as ``HeadSeen``. Its ``run()`` task (the engine's
@@ -11,6 +15,7 @@ source that is never used (tests that hand blocks to the engine themselves) neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +31,50 @@ def stall_threshold_s(block_time_s: float, poll_interval_s: float, blocks: float
     return blocks * max(block_time_s, poll_interval_s)
 
 
+async def newest(source: AsyncIterator[int]) -> AsyncIterator[int]:
+    """``source``'s heads, newest first: each step yields the latest head ``source`` gave since
+    the previous step (waiting for one when there is none), so a consumer slower than the
+    chain skips heads instead of working through a queue of old ones.
+
+    ``source`` is read by a task this generator owns (started on the first step, cancelled and
+    awaited when the generator is closed); what ``source`` raises is raised here, after the
+    head it gave last; its end ends this generator.
+    """
+    latest: int | None = None
+    arrived = asyncio.Event()
+    ended: BaseException | None = None
+
+    async def read() -> None:
+        nonlocal latest, ended
+        try:
+            async for number in source:
+                latest = number
+                arrived.set()
+        except Exception as exc:  # handed to the consumer, never lost in the task
+            ended = exc
+        else:
+            ended = StopAsyncIteration()
+        arrived.set()
+
+    reader = asyncio.create_task(read(), name="newest head")
+    try:
+        while True:
+            arrived.clear()
+            if latest is not None:
+                number, latest = latest, None
+                yield number
+            elif isinstance(ended, StopAsyncIteration):
+                return
+            elif ended is not None:
+                raise ended
+            else:
+                await arrived.wait()
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
 class HeadMonitor:
     """Publishes ``HeadSeen`` / ``HeadStalled`` / ``HeadResumed`` for one block source."""
 
@@ -33,13 +82,15 @@ class HeadMonitor:
         self,
         events: EventBus,
         *,
-        stall_after_s: float,
+        stall_after_s: float | None,
         check_every_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``stall_after_s`` None: heads are published, a quiet head is never a stall (a
+        devnet mining on demand)."""
         self.events = events
         self.stall_after_s = stall_after_s
-        self.check_every_s = check_every_s or min(1.0, stall_after_s / 4)
+        self.check_every_s = check_every_s or min(1.0, (stall_after_s or 4.0) / 4)
         self._clock = clock
         self.last_head: int | None = None
         self._progress_at: float | None = None  # None until the source is first iterated
@@ -84,7 +135,7 @@ class HeadMonitor:
 
     def check(self) -> None:
         """Publish ``HeadStalled`` if the head has not advanced for ``stall_after_s`` (once)."""
-        if self._progress_at is None or self._stalled_at is not None:
+        if self.stall_after_s is None or self._progress_at is None or self._stalled_at is not None:
             return
         now = self._clock()
         silent_s = now - self._progress_at

@@ -19,6 +19,9 @@ engine. A head is acted on only if it is plausible:
 A refused head is logged (once per run of refusals, then at debug level) and published as
 ``HeadRefused``; the first plausible head after refusals publishes ``HeadTrusted``. Heads at or
 below the last good one are not new: they are dropped without a check.
+
+Each accepted header goes to ``RecentHeaders``, where the market snapshot finds its block's
+timestamp without asking the node again.
 """
 
 from __future__ import annotations
@@ -71,6 +74,39 @@ class Header:
             raise RpcTransportError("malformed block header") from None
 
 
+class RecentHeaders:
+    """Headers of recent blocks by number: the head checks leave every header they accept
+    here; a block no check read (the first refresh, a block handed in by a test) is read from
+    the node once. The latest ``keep`` are kept."""
+
+    def __init__(self, rpc: RpcClient, *, keep: int = 256) -> None:
+        self.rpc = rpc
+        self.keep = keep
+        self._headers: dict[int, Header] = {}
+
+    def add(self, header: Header) -> None:
+        """Remember ``header`` (replacing one of the same number: a reorg's)."""
+        self._headers.pop(header.number, None)
+        self._headers[header.number] = header
+        if len(self._headers) > self.keep:
+            del self._headers[next(iter(self._headers))]  # the one added longest ago
+
+    async def get(self, number: int) -> Header:
+        """The header of block ``number``; ``RpcTransportError`` when the node has none."""
+        header = self._headers.get(number)
+        if header is None:
+            block = await self.rpc.call_raw("eth_getBlockByNumber", [hex(number), False])
+            if block is None:
+                raise RpcTransportError(f"the node has no block {number}")
+            header = Header.from_rpc(block)
+            self.add(header)
+        return header
+
+    async def timestamp(self, number: int) -> float:
+        """Block ``number``'s timestamp (seconds since the epoch, from its header)."""
+        return float((await self.get(number)).timestamp)
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a head is not acted on: a short code and a sentence for the operator."""
@@ -114,7 +150,8 @@ class HeadGuard:
     """Passes on only plausible heads of ``source`` (see the module docstring).
 
     ``block_time_s`` is the chain's nominal block time (seconds); ``grace_s`` how long a fresh
-    head may take to be served (by this node and, with several endpoints, by another one).
+    head may take to be served (by this node and, with several endpoints, by another one);
+    ``headers`` receives every accepted header.
     """
 
     def __init__(
@@ -125,9 +162,11 @@ class HeadGuard:
         block_time_s: float,
         grace_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        headers: RecentHeaders | None = None,
     ) -> None:
         self.rpc = rpc
         self.events = events
+        self.headers = headers  # where accepted headers go (block timestamps), if anywhere
         self.block_time_s = block_time_s
         self.grace_s = grace_s
         self._clock = clock
@@ -300,6 +339,8 @@ class HeadGuard:
             self._refusing = 0
         self.last = header
         self._last_at = self._clock()
+        if self.headers is not None:
+            self.headers.add(header)
 
     def _refuse(self, number: int, refusal: Refusal) -> None:
         self.refused += 1

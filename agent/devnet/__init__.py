@@ -72,12 +72,16 @@ class Devnet:
         state_file: Path | None = None,
         deployments_dir: Path | None = DEFAULT_DEPLOYMENTS_DIR,
         extra_tokens: int = 0,
-        block_time_s: int | None = None,
+        block_time_s: float | None = None,
         hardfork: str | None = None,
     ) -> None:
         """``hardfork`` (e.g. ``"berlin"``) runs Anvil at that fork: ``"berlin"`` is a
         legacy-gas chain (no base fee, type-0 transactions). Only forks before Shanghai are
-        meant: our contracts are then deployed from their London builds (no PUSH0)."""
+        meant: our contracts are then deployed from their London builds (no PUSH0).
+
+        ``block_time_s``: a block every that many seconds once deployed; under a second (a fast
+        L2) only from a saved state (Anvil's command line takes fractions, its RPC whole
+        seconds)."""
         self.name = name
         self.chain_id = chain_id
         self.fork_url = fork_url
@@ -141,7 +145,9 @@ class Devnet:
             # --load-state at start-up (the same loader anvil_loadState uses), never over RPC.
             assert self.state_file is not None
             self.node = AnvilNode(
-                **self._node_options, extra_args=["--load-state", str(self.state_file)]
+                **self._node_options,
+                block_time_s=self.block_time_s,  # nothing to deploy: blocks come from the start
+                extra_args=["--load-state", str(self.state_file)],
             )
         await self.node.start()
         try:
@@ -154,10 +160,15 @@ class Devnet:
                 self.deployment = await self._deploy(self.rpc)
                 if self.state_file is not None:
                     await self.save_state(self.state_file)
-            if self.block_time_s:
+            if self.block_time_s and not load_state:
+                if self.block_time_s != int(self.block_time_s):
+                    raise FatalError(
+                        f"a block every {self.block_time_s}s needs a saved state: Anvil's "
+                        "evm_setIntervalMining takes whole seconds"
+                    )
                 # Deploy with instant mining, then produce a block every block_time_s seconds.
                 await self.call("evm_setAutomine", [False])
-                await self.call("evm_setIntervalMining", [self.block_time_s])
+                await self.call("evm_setIntervalMining", [int(self.block_time_s)])
             if self.deployments_dir is not None:
                 self.deployments_dir.mkdir(parents=True, exist_ok=True)
                 (self.deployments_dir / f"{self.name}.json").write_text(

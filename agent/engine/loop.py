@@ -133,6 +133,7 @@ class TickReport:
     """What one block produced; ``decide_s`` excludes the RPC round trips (``rpc_s``)."""
 
     block: int
+    heads_skipped: int = 0  # heads since the previous tick that were never acted on
     opportunities: int = 0
     approved: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
@@ -149,6 +150,7 @@ class RunReport:
     fills: list[Fill] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (intent id, reason)
     equity_usd: list[tuple[int, float]] = field(default_factory=list)
+    heads_skipped: int = 0  # heads the engine never acted on: a newer one was there first
 
     def tick_latency_ms(self) -> dict[str, float]:
         values = sorted(t.decide_s * 1000 for t in self.ticks)
@@ -336,32 +338,44 @@ class Engine:
         max_blocks: int | None,
     ) -> None:
         seen = 0
+        taken: int | None = None  # the latest block a tick started on
         iterator = aiter(blocks)
-        while not stop.is_set() and (max_blocks is None or seen < max_blocks):
-            next_block = asyncio.ensure_future(anext(iterator))
-            stopping = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait(
-                {next_block, stopping}, return_when=asyncio.FIRST_COMPLETED
-            )
-            stopping.cancel()
-            if next_block not in done:
-                next_block.cancel()
-                break
-            try:
-                block = next_block.result()
-            except StopAsyncIteration:
-                break
-            last = self.last_snapshot.block if self.last_snapshot is not None else None
-            if last is not None and block <= last:
-                # A replayed head (websocket reconnect): its state is already acted on, and
-                # re-trading it would only send doomed trades that start revert cooldowns.
-                log.info("block %d already processed (latest %d): skipped", block, last)
-                continue
-            seen += 1
-            try:
-                await self.tick(block, group)
-            except Exception as exc:  # a bad block, or a bug in one tick, never kills the agent
-                self._log_failure(f"tick at block {block}", exc)
+        try:
+            while not stop.is_set() and (max_blocks is None or seen < max_blocks):
+                next_block = asyncio.ensure_future(anext(iterator))
+                stopping = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait(
+                    {next_block, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+                stopping.cancel()
+                if next_block not in done:
+                    next_block.cancel()
+                    await asyncio.wait({next_block})  # the source sees it before it is closed
+                    break
+                try:
+                    block = next_block.result()
+                except StopAsyncIteration:
+                    break
+                last = self.last_snapshot.block if self.last_snapshot is not None else None
+                if last is not None and block <= last:
+                    # A replayed head (websocket reconnect): its state is already acted on,
+                    # and re-trading it would only send doomed trades that start revert
+                    # cooldowns.
+                    log.info("block %d already processed (latest %d): skipped", block, last)
+                    continue
+                # Heads that came while the last tick ran and were never worked on: the
+                # source hands over the newest (agent.chain.blocks.newest), not a backlog.
+                skipped = 0 if taken is None else max(0, block - taken - 1)
+                taken = block
+                seen += 1
+                try:
+                    await self.tick(block, group, heads_skipped=skipped)
+                except Exception as exc:  # a bad block, or a bug in a tick, never kills the agent
+                    self._log_failure(f"tick at block {block}", exc)
+        finally:
+            closing = getattr(iterator, "aclose", None)
+            if closing is not None:  # the source's own tasks and connections end with the run
+                await closing()
 
     async def _drain_trades(self) -> None:
         if not self._trade_tasks:
@@ -378,8 +392,11 @@ class Engine:
             await asyncio.wait(pending)
 
     # -- one block -----------------------------------------------------------------------------
-    async def tick(self, block: int, group: asyncio.TaskGroup) -> TickReport:
-        report = TickReport(block)
+    async def tick(
+        self, block: int, group: asyncio.TaskGroup, *, heads_skipped: int = 0
+    ) -> TickReport:
+        """Act on ``block``; ``heads_skipped``: heads since the previous tick never acted on."""
+        report = TickReport(block, heads_skipped=heads_skipped)
         checking = None
         if self.finality is not None:
             checking = asyncio.create_task(self._check_finality(block), name=f"finality {block}")
@@ -450,6 +467,7 @@ class Engine:
                 for pair in pairs:
                     self._in_flight[pair] -= 1
         self.report.ticks.append(report)
+        self.report.heads_skipped += heads_skipped
         self.report.equity_usd.append((block, view.equity_usd))
         if self.metrics is not None:
             self.metrics.record_tick(report.decide_s)
@@ -466,6 +484,8 @@ class Engine:
                 decide_s=report.decide_s,
                 equity_usd=view.equity_usd,
                 drawdown_ratio=view.drawdown_pct / 100,
+                block_timestamp=snapshot.timestamp,
+                heads_skipped=heads_skipped,
             )
         )
         await self._persist_strategy_state()

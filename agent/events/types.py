@@ -314,7 +314,9 @@ class SigningRefusal(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tick(Event):
     """One block processed. ``refusals`` are (reason, count) pairs, sorted by reason;
-    ``failed_strategies`` the strategies that raised or timed out on this block."""
+    ``failed_strategies`` the strategies that raised or timed out on this block;
+    ``block_timestamp`` the block's own time (its header's, seconds); ``heads_skipped`` the
+    heads since the previous tick the engine never worked on (newer ones came first)."""
 
     kind: ClassVar[str] = "tick"
 
@@ -327,6 +329,8 @@ class Tick(Event):
     decide_s: float = 0.0
     equity_usd: float = 0.0
     drawdown_ratio: float = 0.0
+    block_timestamp: float | None = None
+    heads_skipped: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -332,7 +332,11 @@ class FeedBoard:
 
 
 class MarketView:
-    """The engine's ``SnapshotSource``: refresh pools, read gas and whales, assemble a snapshot."""
+    """The engine's ``SnapshotSource``: refresh pools, read gas and whales, assemble a snapshot.
+
+    ``block_timestamp(block)`` is the block's header timestamp (seconds): the snapshot's time.
+    ``clock`` (local, seconds) stamps when the feeds were read (``MarketSnapshot.read_at``).
+    """
 
     def __init__(
         self,
@@ -341,6 +345,7 @@ class MarketView:
         registry: PoolRegistry,
         tokens: Mapping[str, Token],
         native_token: str,
+        block_timestamp: Callable[[int], Awaitable[float]],
         gas: GasSource | None = None,
         whales: WhaleSource | None = None,
         feeds: FeedBoard | None = None,
@@ -352,6 +357,7 @@ class MarketView:
         self.registry = registry
         self.tokens = dict(tokens)
         self.native_token = native_token
+        self.block_timestamp = block_timestamp
         self.gas = gas
         self.whales = whales
         self.feeds = feeds or FeedBoard()
@@ -368,6 +374,8 @@ class MarketView:
 
     async def snapshot(self, block: int) -> MarketSnapshot:
         started = time.perf_counter()
+        # the header is usually known already (the head checks read it): no round trip then
+        timestamp = await self.block_timestamp(block)
         refreshed = await self.registry.refresh(block)
         if refreshed.drifted and self.events is not None:
             self.events.publish(PoolsDrifted(block=block, pools=tuple(sorted(refreshed.drifted))))
@@ -394,7 +402,7 @@ class MarketView:
         self.last_prices = prices
         return MarketSnapshot(
             block=block,
-            timestamp=self.clock(),
+            timestamp=timestamp,
             chain_id=self.chain_id,
             tokens=self.tokens,
             pools=pools,
@@ -408,6 +416,7 @@ class MarketView:
             sentiment=self.feeds.sentiment_scores(),
             whale_trades=whale_trades,
             aggregator_executable=self.aggregator_executable,
+            read_at=self.clock(),
         )
 
     def _report_outliers(self, outliers: tuple[PriceOutlierQuote, ...], block: int) -> None:

@@ -60,8 +60,11 @@ class AggregatorQuote:
 class MarketSnapshot:
     """The market at ``block``. Token-keyed maps use checksummed token addresses.
 
-    ``pools`` hold exact pool states (quotes are pure and never mutate them); ``stale_pools`` are
-    pools whose last read failed (their state is the last good one). ``prices_usd`` are
+    ``timestamp`` is the block's (its header's, seconds since the epoch): the market's time,
+    for deadlines, schedules and the snapshot's age. ``read_at`` is when the feeds' readings
+    were taken (the local clock their ages are measured on; the block's time when not given).
+    ``pools`` hold exact pool states (quotes are pure and never mutate them); ``stale_pools``
+    are pools whose last read failed (their state is the last good one). ``prices_usd`` are
     valuation prices per whole token. ``native_price_usd`` values gas (ETH on Ethereum).
     """
 
@@ -84,6 +87,12 @@ class MarketSnapshot:
     # True only when the executor can carry out an aggregator (1inch) route: a real 1inch
     # client builds the swap. Simulated quotes and paper mode have no swap to execute.
     aggregator_executable: bool = False
+    read_at: float | None = None
+
+    @property
+    def feeds_now(self) -> float:
+        """The time a feed reading's age is measured at (``read_at``, else the block's)."""
+        return self.timestamp if self.read_at is None else self.read_at
 
     def gas_cost_usd(self, gas_units: int) -> float:
         """USD cost of ``gas_units`` at the snapshot's max fee (a conservative estimate)."""
@@ -100,8 +109,10 @@ class MarketSnapshot:
         return amount / 10.0**meta.decimals * price
 
     def sentiment_or_neutral(self, token: str, now: float | None = None) -> float:
-        """The token's sentiment score, or 0.0 (neutral) when missing or stale."""
+        """The token's sentiment score, or 0.0 (neutral) when missing or stale at ``now``
+        (default ``feeds_now``)."""
         reading = self.sentiment.get(token)
+        now = self.feeds_now if now is None else now
         if reading is None or reading.value is None or reading.is_stale(now):
             return 0.0
         return reading.value.score

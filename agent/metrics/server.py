@@ -168,6 +168,30 @@ class AgentMetrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.heads_skipped = Counter(
+            "heads_skipped",
+            "Chain heads the engine never worked on: a newer head was there when it was ready",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        # The lag gauges are computed when scraped, from the newest head seen and the block of
+        # the engine's latest tick: a stuck engine shows a growing lag, not its last good one.
+        self.lag = HeadLag()
+        self.head_lag_blocks = Gauge(
+            "head_lag_blocks",
+            "Chain head seen minus the block of the engine's latest tick",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.head_lag_blocks.set_function(self.lag.blocks)
+        self.head_lag_seconds = Gauge(
+            "head_lag_seconds",
+            "Now minus the timestamp of the block of the engine's latest tick (seconds; "
+            "negative while the chain's clock runs ahead of ours)",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.head_lag_seconds.set_function(self.lag.seconds)
         self.heads_refused = Counter(
             "heads_refused",
             "Implausible chain heads refused, by reason",
@@ -262,9 +286,12 @@ class AgentMetrics:
         events.subscribe(self._on_event, name="metrics")
 
     def _on_event(self, event: Event) -> None:
+        self.lag.observe(event)
         if isinstance(event, FeedsChecked):
             for source, age_s in event.ages_s:
                 self.set_feed_staleness(source, age_s)
+        elif isinstance(event, Tick):
+            self.heads_skipped.inc(event.heads_skipped)
         elif isinstance(event, HeadSeen):
             self.head_block.set(event.number)
         elif isinstance(event, HeadStalled):
@@ -292,6 +319,38 @@ class AgentMetrics:
         return generate_latest(self.registry)
 
 
+class HeadLag:
+    """How far behind the chain the engine acts, from events: the newest head seen
+    (``HeadSeen``) and the block and block timestamp of the latest tick (``Tick``).
+
+    ``blocks()`` is the head minus that block; ``seconds()`` the time since that block's
+    timestamp on ``clock`` (``time.time`` seconds), negative when the chain's clock runs ahead
+    of ours. Both are 0 before the first tick.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.head: int | None = None
+        self.block: int | None = None
+        self.block_timestamp: float | None = None
+
+    def observe(self, event: Event) -> None:
+        if isinstance(event, HeadSeen):
+            self.head = event.number
+        elif isinstance(event, Tick):
+            self.block, self.block_timestamp = event.block, event.block_timestamp
+
+    def blocks(self) -> float:
+        if self.block is None:
+            return 0.0
+        return float(max(0, (self.head or self.block) - self.block))
+
+    def seconds(self) -> float:
+        if self.block_timestamp is None:
+            return 0.0
+        return self._clock() - self.block_timestamp
+
+
 @dataclass(frozen=True, slots=True)
 class HealthReport:
     """What /health reports. ``status`` is ``degraded`` while trading is halted or a required
@@ -309,6 +368,9 @@ class HealthReport:
     stale_optional: tuple[str, ...] = ()
     stale_pools: int = 0
     loading_pools: int = 0  # not loaded yet by the background first load (not stale)
+    head_lag_blocks: int = 0
+    head_lag_s: float | None = None
+    heads_skipped: int = 0
 
     @property
     def status(self) -> str:
@@ -327,6 +389,9 @@ class HealthReport:
             "last_tick_age_s": _rounded(self.last_tick_age_s),
             "last_head": self.last_head,
             "head_age_s": _rounded(self.head_age_s),
+            "head_lag_blocks": self.head_lag_blocks,
+            "head_lag_s": _rounded(self.head_lag_s),
+            "heads_skipped": self.heads_skipped,
             **({"details": self.details} if self.details else {}),
         }
 
@@ -349,11 +414,16 @@ class HealthState:
         self.last_tick_block: int | None = None
         self.last_tick_at: float | None = None
         self.stale: dict[str, bool] = {}  # stale source -> required
+        self.lag = HeadLag(clock)
+        self.heads_skipped = 0
 
     def subscribe(self, events: EventBus) -> None:
         events.subscribe(self._on_event, name="health")
 
     def _on_event(self, event: Event) -> None:
+        self.lag.observe(event)
+        if isinstance(event, Tick):
+            self.heads_skipped += event.heads_skipped
         if isinstance(event, HeadSeen):
             self.last_head, self.last_head_at = event.number, event.at
         elif isinstance(event, HeadStalled):
@@ -392,6 +462,9 @@ class HealthState:
             last_tick_age_s=tick_age_s,
             last_head=self.last_head,
             head_age_s=head_age_s,
+            head_lag_blocks=int(self.lag.blocks()),
+            head_lag_s=None if self.lag.block_timestamp is None else self.lag.seconds(),
+            heads_skipped=self.heads_skipped,
         )
 
 

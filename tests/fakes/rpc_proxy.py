@@ -7,6 +7,9 @@ can check that faults really happened. ``cut()`` makes it drop every connection 
 endpoint) until ``restore()``. ``lie(method, result)`` makes it a lying node: the next answers
 to ``method`` carry ``result`` instead of the node's (``told`` records each lie).
 
+``latency_s`` delays every answer by that much: a provider far away (a fast chain's blocks
+then come quicker than a tick's round trips).
+
 ``limits=EnforcedLimits(...)`` makes it a provider with caps, refusing as providers do: a body
 over ``max_body_bytes`` gets HTTP 413, a batch over ``max_batch_calls`` one error object, more
 than ``requests_per_s`` requests in a second HTTP 429, and an ``eth_getLogs`` over
@@ -72,8 +75,10 @@ class FaultyRpcProxy:
         seed: int = 0,
         faults: tuple[str, ...] = FAULTS,
         limits: EnforcedLimits | None = None,
+        latency_s: float = 0.0,
     ) -> None:
         self.upstream_url = upstream_url
+        self.latency_s = latency_s
         self.failure_rate = failure_rate
         self.slow_reply_s = slow_reply_s
         self.faults = faults
@@ -234,6 +239,8 @@ class FaultyRpcProxy:
             request.transport.close()
             return web.Response()
         body = await request.read()
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         if self.limits is not None:
             refusal = await self._enforce(body)
             if refusal is not None:

@@ -170,6 +170,9 @@ async def test_health_reports_ok_then_degraded(session: aiohttp.ClientSession) -
         "last_tick_age_s": 1.5,
         "last_head": None,
         "head_age_s": None,
+        "head_lag_blocks": 0,
+        "head_lag_s": None,
+        "heads_skipped": 0,
     }
     assert degraded["status"] == "degraded"
     assert degraded["halted"] is True
