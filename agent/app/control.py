@@ -47,8 +47,13 @@ class AgentControl:
         state = "halted" if risk.halt else "paused" if risk.paused else "trading"
         block = snapshot.block if snapshot else "-"
         report = self.parts.engine.report
+        health = self.parts.health.report()
+        lag = f"lag {health.head_lag_blocks} blocks"
+        if health.head_lag_s is not None:
+            lag += f" ({health.head_lag_s:.1f}s)"
         return (
-            f"mode {self.parts.mode}, {state}; block {block}; "
+            f"mode {self.parts.mode}, {state}; block {block}, {lag}, "
+            f"{report.heads_skipped} heads skipped; "
             f"trades {len(report.fills)} filled, {len(report.failures)} failed"
         )
 

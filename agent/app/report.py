@@ -37,6 +37,7 @@ class Report:
     tick_latency_ms: dict[str, float] = field(default_factory=dict)
     rejections: dict[str, int] = field(default_factory=dict)
     equity_png: str | None = None
+    heads_skipped: int = 0  # heads never acted on: a newer one was there when a tick ended
 
     @property
     def profitable_arbitrages(self) -> int:
@@ -56,12 +57,15 @@ class Report:
             "tick_latency_ms": {k: round(v, 2) for k, v in self.tick_latency_ms.items()},
             "rejections": self.rejections,
             "equity_png": self.equity_png,
+            "heads_skipped": self.heads_skipped,
         }
 
 
 def build_report(run: RunReport, parts: AgentParts, out_dir: Path | None) -> Report:
     tokens = parts.tokens
-    report = Report(blocks=len(run.ticks), failures=list(run.failures))
+    report = Report(
+        blocks=len(run.ticks), failures=list(run.failures), heads_skipped=run.heads_skipped
+    )
     for fill in run.fills:
         token = tokens.get(fill.token_in)
         report.trades.append(_trade_row(fill, token))
@@ -198,6 +202,7 @@ def print_report(console: Console, report: Report, title: str) -> None:
     console.print(
         "tick latency (decisions, RPC excluded): "
         f"median {latency.get('median', 0):.1f} ms, p95 {latency.get('p95', 0):.1f} ms"
+        f" · heads skipped {report.heads_skipped}"
     )
     if report.equity_png:
         console.print(f"equity chart: {report.equity_png}")

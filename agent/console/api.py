@@ -73,6 +73,10 @@ async def status(context: Context) -> dict[str, Any]:
         "state": _state(context),
         "pause_reason": parts.risk.pause_reason,
         "block": None if snapshot is None else snapshot.block,
+        # how far behind the chain the engine acts, and the heads it had no time for
+        "head_lag_blocks": health.head_lag_blocks,
+        "head_lag_s": None if health.head_lag_s is None else round(health.head_lag_s, 3),
+        "heads_skipped": health.heads_skipped,
         "started_at": context.live.started_at,
         "run_id": parts.run_id,
         "strategies": [s.name for s in parts.engine.strategies],

@@ -44,6 +44,7 @@ class EventLog:
         self.log = logger or _log
         self._summary = Throttle(summary_every_s, clock)
         self._blocks = 0
+        self._skipped = 0
         self._opportunities = 0
         self._started = 0
         self._refused: Counter[str] = Counter()
@@ -100,6 +101,7 @@ class EventLog:
     def _on_tick(self, tick: Tick) -> None:
         refusals = dict(tick.refusals)
         self._blocks += 1
+        self._skipped += tick.heads_skipped
         self._opportunities += tick.opportunities
         self._started += tick.started
         self._refused.update(refusals)
@@ -115,14 +117,15 @@ class EventLog:
                 self._last_reasons = reasons
         if self._summary.ready():
             self.log.info(
-                "block %d: %d block(s) since the last summary, %d opportunities, %d trade(s) "
-                "started, refused: %s; equity %.2f USD",
+                "block %d: %d block(s) since the last summary (%d head(s) skipped for newer ones), "
+                "%d opportunities, %d trade(s) started, refused: %s; equity %.2f USD",
                 tick.block,
                 self._blocks,
+                self._skipped,
                 self._opportunities,
                 self._started,
                 _reasons(self._refused),
                 tick.equity_usd,
             )
-            self._blocks = self._opportunities = self._started = 0
+            self._blocks = self._skipped = self._opportunities = self._started = 0
             self._refused.clear()

@@ -260,7 +260,8 @@ class RiskGate:
         """A gate with ``RiskLimits.from_config(risk)`` and the configured kill-switch file.
 
         ``slippage_bps`` is ``execution.slippage_bps``; ``max_snapshot_age_s`` compares the
-        snapshot's ``timestamp`` with ``now`` (None when replaying history, e.g. backtests).
+        snapshot's ``timestamp`` (its block's) with ``now`` (None when replaying history, e.g.
+        backtests): a block older than that is not traded on.
         """
         return cls(
             RiskLimits.from_config(
@@ -362,7 +363,10 @@ class RiskGate:
             return f"predicted at block {opp.block} < snapshot block {snap.block}"
         max_age = self.limits.max_snapshot_age_s
         if max_age is not None and case.now - snap.timestamp > max_age:
-            return f"snapshot is {case.now - snap.timestamp:.0f}s old > {max_age:g}s"
+            return (
+                f"block {snap.block} is {case.now - snap.timestamp:.0f}s old > {max_age:g}s "
+                "(by its timestamp)"
+            )
         if snap.gas is None:
             return "no gas price"
         for hop in opp.route:

@@ -61,7 +61,10 @@
     state.textContent = status.state + (status.pause_reason && status.state !== "trading" ? ": " + status.pause_reason : "");
     state.className = "pill " + status.state;
     state.dataset.state = status.state;
-    $("block").textContent = status.block === null ? "" : "block " + status.block;
+    $("block").textContent = status.block === null ? "" : "block " + status.block +
+      " · lag " + status.head_lag_blocks + " blocks" +
+      (status.head_lag_s === null ? "" : " (" + num(status.head_lag_s, 1) + " s)") +
+      " · " + status.heads_skipped + " heads skipped";
   }
 
   async function loadRisk() {
