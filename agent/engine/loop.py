@@ -340,6 +340,7 @@ class Engine:
         seen = 0
         taken: int | None = None  # the latest block a tick started on
         iterator = aiter(blocks)
+        next_block: asyncio.Future[int] | None = None
         try:
             while not stop.is_set() and (max_blocks is None or seen < max_blocks):
                 next_block = asyncio.ensure_future(anext(iterator))
@@ -349,8 +350,6 @@ class Engine:
                 )
                 stopping.cancel()
                 if next_block not in done:
-                    next_block.cancel()
-                    await asyncio.wait({next_block})  # the source sees it before it is closed
                     break
                 try:
                     block = next_block.result()
@@ -373,6 +372,9 @@ class Engine:
                 except Exception as exc:  # a bad block, or a bug in a tick, never kills the agent
                     self._log_failure(f"tick at block {block}", exc)
         finally:
+            if next_block is not None and not next_block.done():
+                next_block.cancel()
+                await asyncio.wait({next_block})  # the source sees it before it is closed
             closing = getattr(iterator, "aclose", None)
             if closing is not None:  # the source's own tasks and connections end with the run
                 await closing()
