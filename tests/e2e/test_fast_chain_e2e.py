@@ -33,9 +33,12 @@ BLOCK_TIME_S = 0.25
 CHAIN_BLOCKS = 120  # 30 s of this chain
 CHAIN_AHEAD_S = 3_600  # the chain's clock runs this far ahead of ours
 PROVIDER_LATENCY_S = 0.1
-# Generous against the lag an agent consuming heads in order builds here (it grows by blocks
-# every second, to dozens), tight against a bounded one (a tick or two of blocks).
+# Bounds with room for a loaded machine (a tick here takes one or two blocks), far below what
+# an agent consuming heads in order builds in 30 s (its lag grows by blocks every second, to
+# dozens, while its own head, the one it got round to, shows none of it).
 MAX_LAG_BLOCKS = 20
+MAX_LAG_GROWTH_BLOCKS = 4
+MAX_UNSEEN_BLOCKS = 8  # chain head minus the agent's head, at a scrape
 _SAMPLE = re.compile(r"^(defi_agent_[a-z_]+) (\S+)$", re.MULTILINE)
 
 
@@ -156,13 +159,15 @@ async def test_250ms_blocks_for_30s_newest_head_bounded_lag_block_timestamps(
     # start (medians of the first and the last third of the scrapes); and the agent's own
     # figure shows it (its head is the chain's, not the one it last got round to).
     lags = [s.lag for s in samples]
-    assert all(0 <= s.lag - s.lag_blocks <= 4 for s in samples), [
+    assert all(0 <= s.lag - s.lag_blocks <= MAX_UNSEEN_BLOCKS for s in samples), [
         (s.lag, s.lag_blocks) for s in samples
     ]
     third = len(lags) // 3
     assert third >= 10, f"too few scrapes: {len(lags)}"
     assert max(lags) <= MAX_LAG_BLOCKS, lags
-    assert statistics.median(lags[-third:]) <= statistics.median(lags[:third]) + 2, lags
+    assert (
+        statistics.median(lags[-third:]) <= statistics.median(lags[:third]) + MAX_LAG_GROWTH_BLOCKS
+    ), lags
 
     # Heads were skipped, not queued: the journal's ticks jump over heads, and the heads they
     # jumped over are exactly the ones counted as skipped.
