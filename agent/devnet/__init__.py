@@ -8,12 +8,15 @@ upstream devnet, or mainnet through a real RPC URL) and deploys nothing.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
+import re
+import zlib
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import aiohttp
 
 from agent.devnet.deploy import Deployment, PoolInfo, deploy_stack
 from agent.devnet.jsonrpc import JsonRpc
@@ -31,6 +34,7 @@ __all__ = [
 ]
 
 DEFAULT_DEPLOYMENTS_DIR = PROJECT_ROOT / "anvil" / "deployments"
+_DUMP_RESULT = re.compile(rb'"result"\s*:\s*"0x')
 
 
 # Our contracts built for London (no PUSH0): what a devnet before Shanghai deploys.
@@ -52,6 +56,39 @@ def _state_key(extra_tokens: int, hardfork: str | None = None) -> str:
         if path.is_file():
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+async def _stream_state_dump(rpc_url: str, path: Path) -> None:
+    """``anvil_dumpState`` (hex of gzip) unzipped into ``path`` as it arrives: a chain of
+    thousands of pools dumps hundreds of megabytes, never held whole in memory."""
+    inflate = zlib.decompressobj(wbits=31)  # gzip framing
+    request = {"jsonrpc": "2.0", "id": 1, "method": "anvil_dumpState", "params": []}
+    head: bytes | None = b""
+    carry = b""
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session,
+        session.post(rpc_url, json=request) as response,
+    ):
+        with path.open("wb") as out:
+            async for chunk in response.content.iter_chunked(1 << 20):
+                if head is not None:
+                    head += chunk
+                    found = _DUMP_RESULT.search(head)
+                    if found is None:
+                        if len(head) > 65_536 or b'"error"' in head:
+                            raise FatalError(f"anvil_dumpState failed: {head[:300]!r}")
+                        continue
+                    chunk, head = head[found.end() :], None
+                end = chunk.find(b'"')
+                digits = carry + (chunk if end < 0 else chunk[:end])
+                even = len(digits) - len(digits) % 2
+                out.write(inflate.decompress(bytes.fromhex(digits[:even].decode())))
+                carry = digits[even:]
+                if end >= 0:
+                    break
+            out.write(inflate.flush())
+    if head is not None or not inflate.eof:
+        raise FatalError("anvil_dumpState answer ended early")
 
 
 def _meta_path(state_file: Path) -> Path:
@@ -216,10 +253,9 @@ class Devnet:
     async def save_state(self, path: Path) -> None:
         """Write Anvil's state (``anvil_dumpState``, unzipped to the JSON ``--load-state`` reads)
         to ``path`` and the deployment beside it (``<path>.meta.json``)."""
-        state_hex: str = await self.call("anvil_dumpState")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(gzip.decompress(bytes.fromhex(state_hex.removeprefix("0x"))))
+        await _stream_state_dump(self.rpc_url, tmp)
         tmp.replace(path)
         meta = {"key": self._state_key(), "deployment": self._deployment.to_json()}
         _meta_path(path).write_text(json.dumps(meta))

@@ -561,20 +561,29 @@ async def _execute_one_by_one(rpc: JsonRpc, plan: _Plan) -> None:
     _check_receipts(plan, receipts)
 
 
-async def _execute(rpc: JsonRpc, plan: _Plan) -> None:
-    """Send the whole plan in one batch, mine it in one block, check every receipt."""
-    total_gas = sum(tx.gas for tx in plan.txs)
+async def _execute(rpc: JsonRpc, plan: _Plan, *, txs_per_block: int | None = None) -> None:
+    """Send the plan in batches, mine each batch in one block (all of it in one block unless
+    ``txs_per_block`` is given), check every receipt."""
     block = await rpc.call("eth_getBlockByNumber", ["latest", False])
     gas_limit = int(block["gasLimit"], 16)
+    size = txs_per_block or max(1, len(plan.txs))
+    hashes: list[str] = []
     await rpc.call("evm_setAutomine", [False])
-    await rpc.call("evm_setBlockGasLimit", [hex(total_gas + 1_000_000)])
     try:
-        requests = [
-            ("eth_sendTransaction", _send_params(plan, i, tx)) for i, tx in enumerate(plan.txs)
-        ]
-        hashes = await rpc.batch(requests)
-        await rpc.call("evm_mine", [])
+        for start in range(0, len(plan.txs), size):
+            txs = plan.txs[start : start + size]
+            await rpc.call("evm_setBlockGasLimit", [hex(sum(tx.gas for tx in txs) + 1_000_000)])
+            requests = [
+                ("eth_sendTransaction", _send_params(plan, start + i, tx))
+                for i, tx in enumerate(txs)
+            ]
+            hashes += await rpc.batch(requests)
+            await rpc.call("evm_mine", [])
     finally:
         await rpc.call("evm_setAutomine", [True])
     await rpc.call("evm_setBlockGasLimit", [hex(gas_limit)])
-    _check_receipts(plan, await rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes]))
+    receipts = []
+    for start in range(0, len(hashes), size):
+        chunk = hashes[start : start + size]
+        receipts += await rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
+    _check_receipts(plan, receipts)
