@@ -10,7 +10,8 @@ Two ways to bring pools to a block:
   ``ticks()`` (gross and net liquidity): every word, or those of the window (below).
 * Event-driven (``event_driven=True``, after every pool is loaded): one batch holding one
   ``eth_getLogs`` for ``Sync`` / ``Swap`` / ``Mint`` / ``Burn`` of every pool (pieces within
-  the provider's block range), the headers of the last applied and the new block, and a rotating
+  the provider's block range; by topic alone above 1,000 pools, other contracts' logs dropped
+  here), the headers of the last applied and the new block, and a rotating
   spot check of ``spot_check_size`` pools. Logs are applied in chain order with their exact
   effect (V2 reserves; V3 price, tick and liquidity after a swap; a Mint/Burn's gross and net
   liquidity on both ticks, and the active liquidity when the price is inside the range). A
@@ -37,7 +38,10 @@ retried after a doubling backoff, never inside a refresh.
 
 Every read is within ``limits`` (``agent.chain.limits``): the RPC client splits batches, log
 ranges are planned and a refused range is split. All reads of one refresh are pinned to the
-same block, and every pool state carries it.
+same block. A re-read gives every pool a state carrying that block; an event-driven refresh
+replaces only the states its logs changed (rebuilding 10,000 unchanged states cost more than
+the rest of the refresh), so a state's ``block`` is where it was read or last changed, and
+every pool not in ``stale_pools`` is exact at ``last_block``.
 
 A pool whose read failed keeps its last good state and is listed in ``stale_pools`` (with the
 error); it is never replaced by zeros. ``refresh`` never raises for RPC trouble: it returns a
@@ -337,17 +341,27 @@ class _PoolEvent:
     values: tuple[int, ...]
 
 
-def _decode_pool_events(logs: Sequence[Any]) -> list[_PoolEvent]:
+def _decode_pool_events(
+    logs: Sequence[Any], checksummed: Mapping[str, str] | None = None
+) -> list[_PoolEvent]:
     """Sync / Swap / Mint / Burn logs in chain order. Raises ``ValueError`` on a log that does
-    not decode (nothing is applied then)."""
+    not decode (nothing is applied then). ``checksummed`` maps the lowercase addresses of the
+    pools watched to their checksum form (hashing every log's address costs more than the
+    rest); when given, logs of other contracts are left out."""
     events: list[_PoolEvent] = []
+    known = checksummed or {}
     for entry_log in logs:
         try:
+            raw_address = str(entry_log["address"])
+            pool = known.get(raw_address.lower()) or ""
+            if not pool:
+                if checksummed is not None:
+                    continue  # a contract the registry does not watch (a topic-only filter)
+                pool = to_checksum_address(raw_address)
             topics = entry_log["topics"]
             topic0 = str(topics[0]).lower()
             data = bytes.fromhex(str(entry_log["data"])[2:])
             position = (int(str(entry_log["blockNumber"]), 16), int(str(entry_log["logIndex"]), 16))
-            pool = to_checksum_address(entry_log["address"])
             if topic0 == SYNC_TOPIC:
                 values: tuple[int, ...] = (_word(data, 0), _word(data, 1))
                 kind = "sync"
@@ -509,6 +523,10 @@ class PoolRegistry:
     # rotation, are read too and reloaded when they differ (``drift_count``)
     event_driven: bool = False
     spot_check_size: int = 16
+    # above this many pools the event logs are asked for by topic alone and other contracts'
+    # logs dropped here: a filter naming 10,000 addresses is a 440 kB request the node scans
+    # every block, while a block's Sync/Swap/Mint/Burn logs of a whole chain are a few hundred
+    log_address_filter_max_pools: int = 1_000
     # V3: load only the tickBitmap words within this many percent of the price (None: every
     # word); the window follows the price, and a quote past it is refused (``TicksNotLoaded``)
     tick_window_pct: float | None = None
@@ -521,6 +539,7 @@ class PoolRegistry:
         if self.multicall is None:
             self.multicall = Multicall(self._batch)
         self._entries: dict[str, _Entry] = {}
+        self._checksummed: dict[str, str] = {}  # lowercase pool address -> checksum form
         self._logs_synced_to: int | None = None
         self._refresh_calls: tuple[Call, ...] = ()
         self._refresh_layout: list[tuple[_Entry, int]] = []
@@ -596,6 +615,7 @@ class PoolRegistry:
             error="never read",
             pending=self.background_load,
         )
+        self._checksummed[address.lower()] = address
         self._refresh_calls = ()
         self._pending_added.set()
 
@@ -621,6 +641,7 @@ class PoolRegistry:
             error="never read",
             pending=self.background_load,
         )
+        self._checksummed[address.lower()] = address
         self._refresh_calls = ()
         self._pending_added.set()
 
@@ -1086,10 +1107,9 @@ class PoolRegistry:
             return None
         if block == synced:
             return None  # the same head again: a re-read says the same
-        log_filter: dict[str, Any] = {
-            "address": [a for a, e in self._entries.items() if not e.pending],
-            "topics": [[SYNC_TOPIC, SWAP_TOPIC, MINT_TOPIC, BURN_TOPIC]],
-        }
+        log_filter: dict[str, Any] = {"topics": [[SYNC_TOPIC, SWAP_TOPIC, MINT_TOPIC, BURN_TOPIC]]}
+        if len(self._entries) <= self.log_address_filter_max_pools:
+            log_filter["address"] = [a for a, e in self._entries.items() if not e.pending]
         pieces = plan_log_ranges(synced + 1, block, self.limits)
         sample = self._spot_sample()
         spot_calls: list[Call] = []
@@ -1138,7 +1158,11 @@ class PoolRegistry:
             )
             if first <= synced:  # the new blocks that replaced the reorged ones
                 logs = (await get_logs(self._batch, log_filter, first, synced, self.limits)) + logs
-            events = _decode_pool_events(logs)
+            events = [
+                e
+                for e in _decode_pool_events(logs, self._checksummed)
+                if not self._entries[e.pool].pending  # a topic-only filter brings theirs too
+            ]
         except (AgentError, ValueError) as exc:
             log.warning("pool logs to block %d unreadable (%s): re-reading every pool", block, exc)
             return None
@@ -1236,25 +1260,16 @@ class PoolRegistry:
                 if price[2] < 0:
                     suspect.add(event.pool)
             tables_changed.add(event.pool)
-        for address, entry in self._entries.items():
-            if entry.pending:
-                continue
-            if entry.ref.kind == "v2":
-                old = entry.state
-                assert isinstance(old, V2Pool)
-                r0, r1 = reserves.get(address, (old.reserve0, old.reserve1))
-                entry.state = V2Pool(
-                    address, entry.token0, entry.token1, r0, r1, entry.fee_pips, block
-                )
-                continue
-            old3 = entry.state
-            assert isinstance(old3, V3Pool)
+        # only the pools the events changed get a new state (``block``: this one); the others
+        # keep theirs, still exact at ``block`` (see ``PoolRegistry``: the block of a state)
+        for address, (r0, r1) in reserves.items():
+            entry = self._entries[address]
+            entry.state = V2Pool(address, entry.token0, entry.token1, r0, r1, entry.fee_pips, block)
+        for address, (sqrt_price, tick, liquidity) in prices.items():
+            entry = self._entries[address]
             if address in tables_changed:
                 assert entry.ticks is not None
                 entry.ticks_tuple = tuple(sorted(entry.ticks.items()))
-            sqrt_price, tick, liquidity = prices.get(
-                address, [old3.sqrt_price_x96, old3.tick, old3.liquidity]
-            )
             entry.template = self._v3_state(entry, sqrt_price, tick, liquidity, block)
             entry.state = entry.template
         return suspect
@@ -1414,13 +1429,13 @@ class PoolRegistry:
         missing: dict[str, list[int]] = {}  # the words of ``grown`` not held yet
         below, above = _window_offsets(self.tick_window_pct)
         for address, entry in self._entries.items():
+            # a good state is exact at ``block`` whatever block it was last changed at
             state, held = entry.state, entry.words
             if (
                 not isinstance(state, V3Pool)
                 or entry.ticks is None
                 or held is None
                 or entry.error is not None
-                or state.block != block
             ):
                 continue
             spacing = entry.tick_spacing

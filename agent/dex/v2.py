@@ -8,7 +8,7 @@ No I/O here: ``fetch_v2_pool`` lives in ``agent.dex.pools`` and is re-exported b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import InsufficientLiquidity, SwapRevert
@@ -80,6 +80,10 @@ def get_amount_in(
 class V2Pool:
     """State of one V2 pair at ``block``. Reserves in smallest units; immutable.
 
+    ``block`` is where the state was read or last changed: it holds at every later block until
+    the pair's next change (a ``PoolRegistry`` advanced by events replaces only the states its
+    logs changed). It is not part of equality: the same reserves are the same state.
+
     Token addresses are compared exactly first and case-insensitively as a fallback, so
     checksummed and lower-case addresses both work.
     """
@@ -90,7 +94,7 @@ class V2Pool:
     reserve0: int
     reserve1: int
     fee_pips: int = DEFAULT_FEE_PIPS
-    block: int = 0
+    block: int = field(default=0, compare=False)
 
     def _is_token0(self, token: str) -> bool:
         if token == self.token0:

@@ -106,7 +106,7 @@ class V3Pool:
     tick: int
     liquidity: int
     ticks: tuple[tuple[int, int], ...]
-    block: int = 0
+    block: int = field(default=0, compare=False)  # read or last changed at: see ``V2Pool``
     _table: _TickTable | None = field(default=None, repr=False, compare=False)
     loaded_tick_range: tuple[int, int] | None = field(default=None, kw_only=True)
 

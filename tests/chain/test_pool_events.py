@@ -89,6 +89,49 @@ async def test_logs_alone_keep_every_pool_exact_for_one_request_a_block(
         await assert_equals_chain(registry, client, block)
 
 
+async def test_topic_only_logs_advance_the_watched_pools_and_leave_the_rest_alone(
+    w3: Any, devnet: Devnet
+) -> None:
+    """Above ``log_address_filter_max_pools`` the logs are asked for by topic alone: swaps on
+    pools the registry does not watch are dropped, the watched ones stay exact, and only the
+    pools a log changed get a new state (the others keep the block of their last read)."""
+    assert devnet.rpc is not None
+    trader = devnet.accounts[2][0]
+    watched, unwatched = devnet.pools[::2], devnet.pools[1::2]
+    async with RpcClient([devnet.rpc_url]) as client:
+        registry = event_registry(client, devnet, spot_check_size=0)
+        registry.log_address_filter_max_pools = 0
+        for info in watched:
+            if info.kind == "v2":
+                registry.add_v2_pool(info.address, info.token0, info.token1, dex=info.dex)
+            else:
+                registry.add_v3_pool(info.address, info.token0, info.token1, info.fee_pips)
+        loaded_at = await head(client)
+        assert (await registry.refresh(loaded_at)).ok
+        swapped = [*watched[:3], *unwatched[:3]]
+        for info in swapped:
+            await swap_on_pool(
+                devnet.rpc,
+                devnet.addresses,
+                info,
+                trader=trader,
+                token_in=info.token0,
+                amount_in=units(devnet, info.token0) // 10,
+            )
+        block = await head(client)
+        refreshed = await registry.refresh(block)
+        assert refreshed.ok, refreshed.error
+        assert refreshed.http_requests == 1 and registry.event_refreshes == 1
+        assert registry.drift_count == 0 and registry.last_block == block
+        assert set(registry.pools) == {info.address for info in watched}
+        changed = {a for a, pool in registry.pools.items() if pool.block == block}
+        assert changed == {info.address for info in watched[:3]}
+        assert all(
+            pool.block == loaded_at for a, pool in registry.pools.items() if a not in changed
+        )
+        await assert_equals_chain(registry, client, block)
+
+
 async def test_drift_set_in_storage_is_found_by_the_spot_check_and_repaired(
     w3: Any, devnet: Devnet
 ) -> None:
