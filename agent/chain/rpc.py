@@ -29,6 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 from web3 import AsyncWeb3, WebSocketProvider
+from web3._utils.encoding import Web3JsonEncoder
 from web3.providers.async_base import AsyncJSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
@@ -170,13 +171,21 @@ class RpcClient:
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any]]:
         """Many JSON-RPC calls; the response objects in request order. Calls travel in as few
         HTTP requests as ``limits`` allow (calls per batch, bytes per request), sent together."""
-        if not calls:
+        return await self.batch_encoded(
+            [method for method, _ in calls], [json.dumps(list(p)) for _, p in calls]
+        )
+
+    async def batch_encoded(
+        self, methods: Sequence[str], params_json: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """``batch`` of calls whose params are already JSON arrays (the web3 provider encodes
+        them with web3's own encoder)."""
+        if not methods:
             return []
-        encoded = [json.dumps(list(p)) for _m, p in calls]
         groups: list[list[int]] = [[]]
         size = 0
-        for index, ((method, _params), params_json) in enumerate(zip(calls, encoded, strict=True)):
-            cost = len(params_json) + len(method) + 60  # the envelope: jsonrpc, id, method
+        for index, (method, params) in enumerate(zip(methods, params_json, strict=True)):
+            cost = len(params) + len(method) + 60  # the envelope: jsonrpc, id, method
             group = groups[-1]
             if group and (
                 len(group) >= self.limits.max_calls_per_batch
@@ -187,31 +196,31 @@ class RpcClient:
             groups[-1].append(index)
             size += cost
         if len(groups) == 1:
-            return await self._batch_request(calls, encoded)
+            return await self._batch_request(methods, params_json)
         answers = await asyncio.gather(
             *(
-                self._batch_request([calls[i] for i in group], [encoded[i] for i in group])
+                self._batch_request([methods[i] for i in group], [params_json[i] for i in group])
                 for group in groups
             )
         )
         return [reply for answer in answers for reply in answer]
 
     async def _batch_request(
-        self, calls: Sequence[tuple[str, Sequence[Any]]], encoded_params: Sequence[str]
+        self, methods: Sequence[str], params_json: Sequence[str]
     ) -> list[dict[str, Any]]:
         first_id = self._next_id + 1
-        self._next_id += len(calls)
+        self._next_id += len(methods)
         body = (
             "["
             + ",".join(
                 f'{{"jsonrpc":"2.0","id":{first_id + i},"method":{json.dumps(m)},"params":{p}}}'
-                for i, ((m, _), p) in enumerate(zip(calls, encoded_params, strict=True))
+                for i, (m, p) in enumerate(zip(methods, params_json, strict=True))
             )
             + "]"
         ).encode()
-        ids = list(range(first_id, first_id + len(calls)))
-        method = calls[0][0] if len({m for m, _ in calls}) == 1 else "batch"
-        reply = await self._post_with_retries(body, method, len(calls), _expect_batch(ids))
+        ids = list(range(first_id, first_id + len(methods)))
+        method = methods[0] if len(set(methods)) == 1 else "batch"
+        reply = await self._post_with_retries(body, method, len(methods), _expect_batch(ids))
         return cast(list[dict[str, Any]], reply)
 
     async def post_encoded(self, body: bytes, method: str, call_count: int) -> Any:
@@ -421,11 +430,11 @@ class FailoverProvider(AsyncJSONBaseProvider):
     async def make_batch_request(
         self, requests: list[tuple[RPCEndpoint, Any]]
     ) -> list[RPCResponse] | RPCResponse:
-        body = self.encode_batch_rpc_request(requests)
-        payload = await self.client.post_encoded(body, "batch", len(requests))
-        if not isinstance(payload, list):
-            return cast(RPCResponse, payload)
-        return cast(list[RPCResponse], sorted(payload, key=lambda reply: reply.get("id", 0)))
+        """The batch split by the client's limits (calls per batch, bytes per request) like
+        every other batch; the answers in request order, which is how web3 pairs them."""
+        params_json = [json.dumps(list(params), cls=Web3JsonEncoder) for _m, params in requests]
+        replies = await self.client.batch_encoded([str(m) for m, _ in requests], params_json)
+        return cast(list[RPCResponse], replies)
 
     async def is_connected(self, show_traceback: bool = False) -> bool:
         try:

@@ -123,6 +123,33 @@ async def test_configured_limits_keep_every_read_under_the_caps(w3: Any, devnet:
         assert refreshed.http_requests is not None and refreshed.http_requests > 1
 
 
+async def test_web3_batches_are_split_by_the_limits_too(w3: Any, devnet: Devnet) -> None:
+    """What goes through ``RpcClient.web3()`` (web3's batch requests, reads handed an
+    ``AsyncWeb3``) is split by calls and bytes like the client's own batches: never refused."""
+    caps = EnforcedLimits(max_batch_calls=3, max_body_bytes=300_000)
+    limits = ProviderLimits(max_calls_per_batch=3, max_request_bytes=300_000)
+    target = next(p for p in devnet.pools if p.kind == "v3" and p.fee_pips == 500)
+    accounts = [address for address, _key in devnet.accounts]
+    async with (
+        FaultyRpcProxy(devnet.rpc_url, failure_rate=0.0, limits=caps) as proxy,
+        RpcClient([proxy.url], limits=limits) as client,
+        RpcClient([devnet.rpc_url]) as direct,
+    ):
+        web3 = client.web3()
+        async with web3.batch_requests() as batch:
+            for account in accounts:
+                batch.add(web3.eth.get_balance(account))
+            balances = await batch.async_execute()
+        assert balances == [
+            int(await direct.call_raw("eth_getBalance", [a, "latest"]), 16) for a in accounts
+        ]
+        assert proxy.requests == 4  # 10 calls, 3 a batch
+        # the bitmap scan of a fee-500 pool: two ~230 kB eth_calls, one request each
+        pool = await fetch_v3_pool(web3, target.address)
+        assert pool == await fetch_v3_pool(direct, target.address, block=pool.block)
+        assert not proxy.refused
+
+
 async def test_a_log_answer_over_the_result_cap_is_split(w3: Any, devnet: Devnet) -> None:
     assert devnet.rpc is not None
     pool = next(p for p in devnet.pools if p.kind == "v3")
