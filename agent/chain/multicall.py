@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-
 from agent.chain.abi import selector
 from agent.errors import AgentError, MulticallError
 
