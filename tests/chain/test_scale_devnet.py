@@ -11,7 +11,8 @@ import pytest
 from agent.chain.multicall import Call, Multicall
 from agent.chain.rpc import RpcClient
 from agent.devnet.scale import ScaleDevnet, ScaleMarket
-from agent.dex.pools import GET_RESERVES, LIQUIDITY, SLOT0, PoolRegistry
+from agent.dex.pools import GET_RESERVES, LIQUIDITY, SLOT0
+from tests.chain.test_pools import new_registry
 
 pytestmark = pytest.mark.chain
 
@@ -50,15 +51,7 @@ async def test_scale_devnet_deploys_tradable_pools_and_reloads_them(tmp_path: Pa
             ("sushiswap", 3000),
             *(("uniswap_v3", fee) for fee in (100, 500, 3000, 10000)),
         }
-        a = devnet.addresses
-        registry = PoolRegistry(
-            client,
-            v2_factories={
-                "uniswap_v2": a["uniswap_v2.factory"],
-                "sushiswap": a["sushiswap.factory"],
-            },
-            v3_factory=a["uniswap_v3.factory"],
-        )
+        registry = new_registry(client, devnet)
         assert await registry.discover(t.address for t in devnet.tokens.values()) == 100
         deployed = await pool_states(client, devnet)
         assert all(min(state) > 0 for state in deployed.values())
