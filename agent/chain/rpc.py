@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 
 # JSON-RPC error codes nodes and providers use for "slow down / try again"
 _RETRYABLE_RPC_CODES = frozenset({-32005, -32097, 429})
+
+# The window a provider counts its requests per second in, plus a little room for arrival jitter
+_RATE_WINDOW_S = 1.02
 
 # While an endpoint keeps failing, its failures are logged at most this often (seconds).
 _REPEAT_LOG_EVERY_S = 60.0
@@ -399,12 +403,16 @@ def _expect_any(payload: Any) -> None:
 
 
 class RequestPacer:
-    """Spaces requests ``1 / per_s`` seconds apart (``per_s`` 0: no pacing), so a provider's
-    requests-per-second cap is met rather than answered with 429s."""
+    """Spaces requests ``1 / per_s`` seconds apart (``per_s`` 0: no pacing) and never lets more
+    than ``per_s`` go out in one second, so a provider's requests-per-second cap is met rather
+    than answered with 429s. The second rule counts requests when they leave: spacing alone let
+    waiters the event loop woke late (busy decoding a large answer) go out together."""
 
     def __init__(self, per_s: float) -> None:
         self._interval = 1.0 / per_s if per_s > 0 else 0.0
         self._next_slot = 0.0
+        self._per_window = max(1, int(per_s))
+        self._sent: deque[float] = deque()
 
     async def wait(self) -> None:
         if not self._interval:
@@ -414,6 +422,14 @@ class RequestPacer:
         self._next_slot = slot + self._interval  # claimed before sleeping: no lock needed
         if slot > now:
             await asyncio.sleep(slot - now)
+        while True:
+            now = time.monotonic()
+            while self._sent and now - self._sent[0] >= _RATE_WINDOW_S:
+                self._sent.popleft()
+            if len(self._sent) < self._per_window:
+                break
+            await asyncio.sleep(self._sent[0] + _RATE_WINDOW_S - now)
+        self._sent.append(now)
 
 
 class FailoverProvider(AsyncJSONBaseProvider):
