@@ -169,6 +169,25 @@ class NonceTooLow(BroadcastRejected):
     """The nonce was already used on chain (by another process, or a crash we recovered from)."""
 
 
+class RelayRejected(FatalError):
+    """A bundle relay refused a request (a bad ``X-Flashbots-Signature``, a malformed bundle, an
+    unknown method); ``relay`` is its URL without credentials, ``reason`` its message."""
+
+    def __init__(self, relay: str, reason: str) -> None:
+        super().__init__(f"relay {relay} refused: {reason}")
+        self.relay = relay
+        self.reason = reason
+
+
+class BundleNotIncluded(FatalError):
+    """A bundle was not in any of its target blocks: nothing of it landed, its nonces are free
+    again. The same bundle cannot land later."""
+
+    def __init__(self, bundle_hash: str, first_block: int, last_block: int) -> None:
+        super().__init__(f"bundle {bundle_hash} not included in blocks {first_block}-{last_block}")
+        self.bundle_hash = bundle_hash
+
+
 class InstanceLocked(FatalError):
     """Another agent holds the journal or the wallet; the CLI names it and exits 2."""
 

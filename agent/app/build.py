@@ -29,6 +29,7 @@ from agent.alerts.subscriber import AlertSubscriber
 from agent.app.logs import redactor_for
 from agent.app.preflight import check_wallet_address, verify_chain
 from agent.chain.blocks import HeadMonitor, newest
+from agent.chain.bundle import BundleJournal, BundleSender
 from agent.chain.gas import GasOracle, GasPolicy
 from agent.chain.heads import HeadGuard, RecentHeaders
 from agent.chain.l1fee import ExtraFees, chain_fees_for
@@ -37,6 +38,7 @@ from agent.chain.logs import get_logs
 from agent.chain.multicall import Multicall
 from agent.chain.nonce import NonceManager
 from agent.chain.registry import DEVNET_CHAIN, EXPECTED_BLOCK_TIME_S, chain_profile
+from agent.chain.relay import RelayClient
 from agent.chain.rpc import RpcClient, poll_new_blocks, subscribe_new_blocks
 from agent.chain.tokens import resolve_tokens
 from agent.chain.tx import TransactionSender
@@ -217,6 +219,32 @@ def unlock_signer(cfg: AgentConfig) -> Signer:
     origin = cfg.wallet.password_env if from_env else str(cfg.wallet.password_file)
     password = KeystorePassword(secret, "env" if from_env else "file", origin)
     return unlock_keystore(cfg.wallet.keystore, password)
+
+
+def bundle_sender(
+    cfg: AgentConfig,
+    sender: TransactionSender,
+    session: aiohttp.ClientSession,
+    journal: BundleJournal,
+) -> BundleSender:
+    """Bundle mode: the relays of ``chain.relay_urls``, each request signed with the key of
+    ``chain.reputation_keystore`` (its own keystore and password; never the trading key)."""
+    chain = cfg.chain
+    assert chain.reputation_keystore is not None  # the config requires it in bundle mode
+    secret = cfg.reputation_password()
+    if secret is None:
+        raise ConfigError(
+            f"chain.reputation_password_env: {chain.reputation_password_env} is not set "
+            "(the reputation keystore's password)"
+        )
+    password = KeystorePassword(secret, "env", chain.reputation_password_env)
+    reputation = unlock_keystore(chain.reputation_keystore, password)
+    if reputation.address == sender.address:
+        raise ConfigError(
+            "chain.reputation_keystore: holds the trading key; relays must see another key"
+        )
+    relays = [RelayClient(str(url), session, reputation) for url in chain.relay_urls]
+    return BundleSender(sender, relays, chain.bundle_blocks, journal)
 
 
 @contextlib.asynccontextmanager
@@ -422,6 +450,12 @@ async def open_agent(
                 cfg.chain.chain_id,
                 fee_policy,
                 fee_oracle=gas,
+                private_submit=cfg.chain.submission_mode == "protect",
+            )
+            bundles = (
+                bundle_sender(cfg, sender, session, JournaledTxs(journal))
+                if cfg.chain.submission_mode == "bundle"
+                else None
             )
             confirmations = cfg.execution.confirmations
             reconciler = Reconciler(sender, journal, l1_fees=l1_fees, confirmations=confirmations)
@@ -435,6 +469,7 @@ async def open_agent(
                 aggregator=aggregator,
                 events=events,
                 l1_fees=l1_fees,
+                bundles=bundles,
             )
             if l1_fees is not None:
                 extra_fees = executor.extra_fees

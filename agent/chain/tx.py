@@ -10,7 +10,9 @@ The journal is a ``TxJournal`` handed in by the caller (``agent.execution.tx_jou
 it to the store): this module knows when each step must be recorded, not where.
 
 Reads (simulation, estimates, receipts, nonces) go to ``read_w3``; the signed bytes go only to
-``submit_w3`` (for example a private-mempool RPC), as raw ``eth_sendRawTransaction``.
+``submit_w3`` (for example a private-mempool RPC, ``private_submit``: its nonces are then held
+locally while pending), as raw ``eth_sendRawTransaction``. Bundles (``agent.chain.bundle``)
+share the first half of this path (``sign_and_journal``) and go to relays instead.
 """
 
 from __future__ import annotations
@@ -393,6 +395,7 @@ class TransactionSender:
         mempool_check_s: float = 10.0,
         guard: SigningGuard | None = None,
         receipt_grace_s: float = RECEIPT_GRACE_S,
+        private_submit: bool = False,
     ) -> None:
         if nonces.address != signer.address:
             raise FatalError(f"nonce manager is for {nonces.address}, signer is {signer.address}")
@@ -411,6 +414,9 @@ class TransactionSender:
         # Between every caller and the key: nothing is signed that it refuses.
         self.guard = guard
         self.receipt_grace_s = receipt_grace_s
+        # ``submit_w3`` is a private RPC (protect mode): its pending transactions are invisible
+        # to the read node, so their nonces are held in the nonce manager.
+        self.private_submit = private_submit
 
     @property
     def address(self) -> str:
@@ -574,6 +580,44 @@ class TransactionSender:
         intent_id: str | None,
         nonce_is_new: bool = True,
     ) -> SentTx:
+        signed = await self.sign_and_journal(
+            request, nonce, gas_limit, fees, intent_id, nonce_is_new
+        )
+        # From here on the transaction exists in the journal: its nonce is never handed back.
+        try:
+            await self.broadcast(signed.raw_tx)
+        except BroadcastRejected as exc:
+            # The node refused it outright: nothing is in any mempool under this hash.
+            if self.journal is not None:
+                await self.journal.rejected(signed.tx_hash, exc.reason)
+            if nonce_is_new and not isinstance(exc, NonceTooLow):
+                await self.nonces.release(nonce)
+            raise
+        # Any other failure (timeout, connection reset) is ambiguous: the node may have it. The
+        # row stays "signed" and tracking or start-up reconciliation rebroadcasts it.
+        await self._step(STEP_BROADCAST)
+        if self.private_submit:
+            # the public node's pending count does not see it: keep its nonce ours
+            await self.nonces.hold(nonce)
+        elif nonce_is_new:
+            await self.nonces.mark_broadcast(nonce)
+        if self.journal is not None:
+            await self.journal.sent(signed.tx_hash)
+        await self._step(STEP_MARKED_SENT)
+        log.info("sent %s %s nonce=%d", request.purpose, signed.tx_hash, nonce)
+        return signed
+
+    async def sign_and_journal(
+        self,
+        request: TxRequest,
+        nonce: int,
+        gas_limit: int,
+        fees: Fees,
+        intent_id: str | None,
+        nonce_is_new: bool = True,
+    ) -> SentTx:
+        """The signing guard's check (simulation, the risk gate's last look), the signature and
+        the journal row, in that order; a refusal or failure hands a new nonce back."""
         try:
             if self.guard is not None:
                 await self.guard.check(request)
@@ -586,26 +630,7 @@ class TransactionSender:
             if nonce_is_new:
                 await self.nonces.release(nonce)
             raise
-        # From here on the transaction exists in the journal: its nonce is never handed back.
         await self._step(STEP_JOURNALED)
-        try:
-            await self.broadcast(signed.raw)
-        except BroadcastRejected as exc:
-            # The node refused it outright: nothing is in any mempool under this hash.
-            if self.journal is not None:
-                await self.journal.rejected(signed.hash, exc.reason)
-            if nonce_is_new and not isinstance(exc, NonceTooLow):
-                await self.nonces.release(nonce)
-            raise
-        # Any other failure (timeout, connection reset) is ambiguous: the node may have it. The
-        # row stays "signed" and tracking or start-up reconciliation rebroadcasts it.
-        await self._step(STEP_BROADCAST)
-        if nonce_is_new:
-            await self.nonces.mark_broadcast(nonce)
-        if self.journal is not None:
-            await self.journal.sent(signed.hash)
-        await self._step(STEP_MARKED_SENT)
-        log.info("sent %s %s nonce=%d", request.purpose, signed.hash, nonce)
         return sent
 
     async def broadcast(self, raw_tx: bytes) -> str:

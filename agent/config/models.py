@@ -76,6 +76,7 @@ from strategies.signal import SignalAction, SignalParams
 from strategies.whale_follow import WhaleFollowParams
 
 DEFAULT_PASSWORD_ENV = "DEFI_AGENT_KEYSTORE_PASSWORD"
+DEFAULT_REPUTATION_PASSWORD_ENV = "DEFI_AGENT_REPUTATION_PASSWORD"
 DEFAULT_STORE_URL = "sqlite+aiosqlite:///./data/agent.db"
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")
 
@@ -209,6 +210,16 @@ class ChainConfig(_Section):
     rpc_urls: list[RpcUrl] = Field(default_factory=lambda: ["http://127.0.0.1:8545"], min_length=1)
     ws_url: WsUrl | None = None
     submit_rpc_url: HttpUrl | None = None
+    # How signed transactions leave: "public" (eth_sendRawTransaction on submit_rpc_url or the
+    # first rpc_url), "protect" (a private RPC at submit_rpc_url; nonces held locally while a
+    # transaction is pending there), "bundle" (arbitrage as bundles to relay_urls for the next
+    # bundle_blocks blocks, relay requests signed with the reputation key). Default: "protect"
+    # when submit_rpc_url is set, else "public".
+    submission: Literal["public", "protect", "bundle"] | None = None
+    relay_urls: list[HttpUrl] = Field(default_factory=list)
+    bundle_blocks: int = Field(3, ge=1, le=25)
+    reputation_keystore: ConfigPath | None = None
+    reputation_password_env: EnvVarName = DEFAULT_REPUTATION_PASSWORD_ENV
     poll_interval_s: float = Field(1.0, gt=0, le=60)
     request_timeout_s: float = Field(10.0, gt=0, le=120)
     deployment_file: ConfigPath | None = None
@@ -229,6 +240,34 @@ class ChainConfig(_Section):
                 return None
             block_time_s = EXPECTED_BLOCK_TIME_S.get(self.name, 12.0)
         return 3 * max(block_time_s, self.poll_interval_s)
+
+    @property
+    def submission_mode(self) -> str:
+        """``submission``, or its default: "protect" with a submit_rpc_url, else "public"."""
+        if self.submission is not None:
+            return self.submission
+        return "protect" if self.submit_rpc_url is not None else "public"
+
+    @model_validator(mode="after")
+    def _submission_has_its_parts(self) -> ChainConfig:
+        problems: list[tuple[str, str]] = []
+        if self.submission == "protect" and self.submit_rpc_url is None:
+            problems.append(
+                ("submit_rpc_url", "needed for submission = 'protect' (the private RPC)")
+            )
+        if self.submission == "bundle":
+            if not self.relay_urls:
+                problems.append(("relay_urls", "needed for submission = 'bundle' (one or more)"))
+            if self.reputation_keystore is None:
+                problems.append(
+                    (
+                        "reputation_keystore",
+                        "needed for submission = 'bundle': a keystore of its own for the key "
+                        "that signs relay requests (never the trading key)",
+                    )
+                )
+        raise_if(problems)
+        return self
 
     @model_validator(mode="after")
     def _deployment_file_only_for_local_chains(self) -> ChainConfig:
@@ -841,6 +880,15 @@ class AgentConfig(_Section):
         ]
         if self.webhooks and missing:
             problems.append(("webhooks", "need " + " and ".join(missing)))
+        if self.chain.submission == "bundle":
+            if self.chain.reputation_keystore == self.wallet.keystore:
+                problems.append(
+                    ("chain.reputation_keystore", "must not be the trading key's wallet.keystore")
+                )
+            if self.chain.reputation_password_env == self.wallet.password_env:
+                problems.append(
+                    ("chain.reputation_password_env", "must differ from wallet.password_env")
+                )
         if self.execution.mode == "live" and self.chain.name == "devnet":
             problems.append(("execution.mode", "'live' needs a public chain, not the devnet"))
         raise_if(problems)
@@ -981,6 +1029,11 @@ class AgentConfig(_Section):
             return SecretStr(text.rstrip("\r\n"))
         return None
 
+    def reputation_password(self) -> SecretStr | None:
+        """The reputation keystore's password from ``chain.reputation_password_env``."""
+        value = self.env_value(self.chain.reputation_password_env)
+        return value if value is not None and value.get_secret_value() else None
+
     # --- dumps ----------------------------------------------------------------------------
 
     def redacted_dump(self, fmt: Literal["toml", "json"] = "toml") -> str:
@@ -990,6 +1043,7 @@ class AgentConfig(_Section):
         # RPC providers put API keys in the URL path or query: show only scheme, host and port.
         chain = tree["chain"]
         chain["rpc_urls"] = [redact_url(url) for url in self.chain.rpc_urls]
+        chain["relay_urls"] = [redact_url(url) for url in self.chain.relay_urls]
         for name in ("ws_url", "submit_rpc_url"):
             url = getattr(self.chain, name)
             chain[name] = None if url is None else redact_url(url)

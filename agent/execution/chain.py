@@ -13,7 +13,10 @@ Chain execution of one intent (``ChainExecutor.execute``):
    and a deadline; for arbitrage ``minProfit`` = the predicted profit minus the slippage limit;
 4. ``TransactionSender.send``: simulate, the signing guard (``agent.execution.policy``: the risk
    gate's last look, target, calldata, simulated balance changes, each request carrying its
-   ``TxMandate``), sign, journal, broadcast; ``track``: receipt, replacement when stuck;
+   ``TxMandate``), sign, journal, broadcast; ``track``: receipt, replacement when stuck. In
+   bundle mode an arbitrage goes through ``agent.chain.bundle.BundleSender`` instead: the same
+   checks and signature, then the relay's simulation, then a bundle for the next blocks,
+   included whole or not at all (not included: the intent fails, nothing moved);
 5. settle: realised amounts from the receipt's ``Transfer`` logs, cross-checked against the
    balance delta between the block before and the block of the receipt, stored beside the
    predicted amounts.
@@ -56,11 +59,13 @@ from agent.chain.arb_executor import (
     encode_execute_with_flash_loan,
     hops_from_route,
 )
+from agent.chain.bundle import BundleSender
 from agent.chain.l1fee import ChainFees, ExtraFees
 from agent.chain.tx import FeePolicy, Receipt, TransactionSender, TxMandate, TxRequest
 from agent.errors import (
     AgentError,
     BroadcastRejected,
+    BundleNotIncluded,
     FatalError,
     SimulationRevert,
     TemporaryError,
@@ -283,6 +288,7 @@ class ChainExecutor:
         aggregator: SwapBuilder | None = None,
         events: EventBus | None = None,
         l1_fees: ChainFees | None = None,
+        bundles: BundleSender | None = None,
     ) -> None:
         if settings.mode not in ("live", "fork"):
             raise FatalError(f"ChainExecutor runs live or fork, not {settings.mode!r}")
@@ -296,6 +302,8 @@ class ChainExecutor:
         self.events = events
         # L2s: prices the L1 data fee (and OP's operator fee) of each trade (None: no L1 fee).
         self.l1_fees = l1_fees
+        # bundle mode: arbitrage goes to the relays as a bundle (None: through the sender)
+        self.bundles = bundles
         self._allowance_locks: dict[tuple[str, str], asyncio.Lock] = {}
         if decode_arb_executor_error not in sender.revert_decoders:
             sender.revert_decoders = (*sender.revert_decoders, decode_arb_executor_error)
@@ -324,17 +332,23 @@ class ChainExecutor:
             # spending the same token through the same router take turns.
             async with self._spending_lock(intent):
                 request = await self._trade_request(intent)
-                sent = await self.sender.send(request, intent_id=intent.id)
-                self._published_sent(intent, sent.tx_hash)
-                receipt, winner = await self.sender.track(
-                    sent,
-                    timeout_s=self.settings.receipt_timeout_s,
-                    stuck_after_s=self.settings.replace_after_s,
-                    max_replacements=self.settings.max_replacements,
-                )
+                if self.bundles is not None and intent.kind == "arb":
+                    receipt, winner_hash = await self._send_bundle(intent, request)
+                else:
+                    sent = await self.sender.send(request, intent_id=intent.id)
+                    self._published_sent(intent, sent.tx_hash)
+                    receipt, winner = await self.sender.track(
+                        sent,
+                        timeout_s=self.settings.receipt_timeout_s,
+                        stuck_after_s=self.settings.replace_after_s,
+                        max_replacements=self.settings.max_replacements,
+                    )
+                    winner_hash = winner.tx_hash
         except TokenRefused as exc:
             outcome = await self._fail(intent, exc.reason)
             return replace(outcome, refused_token=exc.token)
+        except BundleNotIncluded as exc:
+            return await self._fail(intent, str(exc))
         except (SimulationRevert, BroadcastRejected) as exc:
             return await self._fail(intent, exc.reason)
         except FatalError as exc:
@@ -350,10 +364,22 @@ class ChainExecutor:
                 return await self._fail(intent, str(exc))
             log.warning("intent %s still pending: %s", intent.id, exc)
             return ExecutionOutcome(intent.id, IntentStatus.SUBMITTED, detail=str(exc))
-        trade_tx = await self.journal.get_tx(winner.tx_hash)
+        trade_tx = await self.journal.get_tx(winner_hash)
         outcome = await self._settle(intent, trade_tx, receipt, cross_check=True)
         await self._step(STEP_SETTLED)
         return outcome
+
+    async def _send_bundle(self, intent: Intent, request: TxRequest) -> tuple[Receipt, str]:
+        """``request`` as a one-transaction bundle: simulated at the relay, submitted for the
+        next blocks, tracked until included. Not included: ``BundleNotIncluded`` (nothing
+        moved; the nonce is free again)."""
+        assert self.bundles is not None
+        bundle = await self.bundles.send([request], intent_id=intent.id)
+        self._published_sent(intent, bundle.txs[-1].tx_hash)
+        receipts = await self.bundles.track(bundle, timeout_s=self.settings.receipt_timeout_s)
+        if receipts is None:
+            raise BundleNotIncluded(bundle.bundle_hash, bundle.first_block, bundle.last_block)
+        return receipts[-1], receipts[-1].tx_hash
 
     def _published_sent(self, intent: Intent, tx_hash: str) -> None:
         if self.events is not None:

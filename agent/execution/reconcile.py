@@ -56,9 +56,14 @@ class Reconciler:
     * one of them has a receipt -> it is mined/reverted, the others are replaced;
     * none has, but the account's mined nonce has passed it -> dropped (its nonce went to a
       transaction we did not journal);
+    * sent in a relay bundle -> never rebroadcast: dropped (not included) once the chain has
+      passed the bundle's last target block, else still pending;
     * still pending in the node's pool -> keep tracking; unknown to the node -> rebroadcast the
       newest one (the highest fees) and track it, unless the deadline of the intent it serves
       has passed on chain (it could only revert and cost gas): then it is marked dropped.
+
+    A nonce still pending after the wait is held in the sender's nonce manager (a private RPC's
+    or a relay's transaction is invisible to the public node's pending count).
 
     Then every non-final intent: no transaction -> cancelled (interrupted before signing);
     trade mined -> fill from its receipt; trade reverted -> reverted; otherwise cancelled.
@@ -90,17 +95,20 @@ class Reconciler:
         groups: dict[tuple[int, str, int], list[TxRecord]] = {}
         for tx in await self.journal.list_non_final():
             groups.setdefault((tx.chain_id, tx.sender, tx.nonce), []).append(tx)
-        pending: list[list[str]] = []
+        pending: list[tuple[int, list[str]]] = []
         for (chain_id, sender, nonce), _ in sorted(groups.items(), key=lambda kv: kv[0]):
             siblings = await self.journal.txs_with_nonce(chain_id, sender, nonce)
             waiting = await self._reconcile_nonce(sender, nonce, siblings, report)
             if waiting:
-                pending.append(waiting)
-        for hashes in pending:
+                pending.append((nonce, waiting))
+        for nonce, hashes in pending:
             receipt = await self.sender.wait_for_receipt(hashes, wait_s)
             if receipt is None:
                 report.still_pending += 1
                 report.notes.append(f"no receipt yet for {hashes[-1]}")
+                # a private RPC's or a relay's pending transaction is invisible to the public
+                # node's pending count: its nonce must not be handed out again
+                await self.sender.nonces.hold(nonce)
                 continue
             await self._record(receipt, hashes, report)
         await self._reconcile_intents(report)
@@ -151,6 +159,8 @@ class Reconciler:
                 )
                 report.dropped += 1
             return []
+        if any(tx.bundle_last_block is not None for tx in non_final):
+            return await self._reconcile_bundle(non_final, report)
         in_pool = []
         for tx in non_final:
             if await self.sender.node_knows(tx.tx_hash):
@@ -182,6 +192,23 @@ class Reconciler:
             report.rebroadcast += 1
             log.warning("rebroadcast %s (nonce %d)", newest.tx_hash, nonce)
         return hashes
+
+    async def _reconcile_bundle(
+        self, non_final: Sequence[TxRecord], report: ReconcileReport
+    ) -> list[str]:
+        """A bundle transaction without a receipt whose nonce is still free: never rebroadcast
+        (that would make it public); not included once the chain has passed the bundle's last
+        target block (dropped; the nonce is free again), else still pending."""
+        last_block = max(tx.bundle_last_block or 0 for tx in non_final)
+        if int(await self.sender.read_w3.eth.block_number) < last_block:
+            return [tx.tx_hash for tx in non_final]
+        for tx in non_final:
+            await self.journal.mark_dropped(
+                tx.tx_hash, f"bundle not included: not in any block up to {last_block}"
+            )
+            report.dropped += 1
+        report.notes.append(f"bundle of {non_final[-1].tx_hash} not included")
+        return []
 
     async def _deadline_passed(self, tx: TxRecord) -> str | None:
         """Why ``tx`` must not be rebroadcast (its intent's deadline passed on chain), or None.
@@ -238,6 +265,8 @@ class Reconciler:
                 detail = (
                     "interrupted before signing"
                     if not txs
+                    else "its bundle was not included"
+                    if any(tx.bundle_hash is not None for tx in trades)
                     else "no trade transaction reached the chain"
                 )
                 await self.journal.set_intent_status(intent.id, IntentStatus.CANCELLED, detail)

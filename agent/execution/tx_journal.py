@@ -11,7 +11,8 @@ from agent.store.journal import Journal
 
 
 class JournaledTxs:
-    """``TxJournal`` over the agent's ``Journal`` (one row per signed transaction)."""
+    """``TxJournal`` and ``BundleJournal`` over the agent's ``Journal`` (one row per signed
+    transaction)."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
@@ -37,6 +38,12 @@ class JournaledTxs:
 
     async def rejected(self, tx_hash: str, reason: str) -> None:
         await self.journal.mark_dropped(tx_hash, f"broadcast rejected: {reason}")
+
+    async def bundled(self, tx_hash: str, bundle_hash: str, last_block: int) -> None:
+        await self.journal.mark_bundled(tx_hash, bundle_hash, last_block)
+
+    async def not_included(self, tx_hash: str, reason: str) -> None:
+        await self.journal.mark_dropped(tx_hash, f"bundle not included: {reason}")
 
     async def settled(self, receipt: Receipt, siblings: Sequence[str]) -> None:
         if receipt.status == 1:

@@ -125,6 +125,9 @@ class TxRecord:
     effective_gas_price_wei: int | None
     replaced_by: str | None
     created_at: datetime
+    # a relay bundle's hash and last target block (None: sent to an RPC)
+    bundle_hash: str | None = None
+    bundle_last_block: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +297,8 @@ def _tx_record(row: TransactionRow) -> TxRecord:
         effective_gas_price_wei=row.effective_gas_price_wei,
         replaced_by=row.replaced_by,
         created_at=row.created_at,
+        bundle_hash=row.bundle_hash,
+        bundle_last_block=row.bundle_last_block,
     )
 
 
@@ -665,6 +670,16 @@ class Journal:
     async def mark_sent(self, tx_hash: str) -> bool:
         """The submit RPC accepted ``tx_hash``."""
         return await self._set_tx_status(tx_hash, TxStatus.SENT)
+
+    async def mark_bundled(self, tx_hash: str, bundle_hash: str, last_block: int) -> bool:
+        """Relays accepted ``tx_hash`` in bundle ``bundle_hash`` for blocks up to
+        ``last_block`` (status ``sent``; never rebroadcast)."""
+        return await self._set_tx_status(
+            tx_hash,
+            TxStatus.SENT,
+            detail=f"bundle {bundle_hash} up to block {last_block}",
+            bundle=(bundle_hash, last_block),
+        )
 
     async def mark_mined(
         self, tx_hash: str, block_number: int, gas_used: int, effective_gas_price_wei: int
@@ -1337,9 +1352,12 @@ class Journal:
         gas_used: int | None = None,
         effective_gas_price_wei: int | None = None,
         replaced_by: str | None = None,
+        bundle: tuple[str, int] | None = None,
     ) -> bool:
         async with self._write_lock, self._sessions.begin() as session:
             row = await self._tx_row(session, tx_hash)
+            if bundle is not None:
+                row.bundle_hash, row.bundle_last_block = bundle
             current = TxStatus(row.status)
             if current == status:
                 return False

@@ -258,6 +258,10 @@ class TransactionRow(Base):
     gas_used: Mapped[int | None] = mapped_column(Integer)
     effective_gas_price_wei: Mapped[int | None] = mapped_column(TokenAmount)
     replaced_by: Mapped[str | None] = mapped_column(String(66))
+    # Sent in a relay bundle (revision 0010): its hash and the last block it targets; NULL for
+    # a transaction sent to an RPC. Never rebroadcast; not included by that block = dropped.
+    bundle_hash: Mapped[str | None] = mapped_column(String(66))
+    bundle_last_block: Mapped[int | None] = mapped_column(Integer)
 
 
 class FillRow(Base):

@@ -20,6 +20,7 @@ from typing import Any, Literal, NoReturn
 
 from eth_account import Account
 from eth_account.hdaccount import ETHEREUM_DEFAULT_PATH, key_from_seed, seed_from_mnemonic
+from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from pydantic import SecretStr
@@ -98,6 +99,12 @@ class Signer:
         fields = {k: v for k, v in tx.items() if k != "from"}
         signed = self.__account.sign_transaction(fields)
         return SignedTx(raw=bytes(signed.raw_transaction), hash="0x" + signed.hash.hex())
+
+    def sign_message(self, text: str) -> str:
+        """The EIP-191 ``personal_sign`` signature of ``text`` (0x + 65 bytes r, s, v), as a
+        relay's ``X-Flashbots-Signature`` asks of the reputation key."""
+        signed = self.__account.sign_message(encode_defunct(text=text))
+        return "0x" + bytes(signed.signature).hex()
 
     def __repr__(self) -> str:
         return f"Signer(address={self.address})"
