@@ -881,7 +881,8 @@ class AgentConfig(_Section):
         if self.webhooks and missing:
             problems.append(("webhooks", "need " + " and ".join(missing)))
         if self.chain.submission == "bundle":
-            if self.chain.reputation_keystore == self.wallet.keystore:
+            reputation = self.chain.reputation_keystore
+            if reputation is not None and reputation.resolve() == self.wallet.keystore.resolve():
                 problems.append(
                     ("chain.reputation_keystore", "must not be the trading key's wallet.keystore")
                 )

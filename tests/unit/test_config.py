@@ -460,3 +460,40 @@ def test_market_tokens_on_a_public_chain_are_registry_symbols_declared_ones_or_a
     cfg = load(tmp_path, arbitrum)
     assert cfg.market.tokens == ["WETH", "USDC.e", "link"]
     assert "USDC.e" in problems_of(tmp_path, declared)  # bridged USDC is not on Ethereum
+
+
+# --- submission modes ------------------------------------------------------------------------
+
+
+def test_submission_defaults_to_protect_with_a_private_rpc(tmp_path: Path) -> None:
+    assert load(tmp_path, PUBLIC).chain.submission_mode == "public"
+    private = PUBLIC + 'submit_rpc_url = "https://rpc.flashbots.net/fast"\n'
+    assert load(tmp_path, private).chain.submission_mode == "protect"
+
+
+def test_bundle_mode_names_each_missing_part(tmp_path: Path) -> None:
+    message = problems_of(tmp_path, PUBLIC + 'submission = "bundle"\n')
+    assert "chain.relay_urls: needed for submission = 'bundle'" in message
+    assert "chain.reputation_keystore: needed for submission = 'bundle'" in message
+    message = problems_of(tmp_path, PUBLIC + 'submission = "protect"\n')
+    assert "chain.submit_rpc_url: needed for submission = 'protect'" in message
+
+
+def test_bundle_mode_refuses_the_trading_key_as_the_reputation_key(tmp_path: Path) -> None:
+    bundle = (
+        PUBLIC
+        + 'submission = "bundle"\nrelay_urls = ["https://relay.flashbots.net"]\n'
+        + 'reputation_keystore = "./keys/keystore.json"\n'
+        + 'reputation_password_env = "DEFI_AGENT_KEYSTORE_PASSWORD"\n'
+        + '[wallet]\nkeystore = "./keys/keystore.json"\n'
+    )
+    message = problems_of(tmp_path, bundle)
+    assert "chain.reputation_keystore: must not be the trading key's wallet.keystore" in message
+    assert "chain.reputation_password_env: must differ from wallet.password_env" in message
+    good = bundle.replace(
+        'reputation_keystore = "./keys/keystore.json"',
+        'reputation_keystore = "./keys/reputation.json"',
+    ).replace('"DEFI_AGENT_KEYSTORE_PASSWORD"', '"DEFI_AGENT_REPUTATION_PASSWORD"')
+    cfg = load(tmp_path, good)
+    assert cfg.chain.submission_mode == "bundle"
+    assert cfg.chain.reputation_keystore == (tmp_path / "keys" / "reputation.json").resolve()
