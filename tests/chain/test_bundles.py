@@ -6,6 +6,7 @@ pending, and a bundle left pending by a crash reconciled by a new agent instance
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -399,3 +400,21 @@ async def test_the_reputation_key_and_password_stay_out_of_logs_and_journal(
         assert secret not in caplog.text
         assert secret.encode() not in journal_bytes
     assert bytes.fromhex(key_hex) not in journal_bytes
+
+
+async def test_the_relay_refuses_a_missing_or_forged_signature(bundling: Bundling) -> None:
+    relay, session = bundling.relay, bundling.session
+    bundle = {"txs": [], "blockNumber": "0x1"}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_sendBundle", "params": [bundle]})
+    forged = f"{bundling.env.wallet}:{bundling.reputation.sign_message('0x' + '00' * 32)}"
+    for headers in ({}, {"X-Flashbots-Signature": forged}):
+        async with session.post(relay.url, data=body, headers=headers) as response:
+            assert response.status == 403
+            answer = await response.json()
+        assert answer["error"]["code"] == -32600
+    assert [(c.status, c.signer) for c in relay.calls] == [(403, None), (403, None)]
+    # our client signs what it sends: the relay accepts it and names the reputation key
+    client = RelayClient(relay.url, session, bundling.reputation)
+    simulation = await client.call_bundle([], await bundling.env.w3.eth.block_number + 1)
+    assert simulation.revert_reason is None
+    assert relay.calls[-1].signer == bundling.reputation.address
