@@ -59,6 +59,9 @@ def redactor_for(cfg: AgentConfig | None) -> Redact:
             password = None
         if password is not None:
             secrets.append(password.get_secret_value())
+        reputation = cfg.reputation_password()
+        if reputation is not None:
+            secrets.append(reputation.get_secret_value())
     return text_redactor(secrets, urls)
 
 

@@ -160,7 +160,7 @@ class Reconciler:
                 report.dropped += 1
             return []
         if any(tx.bundle_last_block is not None for tx in non_final):
-            return await self._reconcile_bundle(non_final, report)
+            return await self._reconcile_bundle(nonce, non_final, report)
         in_pool = []
         for tx in non_final:
             if await self.sender.node_knows(tx.tx_hash):
@@ -194,7 +194,7 @@ class Reconciler:
         return hashes
 
     async def _reconcile_bundle(
-        self, non_final: Sequence[TxRecord], report: ReconcileReport
+        self, nonce: int, non_final: Sequence[TxRecord], report: ReconcileReport
     ) -> list[str]:
         """A bundle transaction without a receipt whose nonce is still free: never rebroadcast
         (that would make it public); not included once the chain has passed the bundle's last
@@ -207,6 +207,7 @@ class Reconciler:
                 tx.tx_hash, f"bundle not included: not in any block up to {last_block}"
             )
             report.dropped += 1
+        await self.sender.nonces.expire(nonce)  # a hold this process took is given back
         report.notes.append(f"bundle of {non_final[-1].tx_hash} not included")
         return []
 

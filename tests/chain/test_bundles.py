@@ -63,14 +63,17 @@ class Bundling:
         )
 
     def executor(
-        self, executor_address: str, sender: TransactionSender | None = None
+        self,
+        executor_address: str,
+        sender: TransactionSender | None = None,
+        receipt_timeout_s: float = 60,
     ) -> ChainExecutor:
         sender = sender or self.env.sender
         return ChainExecutor(
             sender,
             self.env.journal,
             self.env.guarded(executor_address),
-            ExecutionSettings(mode="fork", slippage_bps=0, receipt_timeout_s=60),
+            ExecutionSettings(mode="fork", slippage_bps=0, receipt_timeout_s=receipt_timeout_s),
             bundles=self.bundles(sender),
         )
 
@@ -418,3 +421,23 @@ async def test_the_relay_refuses_a_missing_or_forged_signature(bundling: Bundlin
     simulation = await client.call_bundle([], await bundling.env.w3.eth.block_number + 1)
     assert simulation.revert_reason is None
     assert relay.calls[-1].signer == bundling.reputation.address
+
+
+async def test_a_bundle_outliving_its_trade_is_closed_by_the_next_reconciliation(
+    bundling: Bundling,
+) -> None:
+    env = bundling.env
+    executor, intent = await arb_intent(env)
+    bundling.relay.paused = True
+    # the trade task gives up waiting (a stalled chain); the bundle stays with the relay
+    outcome = await bundling.executor(executor, receipt_timeout_s=0.5).execute(intent)
+    assert outcome.status == IntentStatus.SUBMITTED
+    (row,) = await env.journal.txs_for_intent(intent.id)
+    for _ in range(TARGET_BLOCKS + 1):
+        await bundling.relay.mine_block()
+
+    # the same running agent's periodic pass: its own hold on the nonce is given back
+    report = await Reconciler(env.sender, env.journal, receipt_grace_s=0.1).reconcile(wait_s=0.0)
+
+    assert report.dropped == 1 and report.intents_cancelled == 1
+    assert await env.sender.nonces.allocate() == row.nonce

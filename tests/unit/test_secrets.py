@@ -146,3 +146,18 @@ def test_the_password_leaves_the_environment_after_unlock_and_children_never_see
     assert LEAKED_PASSWORD not in child.stdout
     assert "SECRETS_TEST_KS_PW" not in child.stdout
     assert stat.S_IMODE(keystore.stat().st_mode) == 0o600
+
+
+def test_the_reputation_password_is_redacted_from_log_text(tmp_path: Path) -> None:
+    from agent.app.logs import redactor_for
+
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        '[chain]\nname = "ethereum"\nchain_id = 1\nrpc_urls = ["https://rpc.example"]\n'
+        'submission = "bundle"\nrelay_urls = ["https://relay.example/KEY123"]\n'
+        'reputation_keystore = "./keys/reputation.json"\n'
+    )
+    cfg = AgentConfig.load(path, environ={"DEFI_AGENT_REPUTATION_PASSWORD": LEAKED_PASSWORD})
+    redacted = redactor_for(cfg)(f"relay https://relay.example/KEY123 password {LEAKED_PASSWORD}")
+    assert LEAKED_PASSWORD not in redacted and "KEY123" not in redacted
+    assert "KEY123" not in cfg.redacted_dump()
