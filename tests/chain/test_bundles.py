@@ -24,6 +24,7 @@ from agent.chain.bundle import STEP_BUNDLE_SIMULATED, BundleSender
 from agent.chain.nonce import NonceManager
 from agent.chain.relay import RelayClient
 from agent.chain.tx import STEP_JOURNALED, TransactionSender, TxMandate, TxRequest
+from agent.devnet.traders import swap_v2
 from agent.execution import ChainExecutor, ExecutionSettings, Reconciler, erc20_balance
 from agent.execution.tx_journal import JournaledTxs
 from agent.store import IntentStatus, TxStatus
@@ -37,8 +38,7 @@ from agent.wallet.keystore import (
 )
 from tests.chain import test_execution
 from tests.chain._execution_helpers import make_sender
-from tests.chain.test_execution import FAR_DEADLINE, Env, arb_setup, make_intent, predict
-from tests.conftest import load_abi
+from tests.chain.test_execution import Env, arb_setup, make_intent, predict
 from tests.fakes.relay_fake import ProtectRpcFake, RelayFake
 
 pytestmark = pytest.mark.chain
@@ -96,18 +96,15 @@ async def chain_nonce(w3: AsyncWeb3, address: str) -> int:
 
 async def close_price_gap(env: Env) -> None:
     """The whale sells WETH back into uniswap_v2: the arbitrage's profit is gone."""
-    whale = env.devnet.accounts[2][0]
-    router = env.w3.eth.contract(
-        address=env.devnet.addresses["uniswap_v2.router"], abi=load_abi("UniswapV2Router02")
+    assert env.devnet.rpc is not None
+    await swap_v2(
+        env.devnet.rpc,
+        dex="uniswap_v2",
+        router=env.devnet.addresses["uniswap_v2.router"],
+        trader=env.devnet.accounts[2][0],
+        path=[env.token("WETH"), env.token("USDC")],
+        amount_in=150 * 10**18,
     )
-    weth_in = 150 * 10**18
-    weth = env.w3.eth.contract(address=env.token("WETH"), abi=load_abi("ERC20"))
-    approve = await weth.functions.approve(router.address, weth_in).transact({"from": whale})
-    assert (await env.w3.eth.wait_for_transaction_receipt(approve))["status"] == 1
-    swap = await router.functions.swapExactTokensForTokens(
-        weth_in, 0, [env.token("WETH"), env.token("USDC")], whale, FAR_DEADLINE
-    ).transact({"from": whale})
-    assert (await env.w3.eth.wait_for_transaction_receipt(swap))["status"] == 1
 
 
 def once_at(step: str, action: Callable[[], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
@@ -219,15 +216,19 @@ async def test_a_bundle_reverting_in_its_target_blocks_is_never_included(
     env, relay = bundling.env, bundling.relay
     executor, intent = await arb_intent(env)
     # the relay's simulation passes; the gap closes before the target block
+    simulated = asyncio.Event()
+
+    async def gap_closes() -> None:
+        await close_price_gap(env)
+        simulated.set()
+
     sender = await make_sender(
-        env.w3,
-        env.key,
-        env.journal,
-        on_step=once_at(STEP_BUNDLE_SIMULATED, lambda: close_price_gap(env)),
+        env.w3, env.key, env.journal, on_step=once_at(STEP_BUNDLE_SIMULATED, gap_closes)
     )
     nonce_before = await chain_nonce(env.w3, env.wallet)
     before = await weth_balances(env, executor)
     trade = asyncio.create_task(bundling.executor(executor, sender).execute(intent))
+    await asyncio.wait_for(simulated.wait(), 30)
     while not trade.done():  # the chain moves on through every target block
         await relay.mine_block()
         await asyncio.sleep(0.05)
@@ -266,21 +267,26 @@ async def test_no_nonce_is_reused_while_a_bundle_is_pending(bundling: Bundling) 
     assert receipt.status == 1 and receipts[0].status == 1  # both landed, neither displaced
 
 
+async def protect_sender(env: Env, private_w3: AsyncWeb3) -> TransactionSender:
+    """The wallet's sender with a protect RPC as its submit RPC (a fresh nonce manager)."""
+    return TransactionSender(
+        env.w3,
+        private_w3,
+        env.sender.signer,
+        NonceManager(env.w3, env.wallet),
+        JournaledTxs(env.journal),
+        await env.w3.eth.chain_id,
+        env.sender.fee_policy,
+        receipt_poll_s=0.05,
+        guard=env.sender.guard,
+        private_submit=True,
+    )
+
+
 async def test_no_nonce_is_reused_while_a_protect_rpc_transaction_is_pending(env: Env) -> None:
     async with ProtectRpcFake(env.devnet.rpc_url) as protect:
         private_w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(protect.url))
-        sender = TransactionSender(
-            env.w3,
-            private_w3,
-            env.sender.signer,
-            NonceManager(env.w3, env.wallet),
-            JournaledTxs(env.journal),
-            await env.w3.eth.chain_id,
-            env.sender.fee_policy,
-            receipt_poll_s=0.05,
-            guard=env.sender.guard,
-            private_submit=True,
-        )
+        sender = await protect_sender(env, private_w3)
         first = await sender.send(approve_request(env, "USDC", 1_000))
         assert await env.w3.eth.get_transaction_count(env.wallet, "pending") == first.nonce
         await sender.nonces.resync()  # what the periodic reconciliation does
@@ -288,17 +294,7 @@ async def test_no_nonce_is_reused_while_a_protect_rpc_transaction_is_pending(env
         assert second.nonce == first.nonce + 1
 
         # a restart while both are pending privately: a new instance over the same journal
-        restarted = TransactionSender(
-            env.w3,
-            private_w3,
-            env.sender.signer,
-            NonceManager(env.w3, env.wallet),
-            JournaledTxs(env.journal),
-            await env.w3.eth.chain_id,
-            env.sender.fee_policy,
-            receipt_poll_s=0.05,
-            private_submit=True,
-        )
+        restarted = await protect_sender(env, private_w3)
         report = await Reconciler(restarted, env.journal, receipt_grace_s=0.1).reconcile(wait_s=0.0)
         assert report.still_pending == 2
         assert await restarted.nonces.allocate() == second.nonce + 1

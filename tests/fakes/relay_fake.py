@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,15 +87,7 @@ class RelayFake:
 
     async def start(self) -> RelayFake:
         self._session = aiohttp.ClientSession()
-        app = web.Application()
-        app.router.add_post("/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_json_rpc(self._handle)
         self._watcher = asyncio.create_task(self._watch_heads())
         return self
 
@@ -251,6 +244,21 @@ class RelayFake:
         return answer["result"]
 
 
+async def serve_json_rpc(
+    handler: Callable[[web.Request], Awaitable[web.Response]],
+) -> tuple[web.AppRunner, int]:
+    """``handler`` answering POST / on 127.0.0.1 at a free port: (runner, port)."""
+    app = web.Application()
+    app.router.add_post("/", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    return runner, server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 def _verify(header: str | None, body: bytes) -> tuple[str | None, str | None]:
     """(recovered signer, None) or (None, the relay's error message)."""
     if not header:
@@ -297,15 +305,7 @@ class ProtectRpcFake:
         return f"http://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> ProtectRpcFake:
-        app = web.Application()
-        app.router.add_post("/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_json_rpc(self._handle)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
