@@ -450,7 +450,9 @@ async def open_agent(
                 cfg.chain.chain_id,
                 fee_policy,
                 fee_oracle=gas,
-                private_submit=cfg.chain.submission_mode == "protect",
+                # a private RPC: protect mode, or bundle mode's route for everything else
+                private_submit=cfg.chain.submission_mode != "public"
+                and cfg.chain.submit_rpc_url is not None,
             )
             bundles = (
                 bundle_sender(cfg, sender, session, JournaledTxs(journal))
