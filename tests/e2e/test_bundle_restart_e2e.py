@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -41,42 +42,18 @@ BUNDLE_BLOCKS = 3
 async def test_a_bundle_pending_when_the_agent_is_killed_is_reconciled_at_the_next_start(
     chain: Chain, workdir: Path, agent_processes: list[Process], while_down: str
 ) -> None:
-    keys = workdir / "keys"
-    keys.mkdir()
-    trader = create_keystore(keys / "keystore.json", SecretStr(KEYSTORE_PASSWORD), scrypt_n=2**14)
-    reputation = create_keystore(
-        keys / "reputation.json", SecretStr(REPUTATION_PASSWORD), scrypt_n=2**14
-    )
+    trader, reputation = _keystores(workdir)
     executor = await fund_and_deploy(chain.rpc, chain.deployment, trader)
     async with RelayFake(chain.devnet.rpc_url) as relay:
         relay.paused = True  # the relay holds every bundle: the agent dies with one pending
-        tree = tree_for(
-            rpc_url=chain.devnet.rpc_url,
-            deployment_file=chain.deployment_file,
-            workdir=workdir,
-            arb_executor=executor,
-            tokens=chain.symbols,
-            wallet={"keystore": str(keys / "keystore.json"), "password_env": KEYSTORE_PASSWORD_ENV},
-        )
-        tree["chain"].update(
-            submission="bundle",
-            relay_urls=[relay.url],
-            bundle_blocks=BUNDLE_BLOCKS,
-            reputation_keystore=str(keys / "reputation.json"),
-            reputation_password_env=REPUTATION_PASSWORD_ENV,
-        )
-        environ = {
-            KEYSTORE_PASSWORD_ENV: KEYSTORE_PASSWORD,
-            REPUTATION_PASSWORD_ENV: REPUTATION_PASSWORD,
-        }
         config_path = workdir / "agent.toml"
-        cfg = write_config(config_path, tree, environ)
+        cfg = write_config(config_path, _bundle_tree(chain, workdir, executor, relay.url), ENVIRON)
         db = await init_db(cfg.store.url)
         journal = Journal(session_factory(db))
         log_path = workdir / "agent.log"
         try:
             with log_path.open("wb") as log_file:
-                proc = await start_agent_run(config_path, environ, stdout=log_file)
+                proc = await start_agent_run(config_path, ENVIRON, stdout=log_file)
                 agent_processes.append(proc)
 
                 async def running() -> bool:
@@ -111,7 +88,7 @@ async def test_a_bundle_pending_when_the_agent_is_killed_is_reconciled_at_the_ne
                     await relay.mine_block()
                 relay.paused = False
 
-            restarted = AgentConfig.load(config_path, environ=environ)
+            restarted = AgentConfig.load(config_path, environ=ENVIRON)
             async with open_agent(restarted, mode="fork") as parts:
                 (intent,) = await parts.journal.list_intents()
                 tx = await parts.journal.get_tx(row.tx_hash)
@@ -138,6 +115,66 @@ async def test_a_bundle_pending_when_the_agent_is_killed_is_reconciled_at_the_ne
     for secret in (REPUTATION_PASSWORD, KEYSTORE_PASSWORD):
         assert secret not in logged
         assert secret.encode() not in journal_bytes
+
+
+ENVIRON = {KEYSTORE_PASSWORD_ENV: KEYSTORE_PASSWORD, REPUTATION_PASSWORD_ENV: REPUTATION_PASSWORD}
+
+
+def _keystores(workdir: Path) -> tuple[str, str]:
+    """The trading keystore and the reputation keystore, each with its own password."""
+    keys = workdir / "keys"
+    keys.mkdir()
+    trader = create_keystore(keys / "keystore.json", SecretStr(KEYSTORE_PASSWORD), scrypt_n=2**14)
+    reputation = create_keystore(
+        keys / "reputation.json", SecretStr(REPUTATION_PASSWORD), scrypt_n=2**14
+    )
+    return trader, reputation
+
+
+def _bundle_tree(chain: Chain, workdir: Path, executor: str, relay_url: str) -> dict[str, Any]:
+    keys = workdir / "keys"
+    tree = tree_for(
+        rpc_url=chain.devnet.rpc_url,
+        deployment_file=chain.deployment_file,
+        workdir=workdir,
+        arb_executor=executor,
+        tokens=chain.symbols,
+        wallet={"keystore": str(keys / "keystore.json"), "password_env": KEYSTORE_PASSWORD_ENV},
+    )
+    tree["chain"].update(
+        submission="bundle",
+        relay_urls=[relay_url],
+        bundle_blocks=BUNDLE_BLOCKS,
+        reputation_keystore=str(keys / "reputation.json"),
+        reputation_password_env=REPUTATION_PASSWORD_ENV,
+    )
+    return tree
+
+
+@pytest.mark.parametrize("mistake", ["no reputation password", "the trading key copied"])
+async def test_a_bundle_mode_mistake_exits_2_naming_the_field(
+    chain: Chain, workdir: Path, agent_processes: list[Process], mistake: str
+) -> None:
+    trader, _ = _keystores(workdir)
+    executor = await fund_and_deploy(chain.rpc, chain.deployment, trader)
+    config_path = workdir / "agent.toml"
+    write_config(config_path, _bundle_tree(chain, workdir, executor, "http://127.0.0.1:9"), ENVIRON)
+    environ = dict(ENVIRON)
+    if mistake == "no reputation password":
+        del environ[REPUTATION_PASSWORD_ENV]
+        expected = f"chain.reputation_password_env: {REPUTATION_PASSWORD_ENV} is not set"
+    else:  # the trading keystore under the reputation keystore's name
+        reputation = workdir / "keys" / "reputation.json"
+        reputation.write_bytes((workdir / "keys" / "keystore.json").read_bytes())
+        reputation.chmod(0o600)
+        environ[REPUTATION_PASSWORD_ENV] = KEYSTORE_PASSWORD
+        expected = "chain.reputation_keystore: holds the trading key"
+    proc = await start_agent_run(config_path, environ, stdout=asyncio.subprocess.PIPE)
+    agent_processes.append(proc)
+    output = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
+    assert proc.returncode == 2, output[-2000:]
+    assert expected in output
+    assert "Traceback" not in output
 
 
 async def _true(value: bool) -> bool:
