@@ -104,6 +104,10 @@ class Reconciler:
         for nonce, hashes in pending:
             receipt = await self.sender.wait_for_receipt(hashes, wait_s)
             if receipt is None:
+                rows = [await self.journal.get_tx(tx_hash) for tx_hash in hashes]
+                bundled = [r for r in rows if r.bundle_last_block is not None]
+                if bundled and not await self._reconcile_bundle(nonce, bundled, report):
+                    continue  # its last target block passed while we waited: closed
                 report.still_pending += 1
                 report.notes.append(f"no receipt yet for {hashes[-1]}")
                 # a private RPC's or a relay's pending transaction is invisible to the public
@@ -200,7 +204,12 @@ class Reconciler:
         (that would make it public); not included once the chain has passed the bundle's last
         target block (dropped; the nonce is free again), else still pending."""
         last_block = max(tx.bundle_last_block or 0 for tx in non_final)
-        if int(await self.sender.read_w3.eth.block_number) < last_block:
+        # the nonce before the head: a bundle landing in between keeps its nonce used
+        mined_nonce = await self.sender.read_w3.eth.get_transaction_count(
+            AsyncWeb3.to_checksum_address(non_final[0].sender), "latest"
+        )
+        head = int(await self.sender.read_w3.eth.block_number)
+        if head < last_block or mined_nonce > nonce:
             return [tx.tx_hash for tx in non_final]
         for tx in non_final:
             await self.journal.mark_dropped(

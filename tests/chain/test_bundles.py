@@ -437,3 +437,24 @@ async def test_a_bundle_outliving_its_trade_is_closed_by_the_next_reconciliation
 
     assert report.dropped == 1 and report.intents_cancelled == 1
     assert await env.sender.nonces.allocate() == row.nonce
+
+
+async def test_a_restart_during_the_bundle_window_closes_it_once_the_window_passes(
+    bundling: Bundling,
+) -> None:
+    env = bundling.env
+    _, intent = await _pending_bundle_then_crash(bundling)
+    (row,) = await env.journal.txs_for_intent(intent.id)
+    sender = await _restarted(env)
+
+    # start-up reconciliation waits for the bundle while its target blocks go by
+    reconciling = asyncio.create_task(
+        Reconciler(sender, env.journal, receipt_grace_s=0.1).reconcile(wait_s=2.0)
+    )
+    for _ in range(TARGET_BLOCKS + 1):
+        await bundling.relay.mine_block()
+    report = await reconciling
+
+    assert report.dropped == 1 and report.still_pending == 0
+    assert (await env.journal.get_tx(row.tx_hash)).status == TxStatus.DROPPED
+    assert await sender.nonces.allocate() == row.nonce  # not held: free again
