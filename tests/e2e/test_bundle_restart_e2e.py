@@ -42,12 +42,10 @@ BUNDLE_BLOCKS = 3
 async def test_a_bundle_pending_when_the_agent_is_killed_is_reconciled_at_the_next_start(
     chain: Chain, workdir: Path, agent_processes: list[Process], while_down: str
 ) -> None:
-    trader, reputation = _keystores(workdir)
-    executor = await fund_and_deploy(chain.rpc, chain.deployment, trader)
     async with RelayFake(chain.devnet.rpc_url) as relay:
         relay.paused = True  # the relay holds every bundle: the agent dies with one pending
+        cfg, executor, (trader, reputation) = await _bundle_config(chain, workdir, relay.url)
         config_path = workdir / "agent.toml"
-        cfg = write_config(config_path, _bundle_tree(chain, workdir, executor, relay.url), ENVIRON)
         db = await init_db(cfg.store.url)
         journal = Journal(session_factory(db))
         log_path = workdir / "agent.log"
@@ -131,6 +129,17 @@ def _keystores(workdir: Path) -> tuple[str, str]:
     return trader, reputation
 
 
+async def _bundle_config(
+    chain: Chain, workdir: Path, relay_url: str
+) -> tuple[AgentConfig, str, tuple[str, str]]:
+    """agent.toml in bundle mode with both keystores; the trading wallet funded, its
+    ArbExecutor deployed. (config, executor, (trading address, reputation address))."""
+    trader, reputation = _keystores(workdir)
+    executor = await fund_and_deploy(chain.rpc, chain.deployment, trader)
+    tree = _bundle_tree(chain, workdir, executor, relay_url)
+    return write_config(workdir / "agent.toml", tree, ENVIRON), executor, (trader, reputation)
+
+
 def _bundle_tree(chain: Chain, workdir: Path, executor: str, relay_url: str) -> dict[str, Any]:
     keys = workdir / "keys"
     tree = tree_for(
@@ -155,10 +164,8 @@ def _bundle_tree(chain: Chain, workdir: Path, executor: str, relay_url: str) -> 
 async def test_a_bundle_mode_mistake_exits_2_naming_the_field(
     chain: Chain, workdir: Path, agent_processes: list[Process], mistake: str
 ) -> None:
-    trader, _ = _keystores(workdir)
-    executor = await fund_and_deploy(chain.rpc, chain.deployment, trader)
+    await _bundle_config(chain, workdir, "http://127.0.0.1:9")
     config_path = workdir / "agent.toml"
-    write_config(config_path, _bundle_tree(chain, workdir, executor, "http://127.0.0.1:9"), ENVIRON)
     environ = dict(ENVIRON)
     if mistake == "no reputation password":
         del environ[REPUTATION_PASSWORD_ENV]
