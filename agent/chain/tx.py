@@ -851,7 +851,14 @@ class TransactionSender:
         if await self.past_deadline(newest.request):
             log.warning("%s left the mempool after its deadline; not rebroadcast", newest.tx_hash)
             return
-        log.warning("%s (nonce %d) left the mempool; rebroadcasting", newest.tx_hash, newest.nonce)
+        if self.private_submit:
+            # the read node never sees a private RPC's pool: sending again is how we make sure
+            # it still holds the transaction ("already known" if it does)
+            log.info("%s (nonce %d) sent again to the private RPC", newest.tx_hash, newest.nonce)
+        else:
+            log.warning(
+                "%s (nonce %d) left the mempool; rebroadcasting", newest.tx_hash, newest.nonce
+            )
         try:
             await self.broadcast(newest.raw_tx)
         except BroadcastRejected as exc:

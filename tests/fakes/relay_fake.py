@@ -6,19 +6,19 @@ What it does, as the relay documentation describes it (docs.flashbots.net, "RPC 
 - every request must carry ``X-Flashbots-Signature: <address>:<signature>``, the EIP-191
   signature of the hex keccak256 of the body; a missing or wrong one gets HTTP 403 with a
   JSON-RPC error (code -32600). The recovered signer of every request is recorded;
-- ``eth_callBundle`` runs the raw transactions in order on the node (``evm_snapshot``,
-  automine off, send, ``evm_mine``, receipts, ``evm_revert``) and answers in Flashbots' result
-  shape (``results[i].error`` / ``revert`` for a reverting transaction);
+- ``eth_callBundle`` runs the raw transactions in order on the node's latest state with
+  ``eth_simulateV1`` (nothing changes on the node; nonces checked as a block would) and answers
+  in Flashbots' result shape (``results[i].error`` / ``revert`` for a failing transaction);
 - ``eth_sendBundle`` answers ``{bundleHash}`` and includes the bundle in its target block, whole
   or not at all: when the node's next block is the target (now, or later when the chain gets
-  there), the transactions are sent with automine off and one block is mined; if any was not
-  accepted or reverted, the node is reverted to the snapshot taken before, so nothing of the
-  bundle remains.
+  there), the bundle is simulated again; only if every transaction succeeds are they sent with
+  automine off and one block mined (``evm_snapshot`` first, ``evm_revert`` should any still
+  fail, automine back on), so a bundle that would revert never touches the chain.
 
-``paused`` holds every bundle without including it (a bundle left pending). Every state change
-on the node happens under one lock and restores automine; other senders' transactions sent
-while a bundle is being tried would share its block (or its revert), so tests keep their own
-traffic out of those moments.
+``paused`` holds every bundle without including it (a bundle left pending). Every inclusion
+happens under one lock and restores automine; another sender's transaction sent in the moment
+a bundle is being mined would share its block, so tests mine their own blocks through
+``mine_block`` (the same lock).
 """
 
 from __future__ import annotations
@@ -31,10 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import rlp
 from aiohttp import web
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from eth_account.typed_transactions import TypedTransaction
 from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 
 HEADER = "X-Flashbots-Signature"
 
@@ -132,35 +135,32 @@ class RelayFake:
     async def _call_bundle(self, raw_txs: list[str]) -> dict[str, Any]:
         async with self._lock:
             state_block = await self._block_number()
-            outcomes = await self._try(raw_txs, keep=False)
+            outcomes = await self._simulate(raw_txs)
         results = []
-        for raw, (tx_hash, receipt, error) in zip(raw_txs, outcomes, strict=True):
-            tx = Account.recover_transaction(raw)
+        for outcome in outcomes:
             entry: dict[str, Any] = {
-                "txHash": tx_hash,
-                "fromAddress": tx,
-                "gasUsed": int(receipt["gasUsed"], 16) if receipt else 0,
+                "txHash": outcome.tx_hash,
+                "fromAddress": outcome.sender,
+                "gasUsed": outcome.gas_used,
                 "coinbaseDiff": "0",
                 "ethSentToCoinbase": "0",
                 "value": "0x",
             }
-            if error is not None:
-                entry["error"] = error
-                entry["revert"] = error
+            if outcome.error is not None:
+                entry["error"] = outcome.error
+                entry["revert"] = outcome.error
             results.append(entry)
         return {
-            "bundleHash": _bundle_hash(outcomes),
+            "bundleHash": _bundle_hash([o.tx_hash for o in outcomes]),
             "results": results,
             "stateBlockNumber": state_block,
-            "totalGasUsed": sum(r["gasUsed"] for r in results),
+            "totalGasUsed": sum(o.gas_used for o in outcomes),
             "coinbaseDiff": "0",
         }
 
     async def _send_bundle(self, raw_txs: list[str], block: int) -> dict[str, Any]:
         hashes = ["0x" + keccak(hexstr=raw).hex() for raw in raw_txs]
-        bundle = PendingBundle(
-            "0x" + keccak(b"".join(bytes.fromhex(h[2:]) for h in hashes)).hex(), raw_txs, block
-        )
+        bundle = PendingBundle(_bundle_hash(hashes), raw_txs, block)
         self._pending.append(bundle)
         await self._include_due()
         return {"bundleHash": bundle.bundle_hash}
@@ -186,39 +186,60 @@ class RelayFake:
             for bundle in due:
                 if await self._block_number() != bundle.block - 1:
                     continue  # an earlier bundle took this block
-                outcomes = await self._try(bundle.raw_txs, keep=True)
-                if all(error is None for _, _, error in outcomes):
+                outcomes = await self._simulate(bundle.raw_txs)
+                if all(o.error is None for o in outcomes) and await self._mine(bundle.raw_txs):
                     self.included.append((bundle.bundle_hash, bundle.block))
 
-    async def _try(
-        self, raw_txs: list[str], keep: bool
-    ) -> list[tuple[str, dict[str, Any] | None, str | None]]:
-        """Send ``raw_txs`` into one block; keep it only when ``keep`` and none failed.
-        (hash, receipt or None, error or None) per transaction. Caller holds the lock."""
+    async def _simulate(self, raw_txs: list[str]) -> list[TxOutcome]:
+        """The raw transactions run in order on the latest state (``eth_simulateV1``, nothing
+        changes on the node), nonces checked as a block would. Caller holds the lock."""
+        txs = [_decoded(raw) for raw in raw_txs]
+        calls, errors = [], []
+        next_nonce: dict[str, int] = {}
+        for tx in txs:
+            if tx.sender not in next_nonce:
+                count = await self._node("eth_getTransactionCount", [tx.sender, "latest"])
+                next_nonce[tx.sender] = int(count, 16)
+            expected = next_nonce[tx.sender]
+            next_nonce[tx.sender] += 1
+            errors.append(
+                None
+                if tx.nonce == expected
+                else f"nonce too {'low' if tx.nonce < expected else 'high'}: "
+                f"{tx.nonce}, the account's next is {expected}"
+            )
+            calls.append(tx.call)
+        answer = await self._node(
+            "eth_simulateV1", [{"blockStateCalls": [{"calls": calls}]}, "latest"]
+        )
+        outcomes = []
+        for tx, error, result in zip(txs, errors, answer[0]["calls"], strict=True):
+            if error is None and int(result["status"], 16) != 1:
+                error = "execution reverted"
+            outcomes.append(TxOutcome(tx.tx_hash, tx.sender, int(result["gasUsed"], 16), error))
+        return outcomes
+
+    async def _mine(self, raw_txs: list[str]) -> bool:
+        """The bundle, and only it, in the node's next block (automine off while it is sent).
+        Its simulation passed under the same lock, so this block holds it whole; should any
+        transaction still fail, the block is reverted. Caller holds the lock."""
         snapshot = await self._node("evm_snapshot", [])
         await self._node("evm_setAutomine", [False])
-        outcomes: list[tuple[str, dict[str, Any] | None, str | None]] = []
+        landed = False
         try:
-            accepted = []
             for raw in raw_txs:
-                tx_hash = "0x" + keccak(hexstr=raw).hex()
-                answer = await self._node_answer("eth_sendRawTransaction", [raw])
-                error = answer.get("error")
-                accepted.append(error is None)
-                outcomes.append((tx_hash, None, None if error is None else error["message"]))
-            if any(accepted):
-                await self._node("evm_mine", [])
-            for i, (tx_hash, _, error) in enumerate(outcomes):
-                if error is not None:
-                    continue
-                receipt = await self._node("eth_getTransactionReceipt", [tx_hash])
-                failed = receipt is None or int(receipt["status"], 16) != 1
-                outcomes[i] = (tx_hash, receipt, "execution reverted" if failed else None)
+                await self._node("eth_sendRawTransaction", [raw])
+            await self._node("evm_mine", [])
+            receipts = [
+                await self._node("eth_getTransactionReceipt", ["0x" + keccak(hexstr=raw).hex()])
+                for raw in raw_txs
+            ]
+            landed = all(r is not None and int(r["status"], 16) == 1 for r in receipts)
         finally:
-            if not (keep and outcomes and all(e is None for _, _, e in outcomes)):
+            if not landed:
                 await self._node("evm_revert", [snapshot])
             await self._node("evm_setAutomine", [True])
-        return outcomes
+        return landed
 
     async def mine_block(self) -> None:
         """Mine one block on the node (the chain moving on), never inside a bundle attempt."""
@@ -275,8 +296,59 @@ def _verify(header: str | None, body: bytes) -> tuple[str | None, str | None]:
     return str(recovered), None
 
 
-def _bundle_hash(outcomes: list[tuple[str, Any, Any]]) -> str:
-    return "0x" + keccak(b"".join(bytes.fromhex(h[2:]) for h, _, _ in outcomes)).hex()
+def _bundle_hash(tx_hashes: list[str]) -> str:
+    return "0x" + keccak(b"".join(bytes.fromhex(h[2:]) for h in tx_hashes)).hex()
+
+
+@dataclass(frozen=True)
+class DecodedTx:
+    tx_hash: str
+    sender: str
+    nonce: int
+    call: dict[str, Any]  # the transaction as an eth_simulateV1 call
+
+
+@dataclass(frozen=True)
+class TxOutcome:
+    tx_hash: str
+    sender: str
+    gas_used: int
+    error: str | None
+
+
+def _decoded(raw: str) -> DecodedTx:
+    """A signed raw transaction (type 2, or legacy) as its sender, nonce and call."""
+    data = bytes.fromhex(raw.removeprefix("0x"))
+    sender = str(Account.recover_transaction(raw))
+    if data[0] >= 0xC0:  # legacy RLP list
+        nonce, gas_price, gas, to, value, payload = (rlp.decode(data) or [])[:6]
+        fields = {
+            "nonce": _int(nonce),
+            "gas": _int(gas),
+            "to": to,
+            "value": _int(value),
+            "data": payload,
+            "gasPrice": _int(gas_price),
+        }
+    else:
+        fields = dict(TypedTransaction.from_bytes(HexBytes(data)).as_dict())
+    call: dict[str, Any] = {
+        "from": sender,
+        "input": "0x" + bytes(fields["data"]).hex(),
+        "gas": hex(fields["gas"]),
+        "value": hex(fields["value"]),
+        "nonce": hex(fields["nonce"]),
+    }
+    if fields.get("to"):
+        call["to"] = "0x" + bytes(fields["to"]).hex()
+    for name in ("maxFeePerGas", "maxPriorityFeePerGas", "gasPrice"):
+        if name in fields:
+            call[name] = hex(fields[name])
+    return DecodedTx("0x" + keccak(data).hex(), sender, fields["nonce"], call)
+
+
+def _int(value: bytes) -> int:
+    return int.from_bytes(value, "big")
 
 
 def _error(status: int, request_id: Any, code: int, message: str) -> web.Response:
