@@ -320,6 +320,26 @@ async def _alert_checks(
             report.add("alerts: discord", False, type(exc).__name__)
 
 
+def _submission_checks(report: PreflightReport, cfg: AgentConfig, account: str | None) -> None:
+    """Bundle mode: the relay reputation keystore exists and holds another key than the
+    trading one (its address is read without its password)."""
+    chain = cfg.chain
+    if chain.submission_mode != "bundle" or chain.reputation_keystore is None:
+        return
+    try:
+        reputation = read_keystore_address(chain.reputation_keystore)
+    except WalletError as exc:
+        report.add("relay reputation key", False, str(exc), fatal=True)
+        return
+    if account is not None and reputation.lower() == account.lower():
+        detail = f"{reputation} is the trading key; relays must see another key"
+        report.add("relay reputation key", False, detail, fatal=True)
+        return
+    relays = ", ".join(redact_endpoint(str(url)) for url in chain.relay_urls)
+    detail = f"{reputation} signs bundles for {relays}, {chain.bundle_blocks} blocks ahead"
+    report.add("relay reputation key", True, detail)
+
+
 async def preflight(cfg: AgentConfig) -> PreflightReport:
     """Run every check against the configured chain. ``WrongChainError`` for a wrong chain."""
     report = PreflightReport(cfg.chain.name, cfg.chain.chain_id)
@@ -368,6 +388,7 @@ async def preflight(cfg: AgentConfig) -> PreflightReport:
         if account is not None:
             await _wallet_checks(report, rpc, multicall, cfg, tokens, account)
         await _executor_checks(report, rpc, cfg, account)
+        _submission_checks(report, cfg, account)
         await _alert_checks(report, cfg, session)
     return report
 

@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from agent.app.build import open_agent
+from agent.app.preflight import preflight
 from agent.app.rehearsal import fund_and_deploy
 from agent.config.models import AgentConfig
 from agent.store.db import init_db, session_factory
@@ -195,3 +196,20 @@ async def _until(
         while not await condition():
             assert proc is None or proc.returncode is None, f"the agent exited: {proc.returncode}"
             await asyncio.sleep(0.1)
+
+
+async def test_preflight_shows_the_reputation_key_and_refuses_the_trading_key(
+    chain: Chain, workdir: Path
+) -> None:
+    cfg, _, (trader, reputation) = await _bundle_config(chain, workdir, "http://127.0.0.1:9")
+
+    checks = {c.name: c for c in (await preflight(cfg)).checks}
+
+    assert checks["relay reputation key"].ok
+    assert reputation in checks["relay reputation key"].detail
+    copied = workdir / "keys" / "reputation.json"
+    copied.unlink()
+    copied.write_bytes((workdir / "keys" / "keystore.json").read_bytes())
+    report = await preflight(cfg)
+    (failed,) = [c for c in report.failed if c.name == "relay reputation key"]
+    assert f"{trader} is the trading key" in failed.detail
