@@ -106,6 +106,16 @@ async def fund_and_deploy(
     return executor
 
 
+_SUBMISSION_KEYS = (
+    "submit_rpc_url",
+    "submission",
+    "relay_urls",
+    "bundle_blocks",
+    "reputation_keystore",
+    "reputation_password_env",
+)
+
+
 def rehearsal_config(
     *,
     rpc_url: str,
@@ -133,6 +143,10 @@ def rehearsal_config(
     }
     if deployment_file is not None:
         raw["chain"]["deployment_file"] = str(deployment_file)
+    # Everything goes to the local chain: a private RPC or a relay of the real chain must never
+    # see a rehearsal's transactions (a fork keeps the upstream chain id).
+    for name in _SUBMISSION_KEYS:
+        raw["chain"].pop(name, None)
     raw.pop("wallet", None)
     execution = raw.setdefault("execution", {})
     execution.update({"mode": "fork", "arb_executor": arb_executor})

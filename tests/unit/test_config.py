@@ -497,3 +497,26 @@ def test_bundle_mode_refuses_the_trading_key_as_the_reputation_key(tmp_path: Pat
     cfg = load(tmp_path, good)
     assert cfg.chain.submission_mode == "bundle"
     assert cfg.chain.reputation_keystore == (tmp_path / "keys" / "reputation.json").resolve()
+
+
+def test_a_rehearsal_sends_to_the_local_chain_only(tmp_path: Path) -> None:
+    from agent.app.rehearsal import rehearsal_config
+
+    base = tomllib.loads(
+        PUBLIC
+        + 'submit_rpc_url = "https://rpc.flashbots.net/fast"\nsubmission = "bundle"\n'
+        + 'relay_urls = ["https://relay.flashbots.net"]\n'
+        + 'reputation_keystore = "./keys/reputation.json"\n'
+    )
+    cfg = rehearsal_config(
+        rpc_url="http://127.0.0.1:45678",
+        deployment_file=None,
+        workdir=tmp_path,
+        arb_executor="0x" + "11" * 20,
+        tokens=["WETH", "USDC"],
+        base=base,
+        chain="ethereum",
+        chain_id=1,
+    )
+    assert cfg.chain.submission_mode == "public"
+    assert cfg.chain.submit_rpc_url is None and cfg.chain.relay_urls == []
