@@ -226,6 +226,8 @@ async def opened_sender(
             journal=JournaledTxs(Journal(session_factory(engine))),
             chain_id=chain_id,
             fee_policy=fee_policy,
+            private_submit=submit_url is not None
+            and agent_config.chain.submission_mode != "public",
         )
     finally:
         await engine.dispose()
