@@ -111,7 +111,7 @@ async def test_migrations_create_every_table_in_wal_mode(db_path: Path) -> None:
         journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         tx_columns = {r[1] for r in conn.execute("PRAGMA table_info(transactions)")}
     assert tables == EXPECTED_TABLES
-    assert revision == [("0010",)]
+    assert revision == [("0009",)]
     assert journal_mode == "wal"
     assert {"nonce", "tx_hash", "raw_tx", "status", "status_history"} <= tx_columns
 

@@ -53,7 +53,7 @@ async def test_migrations_create_every_table_and_match_the_models(pg_database: s
     finally:
         await engine.dispose()
     assert tables == on_sqlite.EXPECTED_TABLES
-    assert [tuple(r) for r in revision] == [("0010",)]
+    assert [tuple(r) for r in revision] == [("0009",)]
 
 
 async def test_journal_follows_the_trade_lifecycle(journal: Journal) -> None:

@@ -4,7 +4,7 @@ Adds ``block_hash`` (the receipt's block) and ``finality`` (``pending`` until
 ``execution.confirmations``, ``final``, or ``reorged`` when a reorg took the trade out of the
 chain) on ``fills``. Rows written before this revision are final.
 
-Revision ID: 0009
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-01 18:40:00
 """
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -5,8 +5,8 @@ Flashbots-style bundle is never rebroadcast, and reconciliation calls it not inc
 its nonce free again) once the chain has passed the bundle's last target block. NULL for every
 transaction sent to an RPC, including all rows written before this revision.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-01 18:40:00
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
