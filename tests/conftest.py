@@ -6,6 +6,7 @@ Anvil carrying that marker may still be alive (the suite's own leftover check).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -67,6 +68,41 @@ async def devnet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Devn
         yield node
 
 
+@contextlib.asynccontextmanager
+async def devnet_copy(devnet: Devnet) -> AsyncIterator[Devnet]:
+    """A devnet of its own, started from the session devnet's saved state (about a second).
+    For tests that reorg the chain: ``anvil_reorg`` on a node whose history went through many
+    ``evm_snapshot``/``evm_revert`` rounds rebuilt blocks from the wrong state (a balance of 0
+    after the reorg), and what it left behind broke the tests after it. A module overrides the
+    ``devnet`` fixture with one of these."""
+    assert devnet.state_file is not None
+    async with Devnet(state_file=devnet.state_file, deployments_dir=None) as node:
+        yield node
+
+
+@pytest.fixture(autouse=True)
+async def session_devnet_left_as_found(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """A test that used the session devnet must leave it mining every transaction, with an
+    empty pool: a test that left automine off once made every later test wait for receipts
+    that never came. The devnet is put right and the test that left it so fails."""
+    yield
+    if "devnet" not in request.fixturenames:
+        return
+    try:
+        devnet: Devnet = request.getfixturevalue("devnet")
+    except (AssertionError, ValueError):
+        return  # a devnet of the test's own (see devnet_copy), already stopped
+    if devnet.rpc is None:
+        return
+    automine = await devnet.call("anvil_getAutomine", [])
+    pool = await devnet.call("txpool_status", [])
+    if automine and pool == {"pending": "0x0", "queued": "0x0"}:
+        return
+    await devnet.call("anvil_dropAllTransactions", [])
+    await devnet.call("evm_setAutomine", [True])
+    pytest.fail(f"the test left the session devnet with automine={automine}, pool {pool}")
+
+
 @pytest.fixture
 async def w3(devnet: Devnet) -> AsyncIterator[AsyncWeb3]:
     """An AsyncWeb3 on the devnet; the chain is reverted to its state before the test."""
@@ -77,6 +113,18 @@ async def w3(devnet: Devnet) -> AsyncIterator[AsyncWeb3]:
     finally:
         await web3.provider.disconnect()
         await devnet.revert(snapshot_id)
+
+
+@pytest.fixture
+async def automine_off(w3: AsyncWeb3) -> AsyncIterator[None]:
+    """The session devnet holds transactions in its pool until the test mines; whatever the
+    test left unmined is dropped afterwards, so it cannot land in a later test's blocks."""
+    await w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        await w3.provider.make_request("anvil_dropAllTransactions", [])  # type: ignore[arg-type]
+        await w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -646,7 +646,7 @@ class Engine:
         intent = intent_from(
             opportunity,
             slippage_bps=self.settings.slippage_bps,
-            deadline=int(snapshot.timestamp) + self.settings.deadline_s,
+            deadline=snapshot.deadline(self.settings.deadline_s),
         )
         wei_usd = snapshot.native_price_usd / 1e18
         try:
@@ -699,7 +699,7 @@ class Engine:
         intent = intent_from(
             opportunity,
             slippage_bps=self.settings.slippage_bps,
-            deadline=int(snapshot.timestamp) + self.settings.deadline_s,
+            deadline=snapshot.deadline(self.settings.deadline_s),
         )
         pairs = _pairs_of(intent)
         limit = self.settings.max_in_flight_per_pair

@@ -61,8 +61,9 @@ class MarketSnapshot:
     """The market at ``block``. Token-keyed maps use checksummed token addresses.
 
     ``timestamp`` is the block's (its header's, seconds since the epoch): the market's time,
-    for deadlines, schedules and the snapshot's age. ``read_at`` is when the feeds' readings
-    were taken (the local clock their ages are measured on; the block's time when not given).
+    for schedules and holding times. ``read_at`` is when the snapshot was read (the local clock
+    the ages of it and of the feeds' readings are measured on; the block's time when not given).
+    Deadlines count from the later of the two (``deadline``).
     ``pools`` hold exact pool states (quotes are pure and never mutate them); ``stale_pools``
     are pools whose last read failed (their state is the last good one). ``prices_usd`` are
     valuation prices per whole token. ``native_price_usd`` values gas (ETH on Ethereum).
@@ -93,6 +94,14 @@ class MarketSnapshot:
     def feeds_now(self) -> float:
         """The time a feed reading's age is measured at (``read_at``, else the block's)."""
         return self.timestamp if self.read_at is None else self.read_at
+
+    def deadline(self, seconds: int) -> int:
+        """A transaction deadline ``seconds`` after the later of the block's time and the read
+        time: the block that mines it is stamped at least that late. From the block's time
+        alone, a quiet chain's old head (a devnet mines only on demand) would give a deadline
+        already past when the next block is mined; from our clock alone, a chain whose clock
+        runs ahead would."""
+        return int(max(self.timestamp, self.feeds_now)) + seconds
 
     def gas_cost_usd(self, gas_units: int) -> float:
         """USD cost of ``gas_units`` at the snapshot's max fee (a conservative estimate)."""

@@ -362,10 +362,13 @@ class RiskGate:
         if opp.block < snap.block:
             return f"predicted at block {opp.block} < snapshot block {snap.block}"
         max_age = self.limits.max_snapshot_age_s
-        if max_age is not None and case.now - snap.timestamp > max_age:
+        # How long ago the snapshot was read, on our clock. A chain that stopped making blocks
+        # is the head monitor's call (it knows the chain's block time); a quiet devnet's head
+        # can be old and still be the chain's state.
+        if max_age is not None and case.now - snap.feeds_now > max_age:
             return (
-                f"block {snap.block} is {case.now - snap.timestamp:.0f}s old > {max_age:g}s "
-                "(by its timestamp)"
+                f"the snapshot of block {snap.block} was read {case.now - snap.feeds_now:.0f}s "
+                f"ago > {max_age:g}s"
             )
         if snap.gas is None:
             return "no gas price"

@@ -9,6 +9,7 @@ trades view) and the next trade takes the freed nonce."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from eth_abi import encode
 
 from agent.app.journal_views import list_trades
 from agent.app.report import read_journal
+from agent.devnet import Devnet
 from agent.execution import SEL_V2_SWAP_EXACT_TOKENS, erc20_balance
 from agent.execution.finality import (
     FINAL,
@@ -35,9 +37,17 @@ from tests.chain.test_execution import (  # noqa: F401  (env: the fixture, by na
     predict,
     v2_hop,
 )
-from tests.conftest import load_abi
+from tests.conftest import devnet_copy, load_abi
 
 pytestmark = pytest.mark.chain
+
+
+@pytest.fixture
+async def devnet(devnet: Devnet) -> AsyncIterator[Devnet]:
+    """Each test reorgs a devnet of its own (see ``devnet_copy``)."""
+    async with devnet_copy(devnet) as own:
+        yield own
+
 
 CONFIRMATIONS = 3
 

@@ -16,6 +16,7 @@ from agent.dex.pools import PoolRegistry, fetch_v2_pool, fetch_v3_pool
 from agent.dex.v2 import V2Pool
 from agent.dex.v3 import V3Pool
 from tests.chain.test_provider_limits import mint_position
+from tests.conftest import devnet_copy
 
 pytestmark = pytest.mark.chain
 
@@ -177,8 +178,8 @@ async def test_drift_set_in_storage_is_found_by_the_spot_check_and_repaired(
         assert registry.drift_count == 2
 
 
-async def test_a_mint_reorged_out_is_undone(w3: Any, devnet: Devnet) -> None:
-    async with RpcClient([devnet.rpc_url]) as client:
+async def test_a_mint_reorged_out_is_undone(devnet: Devnet) -> None:
+    async with devnet_copy(devnet) as devnet, RpcClient([devnet.rpc_url]) as client:
         registry = event_registry(client, devnet, spot_check_size=0)
         await registry.discover(t.address for t in devnet.tokens.values())
         assert (await registry.refresh(await head(client))).ok

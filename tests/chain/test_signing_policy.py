@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -35,15 +34,6 @@ pytestmark = pytest.mark.chain
 
 ATTACKER = "0x000000000000000000000000000000000000dEaD"
 TRANSFER = keccak(text="transfer(address,uint256)")[:4]
-
-
-@pytest.fixture
-async def automine_off(w3: AsyncWeb3) -> AsyncIterator[None]:
-    await w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
-    try:
-        yield
-    finally:
-        await w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
 
 
 def policy_for(w3: AsyncWeb3, devnet: Devnet, wallet: str) -> SigningPolicy:

@@ -199,15 +199,6 @@ async def test_signed_bytes_go_only_to_the_submit_rpc(
     assert {"eth_call", "eth_estimateGas", "eth_getTransactionReceipt"} <= set(read_proxy.methods)
 
 
-@pytest.fixture
-async def automine_off(w3: AsyncWeb3) -> AsyncIterator[None]:
-    await w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
-    try:
-        yield
-    finally:
-        await w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
-
-
 async def test_stuck_transaction_is_replaced_and_exactly_one_mines(
     w3: AsyncWeb3, devnet: Devnet, tmp_path: Path, automine_off: None
 ) -> None:

@@ -5,12 +5,15 @@ journal runs on SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from agent.devnet import Devnet
 from agent.store.models import IntentStatus, TxStatus
 from agent.types import FILL_PENDING, FILL_REORGED
+from tests.conftest import devnet_copy
 from tests.e2e.harness import (
     OPERATOR_CHAT_ID,
     TELEGRAM_TOKEN,
@@ -20,6 +23,13 @@ from tests.e2e.harness import (
     write_config,
 )
 from tests.fakes.telegram_fake import TelegramFake
+
+
+@pytest.fixture(scope="module")
+async def devnet(devnet: Devnet) -> AsyncIterator[Devnet]:
+    """The reorgs happen on a devnet of this module's own (see ``devnet_copy``)."""
+    async with devnet_copy(devnet) as own:
+        yield own
 
 
 @pytest.mark.parametrize("journal_backend", ["sqlite", "postgresql"])

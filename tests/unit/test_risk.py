@@ -175,7 +175,7 @@ def test_drawdown_past_the_limit_is_refused_even_before_the_halt_is_recorded(
     ("opportunity", "market", "now", "detail"),
     [
         (arb(block=99), snapshot(), NOW, "block 99"),
-        (arb(), snapshot(), NOW + 120.5, "old"),
+        (arb(), snapshot(), NOW + 120.5, "ago"),
         (arb(), snapshot(gas=None), NOW, "no gas price"),
         (arb(), snapshot(stale_pools=frozenset({POOL_B})), NOW, POOL_B),
         (arb(), snapshot(prices_usd={USDC.address: 1.0}), NOW, "no USD price for WETH"),
