@@ -69,14 +69,15 @@ async def devnet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Devn
 
 
 @contextlib.asynccontextmanager
-async def devnet_copy(devnet: Devnet) -> AsyncIterator[Devnet]:
+async def devnet_copy(devnet: Devnet, deployments_dir: Path | None = None) -> AsyncIterator[Devnet]:
     """A devnet of its own, started from the session devnet's saved state (about a second).
     For tests that reorg the chain: ``anvil_reorg`` on a node whose history went through many
     ``evm_snapshot``/``evm_revert`` rounds rebuilt blocks from the wrong state (a balance of 0
     after the reorg), and what it left behind broke the tests after it. A module overrides the
-    ``devnet`` fixture with one of these."""
+    ``devnet`` fixture with one of these; ``deployments_dir`` is where it writes its
+    deployment file, for an agent to read."""
     assert devnet.state_file is not None
-    async with Devnet(state_file=devnet.state_file, deployments_dir=None) as node:
+    async with Devnet(state_file=devnet.state_file, deployments_dir=deployments_dir) as node:
         yield node
 
 

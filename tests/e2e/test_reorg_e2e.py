@@ -26,9 +26,9 @@ from tests.fakes.telegram_fake import TelegramFake
 
 
 @pytest.fixture(scope="module")
-async def devnet(devnet: Devnet) -> AsyncIterator[Devnet]:
+async def devnet(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Devnet]:
     """The reorgs happen on a devnet of this module's own (see ``devnet_copy``)."""
-    async with devnet_copy(devnet) as own:
+    async with devnet_copy(devnet, tmp_path_factory.mktemp("reorg-deployments")) as own:
         yield own
 
 
