@@ -400,7 +400,7 @@ class MarketConfig(_Section):
     # the first load runs in the background: this many batches of pools in flight, each of
     # this many pools; a pool whose load failed is retried after a backoff up to the maximum
     first_load_concurrency: int = Field(4, ge=1, le=64)
-    first_load_batch_pools: int = Field(200, ge=1, le=5_000)
+    first_load_batch_pools: int = Field(1_000, ge=1, le=5_000)
     first_load_retry_max_s: float = Field(300.0, gt=0)
     first_load_progress_interval_s: float = Field(10.0, gt=0)
     # discovery keeps only pools holding at least this much liquidity in USD (0 keeps all),

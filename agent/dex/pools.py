@@ -761,7 +761,7 @@ class PoolRegistry:
         self,
         *,
         concurrency: int = 4,
-        batch_pools: int = 200,
+        batch_pools: int = 1_000,
         retry_initial_s: float = 5.0,
         retry_max_s: float = 300.0,
         progress: Callable[[int, int], None] | None = None,
