@@ -68,10 +68,42 @@ async def swap_usdc_for_weth(env: Env, usdc: int = 2_000) -> tuple[Intent, Fill]
     return intent, outcome.fill
 
 
-def whale_tx(whale: str, router: str, data: bytes) -> dict[str, str]:
-    """A dev account's router call for ``anvil_reorg`` to sign and mine (with the gas given:
-    Anvil's own estimate for it is made against the chain before the reorg)."""
-    return {"from": whale, "to": router, "data": "0x" + data.hex(), "gas": hex(400_000)}
+class Whale:
+    """A dev account trading USDC/WETH on uniswap_v2 inside a reorg's replacement blocks."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.address = env.devnet.accounts[2][0]
+        self.router = env.devnet.addresses["uniswap_v2.router"]
+
+    async def approve(self, symbol: str, amount: int) -> None:
+        token = self.env.w3.eth.contract(address=self.env.token(symbol), abi=load_abi("ERC20"))
+        approval = await token.functions.approve(self.router, amount).transact(
+            {"from": self.address}
+        )
+        assert (await self.env.w3.eth.wait_for_transaction_receipt(approval))["status"] == 1
+
+    async def reorg_with_swap_first(
+        self, depth: int, sell: str, buy: str, amount: int, ours: bytes, our_block: int
+    ) -> None:
+        """``anvil_reorg`` of ``depth`` blocks whose replacements hold the whale's swap of
+        ``amount`` ``sell`` for ``buy`` in the first block and our signed transaction
+        ``ours`` in replacement block ``our_block`` (0-based)."""
+        data = SEL_V2_SWAP_EXACT_TOKENS + encode(
+            ["uint256", "uint256", "address[]", "address", "uint256"],
+            [amount, 0, [self.env.token(sell), self.env.token(buy)], self.address, FAR_DEADLINE],
+        )
+        # the gas is given: Anvil's own estimate for it is made against the chain before the
+        # reorg
+        whale_tx = {
+            "from": self.address,
+            "to": self.router,
+            "data": "0x" + data.hex(),
+            "gas": hex(400_000),
+        }
+        await self.env.devnet.call(
+            "anvil_reorg", [depth, [[whale_tx, 0], ["0x" + ours.hex(), our_block]]]
+        )
 
 
 async def trade_tx(env: Env, intent: Intent, purpose: str = "swap") -> Any:
@@ -110,12 +142,8 @@ async def test_a_fill_stays_pending_until_its_confirmations_then_is_final(env: E
 async def test_a_reorg_that_reincludes_the_trade_moves_the_fill_to_its_new_block(
     env: Env,
 ) -> None:
-    whale = env.devnet.accounts[2][0]
-    router = env.devnet.addresses["uniswap_v2.router"]
-    weth = env.w3.eth.contract(address=env.token("WETH"), abi=load_abi("ERC20"))
-    whale_weth = 20 * 10**18
-    approval = await weth.functions.approve(router, whale_weth).transact({"from": whale})
-    assert (await env.w3.eth.wait_for_transaction_receipt(approval))["status"] == 1
+    whale = Whale(env)
+    await whale.approve("WETH", 20 * 10**18)
     weth_before = await erc20_balance(env.w3, env.token("WETH"), env.wallet)
     intent, fill = await swap_usdc_for_weth(env)
     swap = await trade_tx(env, intent)
@@ -123,20 +151,7 @@ async def test_a_reorg_that_reincludes_the_trade_moves_the_fill_to_its_new_block
 
     # The swap's block and the one after are replaced: a whale's WETH sale lands first, our
     # very transaction (its signed bytes) one block later, at a price the sale moved.
-    whale_sale = SEL_V2_SWAP_EXACT_TOKENS + encode(
-        ["uint256", "uint256", "address[]", "address", "uint256"],
-        [whale_weth, 0, [env.token("WETH"), env.token("USDC")], whale, FAR_DEADLINE],
-    )
-    await env.devnet.call(
-        "anvil_reorg",
-        [
-            2,
-            [
-                [whale_tx(whale, router, whale_sale), 0],
-                ["0x" + swap.raw_tx.hex(), 1],
-            ],
-        ],
-    )
+    await whale.reorg_with_swap_first(2, "WETH", "USDC", 20 * 10**18, swap.raw_tx, 1)
     receipt = await env.sender.get_receipt(swap.tx_hash)
     assert receipt is not None and receipt.block_number == (fill.block_number or 0) + 1
 
@@ -243,30 +258,13 @@ async def test_a_trade_back_in_the_mempool_waits_then_moves_with_its_block(env: 
 
 
 async def test_a_trade_reincluded_where_it_reverts_voids_the_fill_as_reverted(env: Env) -> None:
-    whale = env.devnet.accounts[2][0]
-    router = env.devnet.addresses["uniswap_v2.router"]
-    usdc = env.w3.eth.contract(address=env.token("USDC"), abi=load_abi("ERC20"))
-    whale_usdc = 400_000 * 10**6
-    approval = await usdc.functions.approve(router, whale_usdc).transact({"from": whale})
-    assert (await env.w3.eth.wait_for_transaction_receipt(approval))["status"] == 1
+    whale = Whale(env)
+    await whale.approve("USDC", 400_000 * 10**6)
     intent, fill = await swap_usdc_for_weth(env)
     swap = await trade_tx(env, intent)
 
     # A whale's large USDC -> WETH buy lands first: our swap's minimum out no longer holds.
-    whale_buy = SEL_V2_SWAP_EXACT_TOKENS + encode(
-        ["uint256", "uint256", "address[]", "address", "uint256"],
-        [whale_usdc, 0, [env.token("USDC"), env.token("WETH")], whale, FAR_DEADLINE],
-    )
-    await env.devnet.call(
-        "anvil_reorg",
-        [
-            1,
-            [
-                [whale_tx(whale, router, whale_buy), 0],
-                ["0x" + swap.raw_tx.hex(), 0],
-            ],
-        ],
-    )
+    await whale.reorg_with_swap_first(1, "USDC", "WETH", 400_000 * 10**6, swap.raw_tx, 0)
     receipt = await env.sender.get_receipt(swap.tx_hash)
     assert receipt is not None and receipt.status == 0
 

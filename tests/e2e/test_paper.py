@@ -159,15 +159,8 @@ async def test_paper_fill_equals_the_chains_answer_and_the_portfolio_survives_a_
         assert journaled is not None and journaled.amount_out == fill.amount_out
 
         # Alerted like a live trade.
-        def filled_alerts() -> list[str]:
-            return [
-                m.visible_text
-                for m in telegram.messages_to(OPERATOR_CHAT_ID)
-                if "Trade filled" in m.visible_text
-            ]
-
-        await wait_for(lambda: bool(filled_alerts()))
-        assert fill.intent_id in filled_alerts()[0]
+        await wait_for(lambda: bool(telegram.texts_to(OPERATOR_CHAT_ID, "Trade filled")))
+        assert fill.intent_id in telegram.texts_to(OPERATOR_CHAT_ID, "Trade filled")[0]
 
     # A restart on the same journal: the portfolio is read back, not seeded again, and the DCA
     # schedule knows it already bought this hour.

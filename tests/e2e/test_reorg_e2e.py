@@ -79,12 +79,5 @@ async def test_a_reorged_out_fill_leaves_the_books_and_its_nonce_is_traded_again
         # booking), not both
         assert books.realized_pnl_today_usd - pnl_before == pytest.approx(booked, rel=0.05)
 
-        def reorg_alerts() -> list[str]:
-            return [
-                m.visible_text
-                for m in telegram.messages_to(OPERATOR_CHAT_ID)
-                if "reorged out" in m.visible_text
-            ]
-
-        await wait_for(lambda: bool(reorg_alerts()))
-        assert first.intent_id in reorg_alerts()[0]
+        await wait_for(lambda: bool(telegram.texts_to(OPERATOR_CHAT_ID, "reorged out")))
+        assert first.intent_id in telegram.texts_to(OPERATOR_CHAT_ID, "reorged out")[0]

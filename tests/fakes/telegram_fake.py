@@ -165,6 +165,10 @@ class TelegramFake:
     def messages_to(self, chat_id: int) -> list[SentMessage]:
         return [m for m in self.sent_messages if m.chat_id == chat_id]
 
+    def texts_to(self, chat_id: int, containing: str = "") -> list[str]:
+        """The visible texts sent to ``chat_id`` that contain ``containing``, oldest first."""
+        return [m.visible_text for m in self.messages_to(chat_id) if containing in m.visible_text]
+
     # --- server ----------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
