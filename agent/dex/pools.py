@@ -126,6 +126,13 @@ def _int16(value: int) -> bytes:
     return value.to_bytes(32, "big", signed=True)
 
 
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    """``4,210/10,000 [########------------] 42%``: the first load's progress, one log line."""
+    share = done / total if total else 1.0
+    filled = min(width, int(share * width))
+    return f"{done:,}/{total:,} [{'#' * filled}{'-' * (width - filled)}] {share:.0%}"
+
+
 def tick_bitmap_word_range(tick_spacing: int) -> range:
     """Every bitmap word position a pool with ``tick_spacing`` can have a bit in."""
     return range((MIN_TICK // tick_spacing) >> 8, ((MAX_TICK // tick_spacing) >> 8) + 1)
@@ -810,7 +817,7 @@ class PoolRegistry:
             if progress is not None:
                 progress(loaded, total)
             if clock() - last_logged >= progress_interval_s or loaded == total:
-                log.info("pools loaded %s/%s", f"{loaded:,}", f"{total:,}")
+                log.info("pools loaded %s", progress_bar(loaded, total))
                 last_logged = clock()
             if refused:
                 log.warning("first load: a whole batch failed, pausing %.1fs", pause_s)

@@ -11,7 +11,7 @@ import pytest
 
 from agent.chain.rpc import RpcClient
 from agent.devnet import Devnet
-from agent.dex.pools import PoolRegistry, fetch_v2_pool, fetch_v3_pool
+from agent.dex.pools import PoolRegistry, fetch_v2_pool, fetch_v3_pool, progress_bar
 from agent.dex.v3 import V3Pool
 from tests.chain.test_pool_events import head
 from tests.chain.test_pools import new_registry
@@ -56,7 +56,8 @@ async def test_pools_load_in_batches_under_a_rate_limit_and_are_usable_at_once(
             concurrency=2, batch_pools=3, progress=progress, forever=False, retry_initial_s=0.2
         )
         total = len(every)
-        assert f"pools loaded {total:,}/{total:,}" in caplog.text  # the operator's progress
+        # the operator's progress
+        assert f"pools loaded {total:,}/{total:,} [{'#' * 20}] 100%" in caplog.text
         assert seen[-1][:2] == (total, total) and not registry.loading_pools
         # usable batch by batch: pools were readable while others were still loading
         assert any(0 < usable < total for _loaded, _total, usable in seen)
@@ -115,3 +116,9 @@ async def test_a_failed_first_load_is_retried_with_backoff_never_by_refresh(
         await registry.load_pending(forever=False, retry_initial_s=5.0, clock=lambda: now[0])
         assert client.request_count > requests
         assert "retrying in 10s" in caplog.text and registry.loading_pools == {missing}
+
+
+def test_the_progress_line_shows_a_bar_and_the_share_loaded() -> None:
+    assert progress_bar(4_210, 10_000) == "4,210/10,000 [########------------] 42%"
+    assert progress_bar(0, 10_000) == f"0/10,000 [{'-' * 20}] 0%"
+    assert progress_bar(0, 0) == f"0/0 [{'#' * 20}] 100%"  # nothing to load
