@@ -8,7 +8,7 @@ turning the chosen swap into an ``Opportunity`` with exact ``int`` amounts.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -297,16 +297,26 @@ def match_pending(pending: Mapping[str, PendingSwap], fill: Fill | NotFilled) ->
     direction and the predicted input amount (which the engine copies from the opportunity
     unchanged).
     """
-    if fill.opportunity_id is not None and fill.opportunity_id in pending:
-        return fill.opportunity_id
-    for order_id in pending:
-        if fill.intent_id == order_id or fill.intent_id.startswith(order_id + "-"):
-            return order_id
+    named = proposal_of(fill, pending)
+    if named is not None:
+        return named
     for order_id, swap in pending.items():
         if (
             swap.token_in.lower() == fill.token_in.lower()
             and swap.token_out.lower() == fill.token_out.lower()
             and swap.amount_in == fill.predicted_amount_in
         ):
+            return order_id
+    return None
+
+
+def proposal_of(fill: Fill | NotFilled, ids: Iterable[str]) -> str | None:
+    """Which of ``ids`` (opportunity ids) ``fill`` names: its opportunity id, else the one its
+    intent id (``<opportunity id>-<suffix>``) starts with; None when none."""
+    known = list(ids)
+    if fill.opportunity_id is not None and fill.opportunity_id in known:
+        return fill.opportunity_id
+    for order_id in known:
+        if fill.intent_id == order_id or fill.intent_id.startswith(order_id + "-"):
             return order_id
     return None

@@ -6,8 +6,13 @@ never sends anything; the engine decides and acts. State that must survive a res
 returned by ``state()`` and handed back to ``on_start``; the engine persists it.
 
 The engine never calls one strategy from two threads at once: ``evaluate`` runs in a worker
-thread (so a slow strategy cannot stall the loop), and ``on_start``, ``on_fill`` and ``state``
-are only called while no evaluation of that strategy is running. Strategies need no locks.
+thread (so a slow strategy cannot stall the loop), and ``on_start``, ``on_fill``,
+``on_fill_changed`` and ``state`` are only called while no evaluation of that strategy is
+running. Strategies need no locks.
+
+A chain fill already handed to ``on_fill`` can still be undone by a reorg before it is final:
+the engine then calls ``on_fill_changed(before, after)`` (``after`` None: the fill is void;
+else the reorg moved it and ``after`` has the amounts it realised there).
 """
 
 from __future__ import annotations
@@ -97,6 +102,13 @@ class TakesOrders(Protocol):
     def order_updates(self) -> list[OrderUpdate]: ...
 
 
+@runtime_checkable
+class HearsReorgs(Protocol):
+    """A strategy told when a reorg undid or moved a fill it already got in ``on_fill``."""
+
+    def on_fill_changed(self, before: Fill, after: Fill | None) -> None: ...
+
+
 class BaseStrategy(Generic[ParamsT]):
     """Default hooks; subclasses set ``name`` and ``Params`` and implement ``evaluate``."""
 
@@ -117,6 +129,12 @@ class BaseStrategy(Generic[ParamsT]):
         a ``NotFilled`` when it was refused by the risk gate, skipped because its pair was
         busy, failed or reverted (``intent_id`` is then the opportunity id or the intent id),
         so the strategy can re-arm at once instead of waiting for its proposal to expire."""
+
+    def on_fill_changed(self, before: Fill, after: Fill | None) -> None:
+        """A reorg changed ``before``, a fill already given to ``on_fill``: ``after`` None when
+        it is void (reorged out, or reverted where it was mined again), else the same trade
+        moved to another block with the amounts it realised there. Undo (or correct) what
+        ``on_fill`` recorded for it; nothing by default."""
 
     def state(self) -> dict[str, Any]:
         """JSON-serialisable state to persist after each tick (empty when stateless)."""

@@ -47,6 +47,7 @@ from strategies._directional import (
     pair_ref,
     pool_swap_opportunity,
     pools_for_pair,
+    proposal_of,
     resolve_token,
 )
 from strategies.base import (
@@ -69,6 +70,7 @@ PENDING_SELL = 4  # a sell was proposed and has not settled
 HOLD_WAIT = 5  # held, its sell did not happen: wait for the price to dip below the sell level
 
 STATE_VERSION = 1
+SETTLED_KEPT = 64  # settled fills remembered for a reorg to undo
 
 
 class GridParams(StrategyParams):
@@ -332,6 +334,44 @@ class GridBook:
         self._quiet = None
         self._maybe_recenter()
 
+    def undo_fill(
+        self, level: int, side: str, base_amount: int, quote_amount: int, cost: int
+    ) -> None:
+        """A settled fill a reorg voided (``cost``: the lot's cost, for a sell). A bought lot is
+        forgotten and its level armed to buy again (a sell of it in flight is dropped); a sold
+        lot is held again, on its level when free, else carried, and its profit taken back."""
+        if side == "buy":
+            if self.lot_base[level] == base_amount and self.status[level] in (
+                HOLDING,
+                HOLD_WAIT,
+                PENDING_SELL,
+            ):
+                self.pending = {
+                    k: o for k, o in self.pending.items() if (o.level, o.side) != (level, "sell")
+                }
+                self.lot_base[level] = self.lot_cost[level] = 0
+                self.status[level] = ARMED
+            elif (base_amount, quote_amount) in self.carry:
+                self.carry.remove((base_amount, quote_amount))
+        else:
+            self.realized_quote -= quote_amount - cost
+            if self.status[level] in (WAIT, ARMED):
+                self.lot_base[level], self.lot_cost[level] = base_amount, cost
+                self.status[level] = HOLDING
+            else:
+                self.carry.append((base_amount, cost))
+        self._quiet = None
+
+    def revise_fill(
+        self, level: int, side: str, before: tuple[int, int], after: tuple[int, int]
+    ) -> None:
+        """A settled fill a reorg moved: its ``(base, quote)`` amounts are now ``after``."""
+        if side == "buy":
+            if self.lot_base[level] == before[0] and self.lot_cost[level] == before[1]:
+                self.lot_base[level], self.lot_cost[level] = after
+        else:
+            self.realized_quote += after[1] - before[1]
+
     # --- internals ----------------------------------------------------------------------
 
     def _order(self, level: int, side: Literal["buy", "sell"], base: int, tick: int) -> GridOrder:
@@ -526,6 +566,9 @@ class GridStrategy(BaseStrategy[GridParams]):
         self.base_decimals = 0  # of the pair's base token, known with the book
         self._saved: dict[str, Any] | None = None
         self._proposed: dict[str, _Proposal] = {}
+        # fills settled on the book, by order id, until no reorg can undo them:
+        # [level, side, base, quote, lot cost before a sell]
+        self._settled: dict[str, list[Any]] = {}
 
     def on_start(self, state: Mapping[str, Any] | None) -> None:
         """Rebuild the saved book now when it records the base token's decimals (so fills
@@ -534,6 +577,7 @@ class GridStrategy(BaseStrategy[GridParams]):
         self.book = None
         self._saved = dict(state) if state else None
         self._proposed = {}
+        self._settled = {}
         if self._saved and "base_decimals" in self._saved:
             self._ensure_book(int(self._saved["base_decimals"]))
 
@@ -549,6 +593,10 @@ class GridStrategy(BaseStrategy[GridParams]):
                 order_id: [p.token_in, p.token_out, str(p.amount_in)]
                 for order_id, p in self._proposed.items()
                 if order_id in self.book.pending
+            },
+            "settled": {
+                k: [lv, side, str(b), str(q), str(c)]
+                for k, (lv, side, b, q, c) in self._settled.items()
             },
         }
 
@@ -572,6 +620,10 @@ class GridStrategy(BaseStrategy[GridParams]):
         if saved and "book" in saved:
             if saved.get("config") == self._config_key():
                 book.restore(saved["book"])
+                self._settled = {
+                    k: [int(lv), str(side), int(b), int(q), int(c)]
+                    for k, (lv, side, b, q, c) in saved.get("settled", {}).items()
+                }
             else:
                 # The operator changed the grid (which also restarts a stopped one): new levels,
                 # but every held lot is kept (carried onto them) so nothing is bought twice.
@@ -680,10 +732,29 @@ class GridStrategy(BaseStrategy[GridParams]):
         order = book.pending[order_id]
         if isinstance(fill, NotFilled) or fill.amount_out <= 0:
             book.cancel(order_id)
-        elif order.side == "buy":
-            book.apply_fill(order_id, fill.amount_out, fill.amount_in)
         else:
-            book.apply_fill(order_id, fill.amount_in, fill.amount_out)
+            base, quote = _base_quote(order.side, fill)
+            cost = book.lot_cost[order.level]
+            book.apply_fill(order_id, base, quote)
+            self._settled[order_id] = [order.level, order.side, base, quote, cost]
+            # a reorg undoes a fill within a few blocks: the last few are plenty
+            for old in list(self._settled)[:-SETTLED_KEPT]:
+                del self._settled[old]
+
+    def on_fill_changed(self, before: Fill, after: Fill | None) -> None:
+        """A reorg voided a settled fill (its lot is forgotten, or held again when sold) or
+        moved it (the lot's amounts, or the sale's profit, follow the new receipt)."""
+        order_id = proposal_of(before, self._settled)
+        if self.book is None or order_id is None:
+            return
+        level, side, base, quote, cost = self._settled[order_id]
+        if after is None:
+            del self._settled[order_id]
+            self.book.undo_fill(level, side, base, quote, cost)
+        else:
+            now = _base_quote(side, after)
+            self.book.revise_fill(level, side, (base, quote), now)
+            self._settled[order_id] = [level, side, *now, cost]
 
 
 @dataclass(frozen=True, slots=True)
@@ -691,6 +762,13 @@ class _Proposal:
     token_in: str
     token_out: str
     amount_in: int
+
+
+def _base_quote(side: str, fill: Fill) -> tuple[int, int]:
+    """``(base, quote)`` amounts of a grid fill (a buy pays quote for base)."""
+    if side == "buy":
+        return fill.amount_out, fill.amount_in
+    return fill.amount_in, fill.amount_out
 
 
 def _price(quote_amount: int, quote_decimals: int, base_amount: int, base_decimals: int) -> float:

@@ -11,7 +11,7 @@ take-profit, stop-loss or a time limit (blocks and/or seconds).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
@@ -26,6 +26,7 @@ from strategies._directional import (
     match_pending,
     pool_swap_opportunity,
     pools_for_pair,
+    proposal_of,
     resolve_token,
     token_ref,
 )
@@ -113,6 +114,17 @@ class PendingSwap:
     whale_tx: str = ""
 
 
+def _with_str_amounts(record: Any, *names: str) -> dict[str, Any]:
+    raw = asdict(record)
+    for name in names:
+        raw[name] = str(raw[name])
+    return raw
+
+
+def _position_state(position: Position) -> dict[str, Any]:
+    return _with_str_amounts(position, "amount", "cost")
+
+
 class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
     """Follows ``snapshot.whale_trades``; exits its own positions."""
 
@@ -150,16 +162,10 @@ class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
     def state(self) -> dict[str, Any]:
         """Positions, pending swaps, seen whale trades and recent exits, JSON-serialisable."""
 
-        def with_str_amounts(record: Any, *names: str) -> dict[str, Any]:
-            raw = asdict(record)
-            for name in names:
-                raw[name] = str(raw[name])
-            return raw
-
         return {
             "version": STATE_VERSION,
-            "positions": [with_str_amounts(p, "amount", "cost") for p in self.positions.values()],
-            "pending": [with_str_amounts(p, "amount_in") for p in self.pending.values()],
+            "positions": [_position_state(p) for p in self.positions.values()],
+            "pending": [_with_str_amounts(p, "amount_in") for p in self.pending.values()],
             "seen": list(self.seen),
             "realized": list(self.realized[-100:]),
             "seq": self.seq,
@@ -191,6 +197,8 @@ class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
             if position is not None:
                 self.realized.append(
                     {
+                        "exit_id": pending.id,
+                        "position": _position_state(position),
                         "id": position.id,
                         "token": position.token,
                         "paid_with": position.paid_with,
@@ -200,6 +208,33 @@ class WhaleFollowStrategy(BaseStrategy[WhaleFollowParams]):
                     }
                 )
                 self.realized = self.realized[-100:]
+
+    def on_fill_changed(self, before: Fill, after: Fill | None) -> None:
+        """A reorg voided an entry (its position is forgotten) or an exit (its position is
+        held again), or moved one (the position's amounts, or the exit's proceeds, follow)."""
+        entry_id = proposal_of(before, self.positions)
+        if entry_id is not None:
+            if after is None:
+                del self.positions[entry_id]
+            else:
+                position = self.positions[entry_id]
+                self.positions[entry_id] = replace(
+                    position, amount=after.amount_out, cost=after.amount_in
+                )
+            return
+        exits = {str(r.get("exit_id")): r for r in self.realized if "exit_id" in r}
+        exit_id = proposal_of(before, exits)
+        if exit_id is None:
+            return
+        record = exits[exit_id]
+        if after is None:
+            self.realized.remove(record)
+            raw = record["position"]
+            position = Position(**{**raw, "amount": int(raw["amount"]), "cost": int(raw["cost"])})
+            self.positions[position.id] = position
+        else:
+            record["proceeds"] = str(after.amount_out)
+            record["profit"] = str(after.amount_out - int(record["cost"]))
 
     # --- deciding -----------------------------------------------------------------------
 

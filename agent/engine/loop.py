@@ -73,7 +73,7 @@ from agent.risk.gate import Rejected, RiskGate, journal_rejection
 from agent.store.journal import Journal
 from agent.store.models import FINAL_INTENT_STATUSES, IntentStatus
 from agent.types import FILL_FINAL, FILL_REORGED, Fill, Intent, NotFilled, Opportunity, OrderUpdate
-from strategies.base import Strategy, TakesOrders
+from strategies.base import HearsReorgs, Strategy, TakesOrders
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +270,8 @@ class Engine:
         self._trade_tasks: set[asyncio.Task[None]] = set()
         self._evaluating: dict[str, asyncio.Future[list[Opportunity]]] = {}
         self._fills_for: dict[str, list[Fill | NotFilled]] = {}
+        # fills a reorg voided or moved after the strategy got them: (before, after or None)
+        self._changes_for: dict[str, list[tuple[Fill, Fill | None]]] = {}
         # conditional-order updates taken from a strategy and not yet journaled (a locked
         # journal): written, in order, with the next ones
         self._order_updates: dict[str, list[OrderUpdate]] = {}
@@ -551,6 +553,12 @@ class Engine:
             self._replace_report_fill(change.intent_id, None)
             if change.outcome == REVERTED:  # as any trade that reverted: its pairs cool down
                 self.risk.record_revert(change.intent, self.clock())
+        if change.outcome == MOVED or change.outcome in VOIDED:
+            # the strategy that got the fill in on_fill undoes or corrects what it recorded
+            self._changes_for.setdefault(change.strategy, []).append((before, after))
+            for strategy in self.strategies:
+                if strategy.name == change.strategy:
+                    await self._save_state(strategy)
         usd_after = 0.0 if after is None else after.profit_usd or 0.0
         if change.outcome != REQUEUED:
             await self._save_portfolio()
@@ -923,6 +931,13 @@ class Engine:
                 strategy.on_fill(fill)
             except Exception:  # a strategy bug in on_fill is logged, the fill stays journaled
                 log.exception("strategy %s failed in on_fill", strategy.name)
+        for before, after in self._changes_for.pop(strategy.name, []):
+            if not isinstance(strategy, HearsReorgs):
+                continue
+            try:
+                strategy.on_fill_changed(before, after)
+            except Exception:  # a strategy bug is logged; the books already follow the chain
+                log.exception("strategy %s failed in on_fill_changed", strategy.name)
 
     async def _did_not_happen(
         self, trade_id: str, proposal: Opportunity | Intent, reason: str

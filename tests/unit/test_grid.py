@@ -330,3 +330,47 @@ def test_a_stop_grid_started_outside_its_range_waits_for_the_price_to_come_in() 
     assert settle(b, 104.0, 2) == [("buy", 3)]  # inside now: trading
     assert settle(b, 111.0, 3) == [("sell", 3)]
     assert b.stopped  # and leaving the range after that stops it
+
+
+def test_a_buy_voided_by_a_reorg_is_forgotten_and_bought_again_at_its_level() -> None:
+    strategy = GridStrategy(live_params())
+    strategy.on_start(None)
+    wallet = portfolio(weth=10, usdc=100_000)
+    strategy.evaluate(snapshot(weth_usdc(3_010.0), block=1), wallet)
+    (buy,) = strategy.evaluate(snapshot(weth_usdc(2_990.0), block=2), wallet)
+    bought = fill_for(buy.id, USDC, WETH, buy.amount_in, buy.predicted_amount_out)
+    strategy.on_fill(bought)
+    assert strategy.book is not None and strategy.book.inventory == buy.predicted_amount_out
+    # the agent restarts (state through JSON), then a reorg drops the buy's block
+    restarted = GridStrategy(live_params())
+    restarted.on_start(json.loads(json.dumps(strategy.state())))
+    restarted.on_fill_changed(bought, None)
+    assert restarted.book is not None and restarted.book.inventory == 0
+    assert restarted.book.filled_levels == []
+    # the lot is bought again while the price is still below its level, and nothing is sold
+    (again,) = restarted.evaluate(snapshot(weth_usdc(2_990.0), block=3), wallet)
+    assert (again.token_in, again.amount_in) == (USDC, buy.amount_in)
+    assert restarted.evaluate(snapshot(weth_usdc(3_060.0), block=4), wallet) == []
+
+
+def test_a_sell_voided_by_a_reorg_holds_the_lot_again_and_a_moved_one_corrects_its_profit() -> None:
+    strategy = GridStrategy(live_params())
+    strategy.on_start(None)
+    wallet = portfolio(weth=10, usdc=100_000)
+    strategy.evaluate(snapshot(weth_usdc(3_010.0), block=1), wallet)
+    (buy,) = strategy.evaluate(snapshot(weth_usdc(2_990.0), block=2), wallet)
+    strategy.on_fill(fill_for(buy.id, USDC, WETH, buy.amount_in, buy.predicted_amount_out))
+    (sell,) = strategy.evaluate(snapshot(weth_usdc(3_060.0), block=3), wallet)
+    sold = fill_for(sell.id, WETH, USDC, sell.amount_in, sell.predicted_amount_out)
+    strategy.on_fill(sold)
+    assert strategy.book is not None and strategy.book.inventory == 0
+    # moved to another block where it got 1 USDC less: the realised profit follows
+    less = replace(sold, amount_out=sold.amount_out - 10**6)
+    strategy.on_fill_changed(sold, less)
+    assert strategy.book.realized_quote == less.amount_out - buy.amount_in
+    # then voided: the lot is held again at its cost, nothing realised, and sold again
+    strategy.on_fill_changed(less, None)
+    assert strategy.book.inventory == buy.predicted_amount_out
+    assert strategy.book.realized_quote == 0
+    (again,) = strategy.evaluate(snapshot(weth_usdc(3_060.0), block=4), wallet)
+    assert (again.token_in, again.amount_in) == (WETH, sell.amount_in)

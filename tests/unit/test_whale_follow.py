@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -256,3 +257,49 @@ def test_a_follow_that_never_fills_is_forgotten_after_the_ttl() -> None:
 def test_params_need_a_time_limit() -> None:
     with pytest.raises(ValueError, match="time limit"):
         params(max_hold_blocks=None, max_hold_s=None)
+
+
+def test_a_follow_voided_by_a_reorg_is_no_position() -> None:
+    strategy = WhaleFollowStrategy(params())
+    (follow,) = strategy.evaluate(
+        snapshot(uni_usdc(10.0), block=100, whale_trades=(whale_buy(100_000, block=100),)),
+        portfolio(usdc=50_000),
+    )
+    entry = settled(follow.id, USDC, UNI, follow.amount_in, follow.predicted_amount_out, 101)
+    strategy.on_fill(entry)
+    strategy.on_fill_changed(entry, None)
+    assert strategy.positions == {}
+    assert strategy.evaluate(snapshot(uni_usdc(10.8), block=102), portfolio()) == []  # no exit
+
+
+def test_an_exit_voided_by_a_reorg_holds_the_position_again() -> None:
+    strategy = WhaleFollowStrategy(params())
+    paid, held = enter(strategy, block=110)
+    up = uni_usdc(10.8)
+    (exit_,) = strategy.evaluate(snapshot(up, block=112), portfolio())
+    sold = settled(exit_.id, UNI, USDC, held, exit_.predicted_amount_out, 113)
+    strategy.on_fill(sold)
+    assert strategy.positions == {}
+    # the agent restarts (state through JSON), then a reorg drops the exit's block
+    restarted = WhaleFollowStrategy(params())
+    restarted.on_start(json.loads(json.dumps(strategy.state())))
+    restarted.on_fill_changed(sold, None)
+    ((position_id, position),) = restarted.positions.items()
+    assert (position.amount, position.cost) == (held, paid)
+    assert all(r["id"] != position_id for r in restarted.realized)
+    (again,) = restarted.evaluate(snapshot(up, block=114), portfolio())
+    assert (again.token_in, again.amount_in) == (UNI, held)
+
+
+def test_a_follow_moved_by_a_reorg_holds_what_the_new_block_gave() -> None:
+    strategy = WhaleFollowStrategy(params())
+    (follow,) = strategy.evaluate(
+        snapshot(uni_usdc(10.0), block=100, whale_trades=(whale_buy(100_000, block=100),)),
+        portfolio(usdc=50_000),
+    )
+    entry = settled(follow.id, USDC, UNI, follow.amount_in, follow.predicted_amount_out, 101)
+    strategy.on_fill(entry)
+    moved = replace(entry, amount_out=entry.amount_out - 5, block_number=102)
+    strategy.on_fill_changed(entry, moved)
+    ((position,),) = [strategy.positions.values()]
+    assert (position.amount, position.cost) == (entry.amount_out - 5, entry.amount_in)
