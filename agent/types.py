@@ -293,10 +293,12 @@ class ConditionalOrder:
 class OrderUpdate:
     """What the orders strategy learned about one order, for the journal to record: a new
     ``status`` (with its ``reason``) and/or a new trailing ``peak``; ``attempts`` counts the
-    trades proposed for it that did not fill."""
+    trades proposed for it that did not fill. ``reorged``: its fill was voided by a reorg, so a
+    ``filled`` order becomes ``failed``."""
 
     order_id: int
     status: str | None = None
     reason: str = ""
     peak: float | None = None
     attempts: int | None = None
+    reorged: bool = False

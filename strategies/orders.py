@@ -69,6 +69,7 @@ from strategies._directional import (
     mid_price,
     pool_swap_opportunity,
     pools_for_pair,
+    proposal_of,
     resolve_token,
 )
 from strategies.base import BaseStrategy, StrategyParams
@@ -89,6 +90,7 @@ WAIT_REASONS = frozenset(
         "gas_price_cap",
     }
 )
+FILLED_KEPT = 64  # filled orders remembered for a reorg to void
 
 
 class OrdersParams(StrategyParams):
@@ -155,6 +157,8 @@ class OrdersStrategy(BaseStrategy[OrdersParams]):
         self._updates: list[OrderUpdate] = []
         # ended here, their journal rows not yet seen ended: never fired again meanwhile
         self._ended: set[int] = set()
+        # order filled by each recent opportunity, until no reorg can void its fill
+        self._filled: dict[str, int] = {}
 
     def on_start(self, state: Mapping[str, Any] | None) -> None:
         """Nothing to restore: the orders (peaks included) are in the journal."""
@@ -162,6 +166,7 @@ class OrdersStrategy(BaseStrategy[OrdersParams]):
         self._proposed = {}
         self._updates = []
         self._ended = set()
+        self._filled = {}
 
     # -- the engine's hooks ------------------------------------------------------------------
 
@@ -319,12 +324,10 @@ class OrdersStrategy(BaseStrategy[OrdersParams]):
         if order is None:
             return
         if isinstance(fill, Fill) and fill.amount_out > 0:
-            self._end(
-                order,
-                ORDER_FILLED,
-                f"{fill.amount_in} in, {fill.amount_out} out (smallest units)"
-                + (f" at block {fill.block_number}" if fill.block_number is not None else ""),
-            )
+            self._end(order, ORDER_FILLED, _filled_reason(fill))
+            self._filled[opportunity_id] = order.id
+            for old in list(self._filled)[:-FILLED_KEPT]:
+                del self._filled[old]
             for sibling in list(self.orders.values()):
                 if order.oco_group is not None and sibling.oco_group == order.oco_group:
                     # the journal cancels them in the fill's own transaction
@@ -354,10 +357,39 @@ class OrdersStrategy(BaseStrategy[OrdersParams]):
             )
         )
 
+    def on_fill_changed(self, before: Fill, after: Fill | None) -> None:
+        """A reorg moved the fill of a filled order (its reason names the new amounts) or voided
+        it: the order is then ``failed``, not armed again. The operator sees why and decides
+        (the price has moved on, its OCO siblings were cancelled, and the trade the order was
+        placed for may have been done by hand since it was reported filled): an order never
+        trades a second time on its own."""
+        opportunity_id = proposal_of(before, self._filled)
+        if opportunity_id is None:
+            return
+        order_id = self._filled[opportunity_id]
+        if after is not None:
+            reason = f"{_filled_reason(after)} (moved there by a reorg)"
+            self._updates.append(OrderUpdate(order_id, status=ORDER_FILLED, reason=reason))
+            return
+        del self._filled[opportunity_id]
+        reason = (
+            f"its trade {before.tx_hash or before.intent_id} was undone by a reorg "
+            f"(block {before.block_number} replaced): nothing traded; place it again if wanted"
+        )
+        self._updates.append(
+            OrderUpdate(order_id, status=ORDER_FAILED, reason=reason, reorged=True)
+        )
+
     def _end(self, order: ConditionalOrder, status: str, reason: str) -> None:
         self.orders.pop(order.id, None)
         self._ended.add(order.id)
         self._updates.append(OrderUpdate(order.id, status=status, reason=reason))
+
+
+def _filled_reason(fill: Fill) -> str:
+    return f"{fill.amount_in} in, {fill.amount_out} out (smallest units)" + (
+        f" at block {fill.block_number}" if fill.block_number is not None else ""
+    )
 
 
 def _within_limit(order: ConditionalOrder, swap: ExactSwap, base: Token, quote: Token) -> bool:

@@ -1212,7 +1212,8 @@ class Journal:
     async def apply_order_updates(self, updates: Sequence[OrderUpdate]) -> None:
         """Record what the orders strategy decided, in one transaction. A fill always lands
         (the trade happened) and cancels the rest of its OCO group; any other status change
-        applies only to an order still active (an operator's cancel stands)."""
+        applies only to an order still active (an operator's cancel stands), or to a filled
+        one whose fill a reorg voided (it fails; its OCO group stays cancelled)."""
         if not updates:
             return
         async with self._write_lock, self._sessions.begin() as session:
@@ -1226,7 +1227,9 @@ class Journal:
                 if update.attempts is not None:
                     row.attempts = update.attempts
                 if update.status is not None and (
-                    update.status == ORDER_FILLED or row.status in ORDER_ACTIVE
+                    update.status == ORDER_FILLED
+                    or row.status in ORDER_ACTIVE
+                    or (update.reorged and row.status == ORDER_FILLED)
                 ):
                     row.status = update.status
                     row.reason = update.reason

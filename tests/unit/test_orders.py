@@ -305,3 +305,28 @@ def test_order_commands_from_the_shell(tmp_path: Path) -> None:
     assert run("order", "list", cwd=tmp_path).stdout.strip() == "no active orders"
     everything = run("order", "list", "--all", cwd=tmp_path).stdout
     assert "cancelled - cancelled from the CLI" in everything
+
+
+async def test_an_order_whose_fill_a_reorg_voided_fails_and_never_fires_again(
+    journal: Journal,
+) -> None:
+    placed = await place_order(
+        journal, OrderRequest("stop-loss", "sell", "WETH/USDC", "0.5", "2900"), "cli"
+    )
+    s = strategy(*await journal.list_orders(active_only=True))
+    (sell,) = at(s, 2_899, block=101)
+    fill = filled(sell)
+    s.on_fill(fill)
+    await journal.apply_order_updates(s.order_updates())
+    assert (await journal.get_order(placed.id)).status == "filled"
+    # a late ordinary decision never turns a filled order into anything else
+    await journal.apply_order_updates([OrderUpdate(placed.id, status="failed", reason="late")])
+    assert (await journal.get_order(placed.id)).status == "filled"
+
+    s.on_fill_changed(fill, None)
+    await journal.apply_order_updates(s.order_updates())
+    voided = await journal.get_order(placed.id)
+    assert voided.status == "failed" and "undone by a reorg" in voided.reason
+    # not armed again: the price is still through its trigger and nothing is proposed
+    s.load_orders(await journal.list_orders(active_only=True))
+    assert at(s, 2_850, block=103) == []
