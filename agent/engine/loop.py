@@ -553,12 +553,6 @@ class Engine:
             self._replace_report_fill(change.intent_id, None)
             if change.outcome == REVERTED:  # as any trade that reverted: its pairs cool down
                 self.risk.record_revert(change.intent, self.clock())
-        if change.outcome == MOVED or change.outcome in VOIDED:
-            # the strategy that got the fill in on_fill undoes or corrects what it recorded
-            self._changes_for.setdefault(change.strategy, []).append((before, after))
-            for strategy in self.strategies:
-                if strategy.name == change.strategy:
-                    await self._save_state(strategy)
         usd_after = 0.0 if after is None else after.profit_usd or 0.0
         if change.outcome != REQUEUED:
             await self._save_portfolio()
@@ -577,6 +571,16 @@ class Engine:
                 detail=change.detail,
             )
         )
+        if after is not None or change.outcome in VOIDED:
+            # the strategy that got the fill in on_fill undoes or corrects what it recorded
+            # (delivered now when idle, else before its next evaluation)
+            self._changes_for.setdefault(change.strategy, []).append((before, after))
+            for strategy in self.strategies:
+                if strategy.name == change.strategy:
+                    try:
+                        await self._save_state(strategy)
+                    except AgentError as exc:  # told all the same; the state is saved next tick
+                        log.warning("cannot journal %s's state (retried): %s", strategy.name, exc)
 
     def _replace_report_fill(self, intent_id: str, fill: Fill | None) -> None:
         """The run report's fill of ``intent_id`` replaced by ``fill`` (removed when None)."""
