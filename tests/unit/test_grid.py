@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from agent.dex.v3 import V3Pool
 from agent.dex.v3_math import get_tick_at_sqrt_ratio
-from agent.market.snapshot import MarketSnapshot, PoolRef
-from agent.types import Fill, NotFilled
+from agent.market.snapshot import MarketSnapshot, PoolRef, PortfolioView
+from agent.types import Fill, NotFilled, Opportunity
 from strategies.grid import (
     ARMED,
     HOLDING,
@@ -332,14 +332,20 @@ def test_a_stop_grid_started_outside_its_range_waits_for_the_price_to_come_in() 
     assert b.stopped  # and leaving the range after that stops it
 
 
-def test_a_buy_voided_by_a_reorg_is_forgotten_and_bought_again_at_its_level() -> None:
-    strategy = GridStrategy(live_params())
+def buy_a_lot(strategy: GridStrategy, wallet: PortfolioView) -> tuple[Opportunity, Fill]:
+    """Start the grid at 3010, buy lot 2 at 2990 and settle it: the buy and its fill."""
     strategy.on_start(None)
-    wallet = portfolio(weth=10, usdc=100_000)
     strategy.evaluate(snapshot(weth_usdc(3_010.0), block=1), wallet)
     (buy,) = strategy.evaluate(snapshot(weth_usdc(2_990.0), block=2), wallet)
     bought = fill_for(buy.id, USDC, WETH, buy.amount_in, buy.predicted_amount_out)
     strategy.on_fill(bought)
+    return buy, bought
+
+
+def test_a_buy_voided_by_a_reorg_is_forgotten_and_bought_again_at_its_level() -> None:
+    strategy = GridStrategy(live_params())
+    wallet = portfolio(weth=10, usdc=100_000)
+    buy, bought = buy_a_lot(strategy, wallet)
     assert strategy.book is not None and strategy.book.inventory == buy.predicted_amount_out
     # the agent restarts (state through JSON), then a reorg drops the buy's block
     restarted = GridStrategy(live_params())
@@ -355,11 +361,8 @@ def test_a_buy_voided_by_a_reorg_is_forgotten_and_bought_again_at_its_level() ->
 
 def test_a_sell_voided_by_a_reorg_holds_the_lot_again_and_a_moved_one_corrects_its_profit() -> None:
     strategy = GridStrategy(live_params())
-    strategy.on_start(None)
     wallet = portfolio(weth=10, usdc=100_000)
-    strategy.evaluate(snapshot(weth_usdc(3_010.0), block=1), wallet)
-    (buy,) = strategy.evaluate(snapshot(weth_usdc(2_990.0), block=2), wallet)
-    strategy.on_fill(fill_for(buy.id, USDC, WETH, buy.amount_in, buy.predicted_amount_out))
+    buy, _ = buy_a_lot(strategy, wallet)
     (sell,) = strategy.evaluate(snapshot(weth_usdc(3_060.0), block=3), wallet)
     sold = fill_for(sell.id, WETH, USDC, sell.amount_in, sell.predicted_amount_out)
     strategy.on_fill(sold)

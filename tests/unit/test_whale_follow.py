@@ -259,14 +259,20 @@ def test_params_need_a_time_limit() -> None:
         params(max_hold_blocks=None, max_hold_s=None)
 
 
-def test_a_follow_voided_by_a_reorg_is_no_position() -> None:
-    strategy = WhaleFollowStrategy(params())
+def followed(strategy: WhaleFollowStrategy) -> Fill:
+    """Follow one whale buy at block 100; its fill (block 101), given to the strategy."""
     (follow,) = strategy.evaluate(
         snapshot(uni_usdc(10.0), block=100, whale_trades=(whale_buy(100_000, block=100),)),
         portfolio(usdc=50_000),
     )
     entry = settled(follow.id, USDC, UNI, follow.amount_in, follow.predicted_amount_out, 101)
     strategy.on_fill(entry)
+    return entry
+
+
+def test_a_follow_voided_by_a_reorg_is_no_position() -> None:
+    strategy = WhaleFollowStrategy(params())
+    entry = followed(strategy)
     strategy.on_fill_changed(entry, None)
     assert strategy.positions == {}
     assert strategy.evaluate(snapshot(uni_usdc(10.8), block=102), portfolio()) == []  # no exit
@@ -293,12 +299,7 @@ def test_an_exit_voided_by_a_reorg_holds_the_position_again() -> None:
 
 def test_a_follow_moved_by_a_reorg_holds_what_the_new_block_gave() -> None:
     strategy = WhaleFollowStrategy(params())
-    (follow,) = strategy.evaluate(
-        snapshot(uni_usdc(10.0), block=100, whale_trades=(whale_buy(100_000, block=100),)),
-        portfolio(usdc=50_000),
-    )
-    entry = settled(follow.id, USDC, UNI, follow.amount_in, follow.predicted_amount_out, 101)
-    strategy.on_fill(entry)
+    entry = followed(strategy)
     moved = replace(entry, amount_out=entry.amount_out - 5, block_number=102)
     strategy.on_fill_changed(entry, moved)
     ((position,),) = [strategy.positions.values()]
