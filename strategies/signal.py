@@ -34,6 +34,7 @@ from strategies._directional import (
     match_pending,
     pools_for_pair,
     price_impact_bps,
+    proposal_of,
     resolve_token,
     swap_opportunity,
     token_ref,
@@ -166,6 +167,21 @@ class SignalStrategy(BaseStrategy[SignalParams]):
                     outcome["status"] = "not filled"
                     outcome["reason"] = fill.reason
                 break
+
+    def on_fill_changed(self, before: Fill, after: Fill | None) -> None:
+        """A reorg voided a signal's fill (its outcome says so; the signal is not traded
+        again) or moved it (the outcome shows the new amounts)."""
+        filled = {str(o["id"]): o for o in self.outcomes if o.get("status") == "filled"}
+        signal_id = proposal_of(before, filled)
+        if signal_id is None:
+            return
+        outcome = filled[signal_id]
+        if after is None:
+            outcome["status"] = "reorged out"
+            outcome["reason"] = f"block {before.block_number} was replaced: nothing traded"
+        else:
+            outcome["amount_in"] = str(after.amount_in)
+            outcome["amount_out"] = str(after.amount_out)
 
     # --- deciding -----------------------------------------------------------------------
 

@@ -75,23 +75,22 @@ def test_the_outcome_follows_the_fill_and_a_refusal_keeps_its_reason() -> None:
     signals.enqueue(signal("buy", amount_usd=100.0))
     signals.enqueue(signal("buy", amount_usd=200.0))
     first, second = signals.evaluate(snapshot(weth_usdc(3_000.0)), portfolio(usdc=1_000_000))
-    signals.on_fill(
-        Fill(
-            intent_id=f"{first.id}-a",
-            mode="fork",
-            tx_hash="0x" + "ab" * 32,
-            token_in=USDC,
-            token_out=WETH,
-            amount_in=first.amount_in,
-            amount_out=first.predicted_amount_out,
-            profit=0,
-            predicted_amount_in=first.amount_in,
-            predicted_amount_out=first.predicted_amount_out,
-            predicted_profit=0,
-            block_number=100,
-            opportunity_id=first.id,
-        )
+    traded = Fill(
+        intent_id=f"{first.id}-a",
+        mode="fork",
+        tx_hash="0x" + "ab" * 32,
+        token_in=USDC,
+        token_out=WETH,
+        amount_in=first.amount_in,
+        amount_out=first.predicted_amount_out,
+        profit=0,
+        predicted_amount_in=first.amount_in,
+        predicted_amount_out=first.predicted_amount_out,
+        predicted_profit=0,
+        block_number=100,
+        opportunity_id=first.id,
     )
+    signals.on_fill(traded)
     signals.on_fill(
         NotFilled(
             intent_id=second.id,
@@ -108,6 +107,14 @@ def test_the_outcome_follows_the_fill_and_a_refusal_keeps_its_reason() -> None:
     assert outcomes[0]["amount_out"] == str(first.predicted_amount_out)
     assert (outcomes[1]["status"], outcomes[1]["reason"]) == ("not filled", "max_trade_usd")
     assert signals.pending == {}
+    # a reorg voids the fill: the outcome no longer says it traded
+    signals.on_fill_changed(traded, None)
+    voided = signals.state()["outcomes"][0]
+    assert (voided["status"], voided["reason"]) == (
+        "reorged out",
+        "block 100 was replaced: nothing traded",
+    )
+    assert signals.evaluate(snapshot(weth_usdc(3_000.0)), portfolio(usdc=1_000_000)) == []
 
 
 def test_queued_signals_survive_a_restart_and_the_queue_is_bounded() -> None:
