@@ -201,9 +201,12 @@ class FeePolicy:
     gas_limit_margin_bps: int = 2_000
     # Absolute headroom on top of the estimate. An estimate made within the same second as the
     # latest block cannot see timestamp-dependent writes that the real block will do (Uniswap
-    # V2 price accumulators, V3 oracle observations: up to two fresh SSTOREs, ~45k gas).
-    # Unused gas is not charged, so headroom costs nothing but a higher worst case.
-    min_gas_headroom: int = 60_000
+    # V2 price accumulators, V3 oracle observations: up to two fresh SSTOREs, ~45k gas, for
+    # every pool the transaction crosses). 60k once covered one pool; a two-pool arbitrage
+    # over pairs whose accumulators were still zero used 305,114 gas of an estimate of
+    # 245,771 + 60,000 and reverted. Unused gas is not charged, so headroom costs nothing but
+    # a higher worst case.
+    min_gas_headroom: int = 150_000
     replacement_bump_bps: int = 1_250
 
 

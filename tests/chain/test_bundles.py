@@ -330,10 +330,11 @@ async def test_a_restart_settles_a_pending_bundle_that_landed(bundling: Bundling
     executor, intent = await _pending_bundle_then_crash(bundling)
     before, _ = await weth_balances(env, executor)
     bundling.relay.paused = False  # the relay includes it while the agent is down
-    for _ in range(200):
+    for _ in range(600):
         if bundling.relay.included:
             break
         await asyncio.sleep(0.05)
+    assert bundling.relay.included, f"the relay did not include it: {bundling.relay.errors}"
 
     sender = await _restarted(env)
     report = await Reconciler(sender, env.journal).reconcile(wait_s=5.0)

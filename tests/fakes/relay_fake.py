@@ -24,7 +24,6 @@ a bundle is being mined would share its block, so tests mine their own blocks th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -67,6 +66,8 @@ class RelayFake:
     # (bundle hash, block) of every bundle included
     included: list[tuple[str, int]] = field(default_factory=list)
     paused: bool = False
+    # why bundles were not included (a test's failure message shows it)
+    errors: list[str] = field(default_factory=list)
     poll_s: float = 0.02
 
     def __post_init__(self) -> None:
@@ -171,9 +172,12 @@ class RelayFake:
         while True:
             await asyncio.sleep(self.poll_s)
             if self._pending and not self.paused:
-                # the node may go away at the end of a test
-                with contextlib.suppress(aiohttp.ClientError, OSError):
+                try:
                     await self._include_due()
+                except (aiohttp.ClientError, OSError):
+                    pass  # the node may go away at the end of a test
+                except Exception as exc:  # recorded for the test to show; the watch goes on
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
 
     async def _include_due(self) -> None:
         """Try every bundle whose target is the node's next block; forget the past ones."""
@@ -187,7 +191,10 @@ class RelayFake:
                 if await self._block_number() != bundle.block - 1:
                     continue  # an earlier bundle took this block
                 outcomes = await self._simulate(bundle.raw_txs)
-                if all(o.error is None for o in outcomes) and await self._mine(bundle.raw_txs):
+                failed = [o.error for o in outcomes if o.error is not None]
+                if failed:
+                    self.errors.append(f"block {bundle.block}: simulation failed: {failed}")
+                elif await self._mine(bundle.raw_txs):
                     self.included.append((bundle.bundle_hash, bundle.block))
 
     async def _simulate(self, raw_txs: list[str]) -> list[TxOutcome]:
@@ -235,6 +242,8 @@ class RelayFake:
                 for raw in raw_txs
             ]
             landed = all(r is not None and int(r["status"], 16) == 1 for r in receipts)
+            if not landed:
+                self.errors.append(f"mined, but not every transaction succeeded: {receipts}")
         finally:
             if not landed:
                 await self._node("evm_revert", [snapshot])
