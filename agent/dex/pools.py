@@ -1009,16 +1009,7 @@ class PoolRegistry:
             address = entry.ref.address
             try:
                 if entry.ref.kind == "v2":
-                    data = _need(results[index], 2)
-                    entry.state = V2Pool(
-                        address,
-                        entry.token0,
-                        entry.token1,
-                        _word(data, 0),
-                        _word(data, 1),
-                        entry.fee_pips,
-                        block,
-                    )
+                    entry.state = _reserves_state(entry, _need(results[index], 2), block)
                     entry.error = None
                     updated.add(address)
                     continue
@@ -1119,12 +1110,7 @@ class PoolRegistry:
             log_filter["address"] = [a for a, e in self._entries.items() if not e.pending]
         pieces = plan_log_ranges(synced + 1, block, self.limits)
         sample = self._spot_sample()
-        spot_calls: list[Call] = []
-        for entry in sample:
-            if entry.ref.kind == "v2":
-                spot_calls.append(Call(entry.ref.address, GET_RESERVES))
-            else:
-                spot_calls += [Call(entry.ref.address, SLOT0), Call(entry.ref.address, LIQUIDITY)]
+        spot_calls = [call for entry in sample for call in _state_calls(entry)]
         requests = self.multicall.build_requests(spot_calls, block) if spot_calls else []
         chunk_count = len(requests)
         requests.extend(log_request(log_filter, piece) for piece in pieces)
@@ -1323,12 +1309,7 @@ class PoolRegistry:
         if not addresses:
             return set()
         entries = [self._entries[a] for a in sorted(addresses)]
-        calls: list[Call] = []
-        for entry in entries:
-            if entry.ref.kind == "v2":
-                calls.append(Call(entry.ref.address, GET_RESERVES))
-            else:
-                calls += [Call(entry.ref.address, SLOT0), Call(entry.ref.address, LIQUIDITY)]
+        calls = [call for entry in entries for call in _state_calls(entry)]
         answer = await self.multicall.aggregate(calls, block)
         v3 = [e for e in entries if e.ref.kind == "v3"]
         windows = self._reload_windows(entries, answer.results)
@@ -1345,17 +1326,8 @@ class PoolRegistry:
             address = entry.ref.address
             try:
                 if entry.ref.kind == "v2":
-                    data = _need(answer.results[index], 2)
+                    entry.state = _reserves_state(entry, _need(answer.results[index], 2), block)
                     index += 1
-                    entry.state = V2Pool(
-                        address,
-                        entry.token0,
-                        entry.token1,
-                        _word(data, 0),
-                        _word(data, 1),
-                        entry.fee_pips,
-                        block,
-                    )
                     reloaded.add(address)
                     continue
                 slot0 = _need(answer.results[index], 2)
