@@ -69,6 +69,17 @@ async def devnet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Devn
 
 
 @contextlib.asynccontextmanager
+async def reverted(devnet: Devnet) -> AsyncIterator[Devnet]:
+    """``devnet`` as it is now, restored (``evm_snapshot``/``evm_revert``) when the block ends:
+    what a per-test fixture over a session replica yields inside."""
+    snapshot = await devnet.snapshot()
+    try:
+        yield devnet
+    finally:
+        await devnet.revert(snapshot)
+
+
+@contextlib.asynccontextmanager
 async def devnet_copy(devnet: Devnet, deployments_dir: Path | None = None) -> AsyncIterator[Devnet]:
     """A devnet of its own, started from the session devnet's saved state (about a second).
     For tests that reorg the chain: ``anvil_reorg`` on a node whose history went through many

@@ -33,6 +33,7 @@ from agent.devnet.replica import (
 )
 from agent.dex.v2 import fetch_v2_pool
 from agent.dex.v3 import fetch_v3_pool
+from tests.conftest import reverted
 
 pytestmark = pytest.mark.chain
 
@@ -75,11 +76,8 @@ async def balance(rpc: JsonRpc, token: str, owner: str) -> int:
 async def eth(ethereum_replica: Devnet) -> AsyncIterator[JsonRpc]:
     """The Ethereum replica's JSON-RPC, reverted after the test."""
     assert ethereum_replica.rpc is not None
-    snapshot = await ethereum_replica.snapshot()
-    try:
+    async with reverted(ethereum_replica):
         yield ethereum_replica.rpc
-    finally:
-        await ethereum_replica.revert(snapshot)
 
 
 def test_the_real_deployers_at_their_nonces_create_the_registry_addresses() -> None:

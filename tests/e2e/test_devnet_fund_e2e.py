@@ -14,6 +14,7 @@ import pytest
 from agent.chain.registry import addresses_for
 from agent.devnet import Devnet
 from agent.devnet.traders import balance_of
+from tests.conftest import reverted
 
 CLI = str(Path(sys.executable).parent / "defi-agent")
 NEWCOMER = "0x00000000000000000000000000000000C0FFEE02"
@@ -21,11 +22,8 @@ NEWCOMER = "0x00000000000000000000000000000000C0FFEE02"
 
 @pytest.fixture
 async def ethereum(ethereum_replica: Devnet) -> AsyncIterator[Devnet]:
-    snapshot = await ethereum_replica.snapshot()
-    try:
+    async with reverted(ethereum_replica):
         yield ethereum_replica
-    finally:
-        await ethereum_replica.revert(snapshot)
 
 
 async def test_devnet_fund_gives_a_new_wallet_gas_and_tokens(

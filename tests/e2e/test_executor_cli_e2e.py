@@ -29,6 +29,7 @@ from agent.config.loading import toml_dumps
 from agent.devnet import Devnet
 from agent.devnet.traders import balance_of
 from agent.wallet.keystore import create_keystore
+from tests.conftest import reverted
 from tests.e2e.harness import AGENT_ACCOUNT, AGENT_KEY
 
 CLI = str(Path(sys.executable).parent / "defi-agent")
@@ -96,11 +97,8 @@ async def _cli(*args: str, cwd: Path) -> Done:
 
 @pytest.fixture
 async def ethereum(ethereum_replica: Devnet) -> AsyncIterator[Devnet]:
-    snapshot = await ethereum_replica.snapshot()
-    try:
+    async with reverted(ethereum_replica):
         yield ethereum_replica
-    finally:
-        await ethereum_replica.revert(snapshot)
 
 
 def _config(tmp_path: Path, rpc_url: str, submit_url: str) -> Path:

@@ -39,6 +39,7 @@ from agent.devnet.replica import (
 )
 from agent.devnet.traders import swap_v2
 from agent.types import Fill
+from tests.conftest import reverted
 from tests.e2e.harness import AGENT_ACCOUNT, GAPPER, AgentRun, running_agent, write_config
 from tests.e2e.test_replica_e2e import _call, _send_as, replica_tree
 
@@ -50,11 +51,8 @@ RUINOUS_L1_PRICE_PER_UNIT_WEI = 10**17
 
 @pytest.fixture
 async def base(base_replica: Devnet) -> AsyncIterator[Devnet]:
-    snapshot = await base_replica.snapshot()
-    try:
+    async with reverted(base_replica):
         yield base_replica
-    finally:
-        await base_replica.revert(snapshot)
 
 
 async def arb_executor_on(replica: Devnet) -> str:
@@ -203,11 +201,8 @@ async def test_an_l1_fee_that_cannot_be_priced_refuses_the_arbitrage(
 
 @pytest.fixture
 async def arbitrum(arbitrum_replica: Devnet) -> AsyncIterator[Devnet]:
-    snapshot = await arbitrum_replica.snapshot()
-    try:
+    async with reverted(arbitrum_replica):
         yield arbitrum_replica
-    finally:
-        await arbitrum_replica.revert(snapshot)
 
 
 async def test_l1_part_decides_and_is_booked_on_the_arbitrum_replica(

@@ -26,6 +26,7 @@ from agent.devnet import Devnet
 from agent.devnet.jsonrpc import JsonRpc
 from agent.devnet.traders import balance_of, swap_v2
 from agent.store.models import IntentStatus
+from tests.conftest import reverted
 from tests.e2e.harness import (
     AGENT_ACCOUNT,
     GAPPER,
@@ -99,20 +100,14 @@ def dca(buy: str, spend: str, amount: int) -> dict[str, Any]:
 
 @pytest.fixture
 async def ethereum(ethereum_replica: Devnet) -> AsyncIterator[Devnet]:
-    snapshot = await ethereum_replica.snapshot()
-    try:
+    async with reverted(ethereum_replica):
         yield ethereum_replica
-    finally:
-        await ethereum_replica.revert(snapshot)
 
 
 @pytest.fixture
 async def base(base_replica: Devnet) -> AsyncIterator[Devnet]:
-    snapshot = await base_replica.snapshot()
-    try:
+    async with reverted(base_replica):
         yield base_replica
-    finally:
-        await base_replica.revert(snapshot)
 
 
 async def test_paper_run_on_the_ethereum_replica_buys_wbtc_with_usdt(

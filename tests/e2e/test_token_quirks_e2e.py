@@ -29,6 +29,7 @@ from agent.devnet.replica import TOKEN_ISSUER
 from agent.devnet.traders import balance_of
 from agent.execution.common import SEL_V2_SWAP_FEE_ON_TRANSFER, min_amount_out
 from agent.store.models import IntentStatus
+from tests.conftest import reverted
 from tests.e2e.harness import AGENT_ACCOUNT, running_agent, wait_for, write_config
 from tests.e2e.test_replica_e2e import dca, replica_tree
 from tests.fakes.discord_fake import DiscordWebhookFake
@@ -54,11 +55,8 @@ async def _send_as(rpc: JsonRpc, sender: str, to: str, data: str) -> None:
 
 @pytest.fixture
 async def ethereum(ethereum_replica: Devnet) -> AsyncIterator[Devnet]:
-    snapshot = await ethereum_replica.snapshot()
-    try:
+    async with reverted(ethereum_replica):
         yield ethereum_replica
-    finally:
-        await ethereum_replica.revert(snapshot)
 
 
 def _routers() -> list[str]:
